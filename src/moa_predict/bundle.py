@@ -1,0 +1,145 @@
+"""Model bundles: a directory with ``bundle.json`` (everything readable) and
+``weights.safetensors`` (every array). No pickles anywhere, so opening a bundle
+cannot run code; loading checks the format and fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from safetensors.numpy import load_file, save_file
+
+from . import __version__
+from .data import schema
+from .data.errors import DataError
+from .models.base import MoAModel, make_model
+
+FORMAT = "moa-predict-bundle"
+FORMAT_VERSION = 1
+META_FILE = "bundle.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass
+class Bundle:
+    """A fitted model with everything needed to use it on new profiles."""
+
+    model: MoAModel
+    target_names: list[str]
+    feature_columns: list[str] = field(default_factory=lambda: list(schema.FEATURE_COLUMNS))
+    info: dict[str, Any] = field(default_factory=dict)
+    """Training facts: CV report, data fingerprint, package version, created, command."""
+    path: Path | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    def predict_proba(self, features: pd.DataFrame, batch_size: int = 50_000) -> np.ndarray:
+        """Probabilities (rows × targets) for validated features, in chunks so memory stays flat."""
+        parts = [self.model.predict_proba(features.iloc[i:i + batch_size])
+                 for i in range(0, len(features), batch_size)]
+        if not parts:
+            return np.zeros((0, len(self.target_names)), dtype=np.float32)
+        return np.concatenate(parts)
+
+    def predict_frame(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target."""
+        proba = self.predict_proba(features)
+        frame = pd.DataFrame(proba, columns=self.target_names, index=features.index)
+        frame.index.name = schema.SIG_ID
+        return frame.reset_index()
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
+    """Write the bundle directory atomically (a temporary directory renamed into place)."""
+    path = Path(path)
+    settings, arrays = bundle.model.get_state()
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "model": {"name": bundle.model.name, "params": _json_params(bundle.model), "state": settings},
+        "target_names": bundle.target_names,
+        "feature_columns": bundle.feature_columns,
+        "weights": sorted(arrays),
+        **bundle.info,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / WEIGHTS_FILE))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default), encoding="utf-8")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    bundle.path = path
+    return path
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Read and check a bundle directory."""
+    path = Path(path)
+    meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise DataError(f"{path} is not a model bundle (expected {META_FILE} and {WEIGHTS_FILE}). "
+                        "Train one with 'moa train'.", source=str(path))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{META_FILE} is not valid JSON ({exc}).", source=str(path)) from None
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"unsupported bundle format {meta.get('format')!r} v{meta.get('format_version')!r}; "
+                        f"this moa-predict reads {FORMAT} v{FORMAT_VERSION}. Retrain the model.", source=str(path))
+    try:
+        arrays = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise DataError(f"{WEIGHTS_FILE} is unreadable ({exc}). The bundle is corrupt; retrain it.",
+                        source=str(path)) from None
+    if sorted(arrays) != sorted(meta.get("weights", [])):
+        raise DataError(f"{WEIGHTS_FILE} does not hold the arrays {META_FILE} lists. The bundle is corrupt or "
+                        "mixed from two trainings; retrain it.", source=str(path))
+    spec = meta["model"]
+    try:
+        model = make_model(spec["name"], **spec.get("params", {}))
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"bundle model {spec.get('name')!r} cannot be built by this version ({exc}).",
+                        source=str(path)) from None
+    model.set_state(spec["state"], arrays)
+    if model.n_targets_ != len(meta["target_names"]):
+        raise DataError(f"model has {model.n_targets_} outputs but the bundle lists {len(meta['target_names'])} "
+                        "targets. The bundle is corrupt; retrain it.", source=str(path))
+    info = {k: v for k, v in meta.items()
+            if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights"}}
+    return Bundle(model, list(meta["target_names"]), list(meta["feature_columns"]), info, path)
+
+
+def _json_params(model: MoAModel) -> dict[str, Any]:
+    params = model.get_params(deep=False)
+    json.dumps(params, default=_json_default)  # fail at save time, not load time, on odd values
+    return params
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,249 @@
+"""The ``moa`` command: thin subcommands over library calls.
+
+Bad input ends as one readable ``error:`` line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .data.errors import DataError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param wants KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _command_line() -> str:
+    return "moa " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
+    """The CV table: overall score, folds, and the best and worst predicted targets."""
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("CV log loss", f"{report['score']:.5f}")
+    table.add_row("rows", report["rows"])
+    table.add_row("folds", f"{report['folds']} ({'grouped by drug' if report['grouped_by_drug'] else 'by rows'}, "
+                           f"seed {report['seed']})")
+    table.add_row("per fold", "  ".join(f"{s:.5f}" for s in report["fold_scores"]))
+    table.add_row("fit time (all folds)", f"{report['fit_seconds']:.1f} s")
+    per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
+    table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
+    out.print(table)
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from .data.simulate import compare_statistics, simulate, write_simulated
+
+    data = simulate(n_train=args.rows, n_test=args.test_rows, seed=args.seed, labels_from=args.labels_from)
+    if args.out:
+        paths = write_simulated(data, args.out)
+        console.print(f"wrote {len(paths)} files to {args.out} ({len(data.train_features):,} train rows, "
+                      f"{len(data.test_features):,} test rows, seed {args.seed}); features are SIMULATED")
+    if args.check:
+        import pandas as pd
+
+        stats = compare_statistics(pd.concat([data.train_features, data.test_features]))
+        out.print(stats.to_string())
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .bundle import save_bundle
+    from .data.dataset import load_dataset
+    from .data.io import write_text
+    from .models import DEFAULT_MODEL, make_model
+    from .pipeline import train_bundle
+
+    data = load_dataset(args.data)
+    if args.rows and args.rows < len(data.features):
+        import numpy as np
+
+        data = data.subset(np.sort(np.random.default_rng(args.seed).choice(len(data.features), args.rows, False)))
+    name = args.model or DEFAULT_MODEL
+    params = dict(args.param or [])
+    if args.device:
+        params["device"] = args.device
+    try:
+        model = make_model(name, **params)
+    except (KeyError, TypeError) as exc:
+        raise DataError(str(exc).strip('"')) from None
+    console.print(f"training [bold]{name}[/] on {data.source}: {len(data.features):,} rows, "
+                  f"{len(data.target_names)} targets")
+    bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
+                                  command=_command_line())
+    path = save_bundle(bundle, args.out)
+    if result is not None:
+        report = bundle.info["cv"]
+        write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),
+                   path / "cv_report.json")
+        print_cv(report, f"{name}: {report['folds']}-fold CV")
+    console.print(f"bundle written to {path}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .bundle import load_bundle
+    from .data.dataset import load_features
+    from .data.io import write_table
+
+    bundle = load_bundle(args.bundle)
+    features = load_features(args.features, feature_columns=bundle.feature_columns)
+    frame = bundle.predict_frame(features)
+    if args.keep_columns:
+        extra = [c for c in features.columns if c not in set(bundle.feature_columns) and c not in ("cp_type",
+                                                                                                    "cp_time",
+                                                                                                    "cp_dose")]
+        if extra:
+            frame = frame.merge(features[extra].reset_index(), on="sig_id", how="left")
+    write_table(frame, args.out)
+    n_ctl = int((features["cp_type"] == "ctl_vehicle").sum())
+    console.print(f"wrote {len(frame):,} predictions ({n_ctl:,} control rows predicted 0) to {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data.dataset import load_features, load_targets
+    from .data.validate import align_to
+    from .evaluation.metrics import columnwise_log_loss
+    from .data.io import write_text
+
+    preds = load_targets_like(args.predictions)
+    targets = load_targets(args.targets)
+    preds = align_to(targets.index, preds, Path(args.predictions).name, Path(args.targets).name)
+    missing = [c for c in targets.columns if c not in preds.columns]
+    if missing:
+        raise DataError(f"predictions lack target column(s) {', '.join(missing[:5])}.", source=args.predictions)
+    preds = preds[targets.columns]
+    rows = f"all {len(targets):,} rows (no --features given, so controls could not be excluded)"
+    keep = None
+    if args.features:
+        feats = load_features(args.features)
+        is_ctl = align_to(targets.index, feats["cp_type"], Path(args.features).name,
+                          Path(args.targets).name) == "ctl_vehicle"
+        keep = ~is_ctl.to_numpy()
+        rows = f"{int(keep.sum()):,} treated rows ({int((~keep).sum()):,} controls excluded)"
+    y, p = targets.to_numpy(), preds.to_numpy()
+    if keep is not None:
+        y, p = y[keep], p[keep]
+    per = columnwise_log_loss(y, p)
+    out.print(f"mean column-wise log loss: {per.mean():.5f} on {rows}")
+    worst = sorted(zip(targets.columns, per), key=lambda kv: -kv[1])[: args.top]
+    table = Table(title=f"{args.top} hardest targets")
+    table.add_column("target")
+    table.add_column("log loss", justify="right")
+    for name, v in worst:
+        table.add_row(name, f"{v:.5f}")
+    out.print(table)
+    if args.out:
+        write_text(json.dumps({"score": float(per.mean()), "rows": rows,
+                               "per_target": dict(zip(targets.columns, map(float, per)))}, indent=1), args.out)
+
+
+def load_targets_like(path: str):
+    """A predictions file: sig_id + one probability column per target, values in [0, 1]."""
+    import numpy as np
+
+    from .data.io import read_table
+    from .data.validate import _numeric_block, check_not_empty, check_sig_ids
+
+    name = Path(path).name
+    frame = read_table(path)
+    check_not_empty(frame, name)
+    check_sig_ids(frame, name)
+    cols = [c for c in frame.columns if c != "sig_id"]
+    values = _numeric_block(frame, cols, name, "probability")
+    bad = (values < 0) | (values > 1)
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        raise DataError(f"row {i + 1}, column {cols[j]}: probability {values[i, j]} is outside [0, 1].",
+                        source=name, row=i + 1, column=cols[j])
+    import pandas as pd
+
+    return pd.DataFrame(values, columns=cols, index=pd.Index(frame["sig_id"].astype(str), name="sig_id"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moa", description="Predict mechanisms of action from LISH-MoA profiles.")
+    parser.add_argument("--version", action="version", version=f"moa-predict {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="write a simulated data set in the LISH-MoA layout",
+                       description="Write SIMULATED features (the real ones are not available here) in the exact "
+                                   "LISH-MoA layout, fully synthetic or conditioned on real label files.")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--rows", type=int, default=23814, help="train rows in synthetic mode (default 23814)")
+    p.add_argument("--test-rows", type=int, default=3982, help="test rows in synthetic mode (default 3982)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels-from", metavar="DIR",
+                   help="directory with the real label files: keep their sig_ids, drugs and labels")
+    p.add_argument("--check", action="store_true", help="print feature statistics next to the real data's")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("train", help="cross-validate a model and write a bundle")
+    p.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
+    p.add_argument("--model", help="model name (default: the best blend); see 'moa models'")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cv", action="store_true", help="skip cross-validation, only fit on all rows")
+    p.add_argument("--rows", type=int, help="train on a random subsample of this many rows")
+    p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE", help="model hyper-parameter")
+    p.add_argument("--device", help="torch device for neural models (cpu, cuda)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--features", required=True, help="CSV or Parquet in the test_features layout")
+    p.add_argument("--out", required=True, help="CSV (sample_submission layout) or .parquet")
+    p.add_argument("--keep-columns", action="store_true", help="append the input's extra columns (e.g. compound)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score predictions against targets")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--targets", required=True)
+    p.add_argument("--features", help="features file, to exclude control rows from the score")
+    p.add_argument("--top", type=int, default=10, help="how many hardest targets to list")
+    p.add_argument("--out", help="write the scores as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("models", help="list the available models")
+    p.set_defaults(func=lambda a: out.print("\n".join(__import__("moa_predict.models", fromlist=["x"])
+                                                      .available_models())))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except DataError as exc:
+        console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; no partial output was written")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Data layer: the LISH-MoA layout, readers with validation, and the simulator."""
+
+from .dataset import Dataset, control_mask, load_dataset, load_features, load_targets
+from .errors import DataError
+from .io import read_table, write_table
+
+__all__ = ["DataError", "Dataset", "control_mask", "load_dataset", "load_features", "load_targets",
+           "read_table", "write_table"]

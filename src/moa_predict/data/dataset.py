@@ -1,0 +1,106 @@
+"""The validated in-memory form of a LISH-MoA data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .errors import DataError
+from .io import Source, find_table, read_table
+from .validate import align_to, validate_drugs, validate_features, validate_targets
+
+
+@dataclass
+class Dataset:
+    """Profiles and, for training data, their labels; every table indexed by sig_id in the same order."""
+
+    features: pd.DataFrame
+    targets: pd.DataFrame | None = None
+    nonscored: pd.DataFrame | None = None
+    drugs: pd.Series | None = None
+    source: str = ""
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c for c in self.features.columns if c in _FEATURE_SET]
+
+    @property
+    def extra_columns(self) -> list[str]:
+        known = set(schema.META_COLUMNS) | _FEATURE_SET
+        return [c for c in self.features.columns if c not in known]
+
+    @property
+    def target_names(self) -> list[str]:
+        if self.targets is None:
+            raise DataError("this data set has no targets.", source=self.source)
+        return list(self.targets.columns)
+
+    @property
+    def is_control(self) -> np.ndarray:
+        return control_mask(self.features)
+
+    def fingerprint(self) -> str:
+        """A short hash of features and labels, stored in bundles and benchmark reports."""
+        h = hashlib.sha256()
+        h.update("|".join(map(str, self.features.index)).encode())
+        h.update(np.ascontiguousarray(self.features[self.feature_columns].to_numpy(np.float32)).tobytes())
+        for table in (self.targets, self.nonscored):
+            if table is not None:
+                h.update("|".join(table.columns).encode())
+                h.update(np.ascontiguousarray(table.to_numpy(np.int8)).tobytes())
+        return h.hexdigest()[:16]
+
+    def subset(self, rows: np.ndarray) -> "Dataset":
+        """The rows at positions `rows` (used for subsampling and folds)."""
+        take = lambda t: None if t is None else t.iloc[rows]  # noqa: E731
+        return Dataset(self.features.iloc[rows], take(self.targets), take(self.nonscored), take(self.drugs),
+                       self.source)
+
+
+_FEATURE_SET = set(schema.FEATURE_COLUMNS)
+
+
+def control_mask(features: pd.DataFrame) -> np.ndarray:
+    """True for control (vehicle) rows, which carry no MoA by definition."""
+    return (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+
+
+def load_features(src: Source, *, name: str | None = None, max_bytes: int | None = None,
+                  feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS) -> pd.DataFrame:
+    """Read and validate a features table (train_features / test_features layout)."""
+    name = name or (os.path.basename(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else None)
+    kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
+    frame = read_table(src, name=name, **kwargs)
+    return validate_features(frame, name or "features", feature_columns)
+
+
+def load_targets(src: Source, *, name: str | None = None) -> pd.DataFrame:
+    name = name or (os.path.basename(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "targets")
+    return validate_targets(read_table(src, name=name), name)
+
+
+def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Dataset:
+    """Load `train` (features + scored targets, optional non-scored targets and drugs) or `test` features."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory} is not a directory. Point --data at a directory in the LISH-MoA layout.",
+                        source=str(directory))
+    if split == "test":
+        path = find_table(directory, schema.TEST_FEATURES)
+        return Dataset(load_features(path), source=str(path))
+    fpath = find_table(directory, schema.TRAIN_FEATURES)
+    features = load_features(fpath)
+    tpath = find_table(directory, schema.TARGETS_SCORED)
+    targets = align_to(features.index, load_targets(tpath), tpath.name, fpath.name)
+    nonscored = drugs = None
+    if (npath := find_table(directory, schema.TARGETS_NONSCORED, required=False)) is not None:
+        nonscored = align_to(features.index, load_targets(npath), npath.name, fpath.name)
+    if (dpath := find_table(directory, schema.DRUGS, required=False)) is not None:
+        drugs = align_to(features.index, validate_drugs(read_table(dpath), dpath.name), dpath.name, fpath.name)
+    return Dataset(features, targets, nonscored, drugs, source=str(directory))

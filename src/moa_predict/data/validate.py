@@ -1,0 +1,208 @@
+"""Validation of LISH-MoA tables: every check the CLI, the API and the web pages share.
+
+Each check raises :class:`DataError` naming the file, the row (1-based data row, the
+header not counted), the column, what was expected and what to do. Checks are
+vectorised so a 24k x 876 table validates in well under a second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .errors import DataError
+
+_MAX_LISTED = 5
+
+
+def _listing(items: Sequence[object]) -> str:
+    shown = ", ".join(repr(i) for i in list(items)[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _row_hint(df: pd.DataFrame, i: int) -> str:
+    """'row 7 (sig_id id_0abc)': the 1-based data row and, when readable, its sig_id."""
+    sig = None
+    if schema.SIG_ID in df.columns:
+        value = df[schema.SIG_ID].iloc[i]
+        if isinstance(value, str) and value.strip():
+            sig = value
+    return f"row {i + 1}" + (f" (sig_id {sig})" if sig else "")
+
+
+def check_not_empty(df: pd.DataFrame, source: str) -> None:
+    if df.shape[1] == 0 or len(df) == 0:
+        raise DataError("the file has no data rows. Provide a table with a header line and at least one profile.",
+                        source=source)
+
+
+def check_unique_columns(columns: Sequence[str], source: str) -> None:
+    seen: set[str] = set()
+    dups = [c for c in columns if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
+    if dups:
+        raise DataError(f"duplicated column(s) {_listing(dups)}. Each column name must appear once; "
+                        "remove the duplicates.", source=source, column=str(dups[0]))
+
+
+def check_sig_ids(df: pd.DataFrame, source: str) -> None:
+    if schema.SIG_ID not in df.columns:
+        raise DataError(f"no '{schema.SIG_ID}' column. The first column must be '{schema.SIG_ID}', "
+                        "one unique id per profile.", source=source, column=schema.SIG_ID)
+    ids = df[schema.SIG_ID]
+    blank = ids.isna() | (ids.astype(str).str.strip() == "")
+    if blank.any():
+        i = int(np.flatnonzero(blank.to_numpy())[0])
+        raise DataError(f"row {i + 1}: '{schema.SIG_ID}' is empty ({int(blank.sum())} row(s) in all). "
+                        "Every profile needs an id.", source=source, row=i + 1, column=schema.SIG_ID)
+    dup = ids.duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        first = ids.iloc[rows[0]]
+        same = np.flatnonzero((ids == first).to_numpy()) + 1
+        raise DataError(f"sig_id {first!r} appears more than once (rows {_listing(same.tolist())}); "
+                        f"{int(ids.duplicated().sum())} duplicated row(s) in all. Each sig_id must be unique: "
+                        "remove or rename the duplicates.", source=source, row=int(same[0]), column=schema.SIG_ID)
+
+
+def _check_values(df: pd.DataFrame, column: str, allowed: Sequence[object], source: str,
+                  numeric: bool = False) -> pd.Series:
+    values = df[column]
+    if numeric:
+        coerced = pd.to_numeric(values, errors="coerce")
+        ok = coerced.isin(allowed)
+        values = coerced
+    else:
+        values = values.astype("string").str.strip()
+        ok = values.isin(allowed)
+    bad = ~ok.fillna(False).to_numpy(dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{_row_hint(df, i)}: {column} is {df[column].iloc[i]!r}; expected one of "
+                        f"{', '.join(map(str, allowed))} ({int(bad.sum())} bad row(s) in all).",
+                        source=source, row=i + 1, column=column)
+    return values.astype(int) if numeric else values.astype(str)
+
+
+def _numeric_block(df: pd.DataFrame, columns: Sequence[str], source: str, what: str) -> np.ndarray:
+    """Convert columns to float32, naming the first non-numeric, NaN or infinite cell."""
+    block = df.loc[:, list(columns)]
+    if all(pd.api.types.is_numeric_dtype(t) for t in block.dtypes):
+        values = block.to_numpy(dtype=np.float64)
+        nonnumeric = np.zeros(values.shape, dtype=bool)
+    else:
+        coerced = block.apply(pd.to_numeric, errors="coerce")
+        values = coerced.to_numpy(dtype=np.float64)
+        nonnumeric = np.isnan(values) & block.notna().to_numpy()
+    if nonnumeric.any():
+        i, j = (int(k[0]) for k in np.nonzero(nonnumeric))
+        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: {block.iat[i, j]!r} is not a number "
+                        f"({int(nonnumeric.sum())} non-numeric {what} value(s) in all). "
+                        f"{what.capitalize()} values must be plain decimal numbers.",
+                        source=source, row=i + 1, column=columns[j])
+    missing = np.isnan(values)
+    if missing.any():
+        i, j = (int(k[0]) for k in np.nonzero(missing))
+        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: value is missing (NaN/empty; "
+                        f"{int(missing.sum())} missing {what} value(s) in all). Fill or drop incomplete profiles.",
+                        source=source, row=i + 1, column=columns[j])
+    infinite = np.isinf(values)
+    if infinite.any():
+        i, j = (int(k[0]) for k in np.nonzero(infinite))
+        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: value is infinite "
+                        f"({int(infinite.sum())} infinite {what} value(s) in all). Replace it with a finite number.",
+                        source=source, row=i + 1, column=columns[j])
+    return values
+
+
+def validate_features(df: pd.DataFrame, source: str,
+                      feature_columns: Sequence[str] = schema.FEATURE_COLUMNS) -> pd.DataFrame:
+    """Return the profiles indexed by sig_id: meta columns, float32 features in the
+    expected order, then any other columns (compound names, notes) passed through untouched."""
+    check_not_empty(df, source)
+    check_unique_columns(list(df.columns), source)
+    required = list(schema.META_COLUMNS) + list(feature_columns)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        hint = ""
+        if len(missing) == len(required):
+            hint = " This does not look like a features file (is it a targets file, or not comma-separated?)."
+        raise DataError(f"missing column(s) {_listing(missing)} ({len(missing)} in all). A features file needs "
+                        f"{', '.join(schema.META_COLUMNS)} and the {len(feature_columns)} columns "
+                        f"{feature_columns[0]} ... {feature_columns[-1]}.{hint}", source=source, column=missing[0])
+    known = set(required)
+    unknown_features = [c for c in df.columns if c not in known and schema.FEATURE_LIKE.match(str(c))]
+    if unknown_features:
+        raise DataError(f"unexpected feature column(s) {_listing(unknown_features)}: the model knows "
+                        f"{feature_columns[0]} ... {feature_columns[-1]} only. Remove or rename them.",
+                        source=source, column=str(unknown_features[0]))
+    check_sig_ids(df, source)
+    cp_type = _check_values(df, schema.CP_TYPE, schema.CP_TYPES, source)
+    cp_time = _check_values(df, schema.CP_TIME, schema.CP_TIMES, source, numeric=True)
+    cp_dose = _check_values(df, schema.CP_DOSE, schema.CP_DOSES, source)
+    values = _numeric_block(df, feature_columns, source, "feature").astype(np.float32)
+    index = pd.Index(df[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    meta = pd.DataFrame({schema.CP_TYPE: cp_type.to_numpy(), schema.CP_TIME: cp_time.to_numpy(),
+                         schema.CP_DOSE: cp_dose.to_numpy()}, index=index)
+    feats = pd.DataFrame(values, columns=list(feature_columns), index=index)
+    extra = [c for c in df.columns if c not in known]
+    parts = [meta, feats]
+    if extra:
+        parts.append(df[extra].set_axis(index))
+    return pd.concat(parts, axis=1)
+
+
+def validate_targets(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Return a 0/1 int8 label matrix indexed by sig_id, columns in the file's order."""
+    check_not_empty(df, source)
+    check_unique_columns(list(df.columns), source)
+    check_sig_ids(df, source)
+    names = [c for c in df.columns if c != schema.SIG_ID]
+    if not names:
+        raise DataError("no target columns after sig_id. A targets file has one 0/1 column per MoA.", source=source)
+    values = _numeric_block(df, names, source, "target")
+    bad = (values != 0) & (values != 1)
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        raise DataError(f"{_row_hint(df, i)}, column {names[j]}: target value {df[names[j]].iloc[i]!r} is not 0 or 1 "
+                        f"({int(bad.sum())} such value(s)). Targets are binary labels.",
+                        source=source, row=i + 1, column=names[j])
+    index = pd.Index(df[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    return pd.DataFrame(values.astype(np.int8), columns=names, index=index)
+
+
+def validate_drugs(df: pd.DataFrame, source: str) -> pd.Series:
+    """Return drug_id per sig_id."""
+    check_not_empty(df, source)
+    check_unique_columns(list(df.columns), source)
+    check_sig_ids(df, source)
+    if schema.DRUG_ID not in df.columns:
+        raise DataError(f"no '{schema.DRUG_ID}' column. The drug file maps {schema.SIG_ID} to {schema.DRUG_ID}.",
+                        source=source, column=schema.DRUG_ID)
+    drugs = df[schema.DRUG_ID]
+    blank = drugs.isna() | (drugs.astype(str).str.strip() == "")
+    if blank.any():
+        i = int(np.flatnonzero(blank.to_numpy())[0])
+        raise DataError(f"{_row_hint(df, i)}: drug_id is empty. Every profile needs its drug id.",
+                        source=source, row=i + 1, column=schema.DRUG_ID)
+    index = pd.Index(df[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    return pd.Series(drugs.astype(str).str.strip().to_numpy(), index=index, name=schema.DRUG_ID)
+
+
+def align_to(features_index: pd.Index, table: pd.DataFrame | pd.Series, source: str,
+             features_source: str) -> pd.DataFrame | pd.Series:
+    """Reorder a per-profile table to the feature rows; fail if the sig_ids differ."""
+    missing = features_index.difference(table.index)
+    extra = table.index.difference(features_index)
+    if len(missing) or len(extra):
+        parts = []
+        if len(missing):
+            parts.append(f"{len(missing)} sig_id(s) of {features_source} are missing here ({_listing(list(missing))})")
+        if len(extra):
+            parts.append(f"{len(extra)} sig_id(s) here are not in {features_source} ({_listing(list(extra))})")
+        raise DataError("; ".join(parts) + ". Both files must describe the same profiles.", source=source,
+                        column=schema.SIG_ID)
+    return table.loc[features_index]

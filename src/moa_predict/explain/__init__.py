@@ -1,0 +1,1 @@
+"""Explanations: attributions, similar reference profiles, compound-level calls, OOD flags."""

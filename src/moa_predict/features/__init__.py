@@ -1,0 +1,1 @@
+"""Feature transforms, fit inside each CV fold only."""

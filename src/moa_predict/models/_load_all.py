@@ -1,0 +1,3 @@
+"""Imports every model module so that each registers its name."""
+
+from . import prior  # noqa: F401

@@ -1,0 +1,107 @@
+"""The estimator contract every MoA model follows, and the registry that names them.
+
+Models are scikit-learn estimators: hyper-parameters in ``__init__``, learned state with
+a trailing underscore, ``fit(X, Y)`` returning self and ``predict_proba(X)`` returning an
+(n_rows, n_targets) float32 array. X is the validated features frame (meta columns, g-/c-
+columns, by name). Control rows are handled here, once, for every model: dropped before
+fitting (unless the model was published as trained on them) and predicted exactly 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from ..data.dataset import control_mask
+
+State = tuple[dict[str, Any], dict[str, np.ndarray]]
+"""A model's persisted form: JSON-able settings and named arrays (saved as safetensors)."""
+
+
+class MoAModel(BaseEstimator):
+    """Base class: subclasses implement ``_fit``, ``_predict_proba``, ``_get_state``, ``_set_state``."""
+
+    name: ClassVar[str] = ""
+    trains_on_controls: ClassVar[bool] = False
+    """The paper's net was trained on all rows, controls included; our models drop them."""
+    uses_aux_targets: ClassVar[bool] = False
+    """Models that learn from the non-scored targets too (pre-training or auxiliary head)."""
+
+    def fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None = None) -> "MoAModel":
+        Y = np.asarray(Y, dtype=np.float32)
+        if len(X) != len(Y):
+            raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
+        if not self.trains_on_controls:
+            keep = ~control_mask(X)
+            X, Y = X.loc[keep], Y[keep]
+            Y_aux = None if Y_aux is None else np.asarray(Y_aux, dtype=np.float32)[keep]
+        if len(X) == 0:
+            raise ValueError("no treated rows to train on")
+        self.n_targets_ = Y.shape[1]
+        self._fit(X, Y, Y_aux if self.uses_aux_targets else None)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "n_targets_")
+        proba = np.asarray(self._predict_proba(X), dtype=np.float32)
+        proba[control_mask(X)] = 0.0
+        return proba
+
+    # -- persistence (safetensors + JSON, never pickle) -------------------------------
+    def get_state(self) -> State:
+        check_is_fitted(self, "n_targets_")
+        settings, arrays = self._get_state()
+        return {"n_targets_": int(self.n_targets_), **settings}, arrays
+
+    def set_state(self, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> "MoAModel":
+        self.n_targets_ = int(settings["n_targets_"])
+        self._set_state(settings, arrays)
+        return self
+
+    # -- to implement -----------------------------------------------------------------
+    def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _get_state(self) -> State:
+        raise NotImplementedError
+
+    def _set_state(self, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+
+MODELS: dict[str, type[MoAModel]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a model selectable by name (``moa train --model NAME``)."""
+
+    def deco(cls: type[MoAModel]) -> type[MoAModel]:
+        if name in MODELS:
+            raise ValueError(f"model name {name!r} registered twice")
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+
+    return deco
+
+
+def make_model(name: str, **params: Any) -> MoAModel:
+    """A fresh, unfitted model by registry name."""
+    from . import _load_all  # noqa: F401  (imports every model module so they register)
+
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[name](**params)
+
+
+def available_models() -> list[str]:
+    from . import _load_all  # noqa: F401
+
+    return sorted(MODELS)

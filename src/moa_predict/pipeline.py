@@ -1,0 +1,34 @@
+"""The training job behind ``moa train``: cross-validate, fit on all data, freeze into a bundle."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+from sklearn.base import clone
+
+from . import __version__
+from .bundle import Bundle
+from .data.dataset import Dataset
+from .evaluation.crossval import CVResult, cross_validate
+from .models.base import MoAModel
+
+
+def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
+                 progress: bool = True, command: str = "") -> tuple[Bundle, CVResult | None]:
+    """Cross-validate `model` (unless cv=False), then fit it on every training row."""
+    result = cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress) if cv else None
+    final = clone(model)
+    t0 = time.perf_counter()
+    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy()
+    final.fit(data.features, data.targets.to_numpy(), Y_aux)
+    info = {
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "training_data": {"source": data.source, "fingerprint": data.fingerprint(), "rows": len(data.features),
+                          "treated_rows": int((~data.is_control).sum())},
+        "final_fit_seconds": round(time.perf_counter() - t0, 2),
+        "cv": None if result is None else result.to_dict(),
+    }
+    return Bundle(final, data.target_names, data.feature_columns, info), result
