@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 from . import __version__
 from .data import schema
 from .data.errors import DataError
+from .data.io import DIR_MODE
 from .models.base import MoAModel, make_model
 
 FORMAT = "moa-predict-bundle"
@@ -75,6 +76,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes a private (0700) directory; a bundle is shared like any output
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / WEIGHTS_FILE))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default), encoding="utf-8")
@@ -102,7 +104,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{META_FILE} is not valid JSON ({exc}).", source=str(path)) from None
+        raise DataError(f"{META_FILE} is not valid JSON ({exc}). The bundle is corrupt; retrain it.",
+                        source=str(path)) from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{META_FILE} does not describe a model bundle (a JSON object is expected). "
+                        "Retrain the model.", source=str(path))
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         raise DataError(f"unsupported bundle format {meta.get('format')!r} v{meta.get('format_version')!r}; "
                         f"this moa-predict reads {FORMAT} v{FORMAT_VERSION}. Retrain the model.", source=str(path))
@@ -114,19 +120,33 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if sorted(arrays) != sorted(meta.get("weights", [])):
         raise DataError(f"{WEIGHTS_FILE} does not hold the arrays {META_FILE} lists. The bundle is corrupt or "
                         "mixed from two trainings; retrain it.", source=str(path))
-    spec = meta["model"]
     try:
-        model = make_model(spec["name"], **spec.get("params", {}))
+        spec = meta["model"]
+        target_names, feature_columns = list(meta["target_names"]), list(meta["feature_columns"])
+        params = dict(spec.get("params", {}))
+        name = spec["name"]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{META_FILE} lacks or garbles an entry ({type(exc).__name__}: {exc}). The bundle is "
+                        "corrupt; retrain it.", source=str(path)) from None
+    if "device" in params:
+        params["device"] = "cpu"  # a bundle trained on a GPU must load anywhere; callers may move it
+    try:
+        model = make_model(name, **params)
     except (KeyError, TypeError) as exc:
-        raise DataError(f"bundle model {spec.get('name')!r} cannot be built by this version ({exc}).",
+        raise DataError(f"bundle model {name!r} cannot be built by this version ({exc}).",
                         source=str(path)) from None
-    model.set_state(spec["state"], arrays)
-    if model.n_targets_ != len(meta["target_names"]):
-        raise DataError(f"model has {model.n_targets_} outputs but the bundle lists {len(meta['target_names'])} "
+    try:
+        model.set_state(spec["state"], arrays)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        # RuntimeError: torch's load_state_dict on missing keys or mismatched shapes
+        raise DataError(f"the stored state does not fit model {name!r} ({type(exc).__name__}: {exc}). The bundle "
+                        "is corrupt or from another version; retrain it.", source=str(path)) from None
+    if model.n_targets_ != len(target_names):
+        raise DataError(f"model has {model.n_targets_} outputs but the bundle lists {len(target_names)} "
                         "targets. The bundle is corrupt; retrain it.", source=str(path))
     info = {k: v for k, v in meta.items()
             if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights"}}
-    return Bundle(model, list(meta["target_names"]), list(meta["feature_columns"]), info, path)
+    return Bundle(model, target_names, feature_columns, info, path)
 
 
 def _json_params(model: MoAModel) -> dict[str, Any]:

@@ -126,13 +126,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluation.metrics import columnwise_log_loss
     from .data.io import write_text
 
-    preds = load_targets_like(args.predictions)
     targets = load_targets(args.targets)
+    preds = load_targets_like(args.predictions, columns=list(targets.columns))
     preds = align_to(targets.index, preds, Path(args.predictions).name, Path(args.targets).name)
-    missing = [c for c in targets.columns if c not in preds.columns]
-    if missing:
-        raise DataError(f"predictions lack target column(s) {', '.join(missing[:5])}.", source=args.predictions)
-    preds = preds[targets.columns]
     rows = f"all {len(targets):,} rows (no --features given, so controls could not be excluded)"
     keep = None
     if args.features:
@@ -158,27 +154,76 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                "per_target": dict(zip(targets.columns, map(float, per)))}, indent=1), args.out)
 
 
-def load_targets_like(path: str):
-    """A predictions file: sig_id + one probability column per target, values in [0, 1]."""
+def load_targets_like(path: str, columns: list[str] | None = None):
+    """A predictions file: sig_id + one probability column per target, values in [0, 1].
+
+    With `columns`, only those are read (and must all be there), so other columns such as the
+    ones ``moa predict --keep-columns`` appends do not get in the way."""
     import numpy as np
+    import pandas as pd
 
     from .data.io import read_table
-    from .data.validate import _numeric_block, check_not_empty, check_sig_ids
+    from .data.validate import _numeric_block, _row_hint, check_not_empty, check_sig_ids, check_unique_columns
 
     name = Path(path).name
     frame = read_table(path)
     check_not_empty(frame, name)
+    check_unique_columns(list(frame.columns), name)
     check_sig_ids(frame, name)
-    cols = [c for c in frame.columns if c != "sig_id"]
+    if columns is None:
+        cols = [c for c in frame.columns if c != "sig_id"]
+    else:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"predictions lack {len(missing)} target column(s) ({', '.join(missing[:5])}"
+                            f"{' ...' if len(missing) > 5 else ''}). Predict with a bundle trained on these "
+                            "targets.", source=name, column=missing[0])
+        cols = list(columns)
     values = _numeric_block(frame, cols, name, "probability")
     bad = (values < 0) | (values > 1)
     if bad.any():
         i, j = (int(k[0]) for k in np.nonzero(bad))
-        raise DataError(f"row {i + 1}, column {cols[j]}: probability {values[i, j]} is outside [0, 1].",
+        raise DataError(f"{_row_hint(frame, i)}, column {cols[j]}: probability {values[i, j]:g} is outside [0, 1] "
+                        f"({int(bad.sum())} such value(s)). Predictions must be probabilities.",
                         source=name, row=i + 1, column=cols[j])
-    import pandas as pd
+    index = pd.Index(frame["sig_id"].astype(str).str.strip(), name="sig_id")
+    return pd.DataFrame(values, columns=cols, index=index)
 
-    return pd.DataFrame(values, columns=cols, index=pd.Index(frame["sig_id"].astype(str), name="sig_id"))
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    result = run_demo(args.workdir, rows=args.rows, test_rows=args.test_rows, seed=args.seed, model=args.model,
+                      log=lambda m: console.print(m, highlight=False))
+    if result.cv:
+        print_cv(result.cv, f"default model on SIMULATED data: {result.cv['folds']}-fold CV")
+    if result.test_score is not None:
+        out.print(f"log loss on the simulated test profiles (treated rows): {result.test_score:.5f}")
+    if not args.no_serve:
+        from .web.app import serve
+
+        serve(result.bundle_dir, host=args.host, port=args.port)
+
+
+def cmd_benchmark_paper(args: argparse.Namespace) -> None:
+    from .data.dataset import load_dataset
+    from .evaluation.paper_benchmark import print_report, run_paper_benchmark, write_outputs
+
+    data = load_dataset(args.data)
+    console.print(f"paper benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows")
+    report = run_paper_benchmark(data, quick=args.quick, n_splits=args.folds, seed=args.seed,
+                                 device=args.device or "cpu", command=_command_line())
+    print_report(report, out)
+    paths = write_outputs(report, args.out)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from .web.app import serve
+
+    if args.max_upload_mb <= 0:
+        raise DataError("--max-upload-mb must be a positive number of megabytes.")
+    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +270,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("demo", help="the main job: simulate, train the default model, predict, serve the web app")
+    p.add_argument("--workdir", default="runs/demo", help="where data, bundle and predictions go")
+    p.add_argument("--rows", type=int, default=23814, help="simulated training rows")
+    p.add_argument("--test-rows", type=int, default=3982, help="simulated test rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="model to train (default: the default model)")
+    p.add_argument("--no-serve", action="store_true", help="stop after writing predictions")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_demo)
+
+    # `moa benchmark NAME`: one sub-subcommand per benchmark; add more with bench_sub.add_parser(...)
+    p = sub.add_parser("benchmark", help="reproducible benchmark tables (see 'moa benchmark -h')")
+    bench_sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    b = bench_sub.add_parser("paper", help="the paper's four models and results tables, side by side",
+                             description="BRkNN-a/-b and ML-kNN over k, the paper's net over epochs, and the best "
+                                         "of each next to the published numbers; drug-grouped CV, treated rows.")
+    b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
+    b.add_argument("--quick", action="store_true", help="fewer k values and epochs on a ~6,000-row subsample")
+    b.add_argument("--out", default="docs/paper", help="output directory (default docs/paper)")
+    b.add_argument("--folds", type=int, default=5)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", help="torch device for the net (cpu, cuda)")
+    b.set_defaults(func=cmd_benchmark_paper)
+
+    p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
+                       description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "
+                                   "reference at /docs) with uvicorn; the bundle is loaded once. Ctrl+C stops it.")
+    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train'")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("models", help="list the available models")
     p.set_defaults(func=lambda a: out.print("\n".join(__import__("moa_predict.models", fromlist=["x"])
                                                       .available_models())))
@@ -237,8 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except DataError as exc:
-        console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False)
+        # soft_wrap: one line however long (rich would otherwise wrap at the terminal width)
+        console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
         return 2
+    except OSError as exc:  # the machine, not the input: unwritable output, disk full
+        console.print("[bold red]error:[/] " + escape(str(exc)), highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         console.print("interrupted; no partial output was written")
         return 130

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import numpy as np
 from sklearn.base import clone
 
 from . import __version__
@@ -20,8 +21,9 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     result = cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress) if cv else None
     final = clone(model)
     t0 = time.perf_counter()
-    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy()
-    final.fit(data.features, data.targets.to_numpy(), Y_aux)
+    # float32 as in cross_validate, so the final fit sees exactly what the CV folds saw
+    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
+    final.fit(data.features, data.targets.to_numpy(np.float32), Y_aux)
     info = {
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -12,6 +12,7 @@ class DataError(ValueError):
 
     def __init__(self, message: str, *, source: str | None = None, row: int | None = None,
                  column: str | None = None) -> None:
+        """`row` is the 1-based data row (the header not counted); `column` the column name."""
         self.source = source
         self.row = row
         self.column = column
@@ -19,5 +20,7 @@ class DataError(ValueError):
         super().__init__(prefix + message)
 
     def to_dict(self) -> dict[str, object]:
-        """JSON form used by the API (row is the 1-based line number in the file, header = line 1)."""
-        return {"error": str(self), "file": self.source, "line": self.row, "column": self.column}
+        """JSON form used by the API: ``row`` is the 1-based data row (header not counted), as in the
+        message; ``line`` the line of a CSV file it is on (header = line 1)."""
+        return {"error": str(self), "file": self.source, "row": self.row,
+                "line": None if self.row is None else self.row + 1, "column": self.column}

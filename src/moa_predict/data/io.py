@@ -6,6 +6,7 @@ import csv
 import io
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,17 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 Source = str | os.PathLike | IO[bytes]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
+"""Permissions of written files (what open() would give); temporary files are created private."""
+DIR_MODE = 0o777 & ~_umask()
+
+
 def _size_of(handle: IO[bytes]) -> int:
     pos = handle.tell()
     handle.seek(0, os.SEEK_END)
@@ -30,15 +42,90 @@ def _size_of(handle: IO[bytes]) -> int:
     return size
 
 
+def _human_size(n: int) -> str:
+    """'2.1 GB', '340 kB', '12 bytes': a size limit of a few bytes must not read '0 MB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
 def _is_parquet(name: str, head: bytes) -> bool:
     return name.lower().endswith(".parquet") or head[:4] == b"PAR1"
+
+
+def _read_parquet(src: IO[bytes], name: str) -> pd.DataFrame:
+    """A Parquet table with sig_id as a column, even when it was written as the index."""
+    try:
+        frame = pd.read_parquet(src)
+    except Exception as exc:  # pyarrow raises many types for corrupt files
+        raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Check that the upload "
+                        "finished, or save the table again as Parquet or CSV.", source=name) from None
+    if any(n is not None for n in frame.index.names):  # e.g. df.set_index("sig_id").to_parquet(...)
+        frame = frame.reset_index()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _ragged_line(text: IO[str], n_fields: int) -> tuple[int, int] | None:
+    """(line number, field count) of the first line whose field count differs from the header's.
+
+    Only called when pandas has already found such a line, to name it in the error message."""
+    text.seek(0)
+    reader = csv.reader(text)
+    try:
+        for fields in reader:
+            if fields and len(fields) != n_fields:
+                return reader.line_num, len(fields)
+    except csv.Error:  # e.g. an unterminated quote: pandas' own message says more
+        pass
+    return None
+
+
+def _read_csv(src: IO[bytes], name: str) -> pd.DataFrame:
+    """Read a UTF-8 CSV (BOM and Windows line endings allowed) with the header's names kept verbatim."""
+    text = io.TextIOWrapper(src, encoding="utf-8-sig", newline="")
+    try:
+        header = next(csv.reader(text), [])
+        text.seek(0)
+        with warnings.catch_warnings():
+            # index_col=False: pandas would otherwise turn a first column that has no header name (a line with
+            # one field too many) into the index and shift every column by one, silently.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            sig_id_as_text = {h: str for h in header if h.strip() == schema.SIG_ID}  # keep '001' as '001'
+            frame = pd.read_csv(text, low_memory=False, dtype=sig_id_as_text, index_col=False)
+    except UnicodeDecodeError:
+        raise DataError("this is not a UTF-8 text CSV file. Save it as CSV (UTF-8) and try again.",
+                        source=name) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("the file has no header line or data. Provide a CSV with a header line.", source=name) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        where = _ragged_line(text, len(header))
+        detail = (f"line {where[0]} has {where[1]} fields but the header has {len(header)}" if where
+                  else str(exc).strip())
+        raise DataError(f"not a well-formed CSV file ({detail}). Check that every line has the same number of "
+                        "comma-separated fields as the header.", source=name,
+                        row=None if where is None else where[0] - 1) from None
+    finally:
+        text.detach()  # leave the caller's handle open
+    if len(header) == len(frame.columns):
+        # Our own names, not pandas': pandas renames duplicated headers ('g-1.1') and unnamed ones ('Unnamed: 5').
+        names = [h.strip() for h in header]
+    else:
+        names = [str(c).strip() for c in frame.columns]
+    # Trailing commas (spreadsheet exports) make nameless, empty columns: drop them.
+    keep = [not (n == "" and frame.iloc[:, j].isna().all()) for j, n in enumerate(names)]
+    frame = frame.loc[:, keep]
+    frame.columns = [n or f"unnamed column {j + 1}" for j, n in enumerate(names) if keep[j]]
+    return frame
 
 
 def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> pd.DataFrame:
     """Read a CSV or Parquet table from a path or a binary file object.
 
-    Values are read as pandas infers them; validation converts and checks them afterwards.
-    Duplicated CSV header names are kept verbatim (pandas would silently rename them).
+    Values are read as pandas infers them (sig_id always as text); validation converts and checks them
+    afterwards. Column names are the header's, stripped; duplicated names are kept (pandas would silently
+    rename them) so validation can report them.
     """
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
@@ -51,40 +138,19 @@ def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = 
     name = os.path.basename(str(name))
     size = _size_of(src)
     if max_bytes is not None and size > max_bytes:
-        raise DataError(f"file is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit. "
+        raise DataError(f"file is {_human_size(size)}, over the {_human_size(max_bytes)} limit. "
                         "Split it into smaller files or raise the limit.", source=name)
     if size == 0:
-        raise DataError("the file is empty. Provide a table with a header line and at least one profile.",
-                        source=name)
+        raise DataError("the file is empty (0 bytes). Provide a table with a header line and at least one "
+                        "profile.", source=name)
     head = src.read(4096)
     src.seek(0)
     if _is_parquet(name, head):
-        try:
-            return pd.read_parquet(src)
-        except Exception as exc:  # pyarrow raises many types for corrupt files
-            raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}).", source=name) from None
+        return _read_parquet(src, name)
     if b"\x00" in head:
         raise DataError("this is not a CSV file (it contains binary data). Upload a comma-separated text file "
                         "or a Parquet file.", source=name)
-    try:
-        text = io.TextIOWrapper(src, encoding="utf-8-sig", newline="")
-        header = next(csv.reader(text), [])
-        text.seek(0)
-        frame = pd.read_csv(text, low_memory=False, dtype={schema.SIG_ID: str})
-        text.detach()
-    except UnicodeDecodeError:
-        raise DataError("this is not a UTF-8 text CSV file. Save it as CSV (UTF-8) and try again.",
-                        source=name) from None
-    except pd.errors.EmptyDataError:
-        raise DataError("the file has no header line or data. Provide a CSV with a header line.", source=name) from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"not a well-formed CSV file ({str(exc).strip()}). Check that every line has the same "
-                        "number of comma-separated fields as the header.", source=name) from None
-    if len(header) == len(frame.columns) and len(set(header)) < len(header):
-        frame.columns = [h.strip() for h in header]
-    else:
-        frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return _read_csv(src, name)
 
 
 def find_table(directory: str | os.PathLike, stem: str, *, required: bool = True) -> Path | None:
@@ -111,6 +177,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600 files; outputs should be as readable as any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -24,13 +24,28 @@ def _listing(items: Sequence[object]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+def _show(value: object) -> str:
+    """A cell as the user typed it: '36', 'abc', 'empty' (not np.int64(36) or nan)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return "empty"
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _sig_id_strings(df: pd.DataFrame) -> pd.Series:
+    """sig_ids as stripped text: the form used for uniqueness checks, the index and matching files."""
+    ids = df[schema.SIG_ID]
+    return ids.astype(str).str.strip().where(ids.notna())
+
+
 def _row_hint(df: pd.DataFrame, i: int) -> str:
     """'row 7 (sig_id id_0abc)': the 1-based data row and, when readable, its sig_id."""
     sig = None
     if schema.SIG_ID in df.columns:
         value = df[schema.SIG_ID].iloc[i]
-        if isinstance(value, str) and value.strip():
-            sig = value
+        if not pd.isna(value) and str(value).strip():
+            sig = str(value).strip()
     return f"row {i + 1}" + (f" (sig_id {sig})" if sig else "")
 
 
@@ -44,20 +59,23 @@ def check_unique_columns(columns: Sequence[str], source: str) -> None:
     seen: set[str] = set()
     dups = [c for c in columns if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
     if dups:
-        raise DataError(f"duplicated column(s) {_listing(dups)}. Each column name must appear once; "
+        where = [i + 1 for i, c in enumerate(columns) if c == dups[0]]
+        raise DataError(f"duplicated column(s) {_listing(dups)} ({dups[0]!r} is in columns "
+                        f"{', '.join(map(str, where))} of the header). Each column name must appear once; "
                         "remove the duplicates.", source=source, column=str(dups[0]))
 
 
 def check_sig_ids(df: pd.DataFrame, source: str) -> None:
     if schema.SIG_ID not in df.columns:
-        raise DataError(f"no '{schema.SIG_ID}' column. The first column must be '{schema.SIG_ID}', "
-                        "one unique id per profile.", source=source, column=schema.SIG_ID)
-    ids = df[schema.SIG_ID]
-    blank = ids.isna() | (ids.astype(str).str.strip() == "")
+        raise DataError(f"no '{schema.SIG_ID}' column (found {_listing(list(df.columns))}). The table needs a "
+                        f"'{schema.SIG_ID}' column holding one unique id per profile.", source=source,
+                        column=schema.SIG_ID)
+    ids = _sig_id_strings(df)
+    blank = ids.isna() | (ids == "")
     if blank.any():
         i = int(np.flatnonzero(blank.to_numpy())[0])
         raise DataError(f"row {i + 1}: '{schema.SIG_ID}' is empty ({int(blank.sum())} row(s) in all). "
-                        "Every profile needs an id.", source=source, row=i + 1, column=schema.SIG_ID)
+                        "Every profile needs a unique id.", source=source, row=i + 1, column=schema.SIG_ID)
     dup = ids.duplicated(keep=False).to_numpy()
     if dup.any():
         rows = np.flatnonzero(dup)
@@ -81,8 +99,8 @@ def _check_values(df: pd.DataFrame, column: str, allowed: Sequence[object], sour
     bad = ~ok.fillna(False).to_numpy(dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{_row_hint(df, i)}: {column} is {df[column].iloc[i]!r}; expected one of "
-                        f"{', '.join(map(str, allowed))} ({int(bad.sum())} bad row(s) in all).",
+        raise DataError(f"{_row_hint(df, i)}: {column} is {_show(df[column].iloc[i])}; expected one of "
+                        f"{', '.join(map(str, allowed))} ({int(bad.sum())} bad row(s) in all). Fix or drop those rows.",
                         source=source, row=i + 1, column=column)
     return values.astype(int) if numeric else values.astype(str)
 
@@ -99,7 +117,7 @@ def _numeric_block(df: pd.DataFrame, columns: Sequence[str], source: str, what: 
         nonnumeric = np.isnan(values) & block.notna().to_numpy()
     if nonnumeric.any():
         i, j = (int(k[0]) for k in np.nonzero(nonnumeric))
-        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: {block.iat[i, j]!r} is not a number "
+        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: {_show(block.iat[i, j])} is not a number "
                         f"({int(nonnumeric.sum())} non-numeric {what} value(s) in all). "
                         f"{what.capitalize()} values must be plain decimal numbers.",
                         source=source, row=i + 1, column=columns[j])
@@ -128,7 +146,7 @@ def validate_features(df: pd.DataFrame, source: str,
     missing = [c for c in required if c not in df.columns]
     if missing:
         hint = ""
-        if len(missing) == len(required):
+        if not any(c in df.columns for c in required if c != schema.SIG_ID):
             hint = " This does not look like a features file (is it a targets file, or not comma-separated?)."
         raise DataError(f"missing column(s) {_listing(missing)} ({len(missing)} in all). A features file needs "
                         f"{', '.join(schema.META_COLUMNS)} and the {len(feature_columns)} columns "
@@ -143,8 +161,16 @@ def validate_features(df: pd.DataFrame, source: str,
     cp_type = _check_values(df, schema.CP_TYPE, schema.CP_TYPES, source)
     cp_time = _check_values(df, schema.CP_TIME, schema.CP_TIMES, source, numeric=True)
     cp_dose = _check_values(df, schema.CP_DOSE, schema.CP_DOSES, source)
-    values = _numeric_block(df, feature_columns, source, "feature").astype(np.float32)
-    index = pd.Index(df[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    values = _numeric_block(df, feature_columns, source, "feature")
+    too_large = np.abs(values) > np.finfo(np.float32).max  # would silently become inf in float32
+    if too_large.any():
+        i, j = (int(k[0]) for k in np.nonzero(too_large))
+        raise DataError(f"{_row_hint(df, i)}, column {feature_columns[j]}: value {values[i, j]:.3g} is too large "
+                        f"({int(too_large.sum())} such value(s)); real features lie within "
+                        f"[{schema.CLIP_LOW:g}, {schema.CLIP_HIGH:g}]. Check the file's units and scaling.",
+                        source=source, row=i + 1, column=feature_columns[j])
+    values = values.astype(np.float32)
+    index = pd.Index(_sig_id_strings(df), name=schema.SIG_ID)
     meta = pd.DataFrame({schema.CP_TYPE: cp_type.to_numpy(), schema.CP_TIME: cp_time.to_numpy(),
                          schema.CP_DOSE: cp_dose.to_numpy()}, index=index)
     feats = pd.DataFrame(values, columns=list(feature_columns), index=index)
@@ -167,10 +193,10 @@ def validate_targets(df: pd.DataFrame, source: str) -> pd.DataFrame:
     bad = (values != 0) & (values != 1)
     if bad.any():
         i, j = (int(k[0]) for k in np.nonzero(bad))
-        raise DataError(f"{_row_hint(df, i)}, column {names[j]}: target value {df[names[j]].iloc[i]!r} is not 0 or 1 "
+        raise DataError(f"{_row_hint(df, i)}, column {names[j]}: target value {_show(df[names[j]].iloc[i])} is not 0 or 1 "
                         f"({int(bad.sum())} such value(s)). Targets are binary labels.",
                         source=source, row=i + 1, column=names[j])
-    index = pd.Index(df[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    index = pd.Index(_sig_id_strings(df), name=schema.SIG_ID)
     return pd.DataFrame(values.astype(np.int8), columns=names, index=index)
 
 
@@ -188,21 +214,25 @@ def validate_drugs(df: pd.DataFrame, source: str) -> pd.Series:
         i = int(np.flatnonzero(blank.to_numpy())[0])
         raise DataError(f"{_row_hint(df, i)}: drug_id is empty. Every profile needs its drug id.",
                         source=source, row=i + 1, column=schema.DRUG_ID)
-    index = pd.Index(df[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    index = pd.Index(_sig_id_strings(df), name=schema.SIG_ID)
     return pd.Series(drugs.astype(str).str.strip().to_numpy(), index=index, name=schema.DRUG_ID)
 
 
 def align_to(features_index: pd.Index, table: pd.DataFrame | pd.Series, source: str,
              features_source: str) -> pd.DataFrame | pd.Series:
-    """Reorder a per-profile table to the feature rows; fail if the sig_ids differ."""
-    missing = features_index.difference(table.index)
-    extra = table.index.difference(features_index)
+    """Reorder a per-profile table (validated, rows in file order) to the feature rows; fail if the sig_ids
+    differ, naming the first row of `table` whose sig_id is not among the features."""
+    missing = features_index.difference(table.index, sort=False)
+    extra_mask = ~table.index.isin(features_index)
+    extra = table.index[extra_mask]
+    row = int(np.flatnonzero(extra_mask)[0]) + 1 if extra_mask.any() else None
     if len(missing) or len(extra):
         parts = []
         if len(missing):
             parts.append(f"{len(missing)} sig_id(s) of {features_source} are missing here ({_listing(list(missing))})")
         if len(extra):
             parts.append(f"{len(extra)} sig_id(s) here are not in {features_source} ({_listing(list(extra))})")
-        raise DataError("; ".join(parts) + ". Both files must describe the same profiles.", source=source,
-                        column=schema.SIG_ID)
+        first = f" First unknown id: row {row} (sig_id {extra[0]})." if row is not None else ""
+        raise DataError("; ".join(parts) + f".{first} Both files must describe the same profiles, one row "
+                        "each.", source=source, row=row, column=schema.SIG_ID)
     return table.loc[features_index]

@@ -1,3 +1,6 @@
 """Imports every model module so that each registers its name."""
 
 from . import prior  # noqa: F401
+from . import knn  # noqa: F401
+from . import paper_nn  # noqa: F401
+from . import mlp  # noqa: F401

@@ -51,6 +51,29 @@ class MoAModel(BaseEstimator):
         proba[control_mask(X)] = 0.0
         return proba
 
+    # -- attributions (optional capability, used by explain.attributions) -------------
+    @property
+    def supports_attributions(self) -> bool:
+        """True when ``attribution_forward`` is implemented (networks do; kNN and the prior do not)."""
+        return False
+
+    def attribution_inputs(self, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """The raw attribution layout of X and its column names: the g-/c- features (bundle order), then
+        one-hot cp_time 24/48/72 and cp_dose D1/D2 as floats (``features.torch_transforms.raw_inputs``)."""
+        if not self.supports_attributions:
+            raise NotImplementedError(self._no_attributions())
+        from ..features.torch_transforms import raw_inputs, raw_names
+
+        return raw_inputs(X), raw_names()
+
+    def attribution_forward(self, raw: Any) -> Any:
+        """torch (n, 877) raw layout → (n, n_targets) probabilities, differentiable (treated profiles)."""
+        raise NotImplementedError(self._no_attributions())
+
+    def _no_attributions(self) -> str:
+        return (f"model {self.name!r} cannot explain its predictions by feature attributions (it is not a "
+                "differentiable network); similar reference profiles and compound calls still work")
+
     # -- persistence (safetensors + JSON, never pickle) -------------------------------
     def get_state(self) -> State:
         check_is_fitted(self, "n_targets_")

@@ -1,0 +1,29 @@
+# Two entry points on a fresh machine (each installs what it needs into .venv):
+#   make demo   simulate data, train the default model with CV, predict the test file, serve the web app
+#   make test   run the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := runs/demo
+
+.PHONY: install install-test demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+
+install-test: install
+	$(BIN)/pip install --quiet -e ".[test]"
+
+demo: install
+	$(BIN)/moa demo --workdir $(DEMO)
+
+test: install-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs

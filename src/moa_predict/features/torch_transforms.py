@@ -1,0 +1,248 @@
+"""Differentiable torch mirrors of FITTED feature transforms, for attributions in the raw input space.
+
+Integrated gradients needs the whole path from the user's columns to the probabilities to be one
+differentiable torch function. Each model's preprocessing is fitted with scikit-learn (or numpy); the
+modules here evaluate the very same fitted function in torch, so attributions land on the user's own
+columns (g-0 ... c-99, dose, time) instead of on PCA components or quantile scores.
+
+The raw attribution layout (``RawLayout``) is: the g-/c- features in the model's column order, then five
+floats: one-hot ``cp_time`` 24 / 48 / 72 and ``cp_dose`` D1 / D2 (the order of ``features.meta.onehot_meta``).
+Treated profiles only: controls are predicted 0 by every model and never attributed.
+
+Mirrors (each checked against the numpy/scikit-learn transform in tests/test_explain_torch_transforms.py):
+
+- ``TorchQuantileNormal``: ``QuantileTransformer(output_distribution="normal").transform`` as scikit-learn
+  computes it (``_transform_col``): the mean of the forward and the backward piecewise-linear interpolation
+  of the fitted ``quantiles_`` onto ``references_`` (so repeated quantiles map to the middle of their run),
+  values within 1e-7 of the ends set to 0 / 1, then the normal quantile function, clipped like scikit-learn.
+- ``TorchQuantileTable``: ``features.transforms.QuantileTable`` (the lookup table our networks are trained
+  through) — the same piecewise-linear function, bit for bit.
+- ``TorchPCA`` (centre, project, optional whitening), ``TorchStandardScaler``, ``TorchVarianceThreshold``
+  (column selection), and ``TorchMoAPreprocessor`` composing them like ``features.transforms.MoAPreprocessor``.
+- ``paper_inputs_torch``: the paper's input (cp_type, cp_time 0/1/2, cp_dose 0/1, then the raw features),
+  derived from the one-hot columns, which is linear, so gradients reach dose and time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..data import schema
+from .meta import feature_matrix, onehot_meta
+
+META_NAMES: tuple[str, ...] = tuple(f"{schema.CP_TIME}={t}" for t in schema.CP_TIMES) + tuple(
+    f"{schema.CP_DOSE}={d}" for d in schema.CP_DOSES)
+"""Names of the five one-hot columns that follow the g-/c- features in the raw attribution layout."""
+
+N_META = len(META_NAMES)
+_BOUNDS_THRESHOLD = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD
+
+
+# -- the raw attribution layout ------------------------------------------------------------------------------
+def raw_names(feature_columns: Sequence[str] = schema.FEATURE_COLUMNS) -> list[str]:
+    """Column names of the raw attribution layout: the features, then the five one-hot dose/time columns."""
+    return list(feature_columns) + list(META_NAMES)
+
+
+def raw_inputs(X: pd.DataFrame, feature_columns: Sequence[str] = schema.FEATURE_COLUMNS) -> np.ndarray:
+    """The raw attribution layout of a features frame, float32 (n, n_features + 5)."""
+    return np.hstack([feature_matrix(X, tuple(feature_columns)), onehot_meta(X)]).astype(np.float32)
+
+
+def raw_baseline(n_features: int = schema.N_GENES + schema.N_CELLS) -> np.ndarray:
+    """The attribution baseline: zero response (the features are z-scores against controls) and the
+    average dose/time one-hot (1/3 per time, 1/2 per dose), so dose and time are compared with "any"."""
+    meta = [1.0 / len(schema.CP_TIMES)] * len(schema.CP_TIMES) + [1.0 / len(schema.CP_DOSES)] * len(schema.CP_DOSES)
+    return np.concatenate([np.zeros(n_features), meta]).astype(np.float32)
+
+
+def split_raw(raw: torch.Tensor, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, one-hot meta) parts of a raw-layout tensor."""
+    if raw.shape[-1] != n_features + N_META:
+        raise ValueError(f"raw inputs have {raw.shape[-1]} columns; expected {n_features} features + {N_META} meta")
+    return raw[:, :n_features], raw[:, n_features:]
+
+
+def paper_inputs_torch(raw: torch.Tensor, n_features: int = schema.N_GENES + schema.N_CELLS) -> torch.Tensor:
+    """``models.knn.paper_inputs`` from the raw layout: cp_type (0: treated), cp_time 0/1/2, cp_dose 0/1, features."""
+    feats, meta = split_raw(raw, n_features)
+    cp_type = torch.zeros_like(meta[:, :1])
+    cp_time = meta[:, 1:2] + 2.0 * meta[:, 2:3]  # 24 h → 0, 48 h → 1, 72 h → 2
+    cp_dose = meta[:, 4:5]  # D2 → 1
+    return torch.cat([cp_type, cp_time, cp_dose, feats], dim=1)
+
+
+# -- mirrors of fitted scikit-learn transformers --------------------------------------------------------------
+def _buffer(module: nn.Module, name: str, value: Any, dtype: torch.dtype = torch.float64) -> None:
+    module.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype).clone(), persistent=False)
+
+
+class TorchQuantileNormal(nn.Module):
+    """``QuantileTransformer(output_distribution="normal")`` as scikit-learn's ``transform`` computes it."""
+
+    def __init__(self, qt: Any) -> None:
+        super().__init__()
+        if getattr(qt, "output_distribution", None) != "normal":
+            raise ValueError("TorchQuantileNormal mirrors output_distribution='normal' only")
+        q = np.asarray(qt.quantiles_, dtype=np.float64)  # (n_quantiles, p)
+        _buffer(self, "quantiles", np.ascontiguousarray(q.T))  # (p, n_q): one sorted row per feature
+        _buffer(self, "references", np.asarray(qt.references_, dtype=np.float64))
+        lo_clip = np.float64(_BOUNDS_THRESHOLD) - np.spacing(1)
+        self.u_min, self.u_max = float(lo_clip), float(1.0 - lo_clip)
+
+    def _interp(self, xt: torch.Tensor, right: bool) -> torch.Tensor:
+        """Row-wise np.interp of xt (p, n) on (quantiles → references); `right` picks the upper end of ties."""
+        q, ref = self.quantiles, self.references
+        n_q = q.shape[1]
+        idx = torch.searchsorted(q, xt.detach().contiguous(), right=right)
+        # right: the segment [q[j], q[j+1]) holding x (np.interp's choice: the last of a run of ties);
+        # left: the segment (q[j], q[j+1]] (np.interp on the reversed, negated arrays: the first of the run)
+        j = (idx - 1).clamp(0, n_q - 2)
+        x0, x1 = torch.gather(q, 1, j), torch.gather(q, 1, j + 1)
+        y0, y1 = ref[j], ref[j + 1]
+        width = x1 - x0
+        flat = width <= 0
+        t = (xt - x0) / torch.where(flat, torch.ones_like(width), width)
+        t = torch.where(flat, torch.ones_like(t) if right else torch.zeros_like(t), t)
+        return y0 + t.clamp(0.0, 1.0) * (y1 - y0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        xt = x.to(torch.float64).T  # (p, n)
+        u = 0.5 * (self._interp(xt, right=True) + self._interp(xt, right=False))
+        lo, hi = self.quantiles[:, :1], self.quantiles[:, -1:]
+        with torch.no_grad():  # like numpy, x ± 1e-7 is computed in the input's precision
+            xd = x.detach().T
+            at_lo = (xd - _BOUNDS_THRESHOLD).to(torch.float64) < lo
+            at_hi = (xd + _BOUNDS_THRESHOLD).to(torch.float64) > hi
+        u = torch.where(at_lo, torch.zeros_like(u), u)
+        u = torch.where(at_hi, torch.ones_like(u), u)
+        # scikit-learn writes u back into the input array (float32 inputs round it) before the ppf
+        u = u.to(dtype).to(torch.float64)
+        z = torch.special.ndtri(u.clamp(self.u_min, self.u_max))
+        return z.T.to(dtype)
+
+
+class TorchQuantileTable(nn.Module):
+    """``features.transforms.QuantileTable``: the per-column lookup table, z = a[cell] + b[cell] · x."""
+
+    def __init__(self, table: Any) -> None:
+        super().__init__()
+        self.grid = int(table.grid)
+        _buffer(self, "lo", table.lo, torch.float32)
+        _buffer(self, "scale", table.scale, torch.float32)
+        _buffer(self, "a", table.a, torch.float32)
+        _buffer(self, "b", table.b, torch.float32)
+        _buffer(self, "offset", table.offset, torch.int64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32)
+        with torch.no_grad():
+            cell = ((x - self.lo) * self.scale).floor().add(1.0).clamp(0.0, self.grid + 1).to(torch.int64)
+            cell = cell + self.offset
+        return torch.take(self.b, cell) * x + torch.take(self.a, cell)
+
+
+class TorchStandardScaler(nn.Module):
+    def __init__(self, scaler: Any) -> None:
+        super().__init__()
+        n = int(scaler.n_features_in_)
+        mean = scaler.mean_ if getattr(scaler, "with_mean", True) and scaler.mean_ is not None else np.zeros(n)
+        scale = scaler.scale_ if getattr(scaler, "with_std", True) and scaler.scale_ is not None else np.ones(n)
+        _buffer(self, "mean", mean, torch.float32)
+        _buffer(self, "scale", scale, torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.scale
+
+
+class TorchPCA(nn.Module):
+    """``PCA.transform``: (x − mean_) @ components_.T, divided by sqrt(explained_variance_) when whitening."""
+
+    def __init__(self, pca: Any) -> None:
+        super().__init__()
+        _buffer(self, "mean", pca.mean_, torch.float32)
+        _buffer(self, "components", np.ascontiguousarray(np.asarray(pca.components_).T), torch.float32)
+        self.whiten = bool(getattr(pca, "whiten", False))
+        if self.whiten:
+            _buffer(self, "scale", np.sqrt(np.asarray(pca.explained_variance_)), torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) @ self.components
+        return z / self.scale if self.whiten else z
+
+
+class TorchVarianceThreshold(nn.Module):
+    """``VarianceThreshold.transform``: keeps the selected columns."""
+
+    def __init__(self, selector: Any) -> None:
+        super().__init__()
+        _buffer(self, "keep", np.flatnonzero(selector.get_support()), torch.int64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(1, self.keep)
+
+
+def mirror(est: Any) -> nn.Module:
+    """The torch mirror of a fitted transformer (scikit-learn, ``QuantileTable`` or ``MoAPreprocessor``)."""
+    name = type(est).__name__
+    if name == "QuantileTransformer":
+        return TorchQuantileNormal(est)
+    if name == "QuantileTable":
+        return TorchQuantileTable(est)
+    if name == "PCA":
+        return TorchPCA(est)
+    if name == "StandardScaler":
+        return TorchStandardScaler(est)
+    if name == "VarianceThreshold":
+        return TorchVarianceThreshold(est)
+    if name == "MoAPreprocessor":
+        return TorchMoAPreprocessor(est)
+    raise TypeError(f"no torch mirror for {name}; add one in features/torch_transforms.py")
+
+
+class TorchMoAPreprocessor(nn.Module):
+    """``features.transforms.MoAPreprocessor.transform`` on the raw layout (features + one-hot dose/time).
+
+    RankGauss goes through the same ``QuantileTable`` the network was trained on (``exact_rankgauss=True``
+    uses scikit-learn's own interpolation instead: equal up to the table's interpolation error).
+    """
+
+    def __init__(self, pre: Any, exact_rankgauss: bool = False) -> None:
+        super().__init__()
+        from .transforms import QuantileTable
+
+        self.n_features = schema.N_GENES + schema.N_CELLS
+        quantile = getattr(pre, "quantile_", None)
+        if quantile is None:
+            self.rankgauss = None
+        elif exact_rankgauss:
+            self.rankgauss = TorchQuantileNormal(quantile)
+        else:
+            table = getattr(pre, "_table", None)  # the preprocessor caches its table; building one takes ~1 s
+            if table is None or getattr(pre, "_table_of", None) is not quantile:
+                table = QuantileTable(quantile)
+            self.rankgauss = TorchQuantileTable(table)
+        self.keep_raw = bool(pre.keep_raw)
+        self.blocks = nn.ModuleDict({b: TorchPCA(p) for b, p in getattr(pre, "pca_", {}).items()})
+        selector = getattr(pre, "selector_", None)
+        self.selector = None if selector is None else TorchVarianceThreshold(selector)
+        self.meta = bool(pre.meta)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        feats, meta = split_raw(raw, self.n_features)
+        z = feats if self.rankgauss is None else self.rankgauss(feats)
+        parts = [z] if self.keep_raw else []
+        for block, cols in (("g", slice(0, schema.N_GENES)), ("c", slice(schema.N_GENES, self.n_features))):
+            if block in self.blocks:
+                parts.append(self.blocks[block](z[:, cols]))
+        body = torch.cat(parts, dim=1) if parts else z[:, :0]
+        if self.selector is not None:
+            body = self.selector(body)
+        return torch.cat([body, meta], dim=1) if self.meta else body

@@ -1,0 +1,237 @@
+"""Server-rendered pages: home (upload + model card), results (paged), downloads, example file, API docs."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse
+
+from ..data import schema
+from ..data.errors import DataError
+from . import views
+from .api import read_upload, require_file, service_of
+from .app import Panels, templates
+from .service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
+from .store import REJECTION_POLICY, Prediction
+
+router = APIRouter(include_in_schema=False)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _root(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+    service = service_of(request)
+    context.setdefault("card", service.card)
+    context.setdefault("max_upload_mb", service.max_upload_bytes / 1e6)
+    context.setdefault("max_upload_bytes", service.max_upload_bytes)
+    context.setdefault("root", _root(request))
+    return templates().TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)
+
+
+def _home(request: Request, status: int = 200, error: dict | None = None, n: int = views.DEFAULT_N) -> HTMLResponse:
+    service = service_of(request)
+    return _page(request, "home.html", status, error=error, n=n, n_choices=views.N_CHOICES,
+                 example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
+                 columns=_column_help(service.bundle.feature_columns))
+
+
+def _column_help(feature_columns: list[str]) -> list[dict]:
+    genes = [c for c in feature_columns if c.startswith("g-")]
+    cells = [c for c in feature_columns if c.startswith("c-")]
+    rows = [
+        {"name": schema.SIG_ID, "what": "a unique id for each profile (any text)", "example": "id_000644bb2"},
+        {"name": schema.CP_TYPE, "what": f"{schema.TREATED} (treated with a compound) or {schema.CONTROL} "
+                                         "(vehicle control: predicted as no MoA)", "example": schema.TREATED},
+        {"name": schema.CP_TIME, "what": "treatment duration in hours: " + ", ".join(map(str, schema.CP_TIMES)),
+         "example": "24"},
+        {"name": schema.CP_DOSE, "what": "dose: " + " or ".join(schema.CP_DOSES) + " (low or high)",
+         "example": "D1"},
+    ]
+    if genes:
+        rows.append({"name": f"{genes[0]} … {genes[-1]}", "what": f"{len(genes)} gene-expression values (L1000, "
+                     "normalised; numbers, no blanks)", "example": "1.062"})
+    if cells:
+        rows.append({"name": f"{cells[0]} … {cells[-1]}", "what": f"{len(cells)} cell-viability values (numbers, "
+                     "no blanks)", "example": "-0.6"})
+    return rows
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, n: str | None = None) -> HTMLResponse:
+    return _home(request, n=views.ResultsQuery.parse(n=n).n)
+
+
+@router.post("/predict", response_class=HTMLResponse)
+async def upload(request: Request) -> Response:
+    """The upload form: predict, keep the result, redirect to its page (303, so reloading is harmless)."""
+    service = service_of(request)
+    n = views.DEFAULT_N
+    try:
+        try:
+            upload_file, fields = await read_upload(request)
+            n = views.ResultsQuery.parse(n=fields.get("n"), n_targets=len(service.targets)).n
+            upload_file = require_file(upload_file)
+            pred = await run_in_threadpool(service.predict_file, upload_file.file, upload_file.filename)
+        finally:
+            form = getattr(request.state, "form", None)
+            if form is not None:
+                await form.close()
+    except DataError as exc:
+        return _home(request, 422, error=_error_view(exc), n=n)
+    except HTTPException as exc:  # malformed multipart body
+        if exc.status_code != 400:
+            raise
+        return _home(request, 400, error={"message": f"the upload could not be read ({exc.detail}). Try again.",
+                                          "details": []}, n=n)
+    query = views.ResultsQuery(n=n)
+    return RedirectResponse(query.url(f"{_root(request)}/results/{pred.id}"), status_code=303)
+
+
+def _error_view(exc: DataError) -> dict:
+    details = []
+    if exc.source:
+        details.append(("File", exc.source))
+    if exc.row is not None:
+        details.append(("Row", f"{exc.row:,} (line {exc.row + 1:,} of a CSV file, counting the header)"))
+    if exc.column is not None:
+        details.append(("Column", exc.column))
+    return {"message": str(exc), "details": details}
+
+
+def _prediction(request: Request, result_id: str) -> Prediction:
+    pred = service_of(request).store.get(result_id)
+    if pred is None:
+        raise HTTPException(404, "this result is no longer available: results are kept in the server's memory "
+                                 "for the most recent uploads only (and are lost when it restarts). Upload the "
+                                 "file again.")
+    return pred
+
+
+@router.get("/results/{result_id}", response_class=HTMLResponse)
+def results(request: Request, result_id: str, n: str | None = None, page: str | None = None,
+            per: str | None = None, q: str | None = None, show: str | None = None) -> HTMLResponse:
+    service = service_of(request)
+    pred = _prediction(request, result_id)
+    query = views.ResultsQuery.parse(n=n, page=page, per=per, q=q, show=show, n_targets=len(service.targets))
+    base = f"{_root(request)}/results/{pred.id}"
+    cv_loss = {t["name"]: t["cv_log_loss"] for t in service.card["targets"]}
+    view = views.results_view(pred, service.targets, query, cv_loss, base)
+    panels: Panels = request.app.state.panels
+    for prof in view["profiles"]:
+        prof["panels"] = []
+        for panel in panels.profile:
+            data = panel.build(service, pred, prof["pos"])
+            if data is not None:
+                prof["panels"].append({"name": panel.name, "title": panel.title, "template": panel.template,
+                                       "data": data})
+    page_panels = []
+    for panel in panels.page:
+        data = panel.build(service, pred, view)
+        if data is not None:
+            page_panels.append({"name": panel.name, "title": panel.title, "template": panel.template, "data": data})
+    return _page(request, "results.html", pred=pred, summary=pred.summary(), view=view, base=base,
+                 targets=service.targets, page_panels=page_panels, policy=REJECTION_POLICY)
+
+
+def _download_name(pred: Prediction, suffix: str) -> str:
+    stem = Path(pred.source).stem if pred.source else "upload"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "upload"
+    return f"{stem[:60]}_moa_predictions.{suffix}"
+
+
+@router.get("/results/{result_id}/predictions.csv")
+async def download_csv(request: Request, result_id: str) -> Response:
+    pred = _prediction(request, result_id)
+    data = await run_in_threadpool(service_of(request).csv_bytes, pred)
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv")}"'})
+
+
+@router.get("/results/{result_id}/predictions.json")
+async def download_json(request: Request, result_id: str, top: int = 10) -> Response:
+    service = service_of(request)
+    pred = _prediction(request, result_id)
+    top = max(1, min(len(service.targets), top))
+    data = await run_in_threadpool(lambda: json.dumps(service.result_json(pred, top=top), allow_nan=False,
+                                                      separators=(",", ":")).encode())
+    return Response(data, media_type="application/json", headers={
+        **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "json")}"'})
+
+
+@router.get("/example.csv")
+async def example() -> Response:
+    data = await run_in_threadpool(example_csv)
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{EXAMPLE_FILENAME}"', "Cache-Control": "public, max-age=3600"})
+
+
+@lru_cache(maxsize=1)
+def _plotly_js_path() -> Path | None:
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def _plotly_js_text() -> bytes:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs().encode("utf-8")
+
+
+@router.get("/vendor/plotly.min.js")
+def plotly_js() -> Response:
+    """Plotly's JavaScript, from the installed plotly package (no CDN)."""
+    headers = {"Cache-Control": "public, max-age=86400"}
+    path = _plotly_js_path()
+    if path is not None:
+        return FileResponse(path, media_type="text/javascript; charset=utf-8", headers=headers)
+    return Response(_plotly_js_text(), media_type="text/javascript; charset=utf-8", headers=headers)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    from .app import STATIC_DIR
+
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> HTMLResponse:
+    """The API reference, rendered here from the OpenAPI schema (FastAPI's own pages need a CDN)."""
+    spec = request.app.openapi()
+    endpoints = []
+    for path, methods in spec.get("paths", {}).items():
+        for method, op in methods.items():
+            params = [{"name": p["name"], "in": p["in"], "required": p.get("required", False),
+                       "type": _type_name(p.get("schema", {})), "default": p.get("schema", {}).get("default"),
+                       "description": p.get("description") or p.get("schema", {}).get("description", "")}
+                      for p in op.get("parameters", [])]
+            body = list((op.get("requestBody") or {}).get("content", {}))
+            responses = [(code, r.get("description", "")) for code, r in op.get("responses", {}).items()]
+            endpoints.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                              "description": op.get("description", ""), "params": params, "body": body,
+                              "responses": responses})
+    return _page(request, "docs.html", endpoints=endpoints, spec_title=spec["info"]["title"],
+                 spec_version=spec["info"]["version"])
+
+
+def _type_name(schema_: dict) -> str:
+    if "type" in schema_:
+        return str(schema_["type"])
+    for key in ("anyOf", "oneOf"):
+        if key in schema_:
+            return " | ".join(_type_name(s) for s in schema_[key])
+    return ""

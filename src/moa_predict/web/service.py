@@ -1,0 +1,240 @@
+"""What the web app does, without any HTTP: read + validate an upload (the CLI's own functions),
+predict with the bundle loaded once, keep the result, and describe the model.
+
+Every check on uploaded data is :func:`moa_predict.data.load_features` /
+:func:`moa_predict.data.validate.validate_features`, exactly as ``moa predict`` runs it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+import time
+from functools import lru_cache
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from ..bundle import Bundle
+from ..data import schema
+from ..data.dataset import load_features
+from ..data.errors import DataError
+from ..data.validate import validate_features
+from .store import Prediction, ResultStore
+
+EXAMPLE_ROWS = 40
+EXAMPLE_SEED = 0
+EXAMPLE_FILENAME = "moa_example_profiles.csv"
+MAX_NAME = 120
+
+
+def display_name(filename: str | None, default: str = "upload") -> str:
+    """The base name of an uploaded file, for messages only (never used as a path)."""
+    name = os.path.basename((filename or "").replace("\\", "/")).strip()
+    name = "".join(ch for ch in name if ch.isprintable())
+    return (name or default)[:MAX_NAME]
+
+
+class ModelService:
+    """The bundle (loaded once, read-only) plus the result store; safe to call from many threads."""
+
+    def __init__(self, bundle: Bundle, *, max_upload_bytes: int, store: ResultStore | None = None,
+                 max_parallel: int = 2) -> None:
+        self.bundle = bundle
+        self.targets: list[str] = list(bundle.target_names)
+        self.target_index = {name: i for i, name in enumerate(self.targets)}
+        self.max_upload_bytes = max_upload_bytes
+        self.store = store or ResultStore()
+        self._slots = threading.BoundedSemaphore(max_parallel)
+        self.card = model_card(bundle)
+        self.started = time.time()
+
+    # -- predicting ----------------------------------------------------------------
+    def predict_file(self, handle: IO[bytes], filename: str | None) -> Prediction:
+        """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file)."""
+        name = display_name(filename)
+        t0 = time.perf_counter()
+        with self._slots:
+            features = load_features(handle, name=name, max_bytes=self.max_upload_bytes,
+                                     feature_columns=self.bundle.feature_columns)
+            return self._predict(features, name, t0)
+
+    def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
+        """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
+        t0 = time.perf_counter()
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise DataError("'rows' must be a list of objects, one per profile, each mapping column names "
+                            "(sig_id, cp_type, cp_time, cp_dose, g-0 ...) to values.", source=source)
+        if not rows:
+            raise DataError("no rows. Send at least one profile.", source=source)
+        frame = pd.DataFrame.from_records(rows)
+        if schema.SIG_ID in frame.columns:  # as read_table does for files: ids are text
+            frame[schema.SIG_ID] = frame[schema.SIG_ID].map(_id_text)
+        frame.columns = [str(c).strip() for c in frame.columns]
+        with self._slots:
+            features = validate_features(frame, source, self.bundle.feature_columns)
+            return self._predict(features, source, t0)
+
+    def _predict(self, features: pd.DataFrame, source: str, t0: float) -> Prediction:
+        frame = self.bundle.predict_frame(features)
+        proba = frame[self.targets].to_numpy(dtype=np.float32)
+        known = set(self.bundle.feature_columns) | set(schema.META_COLUMNS)
+        extra_cols = [c for c in features.columns if c not in known]
+        extra = features[extra_cols].reset_index(drop=True) if extra_cols else None
+        pred = Prediction(
+            source=source,
+            sig_ids=features.index.to_numpy(dtype=object),
+            cp_type=features[schema.CP_TYPE].to_numpy(dtype=object),
+            cp_time=features[schema.CP_TIME].to_numpy(),
+            cp_dose=features[schema.CP_DOSE].to_numpy(dtype=object),
+            proba=proba,
+            extra=extra,
+            seconds=time.perf_counter() - t0,
+        )
+        self.store.put(pred)
+        return pred
+
+    # -- output forms --------------------------------------------------------------
+    def submission_frame(self, pred: Prediction) -> pd.DataFrame:
+        """sample_submission.csv layout: sig_id, one column per target, then the upload's extra columns."""
+        frame = pd.DataFrame(pred.proba, columns=self.targets)
+        frame.insert(0, schema.SIG_ID, pred.sig_ids)
+        if pred.extra is not None:
+            for col in pred.extra.columns:
+                name = col if col not in frame.columns else f"input_{col}"
+                frame[name] = pred.extra[col].to_numpy()
+        return frame
+
+    def csv_bytes(self, pred: Prediction) -> bytes:
+        buf = io.StringIO()
+        self.submission_frame(pred).to_csv(buf, index=False)
+        return buf.getvalue().encode("utf-8")
+
+    def result_json(self, pred: Prediction, *, top: int = 10, probabilities: bool = True,
+                    base_url: str = "") -> dict[str, Any]:
+        """The API's answer (and the JSON download): summary, then per profile the top-N and all probabilities."""
+        top = clamp(top, 1, len(self.targets))
+        rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
+        top_idx = pred.order[:, :top].tolist()
+        extras = _records(pred.extra) if pred.extra is not None else None
+        out = []
+        for i in range(pred.n_rows):
+            control = bool(pred.cp_type[i] == schema.CONTROL)
+            row: dict[str, Any] = {
+                "sig_id": str(pred.sig_ids[i]),
+                "cp_type": str(pred.cp_type[i]),
+                "cp_time": int(pred.cp_time[i]),
+                "cp_dose": str(pred.cp_dose[i]),
+                "control": control,
+                "top": [] if control else [
+                    {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j]}
+                    for r, j in enumerate(top_idx[i])],
+            }
+            if probabilities:
+                row["probabilities"] = rounded[i]
+            if extras is not None:
+                row["extra"] = extras[i]
+            out.append(row)
+        base = f"{base_url.rstrip('/')}/results/{pred.id}"
+        return {
+            "result_id": pred.id,
+            "model": self.bundle.model_name,
+            "summary": pred.summary(),
+            "top_n": top,
+            "targets": self.targets if probabilities else None,
+            "note": "control rows (ctl_vehicle) carry no MoA by definition: all their probabilities are 0 "
+                    "and their top list is empty",
+            "predictions": out,
+            "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json"},
+        }
+
+
+def _id_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-safe dicts (NaN -> None, numpy scalars -> Python)."""
+    obj = frame.astype(object).where(frame.notna(), None)
+    rows = obj.to_dict("records")
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, np.generic):
+                row[k] = v.item()
+            elif isinstance(v, float) and not math.isfinite(v):
+                row[k] = None
+            elif not isinstance(v, (str, int, float, bool, type(None))):
+                row[k] = str(v)
+    return rows
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, int(value)))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    return str(value)
+
+
+def model_card(bundle: Bundle) -> dict[str, Any]:
+    """Which model, trained on what, how well it cross-validated, and the MoAs it knows.
+
+    Server paths are reduced to their last component: the card is shown to anyone who can open the page.
+    """
+    info = bundle.info or {}
+    cv = info.get("cv") or None
+    per_target = (cv or {}).get("per_target") or {}
+    training = dict(info.get("training_data") or {})
+    if training.get("source"):
+        training["source"] = os.path.basename(str(training["source"]).rstrip("/\\")) or str(training["source"])
+    try:
+        params = _jsonable(bundle.model.get_params(deep=False))
+    except Exception:  # a model with odd parameters must not break the card
+        params = {}
+    card_cv = None
+    if cv:
+        card_cv = {k: _jsonable(cv.get(k)) for k in ("metric", "score", "rows", "folds", "grouped_by_drug", "seed",
+                                                    "fold_scores") if k in cv}
+    return {
+        "model": bundle.model_name,
+        "params": params,
+        "package_version": info.get("package_version"),
+        "created": info.get("created"),
+        "training_data": _jsonable(training) or None,
+        "cv": card_cv,
+        "n_features": len(bundle.feature_columns),
+        "n_targets": len(bundle.target_names),
+        "targets": [{"id": i + 1, "name": name,
+                     "cv_log_loss": None if name not in per_target else round(float(per_target[name]), 5)}
+                    for i, name in enumerate(bundle.target_names)],
+        "controls": "ctl_vehicle rows are predicted 0 for every MoA (no MoA by definition)",
+        "research_use_only": True,
+    }
+
+
+@lru_cache(maxsize=4)
+def example_csv(rows: int = EXAMPLE_ROWS, seed: int = EXAMPLE_SEED) -> bytes:
+    """A small, deterministic example upload: the test profiles of a tiny simulated set (controls included)."""
+    from ..data.simulate import simulate
+
+    data = simulate(n_train=1, n_test=rows, seed=seed)
+    buf = io.StringIO()
+    data.test_features.to_csv(buf, index=False, float_format="%.4g")
+    return buf.getvalue().encode("utf-8")

@@ -1,0 +1,166 @@
+/* moa-predict pages: drag-and-drop upload, auto-submitting selects, Plotly charts (plotly.min.js from this
+   server). Everything works without this file except the charts. No inline scripts: data comes from
+   <script type="application/json"> blocks. */
+(function () {
+  "use strict";
+
+  function formatBytes(n) {
+    if (n >= 1e9) return (n / 1e9).toFixed(2) + " GB";
+    if (n >= 1e6) return (n / 1e6).toFixed(1) + " MB";
+    if (n >= 1e3) return (n / 1e3).toFixed(0) + " kB";
+    return n + " bytes";
+  }
+
+  function readJSON(id) {
+    var el = document.getElementById(id);
+    if (!el) return null;
+    try { return JSON.parse(el.textContent); } catch (e) { return null; }
+  }
+
+  /* ---------------- upload form ---------------- */
+  function setupUpload() {
+    var form = document.getElementById("upload-form");
+    if (!form) return;
+    var input = document.getElementById("file");
+    var zone = document.getElementById("dropzone");
+    var nameEl = document.getElementById("file-name");
+    var errorEl = document.getElementById("client-error");
+    var submit = document.getElementById("submit");
+    var maxBytes = parseInt(form.getAttribute("data-max-bytes") || "0", 10);
+
+    function check() {
+      var f = input.files && input.files[0];
+      errorEl.hidden = true;
+      submit.disabled = false;
+      if (!f) { nameEl.textContent = ""; return true; }
+      nameEl.textContent = f.name + " (" + formatBytes(f.size) + ")";
+      if (maxBytes && f.size > maxBytes) {
+        errorEl.textContent = "This file is " + formatBytes(f.size) + ", over the server's " +
+          formatBytes(maxBytes) + " limit. Split it into smaller files.";
+        errorEl.hidden = false;
+        submit.disabled = true;
+        return false;
+      }
+      return true;
+    }
+    input.addEventListener("change", check);
+    ["dragenter", "dragover"].forEach(function (ev) {
+      zone.addEventListener(ev, function (e) { e.preventDefault(); zone.classList.add("dragging"); });
+    });
+    ["dragleave", "dragend"].forEach(function (ev) {
+      zone.addEventListener(ev, function () { zone.classList.remove("dragging"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      e.preventDefault();
+      zone.classList.remove("dragging");
+      if (e.dataTransfer && e.dataTransfer.files && e.dataTransfer.files.length) {
+        input.files = e.dataTransfer.files;
+        check();
+      }
+    });
+    form.addEventListener("submit", function (e) {
+      if (!check()) { e.preventDefault(); return; }
+      submit.disabled = true;
+      submit.textContent = "Predicting…";
+      form.setAttribute("aria-busy", "true");
+    });
+    /* the browser's back button restores the page: re-enable the button */
+    window.addEventListener("pageshow", function () {
+      submit.disabled = false;
+      submit.textContent = "Predict mechanisms of action";
+      form.removeAttribute("aria-busy");
+    });
+  }
+
+  /* ---------------- filters ---------------- */
+  function setupFilters() {
+    var selects = document.querySelectorAll("select.js-autosubmit");
+    Array.prototype.forEach.call(selects, function (sel) {
+      sel.addEventListener("change", function () { if (sel.form) sel.form.submit(); });
+    });
+  }
+
+  /* ---------------- charts ---------------- */
+  var CONFIG = { responsive: true, displaylogo: false,
+                 modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"] };
+  var FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif", size: 12, color: "#1d2430" };
+
+  function scatter(el, data, names) {
+    var n = data.y.length, x = new Array(n), text = new Array(n);
+    for (var i = 0; i < n; i++) { x[i] = i + 1; text[i] = names[i] || ("MoA " + (i + 1)); }
+    var labelled = data.labelled || [];
+    var ymax = Math.max.apply(null, data.y.concat([1e-6]));
+    /* the top MoAs are marked with their rank (the table beside the chart names them); hover shows every name */
+    var top = { x: labelled, y: labelled.map(function (id) { return data.y[id - 1]; }),
+                text: labelled.map(function (id, k) { return String(k + 1); }),
+                customdata: labelled.map(function (id) { return text[id - 1]; }),
+                mode: "markers+text", type: "scatter", name: "top", textposition: "top center",
+                textfont: { size: 12, color: "#9c3d27" }, cliponaxis: false,
+                marker: { size: 9, color: "#e76f51", line: { width: 1, color: "#9c3d27" } },
+                hovertemplate: "<b>#%{text}: %{customdata}</b><br>MoA id %{x}<br>p = %{y:.4f}<extra></extra>" };
+    var annotations = labelled.length ? [{
+      xref: "paper", yref: "paper", x: 1, y: 1.02, xanchor: "right", yanchor: "bottom", showarrow: false,
+      align: "right", font: { size: 11, color: "#9c3d27" },
+      text: "1: " + text[labelled[0] - 1] + " (" + (100 * data.y[labelled[0] - 1]).toFixed(1) + "%)" }] : [];
+    var all = { x: x, y: data.y, text: text, mode: "markers", type: "scatter", name: "all MoAs",
+                marker: { size: 5, color: "#2f6fab", opacity: 0.75 },
+                hovertemplate: "<b>%{text}</b><br>MoA id %{x}<br>p = %{y:.4f}<extra></extra>" };
+    var layout = { margin: { l: 55, r: 15, t: 28, b: 45 }, height: 320, font: FONT, showlegend: false,
+                   hovermode: "closest", annotations: annotations,
+                   xaxis: { title: { text: "MoA id (1–" + n + ")" }, range: [0, n + 1], zeroline: false,
+                            gridcolor: "#eef0f3" },
+                   yaxis: { title: { text: "probability" }, range: [0, Math.min(1.05, ymax * 1.25)],
+                            gridcolor: "#eef0f3", zeroline: true },
+                   plot_bgcolor: "#fff", paper_bgcolor: "#fff" };
+    return window.Plotly.newPlot(el, [all, top], layout, CONFIG);
+  }
+
+  function heatmap(el, data) {
+    var many = data.x.length > 60;
+    var trace = { type: "heatmap", z: data.z, x: data.x, y: data.y, colorscale: "Viridis",
+                  colorbar: { title: { text: "p" }, thickness: 12 },
+                  hovertemplate: "<b>%{y}</b><br>%{x}<br>p = %{z:.4f}<extra></extra>" };
+    var layout = { margin: { l: 230, r: 10, t: 10, b: many ? 20 : 110 }, height: 120 + 17 * data.y.length,
+                   font: FONT,
+                   xaxis: { showticklabels: !many, tickangle: -60, type: "category",
+                            title: many ? { text: data.x.length + " profiles (hover for sig_id)" } : undefined },
+                   yaxis: { autorange: "reversed", type: "category", automargin: true } };
+    return window.Plotly.newPlot(el, [trace], layout, CONFIG);
+  }
+
+  function renderWhenVisible(elements, render) {
+    if (!("IntersectionObserver" in window)) { elements.forEach(render); return; }
+    var io = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) { io.unobserve(entry.target); render(entry.target); }
+      });
+    }, { rootMargin: "400px 0px" });
+    elements.forEach(function (el) { io.observe(el); });
+  }
+
+  function setupCharts() {
+    var charts = Array.prototype.slice.call(document.querySelectorAll(".js-chart"));
+    var maps = Array.prototype.slice.call(document.querySelectorAll(".js-heatmap"));
+    if (!charts.length && !maps.length) return;
+    if (!window.Plotly) {
+      (charts.concat(maps)).forEach(function (el) {
+        el.textContent = "The interactive chart needs JavaScript (plotly.min.js, served by this app); the table " +
+          "lists the same numbers.";
+      });
+      return;
+    }
+    var names = readJSON("moa-names") || [];
+    maps.forEach(function (el) {
+      var data = readJSON(el.getAttribute("data-source"));
+      if (data) heatmap(el, data);
+    });
+    renderWhenVisible(charts, function (el) {
+      var data = readJSON(el.getAttribute("data-source"));
+      if (data) scatter(el, data, names);
+    });
+  }
+
+  function init() { setupUpload(); setupFilters(); setupCharts(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

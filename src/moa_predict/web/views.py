@@ -1,0 +1,230 @@
+"""View models of the results page: filtering, paging, per-profile top-N, chart and heatmap data.
+
+Pure functions of a stored :class:`Prediction`, so they are cheap to test and only the current
+page's profiles are ever turned into tables and charts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+
+from .store import Prediction
+
+N_CHOICES = (3, 5, 10, 20, 50)
+PER_PAGE_CHOICES = (10, 25, 50, 100)
+SHOW_CHOICES = ("all", "treated", "controls")
+DEFAULT_N = 10
+DEFAULT_PER_PAGE = 10
+LABELLED = 5
+"""How many of the top MoAs are labelled on each scatter chart."""
+HEATMAP_MOAS = 20
+HEATMAP_MAX_PROFILES = 400
+MAX_QUERY = 100
+
+
+@dataclass
+class ResultsQuery:
+    """The results page's state, all of it in the URL (so every view can be bookmarked or shared)."""
+
+    n: int = DEFAULT_N
+    page: int = 1
+    per: int = DEFAULT_PER_PAGE
+    q: str = ""
+    show: str = "all"
+
+    @classmethod
+    def parse(cls, n: object = None, page: object = None, per: object = None, q: object = None,
+              show: object = None, n_targets: int = 206) -> "ResultsQuery":
+        """Lenient: anything unreadable falls back to the default, numbers are clamped into range."""
+        return cls(
+            n=_int(n, DEFAULT_N, 1, n_targets),
+            page=_int(page, 1, 1, 10**9),
+            per=_int(per, DEFAULT_PER_PAGE, 1, max(PER_PAGE_CHOICES)),
+            q=str(q or "").strip()[:MAX_QUERY],
+            show=show if show in SHOW_CHOICES else "all",
+        )
+
+    def url(self, base: str, **changes: object) -> str:
+        state = {**asdict(self), **changes}
+        defaults = asdict(ResultsQuery())
+        params = {k: v for k, v in state.items() if v != defaults[k] and v not in ("", None)}
+        return base + ("?" + urlencode(params) if params else "")
+
+
+def _int(value: object, default: int, low: int, high: int) -> int:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+    return max(low, min(high, number))
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text).lower().replace("_", " ").replace("-", " ").split())
+
+
+def matching_targets(targets: list[str], q: str) -> list[int]:
+    """Indices of the MoAs whose name contains the query (case, '_' / '-' / spaces ignored)."""
+    nq = _norm(q)
+    return [j for j, name in enumerate(targets) if nq and nq in _norm(name)] if nq else []
+
+
+def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery) -> tuple[np.ndarray, list[int]]:
+    """Row positions shown, in display order, and the MoAs the query matched.
+
+    The query keeps profiles whose sig_id contains it, or whose top-N list holds a MoA whose name contains
+    it; when it names MoAs, profiles are ordered by their highest probability for those MoAs.
+    """
+    keep = np.ones(pred.n_rows, dtype=bool)
+    ctl = pred.is_control
+    if query.show == "treated":
+        keep &= ~ctl
+    elif query.show == "controls":
+        keep &= ctl
+    moas: list[int] = []
+    score = None
+    if query.q:
+        ids = pd.Series(pred.sig_ids, dtype="string").str.lower()
+        hit = ids.str.contains(query.q.lower(), regex=False).fillna(False).to_numpy(dtype=bool)
+        moas = matching_targets(targets, query.q)
+        if moas:
+            in_top = np.isin(pred.order[:, :query.n], moas).any(axis=1) & ~ctl
+            hit |= in_top
+            score = pred.proba[:, moas].max(axis=1)
+        keep &= hit
+    rows = np.flatnonzero(keep)
+    if score is not None and len(rows):
+        rows = rows[np.argsort(-score[rows], kind="stable")]
+    return rows, moas
+
+
+def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: dict[str, float | None]) -> dict:
+    """One profile's card: identity, top-N table rows, chart data (None for controls), extra columns."""
+    control = bool(pred.is_control[i])
+    top = []
+    if not control:
+        for rank, j in enumerate(pred.order[i, :n].tolist(), start=1):
+            p = float(pred.proba[i, j])
+            top.append({"rank": rank, "id": j + 1, "name": targets[j], "p": p, "pct": _pct(p),
+                        "cv_log_loss": cv_loss.get(targets[j])})
+    extra = {}
+    if pred.extra is not None:
+        for col in pred.extra.columns:
+            value = pred.extra.iat[i, pred.extra.columns.get_loc(col)]
+            extra[str(col)] = "" if _missing(value) else str(value)
+    chart = None
+    if not control:
+        chart = {"y": np.round(pred.proba[i].astype(np.float64), 5).tolist(),
+                 "labelled": [int(j) + 1 for j in pred.order[i, :LABELLED].tolist()]}
+    return {
+        "pos": int(i),
+        "row": int(i) + 1,
+        "sig_id": str(pred.sig_ids[i]),
+        "cp_type": str(pred.cp_type[i]),
+        "cp_time": int(pred.cp_time[i]),
+        "cp_dose": str(pred.cp_dose[i]),
+        "control": control,
+        "top": top,
+        "chart": chart,
+        "extra": extra,
+    }
+
+
+def _missing(value: object) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _pct(p: float) -> str:
+    if p >= 0.9995:
+        return ">99.9%"
+    if p >= 0.1:
+        return f"{100 * p:.1f}%"
+    if p >= 0.001:
+        return f"{100 * p:.2f}%"
+    return "<0.1%" if p > 0 else "0%"
+
+
+def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray) -> dict | None:
+    """The overview: the MoAs with the highest mean probability (over the shown treated profiles, at most
+    HEATMAP_MAX_PROFILES of them, in display order) against those profiles."""
+    treated = rows[~pred.is_control[rows]]
+    if len(treated) == 0:
+        return None
+    shown = treated[:HEATMAP_MAX_PROFILES]
+    block = pred.proba[shown]
+    k = min(HEATMAP_MOAS, len(targets))
+    moas = np.argsort(-block.mean(axis=0), kind="stable")[:k]
+    return {
+        "x": [str(s) for s in pred.sig_ids[shown]],
+        "y": [targets[j] for j in moas],
+        "z": np.round(block[:, moas].T.astype(np.float64), 4).tolist(),
+        "profiles_shown": int(len(shown)),
+        "profiles_treated": int(len(treated)),
+        "truncated": bool(len(treated) > len(shown)),
+    }
+
+
+def top1_table(pred: Prediction, targets: list[str], rows: np.ndarray, limit: int = 10) -> list[dict]:
+    """Which MoAs come first most often among the shown treated profiles."""
+    treated = rows[~pred.is_control[rows]]
+    if len(treated) == 0:
+        return []
+    first = pred.order[treated, 0].astype(np.int64)
+    counts = np.bincount(first, minlength=len(targets))
+    best = np.argsort(-counts, kind="stable")[:limit]
+    return [{"id": int(j) + 1, "name": targets[j], "profiles": int(counts[j]),
+             "share": f"{100 * counts[j] / len(treated):.0f}%",
+             "mean_p": _pct(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
+
+
+def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_loss: dict[str, float | None],
+                 base: str) -> dict:
+    """Everything the results template needs for one page."""
+    rows, moas = select_rows(pred, targets, query)
+    total = len(rows)
+    pages = max(1, math.ceil(total / query.per))
+    page = min(query.page, pages)
+    query = ResultsQuery(query.n, page, query.per, query.q, query.show)
+    start = (page - 1) * query.per
+    page_rows = rows[start:start + query.per]
+    nav = []
+    for p in _page_numbers(page, pages):
+        nav.append({"page": p, "url": query.url(base, page=p) if p else None, "current": p == page})
+    return {
+        "query": query,
+        "total": total,
+        "pages": pages,
+        "page": page,
+        "first": start + 1 if total else 0,
+        "last": start + len(page_rows),
+        "profiles": [profile_view(pred, targets, int(i), query.n, cv_loss) for i in page_rows],
+        "matched_moas": [targets[j] for j in moas],
+        "heatmap": heatmap_data(pred, targets, rows),
+        "top1": top1_table(pred, targets, rows),
+        "nav": nav,
+        "prev_url": query.url(base, page=page - 1) if page > 1 else None,
+        "next_url": query.url(base, page=page + 1) if page < pages else None,
+        "n_choices": sorted(set(N_CHOICES) | {query.n}),
+        "per_choices": sorted(set(PER_PAGE_CHOICES) | {query.per}),
+        "show_choices": SHOW_CHOICES,
+    }
+
+
+def _page_numbers(page: int, pages: int, around: int = 2) -> list[int | None]:
+    """1 … 4 5 [6] 7 8 … 40  (None marks a gap)."""
+    keep = {1, pages, *range(page - around, page + around + 1)}
+    out: list[int | None] = []
+    for p in range(1, pages + 1):
+        if p in keep:
+            out.append(p)
+        elif out and out[-1] is not None:
+            out.append(None)
+    return out
