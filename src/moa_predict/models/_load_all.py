@@ -4,3 +4,6 @@ from . import prior  # noqa: F401
 from . import knn  # noqa: F401
 from . import paper_nn  # noqa: F401
 from . import mlp  # noqa: F401
+from . import resnet  # noqa: F401
+from . import cnn1d  # noqa: F401
+from . import linear  # noqa: F401

@@ -10,10 +10,15 @@ from .base import MoAModel, State, register
 
 @register("prior")
 class PriorModel(MoAModel):
-    """Predicts training prevalence; the floor every real model must beat (≈0.0222 on LISH-MoA)."""
+    """Predicts training prevalence; the floor every real model must beat (≈0.0222 on LISH-MoA).
+
+    The prevalence is smoothed, (positives + 0.5) / (rows + 1), because a target carried by a
+    single drug has no positive at all when that drug's fold is held out: a raw 0 would be
+    clipped to 1e-15 and cost 34.5 per positive.
+    """
 
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
-        self.prevalence_ = Y.mean(axis=0).astype(np.float32)
+        self.prevalence_ = ((Y.sum(axis=0) + 0.5) / (len(Y) + 1.0)).astype(np.float32)
 
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return np.broadcast_to(self.prevalence_, (len(X), len(self.prevalence_))).copy()

@@ -1,0 +1,445 @@
+"""The web app and JSON API through FastAPI's TestClient: success paths, every validation error,
+size limits, downloads, paging/filtering, error isolation and concurrency."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from moa_predict.data import schema  # noqa: E402
+from moa_predict.data.dataset import load_dataset, load_features  # noqa: E402
+from moa_predict.data.simulate import simulate, write_simulated  # noqa: E402
+from moa_predict.models import make_model  # noqa: E402
+from moa_predict.pipeline import train_bundle  # noqa: E402
+from moa_predict.web import create_app  # noqa: E402
+from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
+from moa_predict.web.views import ResultsQuery, _page_numbers  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    data = simulate(n_train=300, n_test=60, seed=3)
+    out = tmp_path_factory.mktemp("websim")
+    write_simulated(data, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle(sim):
+    bundle, _ = train_bundle(make_model("prior"), load_dataset(sim), n_splits=3, seed=0, progress=False)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def app(bundle):
+    return create_app(bundle)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return TestClient(app, raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def features(sim) -> pd.DataFrame:
+    """The raw test_features table, as a user would upload it."""
+    return pd.read_csv(sim / "test_features.csv", dtype={"sig_id": str})
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def post_file(client, content: bytes, name: str = "profiles.csv", url: str = "/api/predict", **kw):
+    return client.post(url, files={"file": (name, content, "text/csv")}, **kw)
+
+
+# ------------------------------------------------------------------------------------------------
+# success
+# ------------------------------------------------------------------------------------------------
+
+
+def test_health_and_model_card(client, bundle):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["model"] == "prior" and health["targets"] == 206
+    card = client.get("/api/model").json()
+    assert card["model"] == "prior"
+    assert card["cv"]["score"] == pytest.approx(bundle.info["cv"]["score"])
+    assert card["cv"]["folds"] == 3
+    assert len(card["targets"]) == 206 and card["targets"][0]["id"] == 1
+    assert card["targets"][0]["cv_log_loss"] is not None
+    assert "/" not in card["training_data"]["source"]  # server paths are not shown
+
+
+def test_predict_csv_matches_the_library(client, bundle, features, sim):
+    r = post_file(client, csv_bytes(features))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    n_ctl = int((features.cp_type == schema.CONTROL).sum())
+    assert n_ctl > 0
+    assert body["summary"] == {**body["summary"], "rows_read": 60, "controls": n_ctl, "treated": 60 - n_ctl,
+                               "rows_rejected": 0}
+    assert body["targets"] == bundle.target_names
+    preds = body["predictions"]
+    assert [p["sig_id"] for p in preds] == list(features.sig_id)
+    expected = bundle.predict_frame(load_features(sim / "test_features.csv"))
+    got = np.array([p["probabilities"] for p in preds])
+    np.testing.assert_allclose(got, expected[bundle.target_names].to_numpy(), atol=1e-6)
+    for p in preds:
+        if p["control"]:
+            assert p["top"] == [] and not any(p["probabilities"])
+        else:
+            probs = [t["probability"] for t in p["top"]]
+            assert len(probs) == 10 and probs == sorted(probs, reverse=True)
+            assert p["top"][0]["moa"] == bundle.target_names[p["top"][0]["moa_id"] - 1]
+    assert body["links"]["csv"].endswith(f"/results/{body['result_id']}/predictions.csv")
+
+
+def test_predict_parquet_and_top_option(client, features):
+    buf = io.BytesIO()
+    features.to_parquet(buf, index=False)
+    r = client.post("/api/predict?top=3&probabilities=false",
+                    files={"file": ("p.parquet", buf.getvalue(), "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    treated = [p for p in body["predictions"] if not p["control"]]
+    assert all(len(p["top"]) == 3 and "probabilities" not in p for p in treated)
+    assert body["top_n"] == 3
+
+
+def test_predict_json_rows(client, features):
+    rows = json.loads(features.head(5).to_json(orient="records"))
+    for payload in ({"rows": rows}, rows):
+        r = client.post("/api/predict", json=payload)
+        assert r.status_code == 200, r.text
+        assert [p["sig_id"] for p in r.json()["predictions"]] == list(features.sig_id[:5])
+        assert r.json()["summary"]["file"] == "request body"
+
+
+def test_extra_columns_pass_through(client, features):
+    frame = features.head(8).copy()
+    frame["compound"] = [f"cmpd-{i}" for i in range(8)]
+    r = post_file(client, csv_bytes(frame))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["summary"]["extra_columns"] == ["compound"]
+    assert body["predictions"][3]["extra"] == {"compound": "cmpd-3"}
+    download = pd.read_csv(io.BytesIO(client.get(body["links"]["csv"]).content))
+    assert list(download.columns) == ["sig_id", *body["targets"], "compound"]
+    assert list(download["compound"]) == list(frame["compound"])
+
+
+# ------------------------------------------------------------------------------------------------
+# validation errors: the CLI's own checks, as 422 JSON naming row / column / problem
+# ------------------------------------------------------------------------------------------------
+
+
+def _with(features, edit):
+    frame = features.head(12).copy().astype({"g-3": object, "cp_type": object})
+    edit(frame)
+    return csv_bytes(frame)
+
+
+def _set(col, row, value):
+    def edit(frame):
+        frame.loc[row, col] = value
+    return edit
+
+
+@pytest.mark.parametrize("name, make, column, row, words", [
+    ("missing column", lambda f: csv_bytes(f.head(5).drop(columns=["g-5"])), "g-5", None, "missing column"),
+    ("non-numeric", lambda f: _with(f, _set("g-3", 4, "abc")), "g-3", 5, "not a number"),
+    ("NaN", lambda f: _with(f, _set("g-3", 2, np.nan)), "g-3", 3, "missing"),
+    ("bad cp_type", lambda f: _with(f, _set("cp_type", 6, "treated")), "cp_type", 7, "cp_type"),
+    ("duplicate sig_id", lambda f: _with(f, lambda fr: fr.__setitem__("sig_id", ["dup"] * 2 + list(fr.sig_id[2:]))),
+     "sig_id", 1, "more than once"),
+    ("empty file", lambda f: b"", None, None, "empty"),
+    ("header only", lambda f: csv_bytes(f.head(0)), None, None, "no data rows"),
+    ("not a CSV", lambda f: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, None, None, "not a CSV"),
+    ("not UTF-8", lambda f: "sig_id,cp_type\nid\xe9,trt_cp\n".encode("latin-1"), None, None, "UTF-8"),
+])
+def test_validation_errors(client, features, name, make, column, row, words):
+    r = post_file(client, make(features), name="bad.csv")
+    assert r.status_code == 422, (name, r.text)
+    body = r.json()
+    assert set(body) >= {"error", "file", "row", "line", "column"}
+    assert words.lower() in body["error"].lower(), body["error"]
+    assert body["file"] == "bad.csv"
+    assert body["column"] == column
+    if row is not None:
+        assert body["row"] == row and body["line"] == row + 1
+    assert "Traceback" not in r.text
+
+
+def test_json_errors(client, features):
+    rows = json.loads(features.head(4).to_json(orient="records"))
+    rows[2]["c-7"] = "high"
+    r = client.post("/api/predict", json={"rows": rows})
+    assert r.status_code == 422
+    assert r.json()["row"] == 3 and r.json()["column"] == "c-7"
+    r = client.post("/api/predict", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "not valid JSON" in r.json()["error"]
+    for payload in ({"rows": []}, {"rows": "x"}, {"nope": 1}):
+        r = client.post("/api/predict", json=payload)
+        assert r.status_code == 422 and r.json()["error"]
+
+
+def test_bad_requests(client):
+    r = client.post("/api/predict", content=b"sig_id\n", headers={"content-type": "text/csv"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["error"]
+    r = client.post("/api/predict", data={"other": "x"}, files={"nofile": ("", b"", "text/csv")})
+    assert r.status_code == 422 and "no file" in r.json()["error"]
+    r = client.post("/api/predict?top=0", files={"file": ("a.csv", b"x", "text/csv")})
+    assert r.status_code == 422 and "top" in r.json()["error"]
+    r = client.get("/api/nothing-here")
+    assert r.status_code == 404 and r.json()["error"]
+
+
+# ------------------------------------------------------------------------------------------------
+# size limit
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_client(bundle):
+    return TestClient(create_app(bundle, max_upload_mb=0.2), raise_server_exceptions=False)
+
+
+def test_too_large_upload(small_client, features):
+    big = csv_bytes(features)  # ~ 400 kB > 200 kB
+    assert len(big) > 250_000
+    r = post_file(small_client, big)
+    assert r.status_code == 413
+    assert "0.2 MB" in r.json()["error"] or "limit" in r.json()["error"]
+    page = post_file(small_client, big, url="/predict")
+    assert page.status_code == 413 and "too large" in page.text.lower()
+
+    def chunks():  # no Content-Length: the limit applies while the body streams
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        for i in range(0, len(big), 65536):
+            yield big[i:i + 65536]
+        yield b"\r\n--xyz--\r\n"
+
+    r = small_client.post("/api/predict", content=chunks(),
+                          headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 413
+    assert small_client.get("/api/health").json()["status"] == "ok"
+    ok = post_file(small_client, csv_bytes(features.head(10)))
+    assert ok.status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------
+# pages
+# ------------------------------------------------------------------------------------------------
+
+
+def upload_page(client, content: bytes, name="profiles.csv", n: int | None = None) -> str:
+    data = {} if n is None else {"n": str(n)}
+    r = client.post("/predict", files={"file": (name, content, "text/csv")}, data=data, follow_redirects=False)
+    assert r.status_code == 303, r.text[:500]
+    return r.headers["location"]
+
+
+def table_rows(html: str) -> list[int]:
+    """Rows of each top-MoA table on the page."""
+    tables = re.findall(r'<table class="top-moas">(.*?)</table>', html, re.S)
+    return [t.count("<tr><td class=\"num\">") for t in tables]
+
+
+def test_home_page(client):
+    r = client.get("/")
+    assert r.status_code == 200
+    html = r.text
+    for needle in ('enctype="multipart/form-data"', 'href="/example.csv"', "Research tool", "cp_type",
+                   "g-0 … g-771", "Cross-validated score", "206 MoAs it knows", 'for="file"'):
+        assert needle in html, needle
+
+
+def test_results_page_paging_n_and_filters(client, features):
+    location = upload_page(client, csv_bytes(features), n=5)
+    assert location.endswith("?n=5")
+    html = client.get(location).text
+    assert 'id="stat-rows">60<' in html
+    n_ctl = int((features.cp_type == schema.CONTROL).sum())
+    assert f'id="stat-controls">{n_ctl}<' in html
+    assert "Profiles 1–10 of 60" in html
+    first_page = features.sig_id[:10]
+    assert all(f'data-sig-id="{s}"' in html for s in first_page)
+    assert all(n == 5 for n in table_rows(html))
+    assert html.count('class="plot js-chart"') == sum(features.cp_type[:10] != schema.CONTROL)
+    assert 'id="heatmap-data"' in html and "/vendor/plotly.min.js" in html
+
+    base = location.split("?")[0]
+    html = client.get(base, params={"n": 20, "page": 2}).text
+    assert "Profiles 11–20 of 60" in html and all(n == 20 for n in table_rows(html))
+    assert f'data-sig-id="{features.sig_id[10]}"' in html and f'data-sig-id="{features.sig_id[0]}"' not in html
+    html = client.get(base, params={"page": 999}).text  # clamped to the last page
+    assert "Profiles 51–60 of 60" in html
+
+    sig = features.sig_id[33]
+    html = client.get(base, params={"q": sig[3:9]}).text
+    assert f'data-sig-id="{sig}"' in html and "(filtered from 60)" in html
+
+    html = client.get(base, params={"show": "controls"}).text
+    assert f"of {n_ctl}" in html and "Vehicle control" in html and 'class="plot js-chart"' not in html
+
+    top_moa = re.search(r'<span class="moa-name">(.*?)</span>', client.get(base).text).group(1)
+    html = client.get(base, params={"q": top_moa.replace("<wbr>", "").replace("_", " ")}).text
+    assert "matches MoA" in html and f"of {60 - n_ctl}" in html
+
+    html = client.get(base, params={"n": "abc", "per": "-4", "show": "<script>"}).text  # lenient, escaped
+    assert "Profiles 1–1 of 60" in html and "<script>" not in html.split("<main")[1].split("</main>")[0]
+
+
+def test_downloads(client, features, bundle):
+    location = upload_page(client, csv_bytes(features), name="my plate #1.csv")
+    base = location.split("?")[0]
+    r = client.get(base + "/predictions.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert 'filename="my_plate_1_moa_predictions.csv"' in r.headers["content-disposition"]
+    frame = pd.read_csv(io.BytesIO(r.content), dtype={"sig_id": str})
+    assert list(frame.columns) == ["sig_id", *bundle.target_names]
+    assert list(frame.sig_id) == list(features.sig_id)
+    ctl = (features.cp_type == schema.CONTROL).to_numpy()
+    assert (frame.loc[ctl, bundle.target_names].to_numpy() == 0).all()
+    js = client.get(base + "/predictions.json").json()
+    assert len(js["predictions"]) == 60
+    np.testing.assert_allclose(np.array([p["probabilities"] for p in js["predictions"]]),
+                               frame[bundle.target_names].to_numpy(), atol=1e-6)
+
+
+def test_page_upload_error_keeps_server_healthy(client, features):
+    good = upload_page(client, csv_bytes(features.head(6)))
+    bad = _with(features, _set("g-3", 4, "abc"))
+    r = client.post("/predict", files={"file": ("bad.csv", bad, "text/csv")})
+    assert r.status_code == 422
+    assert "The file was rejected" in r.text and "g-3" in r.text and "row 5" in r.text
+    assert "Nothing was predicted" in r.text and 'enctype="multipart/form-data"' in r.text
+    r = client.post("/predict", files={"file": ("", b"", "application/octet-stream")})
+    assert r.status_code == 422 and "no file was uploaded" in r.text
+    assert client.get(good).status_code == 200  # earlier results untouched
+    assert client.get("/api/health").json()["status"] == "ok"
+
+
+def test_unknown_result_and_odd_ids(client):
+    for rid in ("A" * 22, "..%2F..%2Fetc%2Fpasswd", "x"):
+        r = client.get(f"/results/{rid}")
+        assert r.status_code == 404 and "no longer available" in r.text or r.status_code == 404
+    assert client.get("/results/" + "A" * 22 + "/predictions.csv").status_code == 404
+
+
+def test_internal_error_does_not_leak(bundle, features, monkeypatch):
+    app = create_app(bundle)
+    client = TestClient(app, raise_server_exceptions=False)
+
+    def boom(*a, **k):
+        raise RuntimeError("secret-internal-detail")
+
+    monkeypatch.setattr(app.state.service.bundle, "predict_frame", boom)
+    r = post_file(client, csv_bytes(features.head(3)))
+    assert r.status_code == 500
+    assert "secret" not in r.text and "Traceback" not in r.text and r.json()["error"].startswith("internal error")
+    r = post_file(client, csv_bytes(features.head(3)), url="/predict")
+    assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
+    assert len(app.state.service.store) == 0
+    monkeypatch.undo()
+    assert post_file(client, csv_bytes(features.head(3))).status_code == 200
+
+
+def test_no_cdn_and_offline_assets(client, features):
+    location = upload_page(client, csv_bytes(features.head(5)))
+    for url in ("/", "/docs", location):
+        html = client.get(url).text
+        assert not re.search(r'(src|href)="(https?:)?//', html), url
+        for asset in re.findall(r'(?:src|href)="(/(?:static|vendor)/[^"]+)"', html):
+            assert client.get(asset).status_code == 200, asset
+    js = client.get("/vendor/plotly.min.js")
+    assert js.status_code == 200 and "javascript" in js.headers["content-type"] and len(js.content) > 1_000_000
+    docs = client.get("/docs").text
+    assert "/api/predict" in docs and "/api/model" in docs and "/api/health" in docs
+    spec = client.get("/openapi.json").json()
+    assert {"/api/predict", "/api/model", "/api/health"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    headers = client.get("/").headers
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_example_file_is_valid_and_deterministic(client):
+    a, b = client.get("/example.csv"), client.get("/example.csv")
+    assert a.status_code == 200 and a.content == b.content
+    frame = load_features(io.BytesIO(a.content), name="example.csv")
+    assert 20 <= len(frame) <= 100 and (frame.cp_type == schema.CONTROL).any()
+
+
+def test_concurrent_requests_do_not_mix(client, features):
+    def job(k):
+        frame = features.head(15).copy()
+        frame["sig_id"] = [f"job{k}_{i}" for i in range(15)]
+        r = post_file(client, csv_bytes(frame), name=f"job{k}.csv")
+        return k, r.status_code, [p["sig_id"] for p in r.json()["predictions"]], r.json()["summary"]["file"]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(job, range(6)))
+    for k, status, ids, name in results:
+        assert status == 200 and name == f"job{k}.csv"
+        assert ids == [f"job{k}_{i}" for i in range(15)]
+
+
+# ------------------------------------------------------------------------------------------------
+# units
+# ------------------------------------------------------------------------------------------------
+
+
+def _prediction(n: int, targets: int = 4) -> Prediction:
+    rng = np.random.default_rng(0)
+    return Prediction(source="x.csv", sig_ids=np.array([f"s{i}" for i in range(n)], dtype=object),
+                      cp_type=np.array(["trt_cp"] * n, dtype=object), cp_time=np.full(n, 24),
+                      cp_dose=np.array(["D1"] * n, dtype=object), proba=rng.random((n, targets), dtype=np.float32),
+                      extra=None, seconds=0.0)
+
+
+def test_store_is_an_lru_with_caps():
+    store = ResultStore(max_bytes=10**9, max_items=3)
+    preds = [_prediction(5) for _ in range(4)]
+    for p in preds[:3]:
+        store.put(p)
+    assert store.get(preds[0].id) is preds[0]  # touch: preds[1] becomes the oldest
+    store.put(preds[3])
+    assert store.get(preds[1].id) is None and store.get(preds[0].id) is preds[0] and len(store) == 3
+    tiny = ResultStore(max_bytes=1, max_items=10)
+    a, b = _prediction(5), _prediction(5)
+    tiny.put(a)
+    tiny.put(b)
+    assert tiny.get(a.id) is None and tiny.get(b.id) is b  # the newest is always kept
+    assert store.get("../../etc/passwd") is None
+    assert len({_prediction(1).id for _ in range(50)}) == 50
+
+
+def test_query_parsing_and_page_numbers():
+    q = ResultsQuery.parse(n="7", page="0", per="1000", q="  abc ", show="bogus")
+    assert (q.n, q.page, q.per, q.q, q.show) == (7, 1, 100, "abc", "all")
+    assert ResultsQuery().url("/r") == "/r" and ResultsQuery(n=5).url("/r", page=2) == "/r?n=5&page=2"
+    assert _page_numbers(1, 1) == [1]
+    assert _page_numbers(6, 40) == [1, None, 4, 5, 6, 7, 8, None, 40]
+
+
+def test_cli_serve_arguments():
+    from moa_predict.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--bundle", "b"])
+    assert (args.bundle, args.host, args.port, args.max_upload_mb) == ("b", "127.0.0.1", 8000, 200)
+    args = build_parser().parse_args(["serve", "--bundle", "b", "--port", "9000", "--max-upload-mb", "5"])
+    assert args.port == 9000 and args.max_upload_mb == 5
