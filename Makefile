@@ -16,8 +16,11 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e .
 
+# install-test also installs Debian's chromium for the browser tests (tests/test_web_browser.py skips without it);
+# never `playwright install` (no browser downloads).
 install-test: install
 	$(BIN)/pip install --quiet -e ".[test]"
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 demo: install
 	$(BIN)/moa demo --workdir $(DEMO)

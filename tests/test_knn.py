@@ -9,7 +9,7 @@ import pytest
 from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.models import make_model
-from moa_predict.models.knn import brknn_a_labels, brknn_b_labels, paper_inputs
+from moa_predict.models.knn import brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, paper_inputs
 
 
 def frame(xs, cp_type=None) -> pd.DataFrame:
@@ -77,6 +77,8 @@ def test_brknn_a_fallback_to_most_confident_label():
 def test_brknn_rules_directly():
     conf = np.array([[0.5, 0.2, 0.1], [0.4, 0.45, 0.0], [0.0, 0.0, 0.0], [0.6, 0.7, 0.1]])
     np.testing.assert_array_equal(brknn_a_labels(conf), [[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]])
+    # scikit-multilearn's variant: rint (0.5 rounds to 0) and no fallback
+    np.testing.assert_array_equal(brknn_a_labels_skmultilearn(conf), [[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 1, 0]])
     conf = np.tile([[0.1, 0.9, 0.3, 0.5]], (6, 1))
     s = np.array([0.4, 0.6, 1.5, 2.5, 2.51, 9.0])  # round half to even: 0, 1, 2, 2, 3, capped at 4
     out = brknn_b_labels(conf, s)

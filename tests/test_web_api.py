@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from moa_predict.data import schema  # noqa: E402
 from moa_predict.data.dataset import load_dataset, load_features  # noqa: E402
 from moa_predict.data.simulate import simulate, write_simulated  # noqa: E402
-from moa_predict.models import make_model  # noqa: E402
+from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.pipeline import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
@@ -37,7 +37,12 @@ def sim(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle(sim):
-    bundle, _ = train_bundle(make_model("prior"), load_dataset(sim), n_splits=3, seed=0, progress=False)
+    """The prior fitted on the simulated set, with a CV report in the bundle's usual form (the app only shows it;
+    computing a real one would cost seconds for nothing)."""
+    bundle, _ = train_bundle(PriorModel(), load_dataset(sim), cv=False, progress=False)
+    bundle.info["cv"] = {"metric": "mean column-wise log loss", "score": 0.0421, "folds": 3, "grouped_by_drug": True,
+                         "seed": 0, "rows": "treated rows only", "fold_scores": [0.041, 0.042, 0.043],
+                         "per_target": {t: 0.001 * (i % 50) for i, t in enumerate(bundle.target_names)}}
     return bundle
 
 
@@ -334,9 +339,10 @@ def test_page_upload_error_keeps_server_healthy(client, features):
 
 
 def test_unknown_result_and_odd_ids(client):
-    for rid in ("A" * 22, "..%2F..%2Fetc%2Fpasswd", "x"):
-        r = client.get(f"/results/{rid}")
-        assert r.status_code == 404 and "no longer available" in r.text or r.status_code == 404
+    r = client.get("/results/" + "A" * 22)
+    assert r.status_code == 404 and "no longer available" in r.text
+    for rid in ("..%2F..%2Fetc%2Fpasswd", "x", "A" * 100):
+        assert client.get(f"/results/{rid}").status_code == 404
     assert client.get("/results/" + "A" * 22 + "/predictions.csv").status_code == 404
 
 
@@ -396,6 +402,26 @@ def test_concurrent_requests_do_not_mix(client, features):
     for k, status, ids, name in results:
         assert status == 200 and name == f"job{k}.csv"
         assert ids == [f"job{k}_{i}" for i in range(15)]
+
+
+def test_extension_panels(bundle, features):
+    from moa_predict.web.app import PagePanel, Panels, ProfilePanel
+
+    def per_profile(service, pred, row):
+        if pred.is_control[row]:
+            return None
+        g0 = float(pred.features.iloc[row]["g-0"])
+        return {"columns": ["feature", "value"], "rows": [["g-0", f"{g0:.3f}"]], "note": f"panel-{pred.sig_ids[row]}"}
+
+    panels = Panels(profile=[ProfilePanel("demo", "Demo panel", "_panel_table.html", per_profile)],
+                    page=[PagePanel("whole", "Page panel", "_panel_table.html",
+                                    lambda service, pred, view: {"columns": ["shown"], "rows": [[len(view["profiles"])]]})])
+    client = TestClient(create_app(bundle, panels=panels))
+    html = client.get(upload_page(client, csv_bytes(features.head(12)))).text
+    treated = [s for s, t in zip(features.sig_id[:10], features.cp_type[:10]) if t != schema.CONTROL]
+    assert html.count('class="panel profile-panel panel-demo"') == len(treated)
+    assert all(f"panel-{s}" in html for s in treated)
+    assert 'class="panel page-panel panel-whole"' in html
 
 
 # ------------------------------------------------------------------------------------------------

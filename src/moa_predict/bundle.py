@@ -39,6 +39,9 @@ class Bundle:
     info: dict[str, Any] = field(default_factory=dict)
     """Training facts: CV report, data fingerprint, package version, created, command."""
     path: Path | None = None
+    reference: Any = None
+    """Optional ``explain.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
+    saved as arrays under ``reference.`` and settings under ``"reference"`` in bundle.json."""
 
     @property
     def model_name(self) -> str:
@@ -64,6 +67,14 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     """Write the bundle directory atomically (a temporary directory renamed into place)."""
     path = Path(path)
     settings, arrays = bundle.model.get_state()
+    reference = None
+    if bundle.reference is not None:
+        from .explain.neighbours import PREFIX as REF_PREFIX
+
+        if any(k.startswith(REF_PREFIX) for k in arrays):
+            raise ValueError(f"model arrays may not start with {REF_PREFIX!r} (kept for the reference index)")
+        reference, ref_arrays = bundle.reference.get_state(REF_PREFIX)
+        arrays = {**arrays, **ref_arrays}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -73,6 +84,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
         "feature_columns": bundle.feature_columns,
         "weights": sorted(arrays),
         **bundle.info,
+        **({"reference": reference} if reference is not None else {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -135,6 +147,16 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except (KeyError, TypeError) as exc:
         raise DataError(f"bundle model {name!r} cannot be built by this version ({exc}).",
                         source=str(path)) from None
+    reference = None
+    if isinstance(meta.get("reference"), dict):
+        from .explain.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
+
+        ref_arrays = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(REF_PREFIX)]}
+        try:
+            reference = ReferenceIndex.from_state(meta["reference"], ref_arrays, REF_PREFIX)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"the reference index is damaged ({type(exc).__name__}: {exc}). The bundle is "
+                            "corrupt; retrain it.", source=str(path)) from None
     try:
         model.set_state(spec["state"], arrays)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
@@ -145,8 +167,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise DataError(f"model has {model.n_targets_} outputs but the bundle lists {len(target_names)} "
                         "targets. The bundle is corrupt; retrain it.", source=str(path))
     info = {k: v for k, v in meta.items()
-            if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights"}}
-    return Bundle(model, target_names, feature_columns, info, path)
+            if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights",
+                         "reference"}}
+    return Bundle(model, target_names, feature_columns, info, path, reference)
 
 
 def _json_params(model: MoAModel) -> dict[str, Any]:

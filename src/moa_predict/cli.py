@@ -212,7 +212,8 @@ def cmd_benchmark_paper(args: argparse.Namespace) -> None:
     data = load_dataset(args.data)
     console.print(f"paper benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows")
     report = run_paper_benchmark(data, quick=args.quick, n_splits=args.folds, seed=args.seed,
-                                 device=args.device or "cpu", command=_command_line())
+                                 device=args.device or "cpu", command=_command_line(),
+                                 torch_threads=args.torch_threads or None)
     print_report(report, out)
     paths = write_outputs(report, args.out)
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -224,6 +225,39 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.max_upload_mb <= 0:
         raise DataError("--max-upload-mb must be a positive number of megabytes.")
     serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .bundle import load_bundle
+    from .data.dataset import load_dataset, load_features
+    from .data.io import write_text
+    from .explain.report import explain_upload
+
+    bundle = load_bundle(args.bundle)
+    features = load_features(args.features, feature_columns=bundle.feature_columns)
+    global_data = load_dataset(args.global_data) if args.global_data else None
+    report = explain_upload(bundle, features, sig_ids=args.sig_id, moas=args.moa, top_moas=args.top_moas,
+                            top_k=args.top, neighbours=args.neighbours, n_steps=args.steps,
+                            attributions=not args.no_attributions, compound_column=args.compound_column,
+                            global_data=global_data)
+    write_text(json.dumps(report, indent=1), args.out)
+    attr = report["attributions"]
+    if attr["available"]:
+        n = sum(len(p["explanations"]) for p in report["profiles"])
+        console.print(f"attributions: {n:,} (profile, MoA) pairs by integrated gradients; largest completeness "
+                      f"error {attr['method']['max_completeness_error']:.2g}")
+    elif attr["message"]:
+        console.print(f"[yellow]no attributions:[/] {escape(attr['message'])}", highlight=False)
+    if report["reference"]["available"]:
+        n_ood = sum(bool(p["ood"] and p["ood"]["flag"]) for p in report["profiles"])
+        console.print(f"similar reference profiles: {args.neighbours} per profile; out-of-distribution: "
+                      f"{n_ood} of {report['n_profiles']:,} profile(s) flagged")
+    else:
+        console.print(f"[yellow]no reference index:[/] {escape(report['reference']['message'])}", highlight=False)
+    if report["compounds"] is not None:
+        console.print(f"compound calls: {len(report['compounds']):,} compound(s) from column "
+                      f"{report['compound_column']!r}")
+    console.print(f"wrote {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -293,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--folds", type=int, default=5)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--device", help="torch device for the net (cpu, cuda)")
+    b.add_argument("--torch-threads", type=int, default=1,
+                   help="torch CPU threads for the net (default 1, fastest for this small net; 0: torch's default)")
     b.set_defaults(func=cmd_benchmark_paper)
 
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
@@ -303,6 +339,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("explain", help="explain predictions: attributions, similar reference profiles, OOD, compounds",
+                       description="Per profile: the top MoAs with the features pushing each up or down (integrated "
+                                   "gradients, neural models), the most similar training profiles with their drugs "
+                                   "and MoAs, an out-of-distribution flag; per compound (drug_id / compound / "
+                                   "compound_id column): one ranked MoA list. Writes JSON.")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--features", required=True, help="CSV or Parquet in the test_features layout")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--sig-id", action="append", metavar="ID", help="explain only this profile (repeatable)")
+    p.add_argument("--moa", action="append", metavar="NAME", help="explain this MoA (repeatable; default: the top "
+                                                                   "--top-moas MoAs of each profile)")
+    p.add_argument("--top", type=int, default=10, metavar="K", help="features listed per profile and MoA (10)")
+    p.add_argument("--top-moas", type=int, default=3, help="MoAs explained per profile when --moa is not given (3)")
+    p.add_argument("--neighbours", type=int, default=10, help="similar reference profiles per profile (10; 0: none)")
+    p.add_argument("--steps", type=int, default=64, help="integrated-gradients steps (64)")
+    p.add_argument("--compound-column", help="column naming the compound (default: drug_id, compound or "
+                                             "compound_id if present)")
+    p.add_argument("--global-data", metavar="DIR", help="training data directory: add each explained MoA's "
+                                                         "global view (features that matter across its profiles)")
+    p.add_argument("--no-attributions", action="store_true", help="skip attributions (neighbours, OOD, compounds only)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("models", help="list the available models")
     p.set_defaults(func=lambda a: out.print("\n".join(__import__("moa_predict.models", fromlist=["x"])

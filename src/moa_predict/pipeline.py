@@ -16,8 +16,11 @@ from .models.base import MoAModel
 
 
 def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
-                 progress: bool = True, command: str = "") -> tuple[Bundle, CVResult | None]:
-    """Cross-validate `model` (unless cv=False), then fit it on every training row."""
+                 progress: bool = True, command: str = "", reference: bool = True) -> tuple[Bundle, CVResult | None]:
+    """Cross-validate `model` (unless cv=False), then fit it on every training row.
+
+    With `reference`, the training profiles are also indexed once (explain.neighbours.ReferenceIndex: similar
+    reference profiles, MoA enrichment, OOD calibration) and stored in the bundle."""
     result = cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress) if cv else None
     final = clone(model)
     t0 = time.perf_counter()
@@ -33,4 +36,10 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
         "final_fit_seconds": round(time.perf_counter() - t0, 2),
         "cv": None if result is None else result.to_dict(),
     }
-    return Bundle(final, data.target_names, data.feature_columns, info), result
+    index = None
+    if reference:
+        from .explain.neighbours import ReferenceIndex
+
+        index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
+                                     feature_columns=data.feature_columns)
+    return Bundle(final, data.target_names, data.feature_columns, info, reference=index), result

@@ -92,6 +92,12 @@ def brknn_a_labels(confidence: np.ndarray) -> np.ndarray:
     return labels
 
 
+def brknn_a_labels_skmultilearn(confidence: np.ndarray) -> np.ndarray:
+    """scikit-multilearn's BRkNNaClassifier rule, for comparison: ``rint(confidence)`` (confidence > 0.5, an exact
+    0.5 rounding to 0) and no empty-set fallback. Not the published BRkNN-a, but what a Python paper likely ran."""
+    return np.rint(confidence) >= 1
+
+
 def brknn_b_labels(confidence: np.ndarray, s: np.ndarray) -> np.ndarray:
     """BRkNN-b: the round(s) most confident labels of each row (s = neighbours' mean label-set size)."""
     n, n_labels = confidence.shape

@@ -94,12 +94,12 @@ class Panels:
 class UploadTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        super().__init__(f"the upload is larger than the {limit / 1e6:.0f} MB limit")
+        super().__init__(f"the upload is larger than the {limit / 1e6:.3g} MB limit")
 
 
 def too_large_message(limit: int) -> str:
     mb = limit / 1e6
-    return (f"the upload is larger than this server's {mb:.0f} MB limit. Split the profiles into smaller files "
+    return (f"the upload is larger than this server's {mb:.3g} MB limit. Split the profiles into smaller files "
             "(the results of each can be downloaded and joined), or restart the server with a higher "
             "--max-upload-mb.")
 
@@ -314,8 +314,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
-        # Logged with its traceback on the server only; the client gets a plain message.
-        log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        # Logged on the server only (uvicorn adds the traceback); the client gets a plain message.
+        log.error("internal error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         message = ("internal error: the server could not finish this request. Nothing was stored; the server is "
                    "still running. If it happens again, please report it with the file that caused it.")
         if is_api(request):

@@ -225,7 +225,7 @@ def api_docs(request: Request) -> HTMLResponse:
                               "description": op.get("description", ""), "params": params, "body": body,
                               "responses": responses})
     return _page(request, "docs.html", endpoints=endpoints, spec_title=spec["info"]["title"],
-                 spec_version=spec["info"]["version"])
+                 spec_version=spec["info"]["version"], server=str(request.base_url).rstrip("/"))
 
 
 def _type_name(schema_: dict) -> str:

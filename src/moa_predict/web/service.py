@@ -93,6 +93,7 @@ class ModelService:
             proba=proba,
             extra=extra,
             seconds=time.perf_counter() - t0,
+            features=features,
         )
         self.store.put(pred)
         return pred

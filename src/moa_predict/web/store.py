@@ -43,6 +43,8 @@ class Prediction:
     """Pass-through columns of the upload (index = row position), or None."""
     seconds: float
     """Read + validate + predict time."""
+    features: pd.DataFrame | None = field(default=None, repr=False)
+    """The validated profiles (index sig_id, as the model saw them), for explanation panels; counted in nbytes."""
     id: str = field(default_factory=new_result_id)
     created: float = field(default_factory=time.time)
     order: np.ndarray = field(init=False, repr=False)
@@ -69,6 +71,8 @@ class Prediction:
         n = self.proba.nbytes + self.order.nbytes + self.cp_time.nbytes + 3 * 60 * self.n_rows
         if self.extra is not None:
             n += int(self.extra.memory_usage(deep=True).sum())
+        if self.features is not None:
+            n += int(self.features.memory_usage(deep=False).sum())
         return n
 
     def summary(self) -> dict:

@@ -11,6 +11,9 @@
     return n + " bytes";
   }
 
+  /* Plotly reads a few HTML-like tags in text (<b>, <a href>): show user-supplied text literally */
+  function plain(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
+
   function readJSON(id) {
     var el = document.getElementById(id);
     if (!el) return null;
@@ -87,7 +90,7 @@
 
   function scatter(el, data, names) {
     var n = data.y.length, x = new Array(n), text = new Array(n);
-    for (var i = 0; i < n; i++) { x[i] = i + 1; text[i] = names[i] || ("MoA " + (i + 1)); }
+    for (var i = 0; i < n; i++) { x[i] = i + 1; text[i] = plain(names[i] || ("MoA " + (i + 1))); }
     var labelled = data.labelled || [];
     var ymax = Math.max.apply(null, data.y.concat([1e-6]));
     /* the top MoAs are marked with their rank (the table beside the chart names them); hover shows every name */
@@ -117,7 +120,7 @@
 
   function heatmap(el, data) {
     var many = data.x.length > 60;
-    var trace = { type: "heatmap", z: data.z, x: data.x, y: data.y, colorscale: "Viridis",
+    var trace = { type: "heatmap", z: data.z, x: data.x.map(plain), y: data.y.map(plain), colorscale: "Viridis",
                   colorbar: { title: { text: "p" }, thickness: 12 },
                   hovertemplate: "<b>%{y}</b><br>%{x}<br>p = %{z:.4f}<extra></extra>" };
     var layout = { margin: { l: 230, r: 10, t: 10, b: many ? 20 : 110 }, height: 120 + 17 * data.y.length,

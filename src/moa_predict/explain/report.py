@@ -1,0 +1,143 @@
+"""One call that explains an upload: predictions, attributions, similar references, OOD flags, compound calls.
+
+``explain_upload`` backs ``moa explain`` and is the function for ``POST /api/explain``; everything it
+returns is JSON-able (plain dicts, lists, str, int, float, bool, None). Each part degrades on its own:
+a model without attributions (kNN, prior) still gets neighbours, OOD flags and compound calls, and says why
+in ``attributions.message``; a bundle without a reference index says so in ``reference.message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data import schema
+from ..data.errors import DataError
+from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
+from .compounds import compound_calls, compound_calls_json, find_compound_column
+from .ood import OOD_MESSAGE, ood_scores
+
+
+def select_profiles(features: pd.DataFrame, sig_ids: Sequence[str] | None) -> pd.DataFrame:
+    """The rows with these sig_ids, in the order given (DataError naming the unknown ones)."""
+    if not sig_ids:
+        return features
+    wanted = [str(s).strip() for s in sig_ids]
+    unknown = [s for s in wanted if s not in features.index]
+    if unknown:
+        raise DataError(f"sig_id(s) not in the features: {', '.join(unknown[:5])}"
+                        f"{' ...' if len(unknown) > 5 else ''}. Use ids from the uploaded file's sig_id column.",
+                        column=schema.SIG_ID)
+    return features.loc[wanted]
+
+
+def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str] | None = None,
+                   moas: Sequence[str] | None = None, top_moas: int = 3, top_k: int = 10, neighbours: int = 10,
+                   n_steps: int = DEFAULT_STEPS, attributions: bool = True, max_attributed: int | None = None,
+                   compound_column: str | None = None, compound_top_k: int = 5,
+                   global_data: Any = None, global_profiles: int = 32) -> dict[str, Any]:
+    """Explain validated `features` with `bundle` (see the module docstring for the parts).
+
+    Returns ``{"model", "n_profiles", "attributions": {available, message, method}, "reference":
+    {available, message, info, ood_threshold}, "profiles": [per profile: sig_id, cp_type, cp_time, cp_dose,
+    compound, predictions (top MoAs), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
+    "global": {moa: ...} | None, "warnings": [...]}``. `max_attributed` caps how many treated profiles
+    get attributions (the first ones; the web layer should set it, attributions cost ~0.1 s per profile
+    and MoA); `global_data` (a training ``Dataset``) adds the per-MoA global view of the explained MoAs."""
+    features = select_profiles(features, sig_ids)
+    model = bundle.model
+    names = list(bundle.target_names)
+    proba = bundle.predict_proba(features)
+    warnings: list[str] = []
+    compound_col = find_compound_column(features, compound_column)
+
+    # -- attributions -------------------------------------------------------------------------------------
+    attr_part: dict[str, Any] = {"available": False, "message": None, "method": None}
+    explained: dict[str, list[dict[str, Any]]] = {}
+    if attributions:
+        subset = features
+        if max_attributed is not None:
+            treated_pos = np.flatnonzero((features[schema.CP_TYPE] != schema.CONTROL).to_numpy())
+            if len(treated_pos) > max_attributed:
+                subset = features.iloc[np.sort(treated_pos[:max_attributed])]
+                warnings.append(f"attributions computed for the first {max_attributed} treated profiles only")
+        try:
+            sub_proba = proba[features.index.get_indexer(subset.index)]
+            res = explain_predictions(model, subset, names, proba=sub_proba, moas=moas, top_moas=top_moas,
+                                      top_k=top_k, n_steps=n_steps)
+            attr_part = {"available": True, "message": None, "method": res["method"]}
+            explained = {p["sig_id"]: p["explanations"] for p in res["profiles"]}
+            if res["method"]["forward_consistency"] > 1e-3:
+                warnings.append("the attribution path differs from the model's predictions by "
+                                f"{res['method']['forward_consistency']:.4f}; attributions may be off")
+        except AttributionUnavailable as exc:
+            attr_part["message"] = str(exc)
+    else:
+        attr_part["message"] = "attributions not requested"
+
+    # -- reference: neighbours, enrichment, OOD -----------------------------------------------------------
+    index = getattr(bundle, "reference", None)
+    ref_part: dict[str, Any] = {"available": index is not None, "message": None, "info": None, "ood_threshold": None}
+    found: list[dict[str, Any]] = [{} for _ in range(len(features))]
+    oods: list[dict[str, Any] | None] = [None] * len(features)
+    if index is None:
+        ref_part["message"] = ("this bundle has no reference index; retrain it with 'moa train' to get similar "
+                               "reference profiles and out-of-distribution flags")
+    else:
+        ref_part["info"] = index.info
+        ref_part["ood_threshold"] = round(float(index.ood_threshold), 4)
+        if neighbours > 0:
+            found = index.neighbours(features, k=neighbours)
+        oods = ood_scores(index, features)
+        n_flag = sum(o["flag"] for o in oods)
+        if n_flag:
+            warnings.append(f"{n_flag} of {len(features)} profile(s) are {OOD_MESSAGE}")
+
+    # -- per profile ----------------------------------------------------------------------------------------
+    profiles = []
+    treated = (features[schema.CP_TYPE] != schema.CONTROL).to_numpy()
+    for i, sig in enumerate(features.index):
+        row = features.iloc[i]
+        order = np.argsort(-proba[i], kind="stable")[:top_moas] if treated[i] else []
+        profiles.append({
+            "sig_id": str(sig),
+            "cp_type": str(row[schema.CP_TYPE]), "cp_time": int(row[schema.CP_TIME]),
+            "cp_dose": str(row[schema.CP_DOSE]),
+            "compound": None if compound_col is None or pd.isna(row[compound_col]) else str(row[compound_col]),
+            "predictions": [{"moa": names[j], "probability": round(float(proba[i, j]), 6)} for j in order],
+            "explanations": explained.get(str(sig), []),
+            "neighbours": found[i].get("neighbours", []),
+            "enrichment": found[i].get("enrichment", []),
+            "ood": oods[i],
+        })
+
+    # -- compounds and the global view ----------------------------------------------------------------------
+    compounds = None
+    if compound_col is not None:
+        compounds = compound_calls_json(compound_calls(features, proba, names, column=compound_col,
+                                                       top_k=compound_top_k), top_k=compound_top_k)
+    global_view = None
+    if global_data is not None and attr_part["available"]:
+        wanted = sorted({e["moa"] for p in profiles for e in p["explanations"]})
+        global_view = global_attributions(model, global_data.features, global_data.targets, moas=wanted,
+                                          n_profiles=global_profiles, top_k=top_k)
+    return {"model": model.name, "n_profiles": len(features), "n_targets": len(names),
+            "attributions": attr_part, "reference": ref_part, "profiles": profiles,
+            "compound_column": compound_col, "compounds": compounds, "global": global_view, "warnings": warnings}
+
+
+def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict[str, Any]:
+    """Attributions only (``explain_predictions`` on a bundle); raises ``AttributionUnavailable``."""
+    return explain_predictions(bundle.model, features, bundle.target_names, proba=bundle.predict_proba(features),
+                               **kwargs)
+
+
+def compound_report(bundle: Any, features: pd.DataFrame, *, column: str | None = None,
+                    top_k: int = 5, n_moas: int = 10) -> list[dict[str, Any]]:
+    """Compound-level calls of an upload (``[]`` when it has no compound column)."""
+    calls = compound_calls(features, bundle.predict_proba(features), bundle.target_names, column=column,
+                           top_k=top_k, n_moas=n_moas)
+    return compound_calls_json(calls, top_k=top_k)

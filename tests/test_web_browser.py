@@ -1,0 +1,231 @@
+"""End to end in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python package):
+upload the example file, see the results, find rendered Plotly charts, switch N, download the CSV.
+
+Also the screenshot maker for the docs:
+    python tests/test_web_browser.py --bundle BUNDLE_DIR [--out docs/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"{CHROMIUM} is absent: install Debian's chromium (make install-test does it) "
+                              "to run the browser tests"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running(app):
+    """uvicorn serving `app` in a thread on a free port; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def watch(page) -> list[str]:
+    """Collect page errors and console errors (CSP violations and failed loads show up here)."""
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    return problems
+
+
+def wait_for_chart(page, selector: str = ".js-chart") -> None:
+    page.locator(selector).first.scroll_into_view_if_needed()
+    page.wait_for_selector(f"{selector}.js-plotly-plot .main-svg", timeout=30_000)
+
+
+def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]:
+    """home.png and results.png (the example file's results) under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 1100}, device_scale_factor=1)
+    page.goto(base + "/")
+    home = out / "home.png"
+    page.screenshot(path=str(home), full_page=True)
+    page.set_input_files("#file", str(example))
+    page.click("#submit")
+    page.wait_for_url("**/results/**")
+    page.set_viewport_size({"width": 1280, "height": 1900})
+    page.wait_for_selector(".js-heatmap.js-plotly-plot .main-svg", timeout=30_000)
+    page.wait_for_selector(".js-chart.js-plotly-plot .main-svg", timeout=30_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    time.sleep(0.5)  # let Plotly finish its transitions
+    results = out / "results.png"
+    page.screenshot(path=str(results))
+    page.close()
+    return [home, results]
+
+
+# ------------------------------------------------------------------------------------------------
+# the test
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    pytest.importorskip("playwright")
+    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.simulate import simulate, write_simulated
+    from moa_predict.models.prior import PriorModel
+    from moa_predict.pipeline import train_bundle
+    from moa_predict.web import create_app
+
+    out = tmp_path_factory.mktemp("browsersim")
+    write_simulated(simulate(n_train=300, n_test=10, seed=5), out)
+    bundle, _ = train_bundle(PriorModel(), load_dataset(out), cv=False, progress=False)
+    with running(create_app(bundle)) as url:
+        yield url
+
+
+def test_upload_results_charts_n_and_download(base_url, tmp_path):
+    import pandas as pd
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+        problems = watch(page)
+        page.goto(base_url + "/")
+        assert "Predict mechanisms of action" in page.locator("h1").inner_text()
+        assert page.get_by_label("MoAs listed per profile").count() == 1
+
+        # the example file, downloaded from the page
+        with page.expect_download() as info:
+            page.click("#example-link")
+        example = tmp_path / info.value.suggested_filename
+        info.value.save_as(example)
+        assert example.name == "moa_example_profiles.csv"
+        rows = pd.read_csv(example, dtype={"sig_id": str})
+        n_ctl = int((rows.cp_type == "ctl_vehicle").sum())
+
+        # drag-and-drop puts a dropped file into the form's file field
+        dropped = page.evaluate("""() => {
+            const dt = new DataTransfer();
+            dt.items.add(new File(["sig_id\\n"], "dropped.csv", {type: "text/csv"}));
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+            return document.getElementById("file").files[0].name;
+        }""")
+        assert dropped == "dropped.csv" and "dropped.csv" in page.locator("#file-name").inner_text()
+
+        # a bad file is rejected with the row and column, and the form is still there
+        bad = tmp_path / "bad.csv"
+        bad.write_text(example.read_text().replace("trt_cp", "trt_xx", 1))
+        page.set_input_files("#file", str(bad))
+        page.click("#submit")
+        page.wait_for_selector(".error-box")
+        assert "cp_type" in page.locator(".error-box").inner_text()
+        assert [m for m in problems if "422" in m] and not [m for m in problems if "422" not in m], problems
+        problems.clear()  # the 422 was expected
+
+        # upload the example: summary, top-N tables, rendered Plotly charts
+        page.set_input_files("#file", str(example))
+        page.click("#submit")
+        page.wait_for_url("**/results/**")
+        assert page.locator("#stat-rows").inner_text() == str(len(rows))
+        assert page.locator("#stat-controls").inner_text() == str(n_ctl)
+        first_table = page.locator("table.top-moas").first
+        assert first_table.locator("tbody tr").count() == 10
+        page.wait_for_selector(".js-heatmap.js-plotly-plot .main-svg", timeout=30_000)
+        wait_for_chart(page)
+        points = page.locator(".js-chart.js-plotly-plot").first.locator(".scatterlayer .point").count()
+        assert points >= 206  # every MoA is a point (+ the highlighted top ones)
+        assert page.locator(".js-plotly-plot").count() >= 2
+
+        # switch N: the select submits itself
+        page.select_option("#n", "5")
+        page.wait_for_url("**n=5**")
+        assert page.locator("table.top-moas").first.locator("tbody tr").count() == 5
+        wait_for_chart(page)
+
+        # download the CSV and check it against the page
+        top_p = float(page.locator("table.top-moas").first.locator("td[data-p]").first.get_attribute("data-p"))
+        first_id = page.locator("article.profile:not(.is-control)").first.get_attribute("data-sig-id")
+        with page.expect_download() as info:
+            page.click("#download-csv")
+        csv_path = tmp_path / info.value.suggested_filename
+        info.value.save_as(csv_path)
+        frame = pd.read_csv(csv_path, dtype={"sig_id": str})
+        assert frame.shape == (len(rows), 207) and frame.columns[0] == "sig_id"
+        assert list(frame.sig_id) == list(rows.sig_id)
+        probs = frame.drop(columns="sig_id").to_numpy()
+        assert ((probs >= 0) & (probs <= 1)).all()
+        assert (probs[(rows.cp_type == "ctl_vehicle").to_numpy()] == 0).all()
+        assert abs(frame.set_index("sig_id").loc[first_id].max() - top_p) < 1e-5
+
+        shots = take_screenshots(browser, base_url, example, tmp_path / "shots")
+        assert all(p.stat().st_size > 10_000 for p in shots)
+        assert not problems, problems
+
+
+# ------------------------------------------------------------------------------------------------
+# screenshots for the docs
+# ------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Take docs/screenshots/{home,results}.png with Playwright.")
+    parser.add_argument("--bundle", required=True, help="bundle directory to serve")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "screenshots"))
+    args = parser.parse_args(argv)
+    import tempfile
+
+    from moa_predict.web import create_app
+    from moa_predict.web.service import EXAMPLE_FILENAME, example_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        example = Path(tmp) / EXAMPLE_FILENAME
+        example.write_bytes(example_csv())
+        with running(create_app(args.bundle)) as base, chromium() as browser:
+            for path in take_screenshots(browser, base, example, Path(args.out)):
+                print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
