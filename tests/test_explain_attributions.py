@@ -140,3 +140,24 @@ def test_global_view_ranks_by_mean_absolute_attribution(paper_nn, sim_dataset):
         mags = [f["mean_abs_attribution"] for f in view["features"]]
         assert mags == sorted(mags, reverse=True)
         assert all(abs(f["mean_attribution"]) <= f["mean_abs_attribution"] + 1e-9 for f in view["features"])
+
+
+def test_explain_upload_with_a_network(paper_nn, sim_dataset, test_frame):
+    from moa_predict.bundle import Bundle
+    from moa_predict.explain.neighbours import ReferenceIndex
+    from moa_predict.explain.report import explain_upload
+
+    d = sim_dataset
+    bundle = Bundle(paper_nn, d.target_names,
+                    reference=ReferenceIndex.build(d.features, d.targets, d.nonscored, d.drugs, n_components=20))
+    frame = test_frame[test_frame[schema.CP_TYPE] == schema.TREATED].iloc[:4].assign(compound=["x", "x", "y", "y"])
+    report = explain_upload(bundle, frame, top_moas=2, top_k=4, neighbours=3, n_steps=32, max_attributed=3,
+                            global_data=d, global_profiles=4)
+    json.dumps(report)
+    assert report["attributions"]["available"] and report["reference"]["available"]
+    assert any("first 3 treated" in w for w in report["warnings"])
+    explained = [p for p in report["profiles"] if p["explanations"]]
+    assert len(explained) == 3 and all(len(p["explanations"]) == 2 for p in explained)
+    assert all(len(p["neighbours"]) == 3 and p["ood"] is not None for p in report["profiles"])
+    assert [c["compound"] for c in sorted(report["compounds"], key=lambda c: c["compound"])] == ["x", "y"]
+    assert set(report["global"]) == {e["moa"] for p in explained for e in p["explanations"]}

@@ -61,10 +61,15 @@ def test_quantile_mirrors_are_differentiable_with_the_right_slope(matrix):
     qt = QuantileTransformer(n_quantiles=100, output_distribution="normal", random_state=0).fit(matrix)
     x = torch.as_tensor(matrix[:20].astype(np.float64) + 0.0123, dtype=torch.float64).requires_grad_()
     TorchQuantileNormal(qt)(x).sum().backward()
-    h = 1e-6
-    numeric = (qt.transform(x.detach().numpy() + h) - qt.transform(x.detach().numpy() - h)) / (2 * h)
+    h = 1e-7
+    x0 = x.detach().numpy()
+    right = (qt.transform(x0 + h) - qt.transform(x0)) / h
+    left = (qt.transform(x0) - qt.transform(x0 - h)) / h
+    numeric = (right + left) / 2
     assert torch.isfinite(x.grad).all()
-    inside = np.abs(numeric) < 50  # away from the clipped tails
+    # away from the clipped tails and from knots (where the one-sided slopes differ)
+    inside = (np.abs(numeric) < 50) & np.isclose(left, right, rtol=1e-4, atol=1e-4)
+    assert inside.mean() > 0.9
     np.testing.assert_allclose(x.grad.numpy()[inside], numeric[inside], rtol=1e-3, atol=1e-3)
     table = QuantileTable(qt)
     y = torch.as_tensor(matrix[:20]).requires_grad_()
@@ -97,7 +102,8 @@ def test_preprocessor_mirror_equals_its_transform(sim_data):
     test = sim_data.test_features
     raw = torch.as_tensor(raw_inputs(test))
     np.testing.assert_allclose(TorchMoAPreprocessor(pre)(raw).numpy(), pre.transform(test), atol=TOL, rtol=1e-5)
-    no_rankgauss = MoAPreprocessor(rankgauss=False, g_pca=5, c_pca=0, keep_raw=False, variance_threshold=None).fit(frame)
+    no_rankgauss = MoAPreprocessor(rankgauss=False, g_pca=5, c_pca=0, keep_raw=False,
+                                   variance_threshold=None).fit(frame)
     np.testing.assert_allclose(mirror(no_rankgauss)(raw).numpy(), no_rankgauss.transform(test), atol=TOL, rtol=1e-5)
 
 

@@ -127,3 +127,10 @@ def test_cli_train_predict(simdir, tmp_path):
                      "--out", str(out)]) == 0
         pred = pd.read_csv(out)
         assert pred.shape == (50, 207)
+
+
+def test_cli_benchmark_group_wiring():
+    from moa_predict.cli import build_parser, cmd_benchmark_paper
+
+    args = build_parser().parse_args(["benchmark", "paper", "--data", "d", "--quick"])
+    assert args.func is cmd_benchmark_paper and args.quick and args.out == "docs/paper" and args.torch_threads == 1

@@ -130,7 +130,8 @@ _P = {
     "signature_genes": (20, 80),
     "responsiveness_shape": 0.7,
     "signature_amp": 2.0,
-    "shared_core": 0.6,
+    "moa_potency_exp": 0.5,
+    "shared_signature": 0.8,
     "strong_strength": (0.75, 1.0),
     "moderate_strength": (0.3, 0.55),
     "weak_strength": (0.0, 0.12),
@@ -249,30 +250,22 @@ def _strength_class(name: str) -> str:
     return "weak"
 
 
-def _co_occurring_groups(label_sets: list[tuple[list[int], list[int]]], n_targets: int) -> list[list[int]]:
-    """Groups of scored targets that share most of their drugs (e.g. kit / pdgfr / flt3)."""
-    drugs_of: list[set[int]] = [set() for _ in range(n_targets)]
-    for k, (scored, _) in enumerate(label_sets):
-        for t in scored:
-            drugs_of[t].add(k)
-    parent = list(range(n_targets))
+def _co_occurrence(catalog: dict) -> np.ndarray:
+    """Overlap coefficient of scored targets over drugs: |drugs with both| / |drugs with the rarer one|.
 
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for a in range(n_targets):
-        for b in range(a + 1, n_targets):
-            inter = len(drugs_of[a] & drugs_of[b])
-            small = min(len(drugs_of[a]), len(drugs_of[b]))
-            if inter >= 2 and small and inter / small >= 0.5:
-                parent[find(a)] = find(b)
-    groups: dict[int, list[int]] = {}
-    for t in range(n_targets):
-        groups.setdefault(find(t), []).append(t)
-    return [g for g in groups.values() if len(g) > 1]
+    Only pairs sharing at least two drugs count (e.g. kit / pdgfr / flt3 / vegfr inhibitors).
+    """
+    n_targets = len(catalog["scored_targets"])
+    together = np.zeros((n_targets, n_targets))
+    records = [(ls["scored"], sum(ls["drug_sizes"].values())) for ls in catalog["label_sets"]]
+    records += [(b["scored"], 1) for b in catalog["big_drugs"]]
+    for scored, n_drugs in records:
+        together[np.ix_(scored, scored)] += n_drugs
+    n_of = np.diag(together).copy()
+    overlap = together / np.maximum(np.minimum.outer(n_of, n_of), 1)
+    overlap[together < 2] = 0.0
+    np.fill_diagonal(overlap, 0.0)
+    return overlap
 
 
 def _sparse_signature(rng: np.random.Generator, responsiveness: np.ndarray, n_genes: int) -> np.ndarray:
@@ -284,7 +277,7 @@ def _sparse_signature(rng: np.random.Generator, responsiveness: np.ndarray, n_ge
     return vec
 
 
-def _make_world(rng: np.random.Generator, catalog: dict, label_sets: list[tuple[list[int], list[int]]]) -> _World:
+def _make_world(rng: np.random.Generator, catalog: dict) -> _World:
     p = _P
     n_g, n_c = schema.N_GENES, schema.N_CELLS
     factors = rng.standard_normal((p["n_factors"], n_g)) * p["factor_scale"]
@@ -320,12 +313,12 @@ def _make_world(rng: np.random.Generator, catalog: dict, label_sets: list[tuple[
     sig_n, str_n, tox_n = signatures(
         catalog["nonscored_targets"], lambda _: float(rng.uniform(*p["nonscored_strength"]) ** 1.5)
     )
-    # Co-occurring MoAs share part of their signature (a common core plus their own part).
-    for group in _co_occurring_groups(label_sets, len(catalog["scored_targets"])):
-        core = _sparse_signature(rng, responsiveness, int(rng.integers(30, 61)))
-        for t in group:
-            v = p["shared_core"] * core + np.sqrt(1 - p["shared_core"] ** 2) * sig_s[t]
-            sig_s[t] = v / np.sqrt(np.mean(v[v != 0] ** 2))
+    # Co-occurring MoAs share part of their signature: each mixes in its partners' own parts, in
+    # proportion to how often they are labelled together.
+    overlap = _co_occurrence(catalog)
+    mixed = sig_s + p["shared_signature"] * overlap @ sig_s
+    rms = np.sqrt((mixed**2).sum(axis=1) / np.maximum((mixed != 0).sum(axis=1), 1))
+    sig_s = mixed / rms[:, None]
     return _World(factors, death, cell_loading, cell_noise, cell_sens, sig_s, sig_n, str_s, str_n, tox_s, tox_n)
 
 
@@ -376,7 +369,8 @@ def _drug_responses(rng: np.random.Generator, world: _World, drugs: _Drugs) -> t
                 jitter = np.zeros(schema.N_GENES)
                 nz = sig[t] != 0
                 jitter[nz] = rng.standard_normal(nz.sum()) * p["drug_signature_jitter"]
-                resp[k] += level * potency[k] * p["signature_amp"] * 2.0 * s * (sig[t] + jitter)
+                moa_potency = potency[k] ** p["moa_potency_exp"]
+                resp[k] += level * moa_potency * p["signature_amp"] * 2.0 * s * (sig[t] + jitter)
                 if active:
                     tox = max(tox, tox_of[t])
         tau[k] += tox * min(potency[k], 1.6) ** 0.5
@@ -578,8 +572,7 @@ def simulate(
     catalog = load_catalog()
     scored_names = list(catalog["scored_targets"])
     nonscored_names = list(catalog["nonscored_targets"])
-    sets, _, _ = _catalog_label_sets(catalog)
-    world = _make_world(rng, catalog, sets)
+    world = _make_world(rng, catalog)
 
     if labels_from is None:
         if n_train < 1 or n_test < 0:

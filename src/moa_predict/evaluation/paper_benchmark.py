@@ -280,6 +280,10 @@ def _summary(tables: dict[str, list[dict[str, Any]]], prior_score: float) -> lis
         summary.append({"model": model, "label": LABELS[model], "param": param,
                         "paper_style": ps, "paper_style_at": ps_at, "probabilities": pr, "probabilities_at": pr_at,
                         "paper": pub["score"], "paper_at": pub["value"], "at_paper_setting": at_paper})
+        if "labels_skmultilearn" in rows[0]:
+            sk, sk_at = _best(rows, "labels_skmultilearn", param)
+            summary[-1].update(labels_skmultilearn=sk, labels_skmultilearn_at=sk_at, labels_skmultilearn_at_paper=next(
+                (r["labels_skmultilearn"] for r in rows if r[param] == pub["value"]), None))
     return summary
 
 
@@ -354,6 +358,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"## {TITLES[name]}", "", "| " + " | ".join(header) + " |",
                   "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
         lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    for s in report["summary"]:
+        if s.get("labels_skmultilearn") is not None:
+            lines += [f"{s['label']} with scikit-multilearn's rule (rint, no empty-set fallback): best "
+                      f"{_fmt(s['labels_skmultilearn'])} (k={s['labels_skmultilearn_at']}), "
+                      f"{_fmt(s['labels_skmultilearn_at_paper'])} at the paper's k={s['paper_at']}.", ""]
     lines += ["## Timings (seconds)", "", "| step | per fold | total |", "| --- | --- | ---: |"]
     for k, v in report["timings_seconds"].items():
         lines.append(f"| {k} | {', '.join(f'{x:.1f}' for x in v['per_fold'])} | {v['total']:.1f} |")
@@ -416,7 +425,11 @@ def grids_png(report: dict[str, Any], path: Path) -> Path:
                 ax.plot(xs, [r[o] for r in rows], marker="o", label=OUTPUT_NAMES[o])
         pub = PAPER_PUBLISHED[model]
         ax.scatter([pub["value"]], [pub["score"]], marker="*", s=120, color="k", label="paper (published)", zorder=3)
-        ax.set_xscale("log")
+        if param == "k":
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks([x for x in xs if x in (3, 10, 30, 100, 500, 2000)] or xs)
+            ax.set_xticklabels([str(t) for t in ax.get_xticks()])
         ax.set_yscale("log")
         ax.set_xlabel(param)
         ax.set_title(LABELS[model])

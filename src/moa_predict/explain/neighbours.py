@@ -197,7 +197,8 @@ class ReferenceIndex:
             label_indptr=indptr, label_indices=indices, label_names=names,
             n_scored=0 if targets is None else targets.shape[1],
             null_similarity=np.zeros(1001, np.float32), ood_distances=np.zeros(1001, np.float32),
-            norms=np.linalg.norm(s, axis=1).astype(np.float32), ood_threshold=float("inf"), ood_quantile=ood_quantile, feature_columns=list(feature_columns))
+            norms=np.linalg.norm(s, axis=1).astype(np.float32), ood_threshold=float("inf"),
+            ood_quantile=ood_quantile, feature_columns=list(feature_columns))
         # the null of the similarity: random pairs of distinct reference profiles
         n = len(coords)
         if n > 1:

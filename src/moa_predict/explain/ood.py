@@ -1,16 +1,26 @@
 """Out-of-distribution warnings: profiles unlike anything the model was trained on.
 
-A profile's OOD distance is 1 − cosine, in the reference space (explain/neighbours.py: standardised
-z-scores, top principal components, NOT whitened), to its nearest reference profile. It is flagged when that
-distance exceeds the ``ood_quantile`` (99th percentile) of the same distance for training profiles, computed
-at training time and stored in the bundle.
+Two checks, both calibrated at training time on the training profiles and stored in the bundle:
+
+1. Distance: 1 − cosine, in the standardised feature space reduced to the reference components
+   (explain/neighbours.py: NOT whitened, the part outside the components counted as unshared), to the
+   nearest reference profile. Flagged above the ``ood_quantile`` (99th percentile) of the same distance for
+   training profiles.
+2. Structure: the share of the standardised profile's norm that the reference components capture. Real
+   profiles are dominated by the correlated expression and viability programmes the components describe
+   (≈ 0.94 on the real-label simulated set); noise or shuffled columns are not (≈ 0.45). Flagged below the
+   0.1% quantile of training profiles'. This check does not need a dense reference set, so it still
+   catches garbage when a bundle was trained on few profiles (where nearest distances are large for
+   everyone).
+
+``flag`` is true when either fires; ``reasons`` says which.
 
 The calibration is leave-DRUG-out, not leave-one-out: a training profile's distance is to its nearest
 reference of ANOTHER drug (another row for unknown drugs). A drug's own profiles (2 doses × 3 times) are near
 copies, so plain leave-one-out distances are optimistic and would flag several percent of genuinely new but
 ordinary compounds; leave-drug-out matches the question users ask ("is this new compound like anything
 known?"). On the real-label simulated set the flag fires on about 1% of held-out new-drug profiles and on
-nearly all noise or feature-shuffled profiles (docs/explain/explain_benchmark.json).
+all noise or feature-shuffled profiles (docs/explain/explain_benchmark.json).
 """
 
 from __future__ import annotations
@@ -48,16 +58,30 @@ def leave_drug_out_distances(index: Any, sample: int = 5000, seed: int = 0) -> n
 
 
 def ood_scores(index: Any, X: pd.DataFrame | np.ndarray) -> list[dict[str, Any]]:
-    """Per profile: OOD distance, the training threshold, the flag, its percentile among training distances,
-    and the nearest reference (sig_id, drug)."""
-    dist, near = index.nearest_distance(X)
+    """Per profile: ``flag``, ``reasons``, the ``distance`` to the nearest reference with its training
+    ``threshold`` and ``percentile`` among training profiles' distances, the ``structure`` with its
+    ``structure_threshold``, and the nearest reference (sig_id, drug)."""
+    dist, near, structure = index.ood_components(X)
     pct = np.interp(dist, index.ood_distances, np.linspace(0, 100, len(index.ood_distances)))
     out = []
-    for d, j, p in zip(dist, near, pct):
-        out.append({"distance": round(float(d), 4), "threshold": round(float(index.ood_threshold), 4),
-                    "flag": bool(d > index.ood_threshold), "percentile": round(float(p), 2),
+    for d, j, p, st in zip(dist, near, pct, structure):
+        reasons = []
+        if d > index.ood_threshold:
+            reasons.append("far from every training profile")
+        if st < index.structure_threshold:
+            reasons.append("lacks the correlation structure of real profiles")
+        out.append({"flag": bool(reasons), "reasons": reasons,
+                    "distance": round(float(d), 4), "threshold": round(float(index.ood_threshold), 4),
+                    "percentile": round(float(p), 2), "structure": round(float(st), 4),
+                    "structure_threshold": round(float(index.structure_threshold), 4),
                     "nearest_sig_id": str(index.sig_ids[j]), "nearest_drug_id": str(index.drug_ids[j]) or None})
     return out
+
+
+def ood_mask(index: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    """The flag alone, vectorised (True: out of distribution)."""
+    dist, _, structure = index.ood_components(X)
+    return (dist > index.ood_threshold) | (structure < index.structure_threshold)
 
 
 def ood_flags(bundle: Any, features: pd.DataFrame) -> list[dict[str, Any]]:
@@ -68,6 +92,6 @@ def ood_flags(bundle: Any, features: pd.DataFrame) -> list[dict[str, Any]]:
     return [{"sig_id": str(s), **o} for s, o in zip(features.index, ood_scores(index, features))]
 
 
-OOD_MESSAGE = ("unlike every training profile (nearest-reference distance above the 99th percentile of training "
-               "profiles'): the predictions are extrapolations; check the file (units, column order, "
+OOD_MESSAGE = ("unlike the training profiles (too far from every reference, or without the correlation structure "
+               "of real profiles): their predictions are extrapolations; check the file (units, column order, "
                "normalisation) before trusting them")

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
 from .base import register
-from .mlp import Heads, PreprocessedNet, linear
+from .mlp import Dropout, Heads, PreprocessedNet, linear
 
 
 def conv(c_in: int, c_out: int, k: int, bias: bool = True, weight_norm: bool = True) -> nn.Module:
@@ -26,24 +26,24 @@ def conv(c_in: int, c_out: int, k: int, bias: bool = True, weight_norm: bool = T
 class CNN1DNet(nn.Module):
     def __init__(self, n_in: int, n_out: int, n_scored: int, channels: int = 64, length: int = 16,
                  conv_channels: int = 128, dropout_in: float = 0.1, dropout: float = 0.1, dropout_head: float = 0.2,
-                 weight_norm: bool = True, celu_alpha: float = 0.06) -> None:
+                 weight_norm: bool = True, celu_alpha: float = 0.06, aux_weight: float = 1.0) -> None:
         super().__init__()
         self.channels, self.length = channels, length
         c2 = conv_channels
-        self.dense = nn.Sequential(nn.BatchNorm1d(n_in), nn.Dropout(dropout_in),
+        self.dense = nn.Sequential(nn.BatchNorm1d(n_in), Dropout(dropout_in),
                                    linear(n_in, channels * length, weight_norm), nn.CELU(alpha=celu_alpha))
-        self.conv1 = nn.Sequential(nn.BatchNorm1d(channels), nn.Dropout(dropout),
+        self.conv1 = nn.Sequential(nn.BatchNorm1d(channels), Dropout(dropout),
                                    conv(channels, c2, 5, bias=False, weight_norm=weight_norm), nn.ReLU(),
                                    nn.AdaptiveAvgPool1d(length // 2))
-        self.conv2 = nn.Sequential(nn.BatchNorm1d(c2), nn.Dropout(dropout), conv(c2, c2, 3, weight_norm=weight_norm),
+        self.conv2 = nn.Sequential(nn.BatchNorm1d(c2), Dropout(dropout), conv(c2, c2, 3, weight_norm=weight_norm),
                                    nn.ReLU())
-        self.conv3 = nn.Sequential(nn.BatchNorm1d(c2), nn.Dropout(dropout * 3), conv(c2, c2, 3, weight_norm=weight_norm),
-                                   nn.ReLU(), nn.BatchNorm1d(c2), nn.Dropout(dropout * 2),
+        self.conv3 = nn.Sequential(nn.BatchNorm1d(c2), Dropout(dropout * 3), conv(c2, c2, 3, weight_norm=weight_norm),
+                                   nn.ReLU(), nn.BatchNorm1d(c2), Dropout(dropout * 2),
                                    conv(c2, c2, 5, weight_norm=weight_norm), nn.ReLU())
         self.pool = nn.MaxPool1d(kernel_size=4, stride=2, padding=1)
         n_flat = c2 * (length // 4)
-        self.out = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(n_flat), nn.Dropout(dropout_head))
-        self.heads = Heads(n_flat, n_out, n_scored, weight_norm)
+        self.out = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(n_flat), Dropout(dropout_head))
+        self.heads = Heads(n_flat, n_out, n_scored, weight_norm, aux_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dense(x).reshape(len(x), self.channels, self.length)
@@ -60,8 +60,8 @@ class CNN1DModel(PreprocessedNet):
                  dropout: float = 0.1, dropout_head: float = 0.2, weight_norm: bool = True, g_pca: int = 50,
                  c_pca: int = 15, variance_threshold: float | None = 0.8, epochs: int = 20, batch_size: int = 256,
                  lr: float = 1e-3, max_lr: float = 5e-3, weight_decay: float = 1e-5, label_smoothing: float = 0.001,
-                 schedule: str = "onecycle", aux: bool = True, n_seeds: int = 1, seed: int = 0,
-                 device: str = "cpu") -> None:
+                 schedule: str = "onecycle", aux: bool = True, aux_weight: float = 1.0, n_seeds: int = 1,
+                 seed: int = 0, device: str = "cpu") -> None:
         self.channels = channels
         self.length = length
         self.conv_channels = conv_channels
@@ -80,6 +80,7 @@ class CNN1DModel(PreprocessedNet):
         self.label_smoothing = label_smoothing
         self.schedule = schedule
         self.aux = aux
+        self.aux_weight = aux_weight
         self.n_seeds = n_seeds
         self.seed = seed
         self.device = device
@@ -88,4 +89,5 @@ class CNN1DModel(PreprocessedNet):
         if self.length % 4:
             raise ValueError(f"length must be a multiple of 4, got {self.length}")
         return CNN1DNet(n_in, n_out, self._n_scored(), self.channels, self.length, self.conv_channels,
-                        self.dropout_in, self.dropout, self.dropout_head, self.weight_norm)
+                        self.dropout_in, self.dropout, self.dropout_head, self.weight_norm,
+                        aux_weight=self.aux_weight)

@@ -10,6 +10,7 @@ effect-size proxy of dose and time (a linear model cannot form that interaction 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,18 +19,27 @@ from .mlp import PreprocessedNet
 
 
 class LogisticNet(nn.Module):
-    def __init__(self, n_in: int, n_out: int, n_scored: int) -> None:
+    """Standardised inputs → one linear logit per target, offset from the target's prior logit.
+
+    The intercept is ``prior_logit + b``: the optimiser's weight decay (the L2 penalty) then pulls
+    a target towards its training prevalence, not towards p = 0.5.
+    """
+
+    def __init__(self, n_in: int, n_out: int, n_scored: int, prior_logit: np.ndarray | None = None) -> None:
         super().__init__()
+        self.n_scored = n_scored
         self.norm = nn.BatchNorm1d(n_in, affine=False)  # standardises inputs with the training statistics
-        self.head = nn.Linear(n_in, n_scored)
-        self.aux = nn.Linear(n_in, n_out - n_scored) if n_out > n_scored else None
+        self.linear = nn.Linear(n_in, n_out)
+        nn.init.zeros_(self.linear.bias)
+        prior = torch.zeros(n_out) if prior_logit is None else torch.as_tensor(prior_logit, dtype=torch.float32)
+        self.register_buffer("prior_logit", prior)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
-        out = self.head(x)
-        if self.aux is not None and self.training:
-            out = torch.cat([out, self.aux(x)], dim=1)
-        return out
+        if self.training:
+            return self.linear(x) + self.prior_logit
+        k = self.n_scored
+        return x @ self.linear.weight[:k].T + (self.linear.bias[:k] + self.prior_logit[:k])
 
 
 @register("logreg")
@@ -57,5 +67,12 @@ class LogisticModel(PreprocessedNet):
         self.seed = seed
         self.device = device
 
+    def _fit_targets(self, Y: np.ndarray, Y_aux: np.ndarray | None) -> np.ndarray:
+        targets = super()._fit_targets(Y, Y_aux)
+        p = (targets.sum(axis=0) + 0.5) / (len(targets) + 1.0)  # smoothed prevalence, never 0 or 1
+        self._prior_logit = np.log(p / (1.0 - p)).astype(np.float32)
+        return targets
+
     def _build_module(self, n_in: int, n_out: int) -> nn.Module:
-        return LogisticNet(n_in, n_out, self._n_scored())
+        prior = getattr(self, "_prior_logit", None)
+        return LogisticNet(n_in, n_out, self._n_scored(), prior if prior is not None and len(prior) == n_out else None)

@@ -34,23 +34,64 @@ from .training import TrainConfig
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose masks come from torch's CPU generator whatever the device.
+
+    ``nn.Dropout`` draws on the CUDA generator on a GPU, so a seeded run would give other
+    networks on ``--device cuda`` than on the CPU; drawing the mask on the CPU (seeded by
+    the training loop) keeps both devices on the same path, up to float rounding.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0.0:
+            return x
+        keep = torch.empty(x.shape, dtype=x.dtype).bernoulli_(1.0 - self.p)
+        return x * keep.to(x.device, non_blocking=True).div_(1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.scale, None
+
+
 def linear(n_in: int, n_out: int, weight_norm: bool = True, bias: bool = True) -> nn.Module:
     layer = nn.Linear(n_in, n_out, bias=bias)
     return _weight_norm(layer) if weight_norm else layer
 
 
 class Heads(nn.Module):
-    """The scored head (always) and the non-scored head (training only, when there are aux outputs)."""
+    """The scored head (always) and the non-scored head (training only, when there are aux outputs).
 
-    def __init__(self, n_hidden: int, n_out: int, n_scored: int, weight_norm: bool = True) -> None:
+    ``aux_weight`` scales the gradient that the non-scored targets send into the shared body
+    (Adam makes the aux head's own updates independent of that scale): 402 rare aux columns
+    would otherwise outweigh the 206 scored ones in the mean loss.
+    """
+
+    def __init__(self, n_hidden: int, n_out: int, n_scored: int, weight_norm: bool = True,
+                 aux_weight: float = 1.0) -> None:
         super().__init__()
         self.head = linear(n_hidden, n_scored, weight_norm)
         self.aux = linear(n_hidden, n_out - n_scored, weight_norm) if n_out > n_scored else None
+        self.aux_weight = float(aux_weight)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         out = self.head(h)
         if self.aux is not None and self.training:
-            out = torch.cat([out, self.aux(h)], dim=1)
+            h_aux = _ScaleGrad.apply(h, self.aux_weight) if self.aux_weight != 1.0 else h
+            out = torch.cat([out, self.aux(h_aux)], dim=1)
         return out
 
 
@@ -59,16 +100,16 @@ class MLPNet(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, n_scored: int, hidden: tuple[int, ...] = (1500, 1500),
                  dropout_in: float = 0.2, dropout: float = 0.5, weight_norm: bool = True,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", aux_weight: float = 1.0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev, drop = n_in, dropout_in
         for width in hidden:
-            layers += [nn.BatchNorm1d(prev), nn.Dropout(drop), linear(prev, width, weight_norm), ACTIVATIONS[activation]()]
+            layers += [nn.BatchNorm1d(prev), Dropout(drop), linear(prev, width, weight_norm), ACTIVATIONS[activation]()]
             prev, drop = width, dropout
-        layers += [nn.BatchNorm1d(prev), nn.Dropout(drop)]
+        layers += [nn.BatchNorm1d(prev), Dropout(drop)]
         self.body = nn.Sequential(*layers)
-        self.heads = Heads(prev, n_out, n_scored, weight_norm)
+        self.heads = Heads(prev, n_out, n_scored, weight_norm, aux_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.body(x))
@@ -105,6 +146,10 @@ class PreprocessedNet(TorchMoAModel):
         return Y
 
     def _train_config(self, seed: int) -> TrainConfig:
+        if str(self.device).startswith("cuda"):
+            # TF32 would make GPU results differ from the CPU's by more than float rounding
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, max_lr=self.max_lr,
                            weight_decay=self.weight_decay, optimizer=self.optimizer, schedule=self.schedule,
                            label_smoothing=self.label_smoothing, seed=seed, device=self.device)
@@ -128,7 +173,8 @@ class MLPModel(PreprocessedNet):
                  g_pca: int = 50, c_pca: int = 15, variance_threshold: float | None = 0.8,
                  epochs: int = 20, batch_size: int = 256, lr: float = 1e-3, max_lr: float = 5e-3,
                  weight_decay: float = 1e-5, label_smoothing: float = 0.001, schedule: str = "onecycle",
-                 aux: bool = True, n_seeds: int = 1, seed: int = 0, device: str = "cpu") -> None:
+                 aux: bool = True, aux_weight: float = 1.0, keep_raw: bool = True, n_seeds: int = 1, seed: int = 0,
+                 device: str = "cpu") -> None:
         self.hidden = hidden
         self.dropout_in = dropout_in
         self.dropout = dropout
@@ -145,13 +191,15 @@ class MLPModel(PreprocessedNet):
         self.label_smoothing = label_smoothing
         self.schedule = schedule
         self.aux = aux
+        self.aux_weight = aux_weight
+        self.keep_raw = keep_raw
         self.n_seeds = n_seeds
         self.seed = seed
         self.device = device
 
     def _build_module(self, n_in: int, n_out: int) -> nn.Module:
         return MLPNet(n_in, n_out, self._n_scored(), tuple(self.hidden), self.dropout_in, self.dropout,
-                      self.weight_norm, self.activation)
+                      self.weight_norm, self.activation, self.aux_weight)
 
 
 @register("recipe-mlp")

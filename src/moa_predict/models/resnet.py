@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from .base import register
-from .mlp import ACTIVATIONS, Heads, PreprocessedNet, linear
+from .mlp import ACTIVATIONS, Dropout, Heads, PreprocessedNet, linear
 
 
 class ResidualBlock(nn.Module):
     def __init__(self, width: int, dropout: float, weight_norm: bool, activation: str) -> None:
         super().__init__()
-        self.f = nn.Sequential(nn.BatchNorm1d(width), nn.Dropout(dropout), linear(width, width, weight_norm),
-                               ACTIVATIONS[activation](), nn.BatchNorm1d(width), nn.Dropout(dropout),
+        self.f = nn.Sequential(nn.BatchNorm1d(width), Dropout(dropout), linear(width, width, weight_norm),
+                               ACTIVATIONS[activation](), nn.BatchNorm1d(width), Dropout(dropout),
                                linear(width, width, weight_norm))
         self.act = ACTIVATIONS[activation]()
 
@@ -30,14 +30,14 @@ class ResidualBlock(nn.Module):
 class ResNetMLP(nn.Module):
     def __init__(self, n_in: int, n_out: int, n_scored: int, width: int = 512, n_blocks: int = 2,
                  dropout_in: float = 0.2, dropout: float = 0.3, weight_norm: bool = True,
-                 activation: str = "relu") -> None:
+                 activation: str = "relu", aux_weight: float = 1.0) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.BatchNorm1d(n_in), nn.Dropout(dropout_in), linear(n_in, width, weight_norm),
+        self.stem = nn.Sequential(nn.BatchNorm1d(n_in), Dropout(dropout_in), linear(n_in, width, weight_norm),
                                   ACTIVATIONS[activation]())
         self.blocks = nn.Sequential(*[ResidualBlock(width, dropout, weight_norm, activation)
                                       for _ in range(n_blocks)])
-        self.out = nn.Sequential(nn.BatchNorm1d(width), nn.Dropout(dropout))
-        self.heads = Heads(width, n_out, n_scored, weight_norm)
+        self.out = nn.Sequential(nn.BatchNorm1d(width), Dropout(dropout))
+        self.heads = Heads(width, n_out, n_scored, weight_norm, aux_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.heads(self.out(self.blocks(self.stem(x))))
@@ -51,8 +51,8 @@ class ResNetModel(PreprocessedNet):
                  weight_norm: bool = True, activation: str = "relu", g_pca: int = 50, c_pca: int = 15,
                  variance_threshold: float | None = 0.8, epochs: int = 20, batch_size: int = 256, lr: float = 1e-3,
                  max_lr: float = 5e-3, weight_decay: float = 1e-5, label_smoothing: float = 0.001,
-                 schedule: str = "onecycle", aux: bool = True, n_seeds: int = 1, seed: int = 0,
-                 device: str = "cpu") -> None:
+                 schedule: str = "onecycle", aux: bool = True, aux_weight: float = 1.0, n_seeds: int = 1,
+                 seed: int = 0, device: str = "cpu") -> None:
         self.width = width
         self.n_blocks = n_blocks
         self.dropout_in = dropout_in
@@ -70,10 +70,11 @@ class ResNetModel(PreprocessedNet):
         self.label_smoothing = label_smoothing
         self.schedule = schedule
         self.aux = aux
+        self.aux_weight = aux_weight
         self.n_seeds = n_seeds
         self.seed = seed
         self.device = device
 
     def _build_module(self, n_in: int, n_out: int) -> nn.Module:
         return ResNetMLP(n_in, n_out, self._n_scored(), self.width, self.n_blocks, self.dropout_in, self.dropout,
-                         self.weight_norm, self.activation)
+                         self.weight_norm, self.activation, self.aux_weight)
