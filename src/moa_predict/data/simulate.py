@@ -416,6 +416,8 @@ def _profiles(
     t_sd = np.sqrt(p["cell_noise_df"] / (p["cell_noise_df"] - 2))
     c += rng.standard_t(p["cell_noise_df"], (n, schema.N_CELLS)) * (world.cell_noise / t_sd)[None, :] * scale[:, None]
     x = np.concatenate([g, c.astype(np.float32)], axis=1)
+    if n == 0:
+        return x
     # Like the real robust z-scores (normalised against the plate population), each column's median is 0.
     x -= np.median(x, axis=0, keepdims=True)
     np.clip(x, schema.CLIP_LOW, schema.CLIP_HIGH, out=x)
