@@ -1,5 +1,6 @@
 """End to end in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright's Python package):
-upload the example file, see the results, find rendered Plotly charts, switch N, download the CSV.
+upload the example file, see the results, find rendered Plotly charts, switch N, download the CSV; attribution
+charts, similar reference profiles, the compound page and the OOD banner of a garbage upload.
 
 Also the screenshot maker for the docs:
     python tests/test_web_browser.py --bundle BUNDLE_DIR [--out docs/screenshots]
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 import threading
@@ -82,8 +84,16 @@ def wait_for_chart(page, selector: str = ".js-chart") -> None:
     page.wait_for_selector(f"{selector}.js-plotly-plot .main-svg", timeout=30_000)
 
 
+def wait_for_attributions(page, profile) -> None:
+    """Scroll `profile` (an article locator) into view and wait until app.js has drawn its attribution charts."""
+    profile.scroll_into_view_if_needed()
+    profile.locator(".js-attributions.loaded").wait_for(timeout=60_000)
+    profile.locator(".attr-plot.js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+
+
 def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]:
-    """home.png and results.png (the example file's results) under `out`."""
+    """home.png, results.png (the example file's results), explain.png (one profile's attribution charts and
+    similar reference profiles) and compound.png (the compound page) under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 1100}, device_scale_factor=1)
     page.goto(base + "/")
@@ -92,6 +102,7 @@ def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]
     page.set_input_files("#file", str(example))
     page.click("#submit")
     page.wait_for_url("**/results/**")
+    results_url = page.url
     page.set_viewport_size({"width": 1280, "height": 1900})
     page.wait_for_selector(".js-heatmap.js-plotly-plot .main-svg", timeout=30_000)
     page.wait_for_selector(".js-chart.js-plotly-plot .main-svg", timeout=30_000)
@@ -99,8 +110,21 @@ def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]
     time.sleep(0.5)  # let Plotly finish its transitions
     results = out / "results.png"
     page.screenshot(path=str(results))
+
+    # one treated profile, whole: top MoAs, scatter, attribution charts, similar reference profiles
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    profile = page.locator("article.profile:not(.is-control)").first
+    wait_for_attributions(page, profile)
+    profile.locator(".js-chart.js-plotly-plot .main-svg").wait_for(timeout=30_000)
+    time.sleep(0.5)
+    explain = out / "explain.png"
+    profile.screenshot(path=str(explain))
+
+    page.goto(results_url.split("?")[0] + "/compounds")
+    compound = out / "compound.png"
+    page.screenshot(path=str(compound), full_page=True)
     page.close()
-    return [home, results]
+    return [home, results, explain, compound]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -109,17 +133,15 @@ def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(sim_dataset):
+    """A tiny MLP (so the results page has attribution charts) with its reference index, served by uvicorn."""
     pytest.importorskip("playwright")
-    from moa_predict.data.dataset import load_dataset
-    from moa_predict.data.simulate import simulate, write_simulated
-    from moa_predict.models.prior import PriorModel
+    from moa_predict.models import make_model
     from moa_predict.pipeline import train_bundle
     from moa_predict.web import create_app
 
-    out = tmp_path_factory.mktemp("browsersim")
-    write_simulated(simulate(n_train=300, n_test=10, seed=5), out)
-    bundle, _ = train_bundle(PriorModel(), load_dataset(out), cv=False, progress=False)
+    model = make_model("mlp", hidden=(48,), epochs=3, g_pca=8, c_pca=4, batch_size=64)
+    bundle, _ = train_bundle(model, sim_dataset, cv=False, progress=False)
     with running(create_app(bundle)) as url:
         yield url
 
@@ -191,15 +213,84 @@ def test_upload_results_charts_n_and_download(base_url, tmp_path):
         csv_path = tmp_path / info.value.suggested_filename
         info.value.save_as(csv_path)
         frame = pd.read_csv(csv_path, dtype={"sig_id": str})
-        assert frame.shape == (len(rows), 207) and frame.columns[0] == "sig_id"
+        assert frame.shape == (len(rows), 208) and frame.columns[0] == "sig_id"
+        assert frame.columns[-1] == "compound" and frame.compound.equals(rows.compound)  # passed through
         assert list(frame.sig_id) == list(rows.sig_id)
-        probs = frame.drop(columns="sig_id").to_numpy()
-        assert ((probs >= 0) & (probs <= 1)).all()
-        assert (probs[(rows.cp_type == "ctl_vehicle").to_numpy()] == 0).all()
-        assert abs(frame.set_index("sig_id").loc[first_id].max() - top_p) < 1e-5
+        probs = frame.drop(columns=["sig_id", "compound"])
+        assert ((probs.to_numpy() >= 0) & (probs.to_numpy() <= 1)).all()
+        assert (probs.to_numpy()[(rows.cp_type == "ctl_vehicle").to_numpy()] == 0).all()
+        assert abs(probs.set_index(frame.sig_id).loc[first_id].max() - top_p) < 1e-5
 
         shots = take_screenshots(browser, base_url, example, tmp_path / "shots")
         assert all(p.stat().st_size > 10_000 for p in shots)
+        assert not problems, problems
+
+
+def test_explanations_compounds_and_ood(base_url, tmp_path):
+    """Attribution bar charts (fetched and drawn by app.js), similar reference profiles, the compound page, and
+    the out-of-distribution banner for a garbage upload."""
+    import numpy as np
+    import pandas as pd
+
+    from moa_predict.web.service import example_csv
+
+    example = tmp_path / "example.csv"
+    example.write_bytes(example_csv())
+    rows = pd.read_csv(example, dtype={"sig_id": str})
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        problems = watch(page)
+        page.goto(base_url + "/")
+        page.set_input_files("#file", str(example))
+        page.click("#submit")
+        page.wait_for_url("**/results/**")
+
+        # attributions: 3 horizontal bar charts per treated profile, with the completeness check
+        profile = page.locator("article.profile:not(.is-control)").first
+        wait_for_attributions(page, profile)
+        charts = profile.locator(".attr-plot.js-plotly-plot")
+        assert charts.count() == 3
+        bars = charts.first.locator(".barlayer .point")
+        assert bars.count() == 10  # top-10 features
+        check = profile.locator(".attr-check").first.inner_text()
+        assert "baseline" in check and "Σ attributions" in check and ("✓" in check or "⚠" in check)
+        ticks = charts.first.locator(".ytick text").all_inner_texts()
+        assert len(ticks) == 10 and all(re.match(r"^(g-|c-|cp_time|cp_dose)", t) for t in ticks), ticks
+
+        # similar reference profiles and enriched MoAs
+        table = profile.locator("table.neighbours")
+        assert table.locator("tbody tr").count() == 10
+        sims = [float(t) for t in table.locator("tbody tr td:nth-child(5)").all_inner_texts()]
+        assert sims == sorted(sims, reverse=True)
+        assert profile.locator("table.enrichment caption").inner_text() == "MoAs enriched among them"
+
+        # the compound view, linked from the summary
+        page.click("#compound-link")
+        page.wait_for_url("**/compounds")
+        compounds = page.locator("article.compound")
+        assert compounds.count() == rows.loc[rows.cp_type == "trt_cp", "compound"].nunique()
+        assert compounds.first.locator("tbody tr").count() == 5
+        assert "of 6" in compounds.first.locator("td.agreement").first.inner_text()
+        page.click("article.compound >> nth=0 >> text=show its profiles")
+        page.wait_for_url("**/results/**q=**")
+        assert page.locator("article.profile").count() == 6
+
+        # garbage: valid layout, noise values -> a prominent OOD banner on every profile, counted in the summary
+        noise = rows.copy()
+        cols = [c for c in noise.columns if c.startswith(("g-", "c-"))]
+        noise[cols] = np.random.default_rng(1).normal(0, 2, (len(noise), len(cols))).round(3)
+        noise = noise.head(5).assign(cp_type="trt_cp")
+        bad = tmp_path / "noise.csv"
+        noise.to_csv(bad, index=False)
+        page.goto(base_url + "/")
+        page.set_input_files("#file", str(bad))
+        page.click("#submit")
+        page.wait_for_url("**/results/**")
+        banner = page.locator(".ood-banner").first
+        assert banner.is_visible() and "do not trust" in banner.inner_text().lower()
+        assert page.locator(".ood-banner").count() == 5
+        assert page.locator("#stat-ood").inner_text() == "5"
+        assert page.locator("#ood-summary").is_visible()
         assert not problems, problems
 
 
@@ -209,7 +300,8 @@ def test_upload_results_charts_n_and_download(base_url, tmp_path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Take docs/screenshots/{home,results}.png with Playwright.")
+    parser = argparse.ArgumentParser(description="Take docs/screenshots/{home,results,explain,compound}.png with "
+                                                 "Playwright (use a neural bundle: the attribution charts need one).")
     parser.add_argument("--bundle", required=True, help="bundle directory to serve")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "screenshots"))
     args = parser.parse_args(argv)

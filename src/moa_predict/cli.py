@@ -219,6 +219,21 @@ def cmd_benchmark_paper(args: argparse.Namespace) -> None:
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+def cmd_benchmark_models(args: argparse.Namespace) -> None:
+    from .data.dataset import load_dataset
+    from .evaluation.model_benchmark import print_report, run_model_benchmark, write_outputs
+
+    data = load_dataset(args.data)
+    console.print(f"models benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows "
+                  "(features SIMULATED unless you point it at real files)")
+    report = run_model_benchmark(data, quick=args.quick, n_splits=args.folds, seed=args.seed,
+                                 device=args.device or "cpu", command=_command_line(), cache_dir=args.cache,
+                                 include_paper=not args.no_paper)
+    print_report(report, out)
+    paths = write_outputs(report, args.out)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from .web.app import serve
 
@@ -330,6 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--torch-threads", type=int, default=1,
                    help="torch CPU threads for the net (default 1, fastest for this small net; 0: torch's default)")
     b.set_defaults(func=cmd_benchmark_paper)
+
+    b = bench_sub.add_parser("models", help="every model side by side: prior, the paper's four, the recipe, ours, blend",
+                             description="CV log loss (drug-grouped folds, treated rows), fit time and prediction "
+                                         "throughput of the prior, the paper's four models at their best published "
+                                         "settings, the public-recipe MLP, each member of the default blend and the "
+                                         "blend itself (weights nested: fit on 4 folds' OOF, scored on the 5th).")
+    b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
+    b.add_argument("--quick", action="store_true", help="a 6,000-row subsample, 3 folds, a third of the epochs")
+    b.add_argument("--out", default="docs/models", help="output directory (default docs/models)")
+    b.add_argument("--folds", type=int, default=5)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", help="torch device for the networks (cpu, cuda)")
+    b.add_argument("--cache", metavar="DIR", help="reuse / store each model's out-of-fold predictions here")
+    b.add_argument("--no-paper", action="store_true", help="leave out the paper's four models")
+    b.set_defaults(func=cmd_benchmark_models)
 
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
                        description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "

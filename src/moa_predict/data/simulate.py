@@ -128,6 +128,10 @@ _P = {
     "potency_mu": -0.6,
     "potency_sigma": 0.9,
     "signature_genes": (20, 80),
+    "n_programs": 40,
+    "program_genes": (40, 120),
+    "program_share": 0.7,
+    "idio_program": 0.5,
     "responsiveness_shape": 0.7,
     "signature_amp": 2.0,
     "moa_potency_exp": 0.5,
@@ -230,6 +234,7 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size=None) -
 @dataclass
 class _World:
     factors: np.ndarray  # (n_factors, genes) background loadings
+    programs: np.ndarray  # (n_programs, genes) gene programs that responses are built from
     death: np.ndarray  # (genes,) gene loading on the viability state
     cell_loading: np.ndarray  # (cells,)
     cell_noise: np.ndarray  # (cells,)
@@ -295,13 +300,26 @@ def _make_world(rng: np.random.Generator, catalog: dict) -> _World:
     responsiveness = rng.gamma(p["responsiveness_shape"], 1.0, n_g)
     responsiveness /= responsiveness.sum()
 
+    # Gene programs: co-regulated gene sets that many perturbations act through.  A MoA signature is a
+    # signed mix of one to three programs plus a private sparse part, so responses share a low-dimensional
+    # structure (as real L1000 responses do) and different MoAs partly overlap.
+    programs = np.array([
+        _sparse_signature(rng, responsiveness, int(rng.integers(*p["program_genes"])))
+        for _ in range(p["n_programs"])
+    ])
+
     def signatures(names: list[str], strength_of) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         sig = np.zeros((len(names), n_g))
         strength = np.zeros(len(names))
         tox = np.zeros(len(names))
         for j, name in enumerate(names):
             n_genes = int(rng.integers(p["signature_genes"][0], p["signature_genes"][1] + 1))
-            sig[j] = _sparse_signature(rng, responsiveness, n_genes)
+            private = _sparse_signature(rng, responsiveness, n_genes)
+            chosen = rng.choice(p["n_programs"], size=int(rng.integers(1, 4)), replace=False)
+            mix = rng.standard_normal(len(chosen)) @ programs[chosen]
+            mix /= np.sqrt(np.mean(mix[mix != 0] ** 2))
+            v = p["program_share"] * mix + np.sqrt(1 - p["program_share"] ** 2) * private
+            sig[j] = v / np.sqrt(np.mean(v[v != 0] ** 2))
             strength[j] = strength_of(name)
             tox[j] = CYTOTOXIC_TARGETS.get(name, 0.0)
         return sig, strength, tox
@@ -319,7 +337,7 @@ def _make_world(rng: np.random.Generator, catalog: dict) -> _World:
     mixed = sig_s + p["shared_signature"] * overlap @ sig_s
     rms = np.sqrt((mixed**2).sum(axis=1) / np.maximum((mixed != 0).sum(axis=1), 1))
     sig_s = mixed / rms[:, None]
-    return _World(factors, death, cell_loading, cell_noise, cell_sens, sig_s, sig_n, str_s, str_n, tox_s, tox_n)
+    return _World(factors, programs, death, cell_loading, cell_noise, cell_sens, sig_s, sig_n, str_s, str_n, tox_s, tox_n)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -352,6 +370,11 @@ def _drug_responses(rng: np.random.Generator, world: _World, drugs: _Drugs) -> t
         resp[k, idx] = rng.standard_normal(n_idio[k])
     low = rng.standard_normal((n, world.factors.shape[0])) @ world.factors
     resp += p["idio_lowrank"] * low / np.sqrt(np.mean(low**2, axis=1, keepdims=True))
+    # Off-target activity through the shared gene programs (what makes MoAs confusable).
+    n_prog = world.programs.shape[0]
+    for k in range(n):
+        chosen = rng.choice(n_prog, size=int(rng.integers(1, 3)), replace=False)
+        resp[k] += p["idio_program"] * rng.standard_normal(len(chosen)) @ world.programs[chosen]
     resp *= (p["idio_scale"] * potency)[:, None]
     random_tox = rng.random(n) < p["random_tox_prob"]
     tau += random_tox * rng.uniform(p["random_tox_low"], p["random_tox_high"], n)

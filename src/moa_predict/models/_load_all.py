@@ -7,3 +7,4 @@ from . import mlp  # noqa: F401
 from . import resnet  # noqa: F401
 from . import cnn1d  # noqa: F401
 from . import linear  # noqa: F401
+from . import blend  # noqa: F401

@@ -129,6 +129,12 @@ class PreprocessedNet(TorchMoAModel):
     optimizer: str = "adam"
     n_quantiles: int = 100
 
+    def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
+        # the networks' initial weights come from torch's global generator: seed it here, so a fit
+        # depends on this model's seed only (not on what ran before in the process)
+        torch.manual_seed(self.seed)
+        super()._fit(X, Y, Y_aux)
+
     def _make_preprocessor(self) -> MoAPreprocessor:
         return MoAPreprocessor(n_quantiles=self.n_quantiles, g_pca=self.g_pca, c_pca=self.c_pca,
                                keep_raw=self.keep_raw, variance_threshold=self.variance_threshold, seed=self.seed)

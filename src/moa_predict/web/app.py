@@ -58,14 +58,26 @@ class ProfilePanel:
     """A section added under each profile of the current results page.
 
     ``build(service, prediction, row)`` returns the template's ``panel_data`` for that profile, or None to
-    leave the panel out; it runs only for the profiles of the page being shown. ``template`` is a partial in
-    ``web/templates`` (it sees ``prof``, ``panel`` and ``panel_data``).
+    leave the panel out; it runs only for the profiles of the page being shown. Or ``batch(service,
+    prediction, rows)``: called once with the page's row positions, returns {row: panel_data} (rows left out
+    get no panel); for work that is cheaper in one go (one search for the whole page). ``template`` is a
+    partial in ``web/templates`` (it sees ``prof``, ``panel``, ``panel_data``, ``pred`` and ``root``).
     """
 
     name: str
     title: str
     template: str
-    build: Callable[[ModelService, Prediction, int], Any]
+    build: Callable[[ModelService, Prediction, int], Any] | None = None
+    batch: Callable[[ModelService, Prediction, list[int]], dict[int, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.batch is None):
+            raise ValueError(f"panel {self.name!r}: give exactly one of build= and batch=")
+
+    def data(self, service: ModelService, prediction: Prediction, rows: list[int]) -> dict[int, Any]:
+        if self.batch is not None:
+            return self.batch(service, prediction, rows) or {}
+        return {r: self.build(service, prediction, r) for r in rows}
 
 
 @dataclass
@@ -208,6 +220,8 @@ def templates() -> Jinja2Templates:
         env.filters["thousands"] = lambda v: f"{v:,}" if isinstance(v, (int, float)) else v
         env.filters["mini_markdown"] = mini_markdown
         env.filters["wbr"] = lambda v: Markup(str(escape(v)).replace("_", "_<wbr>"))
+        env.filters["pct"] = percent
+        env.filters["pvalue"] = p_value_text
     return _templates
 
 
@@ -223,6 +237,19 @@ def mini_markdown(text: str) -> Markup:
     return Markup("\n".join(out))
 
 
+def percent(p: Any) -> str:
+    from .views import _pct
+
+    return _pct(float(p)) if isinstance(p, (int, float)) else ""
+
+
+def p_value_text(p: Any) -> str:
+    """3 significant digits; scientific below 0.001 (1.2e-07)."""
+    if not isinstance(p, (int, float)):
+        return ""
+    return f"{p:.2g}" if p < 1e-3 else f"{p:.3g}"
+
+
 def render_error_page(message: str, status: int, card: dict | None = None) -> str:
     """A standalone error page (used where no request object is at hand, e.g. the body-limit middleware)."""
     return templates().env.get_template("error.html").render(
@@ -235,8 +262,12 @@ def render_error_page(message: str, status: int, card: dict | None = None) -> st
 
 
 def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-               store: ResultStore | None = None, panels: Panels | None = None) -> FastAPI:
-    """Build the app around one bundle (a loaded Bundle or a bundle directory), loaded once, read-only."""
+               store: ResultStore | None = None, panels: Panels | None = None,
+               explanations: bool = True) -> FastAPI:
+    """Build the app around one bundle (a loaded Bundle or a bundle directory), loaded once, read-only.
+
+    With `explanations` (default) the results page shows, per profile, the attribution charts, the similar
+    reference profiles and the OOD warning (web/explain.py); `panels` are added after them."""
     if not isinstance(bundle, Bundle):
         bundle = load_bundle(bundle)
     if not max_upload_mb or max_upload_mb <= 0:
@@ -255,7 +286,14 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float = DEF
         debug=False,
     )
     app.state.service = service
-    app.state.panels = panels or Panels()
+    panels = panels or Panels()
+    if explanations:
+        from .explain import default_panels  # noqa: PLC0415
+
+        profile_panels, page_panels = default_panels()
+        panels = Panels(profile=[*profile_panels, *panels.profile], page=[*page_panels, *panels.page])
+    app.state.panels = panels
+    app.state.explanations = explanations
     app.state.max_upload_bytes = max_bytes
 
     from . import api, pages  # noqa: PLC0415  (routes import this module's helpers)

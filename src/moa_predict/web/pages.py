@@ -18,6 +18,7 @@ from ..data.errors import DataError
 from . import views
 from .api import read_upload, require_file, service_of
 from .app import Panels, templates
+from .explain import COMPOUND_TOP_K
 from .service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
 from .store import REJECTION_POLICY, Prediction
 
@@ -126,28 +127,75 @@ def results(request: Request, result_id: str, n: str | None = None, page: str | 
     query = views.ResultsQuery.parse(n=n, page=page, per=per, q=q, show=show, n_targets=len(service.targets))
     base = f"{_root(request)}/results/{pred.id}"
     cv_loss = {t["name"]: t["cv_log_loss"] for t in service.card["targets"]}
-    view = views.results_view(pred, service.targets, query, cv_loss, base)
+    explanations = request.app.state.explanations
+    explainer = service.explainer
+    ood = explainer.ood_mask(pred) if explanations else None
+    compound_column, calls = explainer.compounds(pred)
+    compounds = pred.features[compound_column] if compound_column is not None else None
+    view = views.results_view(pred, service.targets, query, cv_loss, base, ood=ood, compounds=compounds)
+    rows = [prof["pos"] for prof in view["profiles"]]
+    reference = explainer.reference_rows(pred, rows) if explanations else {}
     panels: Panels = request.app.state.panels
+    panel_data = [(panel, panel.data(service, pred, rows)) for panel in panels.profile]
     for prof in view["profiles"]:
+        prof["ood"] = reference.get(prof["pos"], {}).get("ood")
+        prof["compound"] = None
+        if compound_column is not None and not views._missing(compounds.iat[prof["pos"]]):
+            prof["compound"] = str(compounds.iat[prof["pos"]]).strip() or None
         prof["panels"] = []
-        for panel in panels.profile:
-            data = panel.build(service, pred, prof["pos"])
-            if data is not None:
+        for panel, data in panel_data:
+            if data.get(prof["pos"]) is not None:
                 prof["panels"].append({"name": panel.name, "title": panel.title, "template": panel.template,
-                                       "data": data})
+                                       "data": data[prof["pos"]]})
     page_panels = []
     for panel in panels.page:
         data = panel.build(service, pred, view)
         if data is not None:
             page_panels.append({"name": panel.name, "title": panel.title, "template": panel.template, "data": data})
+    explain_info = {
+        "enabled": explanations,
+        "attributions_message": explainer.attributions_message if explanations else None,
+        "reference_message": explainer.reference_message if explanations else None,
+        "ood_flagged": None if ood is None else int(ood.sum()),
+        "compound_column": compound_column,
+        "n_compounds": 0 if calls is None or calls.empty else int(calls["compound"].nunique()),
+    }
     return _page(request, "results.html", pred=pred, summary=pred.summary(), view=view, base=base,
-                 targets=service.targets, page_panels=page_panels, policy=REJECTION_POLICY)
+                 targets=service.targets, page_panels=page_panels, policy=REJECTION_POLICY, explain=explain_info)
 
 
-def _download_name(pred: Prediction, suffix: str) -> str:
+@router.get("/results/{result_id}/compounds", response_class=HTMLResponse)
+def compounds_page(request: Request, result_id: str, q: str | None = None, page: str | None = None,
+                   per: str | None = None, n: str | None = None) -> HTMLResponse:
+    """Compound-level calls: one ranked MoA list per compound of the upload, with agreement across its
+    profiles (doses x times)."""
+    service = service_of(request)
+    pred = _prediction(request, result_id)
+    column, calls = service.explainer.compounds(pred)
+    base = f"{_root(request)}/results/{pred.id}"
+    view = views.compounds_view(calls, q=q, page=page, per=per, n=n, base=f"{base}/compounds")
+    return _page(request, "compounds.html", pred=pred, summary=pred.summary(), base=base, column=column,
+                 view=view, top_k=COMPOUND_TOP_K)
+
+
+@router.get("/results/{result_id}/compounds.csv")
+async def compounds_csv(request: Request, result_id: str) -> Response:
+    service = service_of(request)
+    pred = _prediction(request, result_id)
+    column, calls = await run_in_threadpool(service.explainer.compounds, pred)
+    if calls is None:
+        raise HTTPException(404, "this upload has no compound column (drug_id, compound or compound_id), so there "
+                                 "are no compound-level calls.")
+    frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{COMPOUND_TOP_K}_fraction"})
+    data = frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", "compounds")}"'})
+
+
+def _download_name(pred: Prediction, suffix: str, what: str = "predictions") -> str:
     stem = Path(pred.source).stem if pred.source else "upload"
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "upload"
-    return f"{stem[:60]}_moa_predictions.{suffix}"
+    return f"{stem[:60]}_moa_{what}.{suffix}"
 
 
 @router.get("/results/{result_id}/predictions.csv")

@@ -51,20 +51,20 @@ class ModelService:
         self._slots = threading.BoundedSemaphore(max_parallel)
         self.card = model_card(bundle)
         self.started = time.time()
+        from .explain import Explainer  # noqa: PLC0415  (explain imports torch lazily; keep startup light)
 
-    # -- predicting ----------------------------------------------------------------
-    def predict_file(self, handle: IO[bytes], filename: str | None) -> Prediction:
-        """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file)."""
+        self.explainer = Explainer(bundle)
+
+    # -- reading: the one validation path of every upload (pages, /api/predict, /api/explain) -------------
+    def read_file(self, handle: IO[bytes], filename: str | None) -> tuple[pd.DataFrame, str]:
+        """Read and validate an uploaded CSV/Parquet file object (a spooled temporary file): (features, name)."""
         name = display_name(filename)
-        t0 = time.perf_counter()
-        with self._slots:
-            features = load_features(handle, name=name, max_bytes=self.max_upload_bytes,
-                                     feature_columns=self.bundle.feature_columns)
-            return self._predict(features, name, t0)
+        features = load_features(handle, name=name, max_bytes=self.max_upload_bytes,
+                                 feature_columns=self.bundle.feature_columns)
+        return features, name
 
-    def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
-        """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
-        t0 = time.perf_counter()
+    def read_rows(self, rows: Any, source: str = "request body") -> pd.DataFrame:
+        """Validate JSON rows: a list of objects, one per profile, keyed by column name."""
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise DataError("'rows' must be a list of objects, one per profile, each mapping column names "
                             "(sig_id, cp_type, cp_time, cp_dose, g-0 ...) to values.", source=source)
@@ -74,9 +74,38 @@ class ModelService:
         if schema.SIG_ID in frame.columns:  # as read_table does for files: ids are text
             frame[schema.SIG_ID] = frame[schema.SIG_ID].map(_id_text)
         frame.columns = [str(c).strip() for c in frame.columns]
+        return validate_features(frame, source, self.bundle.feature_columns)
+
+    # -- predicting ----------------------------------------------------------------
+    def predict_file(self, handle: IO[bytes], filename: str | None) -> Prediction:
+        """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file)."""
+        t0 = time.perf_counter()
         with self._slots:
-            features = validate_features(frame, source, self.bundle.feature_columns)
+            features, name = self.read_file(handle, filename)
+            return self._predict(features, name, t0)
+
+    def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
+        """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
+        t0 = time.perf_counter()
+        with self._slots:
+            features = self.read_rows(rows, source)
             return self._predict(features, source, t0)
+
+    # -- explaining (attributions, similar reference profiles, OOD flags, compound calls) --------------------
+    def explain_file(self, handle: IO[bytes], filename: str | None, options: Any) -> dict[str, Any]:
+        """POST /api/explain with a file: read + validate exactly as for predictions, then explain."""
+        with self._slots:
+            features, _ = self.read_file(handle, filename)
+            return self.explainer.explain(features, options)
+
+    def explain_rows(self, rows: Any, options: Any, source: str = "request body") -> dict[str, Any]:
+        with self._slots:
+            return self.explainer.explain(self.read_rows(rows, source), options)
+
+    def explain_result(self, pred: Prediction, options: Any) -> dict[str, Any]:
+        """Explain (some of) a stored result's profiles (cached per result and options)."""
+        with self._slots:
+            return self.explainer.explain_stored(pred, options)
 
     def _predict(self, features: pd.DataFrame, source: str, t0: float) -> Prediction:
         frame = self.bundle.predict_frame(features)
@@ -232,10 +261,22 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def example_csv(rows: int = EXAMPLE_ROWS, seed: int = EXAMPLE_SEED) -> bytes:
-    """A small, deterministic example upload: the test profiles of a tiny simulated set (controls included)."""
+    """A small, deterministic example upload: simulated profiles (controls included) with a ``compound`` column,
+    most compounds profiled at 2 doses x 3 times, so the compound page has something to aggregate.
+
+    The profiles are the training part of a tiny simulated set: only that part says which drug each profile
+    belongs to. Drugs are renamed cmpd-01, cmpd-02 ... in order of appearance; controls have no compound."""
     from ..data.simulate import simulate
 
-    data = simulate(n_train=1, n_test=rows, seed=seed)
+    data = simulate(n_train=rows, n_test=0, seed=seed)
+    frame = data.train_features.copy()
+    drugs = data.drugs.set_index(schema.SIG_ID)[schema.DRUG_ID].reindex(frame[schema.SIG_ID]).to_numpy(dtype=object)
+    control = (frame[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    names: dict[str, str] = {}
+    for drug, ctl in zip(drugs, control):
+        if not ctl and drug not in names:
+            names[drug] = f"cmpd-{len(names) + 1:02d}"
+    frame["compound"] = ["" if ctl else names[d] for d, ctl in zip(drugs, control)]
     buf = io.StringIO()
-    data.test_features.to_csv(buf, index=False, float_format="%.4g")
+    frame.to_csv(buf, index=False, float_format="%.4g")
     return buf.getvalue().encode("utf-8")

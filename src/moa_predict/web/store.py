@@ -47,6 +47,10 @@ class Prediction:
     """The validated profiles (index sig_id, as the model saw them), for explanation panels; counted in nbytes."""
     id: str = field(default_factory=new_result_id)
     created: float = field(default_factory=time.time)
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+    """Computed on first use and kept with the result (web/explain.py): OOD flags, compound calls, the
+    similar reference profiles of the rows that were shown."""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     order: np.ndarray = field(init=False, repr=False)
     """(rows, targets) target indices by decreasing probability (stable: ties keep target order)."""
 

@@ -17,7 +17,9 @@ from .store import Prediction
 
 N_CHOICES = (3, 5, 10, 20, 50)
 PER_PAGE_CHOICES = (10, 25, 50, 100)
-SHOW_CHOICES = ("all", "treated", "controls")
+SHOW_CHOICES = ("all", "treated", "controls", "ood")
+SHOW_LABELS = {"all": "all profiles", "treated": "treated only", "controls": "controls only",
+               "ood": "flagged out of distribution"}
 DEFAULT_N = 10
 DEFAULT_PER_PAGE = 10
 LABELLED = 5
@@ -74,11 +76,13 @@ def matching_targets(targets: list[str], q: str) -> list[int]:
     return [j for j, name in enumerate(targets) if nq and nq in _norm(name)] if nq else []
 
 
-def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery) -> tuple[np.ndarray, list[int]]:
+def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery, ood: np.ndarray | None = None,
+                compounds: pd.Series | None = None) -> tuple[np.ndarray, list[int]]:
     """Row positions shown, in display order, and the MoAs the query matched.
 
-    The query keeps profiles whose sig_id contains it, or whose top-N list holds a MoA whose name contains
-    it; when it names MoAs, profiles are ordered by their highest probability for those MoAs.
+    The query keeps profiles whose sig_id (or compound, given the upload's compound column as `compounds`)
+    contains it, or whose top-N list holds a MoA whose name contains it; when it names MoAs, profiles are
+    ordered by their highest probability for those MoAs. ``show=ood`` keeps the profiles flagged in `ood`.
     """
     keep = np.ones(pred.n_rows, dtype=bool)
     ctl = pred.is_control
@@ -86,11 +90,16 @@ def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery) -> tu
         keep &= ~ctl
     elif query.show == "controls":
         keep &= ctl
+    elif query.show == "ood" and ood is not None:
+        keep &= ood
     moas: list[int] = []
     score = None
     if query.q:
         ids = pd.Series(pred.sig_ids, dtype="string").str.lower()
         hit = ids.str.contains(query.q.lower(), regex=False).fillna(False).to_numpy(dtype=bool)
+        if compounds is not None:
+            names = pd.Series(compounds.to_numpy(), dtype="string").str.lower()
+            hit |= names.str.contains(query.q.lower(), regex=False).fillna(False).to_numpy(dtype=bool)
         moas = matching_targets(targets, query.q)
         if moas:
             in_top = np.isin(pred.order[:, :query.n], moas).any(axis=1) & ~ctl
@@ -186,9 +195,10 @@ def top1_table(pred: Prediction, targets: list[str], rows: np.ndarray, limit: in
 
 
 def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_loss: dict[str, float | None],
-                 base: str) -> dict:
-    """Everything the results template needs for one page."""
-    rows, moas = select_rows(pred, targets, query)
+                 base: str, ood: np.ndarray | None = None, compounds: pd.Series | None = None) -> dict:
+    """Everything the results template needs for one page (`ood`: the OOD flags, when known; `compounds`: the
+    upload's compound column, when it has one)."""
+    rows, moas = select_rows(pred, targets, query, ood, compounds)
     total = len(rows)
     pages = max(1, math.ceil(total / query.per))
     page = min(query.page, pages)
@@ -214,7 +224,8 @@ def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_l
         "next_url": query.url(base, page=page + 1) if page < pages else None,
         "n_choices": sorted(set(N_CHOICES) | {query.n}),
         "per_choices": sorted(set(PER_PAGE_CHOICES) | {query.per}),
-        "show_choices": SHOW_CHOICES,
+        "show_choices": [c for c in SHOW_CHOICES if c != "ood" or ood is not None],
+        "show_labels": SHOW_LABELS,
     }
 
 
@@ -228,3 +239,63 @@ def _page_numbers(page: int, pages: int, around: int = 2) -> list[int | None]:
         elif out and out[-1] is not None:
             out.append(None)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The compound page
+# ------------------------------------------------------------------------------------------------
+
+COMPOUNDS_PER_PAGE = 20
+COMPOUND_N = 5
+"""MoAs listed per compound by default (the CSV has 10)."""
+
+
+def compounds_view(calls: pd.DataFrame | None, *, q: object = None, page: object = None, per: object = None,
+                   n: object = None, base: str) -> dict:
+    """The compound page: compounds ordered by their best mean probability, filtered by `q` (a compound name or
+    a MoA name among its listed MoAs), paged; per compound its first `n` MoAs with their agreement."""
+    query = {"q": str(q or "").strip()[:MAX_QUERY], "page": _int(page, 1, 1, 10**9),
+             "per": _int(per, COMPOUNDS_PER_PAGE, 1, 100), "n": _int(n, COMPOUND_N, 1, 10)}
+
+    def url(**changes: object) -> str:
+        state = {**query, **changes}
+        defaults = {"q": "", "page": 1, "per": COMPOUNDS_PER_PAGE, "n": COMPOUND_N}
+        params = {k: v for k, v in state.items() if v != defaults[k]}
+        return base + ("?" + urlencode(params) if params else "")
+
+    if calls is None or calls.empty:
+        return {"available": calls is not None, "query": query, "compounds": [], "total": 0, "n_all": 0,
+                "pages": 1, "page": 1, "nav": [], "prev_url": None, "next_url": None, "url": url}
+    groups = {str(name): g for name, g in calls.groupby("compound", sort=False)}
+    best = {name: float(g["mean_probability"].iloc[0]) for name, g in groups.items()}
+    names = sorted(groups, key=lambda c: (-best[c], c))
+    n_all = len(names)
+    if query["q"]:
+        nq = _norm(query["q"])
+        names = [c for c in names if nq in _norm(c)
+                 or any(nq in _norm(m) for m in groups[c]["moa"].iloc[:query["n"]])]
+    total = len(names)
+    pages = max(1, math.ceil(total / query["per"]))
+    page_no = min(query["page"], pages)
+    query["page"] = page_no
+    start = (page_no - 1) * query["per"]
+    shown = []
+    for name in names[start:start + query["per"]]:
+        g = groups[name]
+        first = g.iloc[0]
+        n_prof = int(first["n_profiles"])
+        moas = []
+        for _, r in g.head(query["n"]).iterrows():
+            agree = int(round(float(r["top_k_fraction"]) * n_prof))
+            moas.append({"rank": int(r["rank"]), "moa": str(r["moa"]), "mean": float(r["mean_probability"]),
+                         "min": float(r["min_probability"]), "max": float(r["max_probability"]),
+                         "fraction": float(r["top_k_fraction"]), "agree": agree})
+        shown.append({"name": name, "n_profiles": n_prof, "doses": [d for d in str(first["doses"]).split(",") if d],
+                      "times": [t for t in str(first["times"]).split(",") if t], "moas": moas})
+    nav = [{"page": p, "url": url(page=p) if p else None, "current": p == page_no}
+           for p in _page_numbers(page_no, pages)]
+    return {"available": True, "query": query, "compounds": shown, "total": total, "n_all": n_all,
+            "first": start + 1 if total else 0, "last": start + len(shown), "pages": pages, "page": page_no,
+            "nav": nav, "prev_url": url(page=page_no - 1) if page_no > 1 else None,
+            "next_url": url(page=page_no + 1) if page_no < pages else None, "url": url,
+            "n_choices": sorted({3, 5, 10, query["n"]}), "per_choices": sorted({10, 20, 50, 100, query["per"]})}

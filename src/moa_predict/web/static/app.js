@@ -141,12 +141,109 @@
     elements.forEach(function (el) { io.observe(el); });
   }
 
+  /* ---------------- attributions (fetched per profile when it scrolls into view) ---------------- */
+  var BLOCKS = [
+    { name: "gene", label: "genes (g-)", color: "#2f6fab" },
+    { name: "cell viability", label: "cell viability (c-)", color: "#e76f51" },
+    { name: "treatment", label: "dose / time", color: "#6c757d" }
+  ];
+
+  function signed(x, digits) { return (x > 0 ? "+" : x < 0 ? "−" : "") + Math.abs(x).toFixed(digits); }
+  function pct(p) { return (100 * p).toFixed(p >= 0.1 ? 1 : 2) + "%"; }
+
+  function attributionChart(el, expl) {
+    var feats = expl.features || [];
+    var labels = feats.map(function (f) {
+      var v = typeof f.value === "number" ? " (" + f.value.toFixed(2) + ")" : " (" + f.value + ")";
+      return plain(f.feature + v);
+    });
+    var traces = BLOCKS.map(function (b) {
+      var x = [], y = [], custom = [];
+      feats.forEach(function (f, i) {
+        if (f.block === b.name) { x.push(f.attribution); y.push(labels[i]); custom.push(plain(String(f.value))); }
+      });
+      return { type: "bar", orientation: "h", name: b.label, x: x, y: y, customdata: custom,
+               marker: { color: b.color }, showlegend: x.length > 0,
+               hovertemplate: "<b>%{y}</b><br>attribution %{x:+.4f}<extra>" + b.label + "</extra>" };
+    }).filter(function (t) { return t.x.length > 0; });
+    var maxAbs = feats.reduce(function (m, f) { return Math.max(m, Math.abs(f.attribution)); }, 1e-6);
+    var layout = { barmode: "relative", height: 90 + 22 * Math.max(feats.length, 3), font: FONT,
+                   margin: { l: 10, r: 10, t: 6, b: 62 },
+                   legend: { orientation: "h", x: 0, y: -0.22, font: { size: 10 } },
+                   xaxis: { title: { text: "attribution (Δ probability)", font: { size: 11 } },
+                            range: [-1.15 * maxAbs, 1.15 * maxAbs], zeroline: true, zerolinecolor: "#1d2430",
+                            zerolinewidth: 1.5, gridcolor: "#eef0f3", tickformat: "+.3f" },
+                   yaxis: { type: "category", categoryorder: "array", categoryarray: labels.slice().reverse(),
+                            automargin: true, tickfont: { size: 11 } },
+                   plot_bgcolor: "#fff", paper_bgcolor: "#fff" };
+    el.textContent = "";
+    return window.Plotly.newPlot(el, traces, layout, { responsive: true, displaylogo: false, displayModeBar: false });
+  }
+
+  function completeness(expl, tolAbs, tolRel) {
+    var change = expl.probability - expl.baseline_probability;
+    var err = expl.completeness_error, tol = Math.max(tolAbs, tolRel * Math.abs(change));
+    var ok = Math.abs(err) <= tol;
+    return { ok: ok, text: "p = " + pct(expl.probability) + " · baseline " + pct(expl.baseline_probability) +
+      " · change " + signed(change, 3) + " = Σ attributions " + signed(expl.attribution_sum, 3) +
+      (ok ? " ✓ complete" : " ⚠ off") + " (error " + signed(err, 4) + ")" };
+  }
+
+  function fillAttributions(block, body) {
+    var prof = body && body.profiles && body.profiles[0];
+    var figures = block.querySelectorAll(".attr-figure");
+    if (!body.attributions || !body.attributions.available) {
+      block.textContent = "Attributions are not available: " + ((body.attributions && body.attributions.message) || "");
+      return;
+    }
+    var byMoa = {};
+    ((prof && prof.explanations) || []).forEach(function (e) { byMoa[e.moa] = e; });
+    var tolAbs = parseFloat(block.getAttribute("data-tol-abs") || "0.002");
+    var tolRel = parseFloat(block.getAttribute("data-tol-rel") || "0.02");
+    Array.prototype.forEach.call(figures, function (fig) {
+      var expl = byMoa[fig.getAttribute("data-moa")];
+      var plot = fig.querySelector(".attr-plot"), check = fig.querySelector(".attr-check");
+      if (!expl) { plot.textContent = "No attribution for this MoA."; return; }
+      var c = completeness(expl, tolAbs, tolRel);
+      check.textContent = c.text;
+      check.classList.add(c.ok ? "ok" : "warn");
+      check.title = "Completeness: the attributions of all " + "features sum to the change from the baseline " +
+        "(no-response) probability to this profile's probability, up to the reported error. Pushing up " +
+        signed(expl.pushing_up, 3) + ", down " + signed(expl.pushing_down, 3) + ".";
+      attributionChart(plot, expl);
+    });
+    block.classList.add("loaded");
+  }
+
+  function loadAttributions(block) {
+    var url = block.getAttribute("data-url");
+    block.setAttribute("aria-busy", "true");
+    function fail(message) {
+      Array.prototype.forEach.call(block.querySelectorAll(".attr-plot"), function (el) {
+        el.textContent = "Attributions could not be computed: " + message;
+      });
+      block.classList.add("failed");
+      block.removeAttribute("aria-busy");
+    }
+    window.fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) {
+        return r.json().then(function (body) { return { ok: r.ok, body: body }; });
+      })
+      .then(function (res) {
+        if (!res.ok) { fail((res.body && res.body.error) || "the server answered an error"); return; }
+        fillAttributions(block, res.body);
+        block.removeAttribute("aria-busy");
+      })
+      .catch(function (e) { fail(String(e && e.message || e)); });
+  }
+
   function setupCharts() {
     var charts = Array.prototype.slice.call(document.querySelectorAll(".js-chart"));
     var maps = Array.prototype.slice.call(document.querySelectorAll(".js-heatmap"));
-    if (!charts.length && !maps.length) return;
-    if (!window.Plotly) {
-      (charts.concat(maps)).forEach(function (el) {
+    var attrs = Array.prototype.slice.call(document.querySelectorAll(".js-attributions"));
+    if (!charts.length && !maps.length && !attrs.length) return;
+    if (!window.Plotly || !window.fetch) {
+      (charts.concat(maps).concat(attrs)).forEach(function (el) {
         el.textContent = "The interactive chart needs JavaScript (plotly.min.js, served by this app); the table " +
           "lists the same numbers.";
       });
@@ -161,6 +258,7 @@
       var data = readJSON(el.getAttribute("data-source"));
       if (data) scatter(el, data, names);
     });
+    renderWhenVisible(attrs, loadAttributions);
   }
 
   function init() { setupUpload(); setupFilters(); setupCharts(); }

@@ -1,0 +1,273 @@
+"""``moa benchmark models``: one table of every model on the same drug-grouped folds.
+
+Rows: the prior, the paper's four models at their best published settings, each of our models
+(the members of the default blend and the public-recipe reference ``recipe-mlp``), and the blend.
+Columns: out-of-fold log loss on treated rows, fit time (all folds), prediction throughput
+(profiles per second on the validation folds), and how many well-populated targets (>= 10
+positives) each model predicts worse than the prior.
+
+The blend row is scored honestly: its weights (and per-target safeguard) are fit on four folds'
+out-of-fold predictions and applied to the fifth, rotating (``models.blend.nested_blend``).
+The default model (``models.DEFAULT_MODEL``) carries weights fit on all five folds' OOF of the
+same members; its row gives that nested score, the sum of its members' fit times and their
+combined throughput.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data.dataset import Dataset
+from ..data.io import write_text
+from ..models.base import make_model
+from ..models.blend import columnwise_loss, nested_blend
+from .crossval import assign_folds, describe_rows
+
+PAPER_ROWS: list[tuple[str, str, dict[str, Any]]] = [
+    ("BRkNN-a (paper: k=5, labels)", "brknn-a", {"k": 5, "output": "labels"}),
+    ("BRkNN-b (paper: k=2000, labels)", "brknn-b", {"k": 2000, "output": "labels"}),
+    ("ML-kNN (paper: k=20, labels)", "ml-knn", {"k": 20, "output": "labels"}),
+    ("paper net (paper: 75 epochs)", "paper-nn", {"epochs": 75}),
+]
+"""The paper's best settings (its Tables 9/11): the kNN models scored on their 0/1 label sets, as published."""
+
+REFERENCE_ROWS: list[tuple[str, str, dict[str, Any]]] = [
+    ("recipe-mlp (public recipe, 1 seed)", "recipe-mlp", {}),
+]
+
+MIN_POSITIVES = 10
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _spec_key(name: str, params: dict[str, Any], fingerprint: str, n_splits: int, seed: int, rows: int) -> str:
+    text = json.dumps([name, params, fingerprint, n_splits, seed, rows, __version__], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_cv(name: str, params: dict[str, Any], data: Dataset, fold: np.ndarray, n_splits: int,
+           progress: bool = True, label: str = "") -> dict[str, Any]:
+    """Out-of-fold predictions of one model (treated rows), with wall and CPU fit time and throughput."""
+    Y = data.targets.to_numpy(np.float32)
+    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
+    control = data.is_control
+    oof = np.zeros(Y.shape, dtype=np.float32)
+    fit_s = fit_cpu = pred_s = 0.0
+    n_pred = 0
+    model = make_model(name, **params)
+    for k in tqdm(range(n_splits), desc=label or name, disable=not progress, unit="fold", leave=False):
+        train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
+        val = np.flatnonzero(fold == k)
+        est = clone(model)
+        c0, t0 = _cpu_seconds(), time.perf_counter()
+        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
+        t1 = time.perf_counter()
+        fit_cpu += _cpu_seconds() - c0
+        oof[val] = est.predict_proba(data.features.iloc[val])
+        pred_s += time.perf_counter() - t1
+        fit_s += t1 - t0
+        n_pred += len(val)
+    return {"oof": oof[~control], "fit_seconds": fit_s, "fit_cpu_seconds": fit_cpu, "predict_seconds": pred_s,
+            "n_predicted": n_pred}
+
+
+def _row(label: str, name: str, params: dict[str, Any], res: dict[str, Any], Y: np.ndarray, prior_loss: np.ndarray,
+         fold: np.ndarray, kind: str) -> dict[str, Any]:
+    per = columnwise_loss(Y, res["oof"])
+    populated = Y.sum(axis=0) >= MIN_POSITIVES
+    worse = populated & (per > prior_loss + 1e-12)
+    fold_scores = [float(columnwise_loss(Y[fold == k], res["oof"][fold == k]).mean()) for k in np.unique(fold)]
+    return {
+        "label": label, "model": name, "params": params, "kind": kind,
+        "score": float(per.mean()), "fold_scores": fold_scores,
+        "fit_seconds": round(res["fit_seconds"], 1), "fit_cpu_seconds": round(res["fit_cpu_seconds"], 1),
+        "predict_rows_per_second": round(res["n_predicted"] / max(res["predict_seconds"], 1e-9), 0),
+        "targets_worse_than_prior": int(worse.sum()),
+        "worst_vs_prior": float((per - prior_loss)[populated].max()),
+    }
+
+
+def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5, seed: int = 0,
+                        device: str = "cpu", command: str = "", cache_dir: str | os.PathLike | None = None,
+                        include_paper: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Cross-validate every model on the same folds and blend ours; returns the report (JSON-able)."""
+    from ..models import DEFAULT_MODEL
+
+    started = time.time()
+    load_start = os.getloadavg()
+    if quick:
+        rng = np.random.default_rng(seed)
+        data = data.subset(np.sort(rng.choice(len(data.features), min(6000, len(data.features)), replace=False)))
+        n_splits = min(n_splits, 3)
+    fold, grouped = assign_folds(data, n_splits, seed)
+    control = data.is_control
+    Y = data.targets.to_numpy(np.float64)[~control]
+    fold_t = fold[~control]
+    fingerprint = data.fingerprint()
+    default = make_model(DEFAULT_MODEL)
+    members = default._member_specs() if DEFAULT_MODEL == "blend" else []
+    cache = Path(cache_dir) if cache_dir else None
+
+    def cv(name: str, params: dict[str, Any], label: str) -> dict[str, Any]:
+        p = dict(params)
+        if "device" in make_model(name).get_params():
+            p["device"] = device
+        if quick and "epochs" in make_model(name).get_params():
+            p["epochs"] = max(3, int(p.get("epochs", make_model(name).get_params()["epochs"])) // 3)
+        key = _spec_key(name, {k: v for k, v in p.items() if k != "device"}, fingerprint, n_splits, seed, len(fold))
+        if cache is not None and (cache / f"{key}.npz").is_file():
+            z = np.load(cache / f"{key}.npz")
+            return {"oof": z["oof"].astype(np.float32), **json.loads(str(z["meta"]))}
+        res = run_cv(name, p, data, fold, n_splits, progress, label)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            meta = {k: v for k, v in res.items() if k != "oof"}
+            np.savez(cache / f"{key}.npz", oof=res["oof"], meta=json.dumps(meta))
+        return res
+
+    rows: list[dict[str, Any]] = []
+    prior = cv("prior", {}, "prior")
+    prior_loss = columnwise_loss(Y, prior["oof"])
+    rows.append(_row("prior (training prevalence)", "prior", {}, prior, Y, prior_loss, fold_t, "baseline"))
+    specs = (PAPER_ROWS if include_paper else []) + REFERENCE_ROWS
+    for label, name, params in specs:
+        rows.append(_row(label, name, params, cv(name, params, label), Y, prior_loss, fold_t,
+                         "paper" if (name, params) in [(n, p) for _, n, p in PAPER_ROWS] else "reference"))
+    member_res = []
+    for i, (name, params) in enumerate(members):
+        label = f"ours: {name} " + ", ".join(f"{k}={v}" for k, v in params.items() if k in ("n_seeds",))
+        res = cv(name, params, label)
+        member_res.append(res)
+        rows.append(_row(label.strip().rstrip(","), name, params, res, Y, prior_loss, fold_t, "member"))
+    blend = None
+    if member_res:
+        P = np.stack([r["oof"] for r in member_res]).astype(np.float64)
+        nb = nested_blend(P, Y, fold_t, prior["oof"].astype(np.float64), safeguard=True)
+        plain = nested_blend(P, Y, fold_t)
+        total = {"oof": nb["oof"], "fit_seconds": sum(r["fit_seconds"] for r in member_res),
+                 "fit_cpu_seconds": sum(r["fit_cpu_seconds"] for r in member_res),
+                 "predict_seconds": sum(r["predict_seconds"] for r in member_res),
+                 "n_predicted": member_res[0]["n_predicted"]}
+        row = _row(f"ours: {DEFAULT_MODEL} (default model; nested weights + safeguard)", DEFAULT_MODEL,
+                   default.get_params(), total, Y, prior_loss, fold_t, "default")
+        rows.append(row)
+        blend = {"weights_all_folds": nb["weights"], "fold_weights": nb["fold_weights"],
+                 "prior_targets_all_folds": nb.get("prior_targets"), "fold_prior_targets": nb.get("fold_prior_targets"),
+                 "score_without_safeguard": plain["score"], "score_with_safeguard": nb["score"],
+                 "default_weights": list(default.get_params()["weights"] or []),
+                 "default_prior_targets": list(default.get_params()["prior_targets"] or []),
+                 "equal_weight_score": float(columnwise_loss(Y, P.mean(axis=0)).mean())}
+    by_model = {r["model"]: r for r in rows}
+    paper_net = by_model.get("paper-nn", {}).get("score")
+    recipe = by_model.get("recipe-mlp", {}).get("score")
+    default_score = rows[-1]["score"] if blend else None
+    targets = {}
+    if default_score is not None:
+        if paper_net:
+            targets["default / paper net"] = round(default_score / paper_net, 4)
+        if recipe:
+            targets["default / recipe-mlp"] = round(default_score / recipe, 4)
+    return {
+        "benchmark": "models",
+        "command": command,
+        "package_version": __version__,
+        "features": "SIMULATED (moa simulate); labels, drugs and sig_ids may be real",
+        "data": {"source": data.source, "fingerprint": fingerprint, "rows": len(data.features),
+                 "rows_scored": describe_rows(data), "quick_subsample": quick},
+        "cv": {"folds": n_splits, "grouped_by_drug": grouped, "seed": seed,
+               "metric": "mean column-wise log loss, out-of-fold, treated rows"},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": device,
+                    "load_average_at_start": [round(x, 2) for x in load_start],
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "rows": rows,
+        "blend": blend,
+        "ratios": targets,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+
+
+def print_report(report: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Models on {report['data']['source']} (features SIMULATED), "
+                        f"{report['cv']['folds']}-fold drug-grouped CV, seed {report['cv']['seed']}")
+    for col, just in (("model", "left"), ("CV log loss", "right"), ("fit time (all folds)", "right"),
+                      ("predict profiles/s", "right"), ("targets worse than prior", "right")):
+        table.add_column(col, justify=just)
+    for r in report["rows"]:
+        table.add_row(r["label"], f"{r['score']:.5f}", f"{r['fit_seconds']:.0f} s",
+                      f"{r['predict_rows_per_second']:,.0f}", str(r["targets_worse_than_prior"]))
+    console.print(table)
+    for k, v in report["ratios"].items():
+        console.print(f"{k}: {v}")
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    d, c, m = report["data"], report["cv"], report["machine"]
+    lines = [
+        "# Models benchmark: prior, the paper's four models, the public recipe, ours and the default blend",
+        "",
+        f"Command: `{report['command']}`" if report["command"] else "",
+        "",
+        f"Data: `{d['source']}`, fingerprint `{d['fingerprint']}`, {d['rows']:,} rows"
+        f"{' (quick subsample)' if d['quick_subsample'] else ''}. **Features are SIMULATED** (the real ones cannot "
+        "be obtained here): compare models side by side, not with published leaderboard numbers.",
+        f"Scored: {d['rows_scored']}; {c['folds']} folds ({'grouped by drug' if c['grouped_by_drug'] else 'by rows'}), "
+        f"seed {c['seed']}. Metric: {c['metric']}.",
+        f"Machine: {m['platform']}, {m['cpus']} CPUs, device {m['device']}; load average at start "
+        f"{m['load_average_at_start']}, at end {m['load_average_at_end']} (the machine is shared: wall times include "
+        "waiting for other jobs; CPU seconds are this process's own). Total wall time "
+        f"{report['wall_seconds']:.0f} s.",
+        "",
+        "| model | CV log loss | per fold | fit time, all folds (wall) | fit CPU-seconds | predict profiles/s "
+        f"| targets (>= {MIN_POSITIVES} positives) worse than prior |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in report["rows"]:
+        lines.append(f"| {r['label']} | {r['score']:.5f} | {' '.join(f'{s:.5f}' for s in r['fold_scores'])} | "
+                     f"{r['fit_seconds']:.0f} s | {r['fit_cpu_seconds']:.0f} | {r['predict_rows_per_second']:,.0f} | "
+                     f"{r['targets_worse_than_prior']} |")
+    lines.append("")
+    if report["ratios"]:
+        lines.append("Ratios: " + "; ".join(f"{k} = {v}" for k, v in report["ratios"].items()) + ".")
+        lines.append("")
+    b = report.get("blend")
+    if b:
+        lines += [
+            "Blend (honest, nested): weights fit on four folds' out-of-fold predictions, scored on the fifth, "
+            "rotating; targets whose blended OOF loss on those four folds is worse than the prior's are predicted "
+            "by the prior (safeguard).",
+            f"- nested score without safeguard {b['score_without_safeguard']:.5f}, with safeguard "
+            f"{b['score_with_safeguard']:.5f}; equal weights (not nested, no fitting) {b['equal_weight_score']:.5f}",
+            f"- weights fit on all folds: {', '.join(f'{w:.3f}' for w in b['weights_all_folds'])}; the default "
+            f"model ships {', '.join(f'{w:.3f}' for w in b['default_weights']) or 'equal weights'}",
+            f"- safeguarded targets on all folds: {b['prior_targets_all_folds']}; the default model ships "
+            f"{b['default_prior_targets']}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_outputs(report: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "models_table.json", out / "models_table.md"]
+    write_text(json.dumps(report, indent=1, default=float), paths[0])
+    write_text(to_markdown(report), paths[1])
+    return paths

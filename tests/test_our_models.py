@@ -1,0 +1,141 @@
+"""Our models: determinism, no leakage, controls at 0, aux targets, blend weights, bundle round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from moa_predict.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.data import schema
+from moa_predict.evaluation.crossval import assign_folds
+from moa_predict.models import DEFAULT_MODEL, make_model
+from moa_predict.models.blend import choose_prior_targets, fit_blend_weights, nested_blend
+
+_FAST = {"epochs": 3, "batch_size": 64, "g_pca": 8, "c_pca": 4}  # >= 20 OneCycle steps on 600 rows
+TINY = {
+    "mlp": {"hidden": [32, 32], **_FAST},
+    "resnet": {"width": 32, "n_blocks": 1, **_FAST},
+    "cnn1d": {"channels": 8, "length": 8, "conv_channels": 8, **_FAST},
+    "logreg": dict(_FAST),
+    "recipe-mlp": {"hidden": 32, **_FAST},
+}
+
+
+@pytest.fixture(scope="module")
+def data(sim_dataset):
+    return sim_dataset
+
+
+def _xy(data):
+    return data.features, data.targets.to_numpy(np.float32), data.nonscored.to_numpy(np.float32)
+
+
+def _states_equal(a, b) -> None:
+    sa, aa = a.get_state()
+    sb, ab = b.get_state()
+    assert sa == sb
+    assert sorted(aa) == sorted(ab)
+    for k in aa:
+        np.testing.assert_array_equal(aa[k], ab[k], err_msg=k)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_controls_zero_shapes_and_determinism(data, name):
+    X, Y, Ya = _xy(data)
+    a = make_model(name, **TINY[name]).fit(X, Y, Ya)
+    p = a.predict_proba(X)
+    assert p.shape == Y.shape and p.dtype == np.float32
+    assert ((p >= 0) & (p <= 1)).all()
+    ctl = (X[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    assert ctl.any() and (p[ctl] == 0.0).all()
+    torch.manual_seed(123)  # whatever ran before must not matter: each fit seeds itself
+    b = make_model(name, **TINY[name]).fit(X, Y, Ya)
+    np.testing.assert_array_equal(b.predict_proba(X), p)
+    _states_equal(a, b)
+
+
+def test_aux_head_used_only_when_asked(data):
+    X, Y, Ya = _xy(data)
+    with_aux = make_model("mlp", aux=True, **TINY["mlp"]).fit(X, Y, Ya)
+    without = make_model("mlp", aux=False, **TINY["mlp"]).fit(X, Y, Ya)
+    assert with_aux.n_outputs_ == Y.shape[1] + Ya.shape[1]
+    assert without.n_outputs_ == Y.shape[1]
+    assert with_aux.predict_proba(X).shape == Y.shape  # the aux head is skipped at prediction time
+
+
+def test_fit_depends_only_on_training_rows(data):
+    """Fit on rows A; perturbing the other rows B must change neither the fitted state nor predictions."""
+    X, Y, Ya = _xy(data)
+    fold, _ = assign_folds(data, 3, 0)
+    A = np.flatnonzero((fold != 0) & ((fold >= 0) | data.is_control))
+    B = np.flatnonzero(fold == 0)
+    feats = list(schema.FEATURE_COLUMNS)
+    X2 = X.copy()
+    X2.iloc[B, [X2.columns.get_loc(c) for c in feats]] = X.iloc[B][feats].to_numpy() * 3.0 + 1.0
+    for name in ("mlp", "logreg"):
+        a = make_model(name, **TINY[name]).fit(X.iloc[A], Y[A], Ya[A])
+        b = make_model(name, **TINY[name]).fit(X2.iloc[A], Y[A], Ya[A])
+        _states_equal(a, b)
+        np.testing.assert_array_equal(a.predict_proba(X.iloc[B]), b.predict_proba(X.iloc[B]))
+        # and a leaky fit (preprocessing on all rows) would differ: the check has teeth
+        pre_all = a.preprocessor_.__class__(**a.preprocessor_.get_params()).fit(X2)
+        assert not np.allclose(pre_all.transform(X.iloc[B]), a.preprocessor_.transform(X.iloc[B]))
+
+
+def test_blend_weights_simplex_and_nested():
+    rng = np.random.default_rng(0)
+    Y = (rng.random((300, 6)) < 0.1).astype(float)
+    good = np.clip(0.7 * Y + 0.05 + 0.05 * rng.random(Y.shape), 0, 1)
+    noisy = np.clip(0.3 * Y + 0.3 * rng.random(Y.shape), 0, 1)
+    flat = np.full(Y.shape, 0.5)
+    P = np.stack([good, noisy, flat])
+    w = fit_blend_weights(P, Y)
+    assert w.shape == (3,) and (w >= 0).all() and abs(w.sum() - 1) < 1e-9
+    assert w[0] > w[2]
+    fold = np.arange(300) % 3
+    prior = np.broadcast_to(Y.mean(axis=0), Y.shape)
+    res = nested_blend(P, Y, fold, prior, safeguard=True)
+    for fw in res["fold_weights"]:
+        assert min(fw) >= 0 and abs(sum(fw) - 1) < 1e-9
+    assert res["oof"].shape == Y.shape
+    assert choose_prior_targets(flat, prior, Y) == list(range(6))  # p = 0.5 is worse than the prior everywhere
+
+
+def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):
+    X, Y, Ya = _xy(data)
+    members = [["mlp", TINY["mlp"]], ["logreg", TINY["logreg"]], ["prior", {}]]
+    blend = make_model("blend", members=members, weights=[0.5, 0.3, 0.2], prior_targets=[0, 3], n_jobs=1)
+    blend.fit(X, Y, Ya)
+    p = blend.predict_proba(X)
+    ctl = data.is_control
+    assert (p[ctl] == 0).all()
+    np.testing.assert_allclose(p[~ctl][:, 3], Y[~ctl][:, 3].mean(), rtol=1e-6)  # safeguarded target = prevalence
+    path = save_bundle(Bundle(blend, data.target_names), tmp_path / "bundle")
+    loaded = load_bundle(path)
+    np.testing.assert_array_equal(loaded.model.predict_proba(X), p)
+    # two worker processes (1 torch thread each) give the same model as one process, up to float rounding
+    par = make_model("blend", members=members, weights=[0.5, 0.3, 0.2], prior_targets=[0, 3], n_jobs=2)
+    np.testing.assert_allclose(par.fit(X, Y, Ya).predict_proba(X), p, atol=1e-6)
+
+
+def test_single_model_bundle_round_trip(data, tmp_path):
+    X, Y, Ya = _xy(data)
+    model = make_model("cnn1d", **TINY["cnn1d"]).fit(X, Y, Ya)
+    path = save_bundle(Bundle(model, data.target_names), tmp_path / "cnn")
+    np.testing.assert_array_equal(load_bundle(path).model.predict_proba(X), model.predict_proba(X))
+
+
+def test_default_model_is_our_blend():
+    model = make_model(DEFAULT_MODEL)
+    assert DEFAULT_MODEL == "blend"
+    names = [m[0] for m in model.get_params()["members"]]
+    assert len(names) >= 3 and {"mlp", "logreg"} <= set(names)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_cuda_matches_cpu(data):
+    X, Y, Ya = _xy(data)
+    cpu = make_model("mlp", **TINY["mlp"]).fit(X, Y, Ya).predict_proba(X)
+    gpu = make_model("mlp", device="cuda", **TINY["mlp"]).fit(X, Y, Ya).predict_proba(X)
+    np.testing.assert_allclose(cpu, gpu, atol=1e-4)

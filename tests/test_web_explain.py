@@ -1,0 +1,328 @@
+"""Explanations in the web app (web/explain.py): POST /api/explain, GET /api/results/{id}/explain, the results
+page's attribution / similar-profile panels and OOD warnings, and the compound page. A tiny MLP (attributions)
+and the prior (no attributions) trained on the session's simulated set, both with a reference index."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from moa_predict.data import schema  # noqa: E402
+from moa_predict.data.dataset import load_features  # noqa: E402
+from moa_predict.models import make_model  # noqa: E402
+from moa_predict.pipeline import train_bundle  # noqa: E402
+from moa_predict.web import create_app  # noqa: E402
+from moa_predict.web.explain import ExplainOptions, few_threads  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mlp_bundle(sim_dataset):
+    model = make_model("mlp", hidden=(48,), epochs=3, g_pca=8, c_pca=4, batch_size=64)
+    bundle, _ = train_bundle(model, sim_dataset, cv=False, progress=False)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def prior_bundle(sim_dataset):
+    bundle, _ = train_bundle(make_model("prior"), sim_dataset, cv=False, progress=False)
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def client(mlp_bundle):
+    return TestClient(create_app(mlp_bundle), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def prior_client(prior_bundle):
+    return TestClient(create_app(prior_bundle), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def upload(sim_dir) -> pd.DataFrame:
+    """The first 12 test profiles as a user uploads them, with a compound column (4 compounds x 3 profiles)."""
+    frame = pd.read_csv(sim_dir / "test_features.csv", dtype={"sig_id": str}).head(12).copy()
+    frame["compound"] = [f"cmpd-{i // 3 + 1}" for i in range(12)]
+    return frame
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def post(client, frame_or_bytes, url="/api/explain", name="profiles.csv", **kw):
+    content = frame_or_bytes if isinstance(frame_or_bytes, bytes) else csv_bytes(frame_or_bytes)
+    return client.post(url, files={"file": (name, content, "text/csv")}, **kw)
+
+
+def garbage(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Valid layout, nonsense values: independent noise in every g-/c- column."""
+    out = frame.copy()
+    cols = [c for c in out.columns if c.startswith(("g-", "c-"))]
+    out[cols] = np.random.default_rng(seed).normal(0.0, 2.0, (len(out), len(cols))).round(3)
+    out[schema.CP_TYPE] = schema.TREATED
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# POST /api/explain
+# ------------------------------------------------------------------------------------------------
+
+
+def test_explain_file_with_a_network(client, mlp_bundle, upload):
+    r = post(client, upload)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "mlp" and body["n_profiles"] == 12 and body["n_targets"] == 206
+    assert body["attributions"]["available"] and body["attributions"]["message"] is None
+    assert body["reference"]["available"]
+    profiles = {p["sig_id"]: p for p in body["profiles"]}
+    assert list(profiles) == list(upload.sig_id)
+    proba = mlp_bundle.predict_proba(load_features(io.BytesIO(csv_bytes(upload)), name="u.csv"))
+    for i, (sig, p) in enumerate(profiles.items()):
+        assert set(p["ood"]) >= {"flag", "reasons", "distance", "threshold"}
+        assert len(p["neighbours"]) == 10
+        assert {"sig_id", "drug_id", "moas", "similarity", "percentile"} <= set(p["neighbours"][0])
+        sims = [n["similarity"] for n in p["neighbours"]]
+        assert sims == sorted(sims, reverse=True)
+        assert p["compound"] == upload.compound[i]
+        if upload.cp_type[i] == schema.CONTROL:
+            assert p["explanations"] == [] and p["predictions"] == []
+            continue
+        assert [e["moa"] for e in p["explanations"]] == [q["moa"] for q in p["predictions"]]
+        assert len(p["explanations"]) == 3
+        top = int(np.argmax(proba[i]))
+        assert p["explanations"][0]["moa"] == mlp_bundle.target_names[top]
+        for e in p["explanations"]:
+            assert len(e["features"]) == 10
+            assert {f["block"] for f in e["features"]} <= {"gene", "cell viability", "treatment"}
+            sizes = [abs(f["attribution"]) for f in e["features"]]
+            assert sizes == sorted(sizes, reverse=True)
+            # completeness: the attributions sum to p - p0, up to the reported error
+            assert e["attribution_sum"] == pytest.approx(
+                e["model_probability"] - e["baseline_probability"] + e["completeness_error"], abs=2e-5)
+            assert abs(e["completeness_error"]) < 0.02
+    assert body["compound_column"] == "compound"
+    assert {c["compound"] for c in body["compounds"]} <= set(upload.compound)
+    c = body["compounds"][0]
+    assert {"mean_probability", "min_probability", "max_probability", "top_k_fraction"} <= set(c["moas"][0])
+
+
+def test_explain_json_rows_and_options(client, upload):
+    rows = json.loads(upload.head(6).to_json(orient="records"))
+    treated = [s for s, t in zip(upload.sig_id[:6], upload.cp_type[:6]) if t == schema.TREATED]
+    r = client.post("/api/explain", json={"rows": rows, "sig_ids": treated[:2], "top_moas": 2, "top_k": 4,
+                                          "neighbours": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [p["sig_id"] for p in body["profiles"]] == treated[:2]
+    for p in body["profiles"]:
+        assert len(p["explanations"]) == 2 and all(len(e["features"]) == 4 for e in p["explanations"])
+        assert len(p["neighbours"]) == 3
+    # query parameters, a chosen MoA, and a bare list of rows
+    moa = body["profiles"][0]["explanations"][1]["moa"]
+    r = client.post("/api/explain", params={"sig_ids": treated[0], "moas": moa, "neighbours": 0}, json=rows)
+    assert r.status_code == 200, r.text
+    (p,) = r.json()["profiles"]
+    assert [e["moa"] for e in p["explanations"]] == [moa] and p["neighbours"] == [] and p["ood"] is not None
+    # multipart form fields carry options too
+    r = post(client, upload.head(6), data={"top_moas": "1", "sig_ids": treated[1]})
+    assert r.status_code == 200 and [len(p["explanations"]) for p in r.json()["profiles"]] == [1]
+
+
+@pytest.mark.parametrize("kind, send, status, words, column", [
+    ("non-numeric value", lambda f: post_bad(f, "g-3", 4, "abc"), 422, "not a number", "g-3"),
+    ("missing column", lambda f: ("file", csv_bytes(f.drop(columns=["c-5"]))), 422, "missing column", "c-5"),
+    ("empty file", lambda f: ("file", b""), 422, "empty", None),
+    ("unknown sig_id", lambda f: ("params", {"sig_ids": "nope"}), 422, "sig_id", "sig_id"),
+    ("unknown MoA", lambda f: ("params", {"moas": "not_a_moa"}), 422, "unknown moa", None),
+    ("top_moas 0", lambda f: ("params", {"top_moas": 0}), 422, "top_moas", None),
+    ("top_k text", lambda f: ("json-option", {"top_k": "many"}), 422, "top_k", None),
+    ("bad JSON", lambda f: ("raw", b"{nope"), 422, "not valid JSON", None),
+    ("rows not a list", lambda f: ("json-option", {"rows": "x"}), 422, "rows", None),
+    ("wrong content type", lambda f: ("csv-body", csv_bytes(f)), 415, "multipart/form-data", None),
+    ("no file", lambda f: ("nofile", None), 422, "no file", None),
+])
+def test_explain_errors_match_predict(client, upload, kind, send, status, words, column):
+    how, payload = send(upload)
+    if how == "file":
+        r = post(client, payload, name="bad.csv")
+    elif how == "params":
+        r = post(client, upload, params=payload)
+    elif how == "json-option":
+        rows = json.loads(upload.head(3).to_json(orient="records"))
+        r = client.post("/api/explain", json={"rows": rows, **payload})
+    elif how == "raw":
+        r = client.post("/api/explain", content=payload, headers={"content-type": "application/json"})
+    elif how == "csv-body":
+        r = client.post("/api/explain", content=payload, headers={"content-type": "text/csv"})
+    else:
+        r = client.post("/api/explain", data={"x": "1"}, files={"other": ("", b"", "text/csv")})
+    assert r.status_code == status, (kind, r.text[:300])
+    body = r.json()
+    assert set(body) >= {"error", "file", "row", "line", "column"}, body
+    assert words.lower() in body["error"].lower(), body["error"]
+    assert body["column"] == column
+    assert "Traceback" not in r.text
+    if how == "file" and column == "g-3":  # the very same answer as /api/predict
+        same = post(client, payload, url="/api/predict", name="bad.csv")
+        assert same.status_code == 422 and same.json() == body
+
+
+def post_bad(frame, col, row, value):
+    frame = frame.copy().astype({col: object})
+    frame.loc[row, col] = value
+    return "file", csv_bytes(frame)
+
+
+def test_prior_bundle_says_no_attributions_but_gives_neighbours(prior_client, upload):
+    r = post(prior_client, upload)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "prior"
+    assert body["attributions"]["available"] is False
+    assert "prior" in body["attributions"]["message"].lower()
+    assert all(p["explanations"] == [] for p in body["profiles"])
+    assert all(len(p["neighbours"]) == 10 and p["ood"] is not None for p in body["profiles"])
+    assert body["compounds"]
+    # the results page says so once, and still shows the similar profiles
+    html = prior_client.get(upload_page(prior_client, upload)).text
+    assert 'id="attributions-note"' in html and "js-attributions" not in html
+    assert html.count('class="panel profile-panel panel-neighbours"') == 10
+
+
+# ------------------------------------------------------------------------------------------------
+# results page, stored-result endpoint, compound page
+# ------------------------------------------------------------------------------------------------
+
+
+def upload_page(client, frame, name="profiles.csv") -> str:
+    r = post(client, frame, url="/predict", name=name, follow_redirects=False)
+    assert r.status_code == 303, r.text[:300]
+    return r.headers["location"]
+
+
+def test_results_page_panels_and_stored_explain(client, upload):
+    location = upload_page(client, upload)
+    html = client.get(location).text
+    treated = [s for s, t in zip(upload.sig_id[:10], upload.cp_type[:10]) if t == schema.TREATED]
+    # one attribution block per treated profile of the page (3 MoAs each), drawn by app.js from the API
+    assert html.count('class="attributions js-attributions"') == len(treated)
+    assert html.count('class="attr-figure"') == 3 * len(treated)
+    urls = re.findall(r'data-url="([^"]+)"', html)
+    assert len(urls) == len(treated) and all("/api/results/" in u for u in urls)
+    # similar reference profiles for every profile of the page (controls too), with the enrichment table
+    assert html.count('class="panel profile-panel panel-neighbours"') == 10
+    assert html.count('<table class="plain compact neighbours">') == 10 and "MoAs enriched among them" in html
+    assert 'id="stat-ood"' in html and 'id="stat-compounds"' in html and 'id="compound-link"' in html
+    # the charts' data: the stored-result endpoint, cached
+    url = urls[0].replace("&amp;", "&")
+    r = client.get(url)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    (p,) = body["profiles"]
+    assert p["sig_id"] == treated[0] and len(p["explanations"]) == 3 and p["neighbours"] == []
+    assert body["result_id"] == location.split("/")[-1].split("?")[0]
+    assert client.get(url).json() == body
+    rid = body["result_id"]
+    r = client.get(f"/api/results/{rid}/explain", params={"sig_id": "nope"})
+    assert r.status_code == 422 and r.json()["column"] == "sig_id"
+    r = client.get(f"/api/results/{'A' * 22}/explain", params={"sig_ids": treated[0]})
+    assert r.status_code == 404 and "no longer available" in r.json()["error"]
+
+
+def test_ood_banner_and_summary_count(client, upload):
+    frame = upload.head(10).copy()
+    frame.loc[2:4] = garbage(frame).loc[2:4]
+    location = upload_page(client, frame)
+    html = client.get(location).text
+    flagged = [s for s in frame.sig_id if f'aria-label="Out-of-distribution warning for {s}"' in html]
+    assert set(frame.sig_id[2:5]) <= set(flagged)
+    count = int(re.search(r'id="stat-ood"><a [^>]*>(\d+)</a>', html).group(1))
+    assert count == len(flagged) and 'id="ood-summary"' in html
+    assert "lacks the correlation structure" in html or "far from every training profile" in html
+    shown = client.get(location.split("?")[0], params={"show": "ood"}).text
+    assert f"Profiles 1–{count} of {count}" in shown
+
+
+def test_compound_page_and_download(client, upload):
+    location = upload_page(client, upload)
+    base = location.split("?")[0]
+    r = client.get(base + "/compounds")
+    assert r.status_code == 200
+    html = r.text
+    names = re.findall(r'<article class="compound" data-compound="([^"]+)"', html)
+    treated = upload[upload.cp_type == schema.TREATED]
+    assert sorted(names) == sorted(treated.compound.unique())
+    assert html.count('<table class="plain compact compound-moas">') == len(names)
+    n_prof = treated.compound.value_counts()
+    for name in names:  # agreement "k of n" uses the compound's number of treated profiles
+        block = html.split(f'data-compound="{name}"')[1].split("</article>")[0]
+        assert f"of {n_prof[name]}</td>" in block and block.count("<tr>") == 5 + 1
+    assert client.get(base + "/compounds", params={"q": names[0], "n": 3}).text.count('class="compound"') >= 1
+    csv = client.get(base + "/compounds.csv")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    calls = pd.read_csv(io.BytesIO(csv.content))
+    assert list(calls.columns[:3]) == ["compound", "rank", "moa"] and "top5_fraction" in calls.columns
+    assert set(calls.compound) == set(names) and calls.groupby("compound").size().max() == 10
+    # the results page finds a compound's profiles by name
+    html = client.get(base, params={"q": names[0]}).text
+    shown = re.findall(r'data-sig-id="([^"]+)"', html)
+    assert set(shown) == set(upload.sig_id[upload.compound == names[0]])
+    # no compound column: the page says how to add one; no CSV
+    plain = upload_page(client, upload.drop(columns=["compound"]))
+    base2 = plain.split("?")[0]
+    assert 'id="no-compounds"' in client.get(base2 + "/compounds").text
+    assert client.get(base2 + "/compounds.csv").status_code == 404
+    assert 'id="stat-compounds"' not in client.get(plain).text
+
+
+def test_example_file_has_compounds(client):
+    frame = load_features(io.BytesIO(client.get("/example.csv").content), name="example.csv")
+    treated = frame[frame.cp_type == schema.TREATED]
+    sizes = treated.compound.value_counts()
+    assert (sizes >= 6).sum() >= 5  # several compounds at 2 doses x 3 times
+    for name in sizes[sizes >= 6].index:
+        rows = treated[treated.compound == name]
+        assert set(rows.cp_dose) == {"D1", "D2"} and set(rows.cp_time) == {24, 48, 72}
+    assert frame.loc[frame.cp_type == schema.CONTROL, "compound"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------------
+# units
+# ------------------------------------------------------------------------------------------------
+
+
+def test_options_parsing():
+    targets = ["a_inhibitor", "b_agonist"]
+    o = ExplainOptions.parse({"sig_ids": ["x", "y", "x"], "moa": "b_agonist", "top_k": "5", "neighbours": 0},
+                             targets)
+    assert o.sig_ids == ("x", "y") and o.moas == ("b_agonist",) and o.top_k == 5 and o.neighbours == 0
+    assert ExplainOptions.parse({}, targets) == ExplainOptions()
+    for bad in ({"top_k": 0}, {"top_k": "1.5"}, {"neighbours": 51}, {"top_moas": True}, {"moas": ["zzz"]},
+                {"sig_ids": [{"a": 1}]}):
+        with pytest.raises(Exception) as info:
+            ExplainOptions.parse(bad, targets)
+        assert type(info.value).__name__ == "DataError"
+
+
+def test_few_threads_restores_settings():
+    import torch
+
+    before = torch.get_num_threads()
+    with few_threads():
+        assert torch.get_num_threads() == 1
+        with few_threads():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
