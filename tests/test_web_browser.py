@@ -115,7 +115,7 @@ def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]
     page.set_viewport_size({"width": 1280, "height": 1100})
     profile = page.locator("article.profile:not(.is-control)").first
     wait_for_attributions(page, profile)
-    profile.locator(".js-chart.js-plotly-plot .main-svg").wait_for(timeout=30_000)
+    profile.locator(".js-chart.js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
     time.sleep(0.5)
     explain = out / "explain.png"
     profile.screenshot(path=str(explain))
@@ -254,7 +254,7 @@ def test_explanations_compounds_and_ood(base_url, tmp_path):
         assert bars.count() == 10  # top-10 features
         check = profile.locator(".attr-check").first.inner_text()
         assert "baseline" in check and "Σ attributions" in check and ("✓" in check or "⚠" in check)
-        ticks = charts.first.locator(".ytick text").all_inner_texts()
+        ticks = charts.first.locator(".ytick text").all_text_contents()
         assert len(ticks) == 10 and all(re.match(r"^(g-|c-|cp_time|cp_dose)", t) for t in ticks), ticks
 
         # similar reference profiles and enriched MoAs

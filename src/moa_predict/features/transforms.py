@@ -202,7 +202,10 @@ class MoAPreprocessor(BaseEstimator):
             pca = self.pca_.get(block)
             if pca is not None:
                 cols = self._block(block)
-                parts.append(((z[:, cols] - pca.mean_.astype(np.float32)) @ pca.components_.T.astype(np.float32)))
+                # contiguous float32 copies: the fitted and the reloaded estimator then take the same BLAS path
+                mean = np.ascontiguousarray(pca.mean_, dtype=np.float32)
+                proj = np.ascontiguousarray(pca.components_.T, dtype=np.float32)
+                parts.append((z[:, cols] - mean) @ proj)
         if not parts:
             return np.zeros((len(z), 0), dtype=np.float32)
         return np.ascontiguousarray(np.hstack(parts), dtype=np.float32)

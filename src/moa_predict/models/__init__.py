@@ -4,5 +4,5 @@ from .base import MODELS, MoAModel, available_models, make_model, register
 
 __all__ = ["MODELS", "MoAModel", "available_models", "make_model", "register"]
 
-DEFAULT_MODEL = "prior"
+DEFAULT_MODEL = "blend"
 """What ``moa train`` fits without --model."""

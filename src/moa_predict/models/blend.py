@@ -31,6 +31,14 @@ EPS = 1e-15
 _WORKER_DATA: tuple | None = None
 
 
+def _context():
+    """Worker processes forked from a fresh server that has imported the models (but started no
+    OpenMP threads, so forking is safe): starting a worker then costs milliseconds, not an import of torch."""
+    ctx = get_context("forkserver")
+    ctx.set_forkserver_preload(["moa_predict.models._load_all"])
+    return ctx
+
+
 def _worker_init(X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None, threads: int) -> None:
     import torch
 
@@ -128,7 +136,7 @@ class BlendModel(MoAModel):
                 self.members_[i].fit(X, Y, Y_aux)
                 self.member_fit_seconds_[i] = time.perf_counter() - t0
         else:
-            with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+            with ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_worker_init,
                                      initargs=(X, Y, Y_aux, 1)) as pool:
                 futures = {i: pool.submit(_fit_member_in_worker, self.members_[i].name,
                                           self.members_[i].get_params(deep=False)) for i in todo}
