@@ -24,7 +24,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from .base import MoAModel, State, make_model, register
-from .default import DEFAULT_MEMBERS, DEFAULT_PRIOR_TARGETS, DEFAULT_WEIGHTS
+from .default import DEFAULT_CALIBRATION, DEFAULT_MEMBERS, DEFAULT_PRIOR_TARGETS, DEFAULT_WEIGHTS
 
 EPS = 1e-15
 
@@ -81,6 +81,8 @@ class BlendModel(MoAModel):
     members: list of ``[model name, {hyper-parameters}]`` (JSON-able, so bundles can rebuild them);
         the default is the default model's (``models.default``).
     weights: one non-negative weight per member (normalised to sum 1); None = equal weights.
+    calibration: one factor per target (or None): the blended logit's distance from the target's prior
+        logit is multiplied by it (< 1 shrinks towards the prevalence, > 1 sharpens); fit on OOF.
     prior_targets: target indices predicted by the training prevalence instead of the blend.
     n_jobs: members fitted in parallel worker processes (1 torch thread each); 1 = in this process.
         Each member seeds itself, so the result does not depend on n_jobs. GPU fits run in-process.
@@ -91,10 +93,12 @@ class BlendModel(MoAModel):
     uses_aux_targets = True
 
     def __init__(self, members: Sequence[Any] = DEFAULT_MEMBERS, weights: Sequence[float] | None = DEFAULT_WEIGHTS,
+                 calibration: Sequence[float] | None = DEFAULT_CALIBRATION,
                  prior_targets: Sequence[int] | None = DEFAULT_PRIOR_TARGETS, n_jobs: int = 2, seed: int = 0,
                  device: str = "cpu") -> None:
         self.members = members
         self.weights = weights
+        self.calibration = calibration
         self.prior_targets = prior_targets
         self.n_jobs = n_jobs
         self.seed = seed
@@ -144,7 +148,7 @@ class BlendModel(MoAModel):
                     settings, arrays, seconds, _ = fut.result()
                     self.members_[i].set_state(settings, arrays)
                     self.member_fit_seconds_[i] = seconds
-        self.prevalence_ = Y.mean(axis=0).astype(np.float32)
+        self.prevalence_ = smoothed_prevalence(Y).astype(np.float32)
 
     def predict_members(self, X: pd.DataFrame) -> list[np.ndarray | None]:
         """Each member's probabilities (None for a member that was not fitted: weight 0)."""
@@ -155,6 +159,8 @@ class BlendModel(MoAModel):
         for model, w in zip(self.members_, self._weights()):
             if w > 0:
                 proba += np.float32(w) * model.predict_proba(X)
+        if self.calibration is not None:
+            proba = calibrate(proba, self.prevalence_, np.asarray(self.calibration, dtype=np.float32))
         if self.prior_targets:
             idx = np.asarray(self.prior_targets, dtype=np.int64)
             proba[:, idx] = self.prevalence_[idx]
@@ -183,7 +189,47 @@ class BlendModel(MoAModel):
             self.members_.append(model)
 
 
-# -- weights and safeguards, fit on out-of-fold predictions ---------------------------------
+# -- weights, calibration and safeguards, fit on out-of-fold predictions ---------------------
+def smoothed_prevalence(Y: np.ndarray) -> np.ndarray:
+    """The prior model's prevalence, (positives + 0.5) / (rows + 1): never exactly 0 or 1."""
+    Y = np.asarray(Y)
+    return (Y.sum(axis=0) + 0.5) / (len(Y) + 1.0)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1.0 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def calibrate(proba: np.ndarray, prevalence: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """sigmoid(logit(prevalence) + beta * (logit(proba) - logit(prevalence))), per target."""
+    zp = _logit(np.asarray(prevalence, dtype=proba.dtype))
+    z = zp + beta * (_logit(proba) - zp)
+    return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(proba.dtype)
+
+
+def fit_calibration(blend: np.ndarray, prevalence: np.ndarray, Y: np.ndarray, beta_max: float = 1.5,
+                    iterations: int = 50) -> np.ndarray:
+    """Per-target factor beta in [0, beta_max] minimising the log loss of ``calibrate(blend, prevalence, beta)``.
+
+    The loss is convex in beta: projected Newton steps, all targets at once.
+    """
+    zp = _logit(np.broadcast_to(np.asarray(prevalence, dtype=np.float64), blend.shape))
+    d = _logit(np.asarray(blend, dtype=np.float64)) - zp
+    Y = np.asarray(Y, dtype=np.float64)
+    beta = np.ones(blend.shape[1])
+    for _ in range(iterations):
+        q = 1.0 / (1.0 + np.exp(-np.clip(zp + beta * d, -60, 60)))
+        g = ((q - Y) * d).mean(axis=0)
+        h = (q * (1.0 - q) * d * d).mean(axis=0) + 1e-12
+        new = np.clip(beta - g / h, 0.0, beta_max)
+        if np.abs(new - beta).max() < 1e-6:
+            beta = new
+            break
+        beta = new
+    return beta
+
+
 def _loss_and_grad(w: np.ndarray, P: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean column-wise log loss of sum_m w_m P_m and its gradient in w (P: members × rows × targets)."""
     p = np.tensordot(w, P, axes=1)
@@ -219,37 +265,64 @@ def columnwise_loss(Y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(Y * np.log(p) + (1.0 - Y) * np.log1p(-p)).mean(axis=0)
 
 
-def choose_prior_targets(blend: np.ndarray, prior: np.ndarray, Y: np.ndarray, margin: float = 0.0) -> list[int]:
-    """Targets whose blended OOF log loss is worse than the prior's OOF log loss (by more than `margin`)."""
-    worse = columnwise_loss(Y, blend) > columnwise_loss(Y, prior) + margin
-    return [int(i) for i in np.flatnonzero(worse)]
+def choose_prior_targets(blend: np.ndarray, prior: np.ndarray, Y: np.ndarray, min_gain: float = 0.0,
+                         min_positives: int = 5) -> list[int]:
+    """Targets to predict by the prior: the blend's OOF log loss improves on the prior's by less than
+    `min_gain` (relative), judged only where the OOF rows hold at least `min_positives` positives."""
+    lb, lp = columnwise_loss(Y, blend), columnwise_loss(Y, prior)
+    weak = (lp - lb) < min_gain * lp
+    return [int(i) for i in np.flatnonzero(weak & (np.asarray(Y).sum(axis=0) >= min_positives))]
+
+
+def fit_stack(P: np.ndarray, Y: np.ndarray, prior: np.ndarray, calibrate_targets: bool = True,
+              min_gain: float | None = None) -> dict[str, Any]:
+    """Weights, per-target calibration and safeguarded targets, all fit on these OOF rows."""
+    w = fit_blend_weights(P, Y)
+    blend = np.tensordot(w, P, axes=1)
+    out: dict[str, Any] = {"weights": w, "calibration": None, "prior_targets": []}
+    if calibrate_targets:
+        beta = fit_calibration(blend, prior, Y)
+        out["calibration"] = beta
+        blend = calibrate(blend, prior, beta)
+    if min_gain is not None:
+        out["prior_targets"] = choose_prior_targets(blend, prior, Y, min_gain)
+    return out
+
+
+def apply_stack(P: np.ndarray, prior: np.ndarray, stack: dict[str, Any]) -> np.ndarray:
+    out = np.tensordot(stack["weights"], P, axes=1)
+    if stack["calibration"] is not None:
+        out = calibrate(out, prior, stack["calibration"])
+    if stack["prior_targets"]:
+        idx = np.asarray(stack["prior_targets"])
+        out[:, idx] = np.broadcast_to(prior, out.shape)[:, idx]
+    return out
 
 
 def nested_blend(P: np.ndarray, Y: np.ndarray, fold: np.ndarray, prior: np.ndarray | None = None,
-                 safeguard: bool = False) -> dict[str, Any]:
-    """Honest score of a weight-fitted blend: weights (and safeguarded targets) fit on the other folds' OOF.
+                 calibrate_targets: bool = False, min_gain: float | None = None) -> dict[str, Any]:
+    """Honest score of the fitted stack: weights, calibration and safeguard fit on the other folds' OOF.
 
-    P: (members, rows, targets) OOF probabilities of treated rows; fold: fold of each row;
-    prior: the prior's OOF probabilities (needed for the safeguard).
-    Returns the blended OOF matrix, its score, the weights of each outer fold and the weights on all folds.
+    P: (members, rows, targets) OOF probabilities of treated rows; fold: fold of each row; prior: the
+    prior model's OOF probabilities (each fold's training prevalence), needed for calibration and safeguard.
+    Returns the stacked OOF matrix, its score, each outer fold's stack and the stack fit on all folds.
     """
     P = np.asarray(P, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
+    if prior is None:
+        if calibrate_targets or min_gain is not None:
+            raise ValueError("calibration and safeguard need the prior's OOF predictions")
+        prior = np.broadcast_to(smoothed_prevalence(Y), Y.shape)
+    prior = np.asarray(prior, dtype=np.float64)
     out = np.zeros(Y.shape)
-    fold_weights, fold_prior_targets = [], []
+    folds = []
     for k in np.unique(fold):
         tr, va = fold != k, fold == k
-        w = fit_blend_weights(P[:, tr], Y[tr])
-        fold_weights.append(w.tolist())
-        out[va] = np.tensordot(w, P[:, va], axes=1)
-        if safeguard and prior is not None:
-            chosen = choose_prior_targets(np.tensordot(w, P[:, tr], axes=1), prior[tr], Y[tr])
-            fold_prior_targets.append(chosen)
-            out[np.ix_(va, chosen)] = prior[np.ix_(va, chosen)]
-    w_all = fit_blend_weights(P, Y)
-    result = {"oof": out, "score": float(columnwise_loss(Y, out).mean()), "fold_weights": fold_weights,
-              "weights": w_all.tolist()}
-    if safeguard and prior is not None:
-        result["fold_prior_targets"] = fold_prior_targets
-        result["prior_targets"] = choose_prior_targets(np.tensordot(w_all, P, axes=1), prior, Y)
-    return result
+        stack = fit_stack(P[:, tr], Y[tr], prior[tr], calibrate_targets, min_gain)
+        out[va] = apply_stack(P[:, va], prior[va], stack)
+        folds.append({"weights": stack["weights"].tolist(), "prior_targets": stack["prior_targets"]})
+    final = fit_stack(P, Y, prior, calibrate_targets, min_gain)
+    return {"oof": out, "score": float(columnwise_loss(Y, out).mean()), "folds": folds,
+            "weights": final["weights"].tolist(),
+            "calibration": None if final["calibration"] is None else [round(float(b), 4) for b in final["calibration"]],
+            "prior_targets": final["prior_targets"]}

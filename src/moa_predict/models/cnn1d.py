@@ -58,7 +58,8 @@ class CNN1DModel(PreprocessedNet):
 
     def __init__(self, channels: int = 64, length: int = 16, conv_channels: int = 128, dropout_in: float = 0.1,
                  dropout: float = 0.1, dropout_head: float = 0.2, weight_norm: bool = True, g_pca: int = 50,
-                 c_pca: int = 15, variance_threshold: float | None = 0.8, epochs: int = 20, batch_size: int = 256,
+                 c_pca: int = 15, variance_threshold: float | None = 0.8, keep_raw: bool = True,
+                 epochs: int = 20, batch_size: int = 256,
                  lr: float = 1e-3, max_lr: float = 5e-3, weight_decay: float = 1e-5, label_smoothing: float = 0.001,
                  schedule: str = "onecycle", aux: bool = True, aux_weight: float = 1.0, n_seeds: int = 1,
                  seed: int = 0, device: str = "cpu") -> None:
@@ -72,6 +73,7 @@ class CNN1DModel(PreprocessedNet):
         self.g_pca = g_pca
         self.c_pca = c_pca
         self.variance_threshold = variance_threshold
+        self.keep_raw = keep_raw
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

@@ -19,5 +19,9 @@ DEFAULT_MEMBERS: tuple[tuple[str, dict], ...] = (
 )
 DEFAULT_WEIGHTS: tuple[float, ...] | None = None
 """None: equal weights (until fit on OOF)."""
+DEFAULT_CALIBRATION: tuple[float, ...] | None = None
+"""Per-target calibration factors (models.blend.calibrate); None: none."""
 DEFAULT_PRIOR_TARGETS: tuple[int, ...] = ()
 """Targets predicted by their prevalence (the per-target safeguard); empty when none is needed."""
+DEFAULT_MIN_GAIN: float | None = 0.05
+"""Safeguard threshold used by the benchmark and for DEFAULT_PRIOR_TARGETS (models.blend.choose_prior_targets)."""
