@@ -10,7 +10,8 @@ from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
-from moa_predict.models.blend import choose_prior_targets, fit_blend_weights, nested_blend
+from moa_predict.models.blend import (calibrate, choose_prior_targets, fit_blend_weights, fit_calibration,
+                                      nested_blend)
 
 _FAST = {"epochs": 3, "batch_size": 64, "g_pca": 8, "c_pca": 4}  # >= 20 OneCycle steps on 600 rows
 TINY = {
@@ -116,27 +117,50 @@ def test_blend_weights_simplex_and_nested():
     assert w[0] > w[2]
     fold = np.arange(300) % 3
     prior = np.broadcast_to(Y.mean(axis=0), Y.shape)
-    res = nested_blend(P, Y, fold, prior, safeguard=True)
-    for fw in res["fold_weights"]:
-        assert min(fw) >= 0 and abs(sum(fw) - 1) < 1e-9
-    assert res["oof"].shape == Y.shape
+    res = nested_blend(P, Y, fold, prior, calibrate_targets=True, min_gain=0.0)
+    for f in res["folds"]:
+        assert min(f["weights"]) >= 0 and abs(sum(f["weights"]) - 1) < 1e-9
+    assert res["oof"].shape == Y.shape and np.isfinite(res["score"])
     assert choose_prior_targets(flat, prior, Y) == list(range(6))  # p = 0.5 is worse than the prior everywhere
+
+
+def test_calibration_factor():
+    rng = np.random.default_rng(1)
+    Y = (rng.random((2000, 3)) < 0.05).astype(float)
+    prev = Y.mean(axis=0)
+    informative = np.clip(np.where(Y > 0, 0.3, 0.03) * np.exp(0.3 * rng.standard_normal(Y.shape)), 0, 1)
+    noise = np.clip(prev * np.exp(rng.standard_normal(Y.shape)), 0, 1)
+    P = np.column_stack([informative[:, 0], noise[:, 1], informative[:, 2]])
+    beta = fit_calibration(P, prev, Y)
+    assert ((beta >= 0) & (beta <= 1.5)).all()
+    assert beta[1] < 0.3 < beta[0]  # pure noise is shrunk towards the prevalence
+    np.testing.assert_allclose(calibrate(P, prev, np.zeros(3)), np.broadcast_to(prev, P.shape), rtol=1e-5)
+    np.testing.assert_allclose(calibrate(P, prev, np.ones(3)), np.clip(P, 1e-7, 1 - 1e-7), rtol=1e-5)
 
 
 def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):
     X, Y, Ya = _xy(data)
-    members = [["mlp", TINY["mlp"]], ["logreg", TINY["logreg"]], ["prior", {}]]
-    blend = make_model("blend", members=members, weights=[0.5, 0.3, 0.2], prior_targets=[0, 3], n_jobs=1)
+    members = [["mlp", TINY["mlp"]], ["mlp", {**TINY["mlp"], "seed": 1}], ["logreg", TINY["logreg"]], ["prior", {}]]
+    blend = make_model("blend", members=members, weights=[0.3, 0.2, 0.3, 0.2], calibration=[1.2] * Y.shape[1],
+                       prior_targets=[0, 3], n_jobs=1)
     blend.fit(X, Y, Ya)
     p = blend.predict_proba(X)
+    assert blend._preprocessing_groups() == [[0, 1, 2], [3]]  # the nets share one preprocessing
+    separate = sum(w * m.predict_proba(X) for w, m in zip([0.3, 0.2, 0.3, 0.2], blend.members_))
+    expected = calibrate(separate.astype(np.float32), blend.prevalence_, np.full(Y.shape[1], 1.2, np.float32))
+    expected[:, [0, 3]] = blend.prevalence_[[0, 3]]
+    expected[data.is_control] = 0
+    np.testing.assert_allclose(p, expected, atol=1e-6)
     ctl = data.is_control
     assert (p[ctl] == 0).all()
-    np.testing.assert_allclose(p[~ctl][:, 3], Y[~ctl][:, 3].mean(), rtol=1e-6)  # safeguarded target = prevalence
+    prevalence = (Y[~ctl][:, 3].sum() + 0.5) / ((~ctl).sum() + 1)
+    np.testing.assert_allclose(p[~ctl][:, 3], prevalence, rtol=1e-6)  # safeguarded target = (smoothed) prevalence
     path = save_bundle(Bundle(blend, data.target_names), tmp_path / "bundle")
     loaded = load_bundle(path)
     np.testing.assert_array_equal(loaded.model.predict_proba(X), p)
     # two worker processes (1 torch thread each) give the same model as one process, up to float rounding
-    par = make_model("blend", members=members, weights=[0.5, 0.3, 0.2], prior_targets=[0, 3], n_jobs=2)
+    par = make_model("blend", members=members, weights=[0.3, 0.2, 0.3, 0.2], calibration=[1.2] * Y.shape[1],
+                     prior_targets=[0, 3], n_jobs=2)
     np.testing.assert_allclose(par.fit(X, Y, Ya).predict_proba(X), p, atol=1e-6)
 
 

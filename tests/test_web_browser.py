@@ -120,9 +120,10 @@ def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]
     explain = out / "explain.png"
     profile.screenshot(path=str(explain))
 
+    page.set_viewport_size({"width": 1280, "height": 1400})
     page.goto(results_url.split("?")[0] + "/compounds")
     compound = out / "compound.png"
-    page.screenshot(path=str(compound), full_page=True)
+    page.screenshot(path=str(compound))
     page.close()
     return [home, results, explain, compound]
 

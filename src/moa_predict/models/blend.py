@@ -150,15 +150,41 @@ class BlendModel(MoAModel):
                     self.member_fit_seconds_[i] = seconds
         self.prevalence_ = smoothed_prevalence(Y).astype(np.float32)
 
+    def _preprocessing_groups(self) -> list[list[int]]:
+        """Fitted members (weight > 0) grouped by identical fitted preprocessing (same parameters and state)."""
+        groups: list[list[int]] = []
+        keys: list[Any] = []
+        for i, (model, w) in enumerate(zip(self.members_, self._weights())):
+            if w <= 0 or not hasattr(model, "n_targets_"):
+                continue
+            pre = getattr(model, "preprocessor_", None)
+            for g, key in zip(groups, keys):
+                if pre is not None and key is not None and _same_preprocessing(pre, key):
+                    g.append(i)
+                    break
+            else:
+                groups.append([i])
+                keys.append(pre)
+        return groups
+
     def predict_members(self, X: pd.DataFrame) -> list[np.ndarray | None]:
         """Each member's probabilities (None for a member that was not fitted: weight 0)."""
         return [m.predict_proba(X) if hasattr(m, "n_targets_") else None for m in self.members_]
 
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         proba = np.zeros((len(X), self.n_targets_), dtype=np.float32)
-        for model, w in zip(self.members_, self._weights()):
-            if w > 0:
-                proba += np.float32(w) * model.predict_proba(X)
+        weights = self._weights()
+        for group in self._preprocessing_groups():
+            shared = None
+            if len(group) > 1:  # members with identical fitted preprocessing: transform the profiles once
+                shared = self.members_[group[0]].preprocessor_.transform(X)
+            for i in group:
+                model = self.members_[i]
+                model._input_cache = None if shared is None else (X, shared)
+                try:
+                    proba += np.float32(weights[i]) * model.predict_proba(X)
+                finally:
+                    model._input_cache = None
         if self.calibration is not None:
             proba = calibrate(proba, self.prevalence_, np.asarray(self.calibration, dtype=np.float32))
         if self.prior_targets:
@@ -187,6 +213,15 @@ class BlendModel(MoAModel):
                 prefix = f"m{i}."
                 model.set_state(s, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             self.members_.append(model)
+
+
+def _same_preprocessing(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b) or a.get_params() != b.get_params():
+        return False
+    (sa, aa), (sb, ab) = a.get_state("p."), b.get_state("p.")
+    return sa == sb and aa.keys() == ab.keys() and all(np.array_equal(aa[k], ab[k]) for k in aa)
 
 
 # -- weights, calibration and safeguards, fit on out-of-fold predictions ---------------------

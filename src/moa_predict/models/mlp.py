@@ -136,14 +136,19 @@ class PreprocessedNet(TorchMoAModel):
         super()._fit(X, Y, Y_aux)
 
     def _make_preprocessor(self) -> MoAPreprocessor:
+        # seed 0, not the model's seed: networks that differ only in their seed share one preprocessing
+        # (a blend transforms each new profile once per distinct preprocessing, not once per member)
         return MoAPreprocessor(n_quantiles=self.n_quantiles, g_pca=self.g_pca, c_pca=self.c_pca,
-                               keep_raw=self.keep_raw, variance_threshold=self.variance_threshold, seed=self.seed)
+                               keep_raw=self.keep_raw, variance_threshold=self.variance_threshold, seed=0)
 
     def _fit_inputs(self, X: pd.DataFrame) -> np.ndarray:
         self.preprocessor_ = self._make_preprocessor()
         return self.preprocessor_.fit_transform(X)
 
     def _inputs(self, X: pd.DataFrame) -> np.ndarray:
+        cached = getattr(self, "_input_cache", None)  # set by a blend that shares one preprocessing
+        if cached is not None and cached[0] is X:
+            return cached[1]
         return self.preprocessor_.transform(X)
 
     def _fit_targets(self, Y: np.ndarray, Y_aux: np.ndarray | None) -> np.ndarray:
