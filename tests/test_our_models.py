@@ -140,13 +140,13 @@ def test_calibration_factor():
 
 def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):
     X, Y, Ya = _xy(data)
-    members = [["mlp", TINY["mlp"]], ["mlp", {**TINY["mlp"], "seed": 1}], ["logreg", TINY["logreg"]], ["prior", {}]]
-    blend = make_model("blend", members=members, weights=[0.3, 0.2, 0.3, 0.2], calibration=[1.2] * Y.shape[1],
+    members = [["mlp", TINY["mlp"]], ["mlp", {**TINY["mlp"], "seed": 1}], ["logreg", TINY["logreg"]]]
+    blend = make_model("blend", members=members, weights=[0.4, 0.2, 0.4], calibration=[1.2] * Y.shape[1],
                        prior_targets=[0, 3], n_jobs=1)
     blend.fit(X, Y, Ya)
     p = blend.predict_proba(X)
-    assert blend._preprocessing_groups() == [[0, 1, 2], [3]]  # the nets share one preprocessing
-    separate = sum(w * m.predict_proba(X) for w, m in zip([0.3, 0.2, 0.3, 0.2], blend.members_))
+    assert blend._preprocessing_groups() == [[0, 1, 2]]  # the nets share one preprocessing
+    separate = sum(w * m.predict_proba(X) for w, m in zip([0.4, 0.2, 0.4], blend.members_))
     expected = calibrate(separate.astype(np.float32), blend.prevalence_, np.full(Y.shape[1], 1.2, np.float32))
     expected[:, [0, 3]] = blend.prevalence_[[0, 3]]
     expected[data.is_control] = 0
@@ -155,11 +155,18 @@ def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):
     assert (p[ctl] == 0).all()
     prevalence = (Y[~ctl][:, 3].sum() + 0.5) / ((~ctl).sum() + 1)
     np.testing.assert_allclose(p[~ctl][:, 3], prevalence, rtol=1e-6)  # safeguarded target = (smoothed) prevalence
+    # the differentiable form used for attributions computes the same probabilities (treated rows)
+    from moa_predict.features.torch_transforms import raw_inputs
+
+    assert blend.supports_attributions
+    with torch.no_grad():
+        forward = blend.attribution_forward(torch.as_tensor(raw_inputs(X[~ctl]))).numpy()
+    np.testing.assert_allclose(forward, p[~ctl], atol=2e-5)
     path = save_bundle(Bundle(blend, data.target_names), tmp_path / "bundle")
     loaded = load_bundle(path)
     np.testing.assert_array_equal(loaded.model.predict_proba(X), p)
     # two worker processes (1 torch thread each) give the same model as one process, up to float rounding
-    par = make_model("blend", members=members, weights=[0.3, 0.2, 0.3, 0.2], calibration=[1.2] * Y.shape[1],
+    par = make_model("blend", members=members, weights=[0.4, 0.2, 0.4], calibration=[1.2] * Y.shape[1],
                      prior_targets=[0, 3], n_jobs=2)
     np.testing.assert_allclose(par.fit(X, Y, Ya).predict_proba(X), p, atol=1e-6)
 

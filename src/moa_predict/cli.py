@@ -223,6 +223,12 @@ def cmd_benchmark_models(args: argparse.Namespace) -> None:
     from .data.dataset import load_dataset
     from .evaluation.model_benchmark import print_report, run_model_benchmark, write_outputs
 
+    if args.torch_threads:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(args.torch_threads)
+        threadpool_limits(args.torch_threads)  # BLAS too (kNN distances, PCA): no thread oversubscription
     data = load_dataset(args.data)
     console.print(f"models benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows "
                   "(features SIMULATED unless you point it at real files)")
@@ -346,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads for the net (default 1, fastest for this small net; 0: torch's default)")
     b.set_defaults(func=cmd_benchmark_paper)
 
-    b = bench_sub.add_parser("models", help="every model side by side: prior, the paper's four, the recipe, ours, blend",
+    b = bench_sub.add_parser("models", help="all models side by side: prior, the paper's four, recipe, ours, blend",
                              description="CV log loss (drug-grouped folds, treated rows), fit time and prediction "
                                          "throughput of the prior, the paper's four models at their best published "
                                          "settings, the public-recipe MLP, each member of the default blend and the "
@@ -359,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", help="torch device for the networks (cpu, cuda)")
     b.add_argument("--cache", metavar="DIR", help="reuse / store each model's out-of-fold predictions here")
     b.add_argument("--no-paper", action="store_true", help="leave out the paper's four models")
+    b.add_argument("--torch-threads", type=int, default=1,
+                   help="torch and BLAS threads in this process (default 1; the default blend fits its members in "
+                        "2 worker processes of 1 thread each; 0: the libraries' defaults)")
     b.set_defaults(func=cmd_benchmark_models)
 
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",

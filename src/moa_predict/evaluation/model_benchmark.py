@@ -51,13 +51,9 @@ REFERENCE_ROWS: list[tuple[str, str, dict[str, Any]]] = [
 MIN_POSITIVES = 10
 
 
-def _cpu_seconds(children: bool = False) -> float:
+def _cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
-    total = r.ru_utime + r.ru_stime
-    if children:  # worker processes count once they have ended (a blend's pool ends inside its fit)
-        c = resource.getrusage(resource.RUSAGE_CHILDREN)
-        total += c.ru_utime + c.ru_stime
-    return total
+    return r.ru_utime + r.ru_stime
 
 
 def _spec_key(name: str, params: dict[str, Any], fingerprint: str, n_splits: int, seed: int, rows: int) -> str:
@@ -102,16 +98,19 @@ def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress
     member_oof = np.zeros((n_members, *Y.shape), dtype=np.float32)
     fit_s = fit_cpu = pred_s = 0.0
     member_fit = np.zeros(n_members)
+    member_cpu = np.zeros(n_members)
     member_pred = np.zeros(n_members)
     n_pred = 0
     for k in tqdm(range(n_splits), desc="default model", disable=not progress, unit="fold", leave=False):
         train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
         val = np.flatnonzero(fold == k)
         est = clone(blend)
-        c0, t0 = _cpu_seconds(True), time.perf_counter()
+        c0, t0 = _cpu_seconds(), time.perf_counter()
         est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
         t1 = time.perf_counter()
-        fit_cpu += _cpu_seconds(True) - c0
+        # this process's CPU time (which includes in-process members) + the worker processes' members
+        fit_cpu += _cpu_seconds() - c0 + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
+        member_cpu += np.asarray(est.member_fit_cpu_seconds_)
         Xv = data.features.iloc[val]
         oof[val] = est.predict_proba(Xv)
         t2 = time.perf_counter()
@@ -124,7 +123,8 @@ def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress
             member_pred[i] += time.perf_counter() - t3
         n_pred += len(val)
     members = [{"oof": member_oof[i][~control], "fit_seconds": float(member_fit[i]),
-                "fit_cpu_seconds": float("nan"), "predict_seconds": float(member_pred[i]), "n_predicted": n_pred}
+                "fit_cpu_seconds": float(member_cpu[i]), "predict_seconds": float(member_pred[i]),
+                "n_predicted": n_pred}
                for i in range(n_members)]
     return {"oof": oof[~control], "fit_seconds": fit_s, "fit_cpu_seconds": fit_cpu, "predict_seconds": pred_s,
             "n_predicted": n_pred, "members": members}
@@ -140,7 +140,8 @@ def _row(label: str, name: str, params: dict[str, Any], res: dict[str, Any], Y: 
         "label": label, "model": name, "params": params, "kind": kind,
         "score": float(per.mean()), "fold_scores": fold_scores,
         "fit_seconds": round(res["fit_seconds"], 1),
-        "fit_cpu_seconds": None if res["fit_cpu_seconds"] != res["fit_cpu_seconds"] else round(res["fit_cpu_seconds"], 1),
+        "fit_cpu_seconds": (None if res["fit_cpu_seconds"] != res["fit_cpu_seconds"]
+                            else round(res["fit_cpu_seconds"], 1)),
         "predict_rows_per_second": round(res["n_predicted"] / max(res["predict_seconds"], 1e-9), 0),
         "targets_worse_than_prior": int(worse.sum()),
         "worst_vs_prior": float((per - prior_loss)[populated].max()),
@@ -283,6 +284,7 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         "cv": {"folds": n_splits, "grouped_by_drug": grouped, "seed": seed,
                "metric": "mean column-wise log loss, out-of-fold, treated rows"},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "device": device,
+                    "torch_threads": __import__("torch").get_num_threads(),
                     "load_average_at_start": [round(x, 2) for x in load_start],
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "rows": rows,
@@ -330,9 +332,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
+        cpu = "—" if r["fit_cpu_seconds"] is None else f"{r['fit_cpu_seconds']:.0f}"
         lines.append(f"| {r['label']} | {r['score']:.5f} | {' '.join(f'{s:.5f}' for s in r['fold_scores'])} | "
-                     f"{r['fit_seconds']:.0f} s | {'—' if r['fit_cpu_seconds'] is None else format(r['fit_cpu_seconds'], '.0f')} | "
-                     f"{r['predict_rows_per_second']:,.0f} | "
+                     f"{r['fit_seconds']:.0f} s | {cpu} | {r['predict_rows_per_second']:,.0f} | "
                      f"{r['targets_worse_than_prior']} |")
     lines.append("")
     if report["ratios"]:
@@ -342,19 +344,20 @@ def to_markdown(report: dict[str, Any]) -> str:
     if b:
         lines += [
             "Blend (honest, nested): the member weights, the per-target calibration factors and the safeguarded "
-            "targets are fit on four folds' out-of-fold predictions and applied to the fifth, rotating.",
+            "targets are fit on the other folds' out-of-fold predictions and applied to each fold in turn.",
             "",
             "| stacking step | nested CV log loss | targets worse than the prior |",
             "| --- | ---: | ---: |",
         ]
-        lines += [f"| {name} | {v['score']:.5f} | {v['targets_worse_than_prior']} |" for name, v in b["variants"].items()]
+        lines += [f"| {name} | {v['score']:.5f} | {v['targets_worse_than_prior']} |"
+                  for name, v in b["variants"].items()]
         st, dft = b["stack_all_folds"], b["default_stack"]
         lines += [
             "",
             f"Equal weights, no fitting: {b['equal_weight_score']:.5f}. The shipped default model (its stack fit "
             f"earlier on out-of-fold predictions like these, so not an honest score) reads "
-            f"{b['shipped_stack_on_these_oof_not_nested']:.5f} on these folds. Safeguard: a target is predicted by the prior "
-            f"when the calibrated blend improves its OOF log loss by less than {b['min_gain']:.0%}.",
+            f"{b['shipped_stack_on_these_oof_not_nested']:.5f} on these folds. Safeguard: a target is predicted by "
+            f"the prior when the calibrated blend improves its OOF log loss by less than {b['min_gain']:.0%}.",
             f"Weights fit on all folds: {', '.join(f'{w:.3f}' for w in st['weights'])}; the default model ships "
             f"{', '.join(f'{w:.3f}' for w in (dft['weights'] or [])) or 'equal weights'}. Safeguarded targets on all "
             f"folds: {len(st['prior_targets'])}; the default model ships {len(dft['prior_targets'] or [])}.",

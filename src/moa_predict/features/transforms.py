@@ -233,6 +233,9 @@ class MoAPreprocessor(BaseEstimator):
             return None if settings.get(key) is None else estimator_from_state(settings[key], arrays)
 
         self.quantile_ = load("quantile")
+        self._table = None
+        if self.quantile_ is not None:  # build the lookup table now, not inside the first prediction
+            self._table, self._table_of = QuantileTable(self.quantile_), self.quantile_
         self.selector_ = load("selector")
         self.pca_ = {b: est for b in ("g", "c") if (est := load(f"pca_{b}")) is not None}
         self.n_features_out_ = int(settings["n_features_out_"])

@@ -133,22 +133,27 @@ class BlendModel(MoAModel):
         self.members_ = [self._make_member(name, params) for name, params in self._member_specs()]
         todo = [i for i, w in enumerate(weights) if w > 0]  # a zero-weight member is never used: not fitted
         self.member_fit_seconds_ = [0.0] * len(self.members_)
+        self.member_fit_cpu_seconds_ = [0.0] * len(self.members_)
         n_jobs = min(int(self.n_jobs or 1), len(todo), os.cpu_count() or 1)
-        if n_jobs <= 1 or str(self.device).startswith("cuda"):
+        self.used_workers_ = not (n_jobs <= 1 or str(self.device).startswith("cuda"))
+        if not self.used_workers_:
             for i in todo:
-                t0 = time.perf_counter()
+                c0, t0 = _cpu_seconds(), time.perf_counter()
                 self.members_[i].fit(X, Y, Y_aux)
                 self.member_fit_seconds_[i] = time.perf_counter() - t0
+                self.member_fit_cpu_seconds_[i] = _cpu_seconds() - c0
         else:
             with ProcessPoolExecutor(n_jobs, mp_context=_context(), initializer=_worker_init,
                                      initargs=(X, Y, Y_aux, 1)) as pool:
                 futures = {i: pool.submit(_fit_member_in_worker, self.members_[i].name,
                                           self.members_[i].get_params(deep=False)) for i in todo}
                 for i, fut in futures.items():
-                    settings, arrays, seconds, _ = fut.result()
+                    settings, arrays, seconds, cpu = fut.result()
                     self.members_[i].set_state(settings, arrays)
                     self.member_fit_seconds_[i] = seconds
+                    self.member_fit_cpu_seconds_[i] = cpu
         self.prevalence_ = smoothed_prevalence(Y).astype(np.float32)
+        self.weights_ = weights
 
     def _preprocessing_groups(self) -> list[list[int]]:
         """Fitted members (weight > 0) grouped by identical fitted preprocessing (same parameters and state)."""
@@ -166,6 +171,32 @@ class BlendModel(MoAModel):
                 groups.append([i])
                 keys.append(pre)
         return groups
+
+    # -- attributions: the whole stack as one differentiable function of the raw inputs ---------
+    @property
+    def supports_attributions(self) -> bool:
+        if not hasattr(self, "members_"):
+            return False
+        used = [m for m, w in zip(self.members_, self._weights()) if w > 0]
+        return bool(used) and all(getattr(m, "supports_attributions", False) for m in used)
+
+    def attribution_forward(self, raw: Any) -> Any:
+        """Weighted mean of the members' probabilities, calibrated, safeguarded targets constant."""
+        import torch
+
+        if not self.supports_attributions:
+            raise NotImplementedError(self._no_attributions())
+        p = sum(float(w) * m.attribution_forward(raw) for m, w in zip(self.members_, self._weights()) if w > 0)
+        prev = torch.as_tensor(self.prevalence_, dtype=p.dtype)
+        if self.calibration is not None:
+            beta = torch.as_tensor(np.asarray(self.calibration, dtype=np.float32), dtype=p.dtype)
+            zp = torch.logit(prev.clamp(1e-7, 1 - 1e-7))
+            p = torch.sigmoid(zp + beta * (torch.logit(p.clamp(1e-7, 1 - 1e-7)) - zp))
+        if self.prior_targets:
+            mask = torch.zeros(p.shape[1], dtype=torch.bool)
+            mask[list(self.prior_targets)] = True
+            p = torch.where(mask, prev.expand_as(p), p)
+        return p
 
     def predict_members(self, X: pd.DataFrame) -> list[np.ndarray | None]:
         """Each member's probabilities (None for a member that was not fitted: weight 0)."""
@@ -206,6 +237,7 @@ class BlendModel(MoAModel):
 
     def _set_state(self, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.prevalence_ = np.asarray(arrays["prevalence"], dtype=np.float32)
+        self.weights_ = self._weights()
         self.members_ = []
         for i, ((name, params), s) in enumerate(zip(self._member_specs(), settings["members"])):
             model = self._make_member(name, params)
