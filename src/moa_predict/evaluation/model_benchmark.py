@@ -204,6 +204,9 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
                 p["epochs"] = max(3, int(p.get("epochs", make_model(name).get_params()["epochs"])) // 3)
             specs_m.append([name, p])
         est = default.set_params(members=specs_m, device=device)
+        if est.weights is not None and min(est.weights) <= 0:
+            # every member gets its row: a member shipped with weight 0 is fitted with a negligible weight
+            est.set_params(weights=[max(float(w), 1e-9) for w in est.weights])
         key = _spec_key(DEFAULT_MODEL, {k: v for k, v in est.get_params().items() if k != "device"}, fingerprint,
                         n_splits, seed, len(fold))
         if cache is not None and (cache / f"{key}.npz").is_file():
