@@ -10,8 +10,7 @@ from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
-from moa_predict.models.blend import (calibrate, choose_prior_targets, fit_blend_weights, fit_calibration,
-                                      nested_blend)
+from moa_predict.models.blend import calibrate, choose_prior_targets, fit_blend_weights, fit_calibration, nested_blend
 
 _FAST = {"epochs": 3, "batch_size": 64, "g_pca": 8, "c_pca": 4}  # >= 20 OneCycle steps on 600 rows
 TINY = {
@@ -192,3 +191,13 @@ def test_cuda_matches_cpu(data):
     cpu = make_model("mlp", **TINY["mlp"]).fit(X, Y, Ya).predict_proba(X)
     gpu = make_model("mlp", device="cuda", **TINY["mlp"]).fit(X, Y, Ya).predict_proba(X)
     np.testing.assert_allclose(cpu, gpu, atol=1e-4)
+
+
+def test_stack_for_other_target_sets_is_left_out(data):
+    X, Y, Ya = _xy(data)
+    blend = make_model("blend", members=[["logreg", TINY["logreg"]]], weights=[1.0], calibration=[1.0] * 5,
+                       prior_targets=[300], n_jobs=1)
+    with pytest.warns(UserWarning, match="not applied"):
+        blend.fit(X, Y, Ya)
+    alone = make_model("logreg", **TINY["logreg"]).fit(X, Y, Ya)
+    np.testing.assert_allclose(blend.predict_proba(X), alone.predict_proba(X), atol=1e-6)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
@@ -207,7 +206,10 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         if est.weights is not None and min(est.weights) <= 0:
             # every member gets its row: a member shipped with weight 0 is fitted with a negligible weight
             est.set_params(weights=[max(float(w), 1e-9) for w in est.weights])
-        key = _spec_key(DEFAULT_MODEL, {k: v for k, v in est.get_params().items() if k != "device"}, fingerprint,
+        # the members' fits do not depend on the shipped stack (weights, calibration, safeguard): it is refit
+        # nested below, so shipping a new stack keeps the cached member predictions valid
+        stack = ("weights", "calibration", "prior_targets", "device")
+        key = _spec_key(DEFAULT_MODEL, {k: v for k, v in est.get_params().items() if k not in stack}, fingerprint,
                         n_splits, seed, len(fold))
         if cache is not None and (cache / f"{key}.npz").is_file():
             z = np.load(cache / f"{key}.npz")

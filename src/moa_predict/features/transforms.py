@@ -99,20 +99,32 @@ class QuantileTable:
         self.b = torch.as_tensor(np.ascontiguousarray(b.T, dtype=np.float32).ravel())
         self.offset = torch.arange(self.n_features, dtype=torch.int64) * (grid + 2)
 
-    def transform(self, X: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    def transform(self, X: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """Row chunks that stay in the core's cache, numpy (single-threaded: multi-threaded elementwise torch
+        ops crawl on a busy machine), int32 cell indices; NaN stays NaN."""
         X = np.asarray(X, dtype=np.float32)
-        if not X.flags.writeable:
-            X = X.copy()
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected {self.n_features} columns, got shape {X.shape}")
         out = np.empty(X.shape, dtype=np.float32)
-        lo, scale = torch.as_tensor(self.lo), torch.as_tensor(self.scale)
-        for i in range(0, len(X), chunk):  # row chunks stay in cache
-            x = torch.as_tensor(X[i:i + chunk])
-            cell = ((x - lo) * scale).floor_().add_(1.0).clamp_(0.0, self.grid + 1).to(torch.int64)
-            cell += self.offset
-            z = torch.take(self.b, cell).mul_(x).add_(torch.take(self.a, cell))
-            out[i:i + chunk] = torch.where(torch.isnan(x), x, z).numpy()
+        a, b = self.a.numpy(), self.b.numpy()
+        offset = self.offset.numpy().astype(np.int32)
+        for i in range(0, len(X), chunk):
+            x = X[i:i + chunk]
+            c = (x - self.lo) * self.scale
+            np.floor(c, out=c)
+            c += np.float32(1.0)
+            nan = np.isnan(c)
+            if nan.any():
+                c[nan] = 0.0
+            np.clip(c, 0.0, self.grid + 1, out=c)
+            cell = c.astype(np.int32)
+            cell += offset
+            z = np.take(b, cell)
+            z *= x
+            z += np.take(a, cell)
+            if nan.any():
+                z[nan] = np.nan
+            out[i:i + chunk] = z
         return out
 
 
@@ -167,22 +179,72 @@ class MoAPreprocessor(BaseEstimator):
             n_comp = min(int(n_comp), cols.stop - cols.start, len(raw) - 1)
             if n_comp > 0:
                 self.pca_[block] = PCA(n_components=n_comp, random_state=self.seed).fit(z[:, cols])
-        body = self._body(z)
         self.selector_ = None
+        self._plan = None
         if self.variance_threshold is not None:
+            body = self._body(z)
             # a column is dropped only if it is near-constant on the training rows; never drop everything
             threshold = min(float(self.variance_threshold), float(np.var(body, axis=0).max()) * 0.999)
             self.selector_ = VarianceThreshold(threshold).fit(body)
-            body = body[:, self.selector_.get_support()]
-        self.n_features_out_ = body.shape[1] + (5 if self.meta else 0)
-        return self._finish(body, X)
+            del body
+        self.n_features_out_ = self._output_plan()["n_out"]
+        return self._transform(z, X)
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
+    def rankgauss_block(self, X: pd.DataFrame) -> np.ndarray:
+        """The RankGauss'd g-/c- block of X (the first step of ``transform``)."""
+        return self._rankgauss(feature_matrix(X))
+
+    def transform(self, X: pd.DataFrame, rankgaussed: np.ndarray | None = None) -> np.ndarray:
+        """The input matrix of X; `rankgaussed` (``rankgauss_block(X)`` of an identical fitted RankGauss)
+        skips that step."""
         with threadpool_limits(1, user_api="blas"):
-            body = self._body(self._rankgauss(feature_matrix(X)))
-            if self.selector_ is not None:
-                body = body[:, self.selector_.get_support()]
-            return self._finish(body, X)
+            z = self._rankgauss(feature_matrix(X)) if rankgaussed is None else rankgaussed
+            return self._transform(z, X)
+
+    def _output_plan(self) -> dict[str, Any]:
+        """Where each output column comes from (cached): kept RankGauss columns, kept PCA components, meta."""
+        plan = getattr(self, "_plan", None)
+        pcas = {b: id(p) for b, p in self.pca_.items()}
+        if plan is not None and plan["of"] is self.selector_ and plan["pca"] == pcas:
+            return plan
+        n_in = schema.N_GENES + schema.N_CELLS
+        keep = np.ones(0, dtype=bool) if self.selector_ is None else self.selector_.get_support()
+        pos, parts = 0, []
+        if self.keep_raw:
+            kept = np.arange(n_in) if self.selector_ is None else np.flatnonzero(keep[:n_in])
+            parts.append(("raw", None if len(kept) == n_in else kept, slice(pos, pos + len(kept))))
+            pos += len(kept)
+        start = n_in if self.keep_raw else 0
+        for block in ("g", "c"):
+            pca = self.pca_.get(block)
+            if pca is None:
+                continue
+            k = pca.components_.shape[0]
+            comps = np.arange(k) if self.selector_ is None else np.flatnonzero(keep[start:start + k])
+            start += k
+            # contiguous float32 copies: the fitted and the reloaded estimator take the same BLAS path
+            mean = np.ascontiguousarray(pca.mean_, dtype=np.float32)
+            proj = np.ascontiguousarray(np.asarray(pca.components_)[comps].T, dtype=np.float32)
+            parts.append((block, (mean, proj), slice(pos, pos + len(comps))))
+            pos += len(comps)
+        n_out = pos + (5 if self.meta else 0)
+        self._plan = {"of": self.selector_, "pca": {b: id(p) for b, p in self.pca_.items()}, "parts": parts,
+                      "n_out": n_out}
+        return self._plan
+
+    def _transform(self, z: np.ndarray, X: pd.DataFrame) -> np.ndarray:
+        """The output matrix written in place: no intermediate concatenations or column selections."""
+        plan = self._output_plan()
+        out = np.empty((len(z), plan["n_out"]), dtype=np.float32)
+        for kind, how, cols in plan["parts"]:
+            if kind == "raw":
+                out[:, cols] = z if how is None else z[:, how]
+            else:
+                mean, proj = how
+                out[:, cols] = (z[:, self._block(kind)] - mean) @ proj
+        if self.meta:
+            out[:, plan["n_out"] - 5:] = onehot_meta(X)
+        return out
 
     # -- pieces --------------------------------------------------------------------------
     @staticmethod
@@ -210,11 +272,6 @@ class MoAPreprocessor(BaseEstimator):
             return np.zeros((len(z), 0), dtype=np.float32)
         return np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
 
-    def _finish(self, body: np.ndarray, X: pd.DataFrame) -> np.ndarray:
-        if self.meta:
-            body = np.hstack([body, onehot_meta(X)])
-        return np.ascontiguousarray(body, dtype=np.float32)
-
     # -- persistence (no pickle) ---------------------------------------------------------
     def get_state(self, prefix: str = "pre.") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         settings: dict[str, Any] = {"n_features_out_": int(self.n_features_out_)}
@@ -238,5 +295,6 @@ class MoAPreprocessor(BaseEstimator):
             self._table, self._table_of = QuantileTable(self.quantile_), self.quantile_
         self.selector_ = load("selector")
         self.pca_ = {b: est for b in ("g", "c") if (est := load(f"pca_{b}")) is not None}
+        self._plan = None
         self.n_features_out_ = int(settings["n_features_out_"])
         return self

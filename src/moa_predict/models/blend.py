@@ -1,11 +1,13 @@
 """Blends: several member models in one estimator (one bundle), and the tools that fit their weights.
 
 ``BlendModel`` fits every member on the same rows and predicts the weighted mean of their
-probabilities. Weights are hyper-parameters: they are fit on out-of-fold predictions by
-``fit_blend_weights`` (non-negative, summing to 1, scipy SLSQP on the competition metric) in
-the model benchmark, never on the rows a member was trained on. ``prior_targets`` names
-targets that the blend predicts by their training prevalence (the per-target safeguard, chosen
-on out-of-fold predictions: ``choose_prior_targets``).
+probabilities, then calibrates each target and predicts the safeguarded targets by their prevalence.
+The stack (weights, calibration factors, safeguarded targets) is a set of hyper-parameters, fit on
+out-of-fold predictions by ``fit_stack`` in the model benchmark (never on the rows a member was
+trained on): weights non-negative and summing to 1 (``fit_blend_weights``, scipy SLSQP on the
+competition metric), one calibration factor per target (``fit_calibration``), and the targets whose
+calibrated blend beats the prior by too little (``choose_prior_targets``). ``nested_blend`` scores
+the whole stack honestly: fit on the other folds' OOF, applied to each fold in turn.
 
 Members are persisted under the prefixes ``m0.``, ``m1.``, ... of one bundle; no pickle.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import resource
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, Sequence
@@ -129,6 +132,7 @@ class BlendModel(MoAModel):
 
     # -- MoAModel ------------------------------------------------------------------------
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
+        self._check_stack(warn=True)
         weights = self._weights()
         self.members_ = [self._make_member(name, params) for name, params in self._member_specs()]
         todo = [i for i, w in enumerate(weights) if w > 0]  # a zero-weight member is never used: not fitted
@@ -157,6 +161,9 @@ class BlendModel(MoAModel):
 
     def _preprocessing_groups(self) -> list[list[int]]:
         """Fitted members (weight > 0) grouped by identical fitted preprocessing (same parameters and state)."""
+        cached = getattr(self, "_groups", None)
+        if cached is not None and cached[0] is self.members_:
+            return cached[1]
         groups: list[list[int]] = []
         keys: list[Any] = []
         for i, (model, w) in enumerate(zip(self.members_, self._weights())):
@@ -170,6 +177,7 @@ class BlendModel(MoAModel):
             else:
                 groups.append([i])
                 keys.append(pre)
+        self._groups = (self.members_, groups)
         return groups
 
     # -- attributions: the whole stack as one differentiable function of the raw inputs ---------
@@ -188,13 +196,13 @@ class BlendModel(MoAModel):
             raise NotImplementedError(self._no_attributions())
         p = sum(float(w) * m.attribution_forward(raw) for m, w in zip(self.members_, self._weights()) if w > 0)
         prev = torch.as_tensor(self.prevalence_, dtype=p.dtype)
-        if self.calibration is not None:
-            beta = torch.as_tensor(np.asarray(self.calibration, dtype=np.float32), dtype=p.dtype)
+        if self.calibration_ is not None:
+            beta = torch.as_tensor(np.asarray(self.calibration_, dtype=np.float32), dtype=p.dtype)
             zp = torch.logit(prev.clamp(1e-7, 1 - 1e-7))
             p = torch.sigmoid(zp + beta * (torch.logit(p.clamp(1e-7, 1 - 1e-7)) - zp))
-        if self.prior_targets:
+        if self.prior_targets_:
             mask = torch.zeros(p.shape[1], dtype=torch.bool)
-            mask[list(self.prior_targets)] = True
+            mask[list(self.prior_targets_)] = True
             p = torch.where(mask, prev.expand_as(p), p)
         return p
 
@@ -205,10 +213,16 @@ class BlendModel(MoAModel):
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         proba = np.zeros((len(X), self.n_targets_), dtype=np.float32)
         weights = self._weights()
+        rankgaussed: list[tuple[Any, np.ndarray]] = []  # one RankGauss per distinct fitted QuantileTransformer
         for group in self._preprocessing_groups():
             shared = None
-            if len(group) > 1:  # members with identical fitted preprocessing: transform the profiles once
-                shared = self.members_[group[0]].preprocessor_.transform(X)
+            pre = getattr(self.members_[group[0]], "preprocessor_", None)
+            if pre is not None:  # members with identical fitted preprocessing: transform the profiles once
+                z = next((z for q, z in rankgaussed if _same_estimator(q, pre.quantile_)), None)
+                if z is None and pre.quantile_ is not None:
+                    z = pre.rankgauss_block(X)
+                    rankgaussed.append((pre.quantile_, z))
+                shared = pre.transform(X, rankgaussed=z)
             for i in group:
                 model = self.members_[i]
                 model._input_cache = None if shared is None else (X, shared)
@@ -216,10 +230,10 @@ class BlendModel(MoAModel):
                     proba += np.float32(weights[i]) * model.predict_proba(X)
                 finally:
                     model._input_cache = None
-        if self.calibration is not None:
-            proba = calibrate(proba, self.prevalence_, np.asarray(self.calibration, dtype=np.float32))
-        if self.prior_targets:
-            idx = np.asarray(self.prior_targets, dtype=np.int64)
+        if self.calibration_ is not None:
+            proba = calibrate(proba, self.prevalence_, np.asarray(self.calibration_, dtype=np.float32))
+        if self.prior_targets_:
+            idx = np.asarray(self.prior_targets_, dtype=np.int64)
             proba[:, idx] = self.prevalence_[idx]
         return proba
 
@@ -235,9 +249,26 @@ class BlendModel(MoAModel):
             arrays.update({f"m{i}.{k}": v for k, v in a.items()})
         return settings, arrays
 
+    def _check_stack(self, warn: bool = False) -> None:
+        """The calibration factors and safeguarded targets are per target (the default's: the 206 LISH-MoA
+        targets in file order); for another number of targets they are left out, with a warning."""
+        n = int(self.n_targets_)
+        self.calibration_ = self.calibration
+        self.prior_targets_ = list(self.prior_targets or [])
+        if self.calibration is not None and len(self.calibration) != n:
+            self.calibration_ = None
+            if warn:
+                warnings.warn(f"calibration has {len(self.calibration)} factors for {n} targets: not applied",
+                              stacklevel=3)
+        if self.prior_targets_ and max(self.prior_targets_) >= n:
+            self.prior_targets_ = []
+            if warn:
+                warnings.warn(f"prior_targets names targets beyond the {n} targets: not applied", stacklevel=3)
+
     def _set_state(self, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.prevalence_ = np.asarray(arrays["prevalence"], dtype=np.float32)
         self.weights_ = self._weights()
+        self._check_stack()
         self.members_ = []
         for i, ((name, params), s) in enumerate(zip(self._member_specs(), settings["members"])):
             model = self._make_member(name, params)
@@ -245,6 +276,18 @@ class BlendModel(MoAModel):
                 prefix = f"m{i}."
                 model.set_state(s, {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             self.members_.append(model)
+
+
+def _same_estimator(a: Any, b: Any) -> bool:
+    """Two fitted scikit-learn transformers with the same class, parameters and fitted arrays."""
+    if a is b:
+        return True
+    if a is None or b is None or type(a) is not type(b) or a.get_params() != b.get_params():
+        return False
+    fa = {k: v for k, v in vars(a).items() if k.endswith("_") and not k.startswith("_")}
+    fb = {k: v for k, v in vars(b).items() if k.endswith("_") and not k.startswith("_")}
+    return fa.keys() == fb.keys() and all(np.array_equal(fa[k], fb[k]) if isinstance(fa[k], np.ndarray)
+                                          else fa[k] == fb[k] for k in fa)
 
 
 def _same_preprocessing(a: Any, b: Any) -> bool:
