@@ -10,7 +10,8 @@ from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
-from moa_predict.models.blend import calibrate, choose_prior_targets, fit_blend_weights, fit_calibration, nested_blend
+from moa_predict.models.blend import (calibrate, fit_blend_weights, fit_stack, fit_temperature, nested_blend,
+                                      safeguard_factors)
 
 _FAST = {"epochs": 3, "batch_size": 64, "g_pca": 8, "c_pca": 4}  # >= 20 OneCycle steps on 600 rows
 TINY = {
@@ -116,25 +117,45 @@ def test_blend_weights_simplex_and_nested():
     assert w[0] > w[2]
     fold = np.arange(300) % 3
     prior = np.broadcast_to(Y.mean(axis=0), Y.shape)
-    res = nested_blend(P, Y, fold, prior, calibrate_targets=True, min_gain=0.0)
+    groups = np.arange(300) // 10  # 30 "drugs" of 10 rows
+    res = nested_blend(P, Y, fold, prior, groups, temperature=True, min_gain=0.0)
     for f in res["folds"]:
         assert min(f["weights"]) >= 0 and abs(sum(f["weights"]) - 1) < 1e-9
     assert res["oof"].shape == Y.shape and np.isfinite(res["score"])
-    assert choose_prior_targets(flat, prior, Y) == list(range(6))  # p = 0.5 is worse than the prior everywhere
+    assert len(res["calibration"]) == Y.shape[1] and res["temperature"] > 0
 
 
-def test_calibration_factor():
+def test_safeguard_factors():
+    rng = np.random.default_rng(2)
+    Y = (rng.random((600, 4)) < 0.1).astype(float)
+    prior = np.broadcast_to(Y.mean(axis=0), Y.shape)
+    flat = np.full(Y.shape, 0.5)  # worse than the prior everywhere: every target is weak
+    few = np.arange(600) // 100  # 6 drugs: at most 10 -> the prior
+    np.testing.assert_array_equal(safeguard_factors(flat, prior, Y, few), np.zeros(4))
+    many = np.arange(600)  # every row its own drug -> shrunk, not switched off
+    np.testing.assert_array_equal(safeguard_factors(flat, prior, Y, many, shrink=0.3), np.full(4, 0.3))
+    good = np.clip(0.8 * Y + 0.02, 0, 1)  # far better than the prior: kept
+    np.testing.assert_array_equal(safeguard_factors(good, prior, Y, few), np.ones(4))
+    Y_rare = Y.copy()
+    Y_rare[:, 0] = 0
+    Y_rare[:3, 0] = 1  # 3 positives < min_positives: not judged, kept
+    assert safeguard_factors(flat, np.broadcast_to(Y_rare.mean(axis=0), Y.shape), Y_rare, few)[0] == 1.0
+    stack = fit_stack(np.stack([flat, good]), Y, prior, few, temperature=True, min_gain=0.05)
+    assert stack["prior_targets"] == [] and stack["weights"][1] > 0.9
+
+
+def test_temperature_and_calibrate():
     rng = np.random.default_rng(1)
-    Y = (rng.random((2000, 3)) < 0.05).astype(float)
+    z = np.log(0.05 / 0.95) + 1.5 * rng.standard_normal((20000, 3))
+    sharp = 1.0 / (1.0 + np.exp(-z))  # calibrated: Y is drawn from these probabilities
+    Y = (rng.random(sharp.shape) < sharp).astype(float)
     prev = Y.mean(axis=0)
-    informative = np.clip(np.where(Y > 0, 0.3, 0.03) * np.exp(0.3 * rng.standard_normal(Y.shape)), 0, 1)
-    noise = np.clip(prev * np.exp(rng.standard_normal(Y.shape)), 0, 1)
-    P = np.column_stack([informative[:, 0], noise[:, 1], informative[:, 2]])
-    beta = fit_calibration(P, prev, Y)
-    assert ((beta >= 0) & (beta <= 1.5)).all()
-    assert beta[1] < 0.3 < beta[0]  # pure noise is shrunk towards the prevalence
-    np.testing.assert_allclose(calibrate(P, prev, np.zeros(3)), np.broadcast_to(prev, P.shape), rtol=1e-5)
-    np.testing.assert_allclose(calibrate(P, prev, np.ones(3)), np.clip(P, 1e-7, 1 - 1e-7), rtol=1e-5)
+    assert abs(fit_temperature(sharp, prev, Y) - 1.0) < 0.15
+    # an under-confident version (0.6 of the logit distance from the prevalence) is sharpened back
+    soft = calibrate(sharp, prev, np.full(3, 0.6))
+    assert abs(fit_temperature(soft, prev, Y) - 1 / 0.6) < 0.25
+    np.testing.assert_allclose(calibrate(sharp, prev, np.zeros(3)), np.broadcast_to(prev, sharp.shape), rtol=1e-5)
+    np.testing.assert_allclose(calibrate(sharp, prev, np.ones(3)), np.clip(sharp, 1e-7, 1 - 1e-7), rtol=1e-5)
 
 
 def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):

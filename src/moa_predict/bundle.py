@@ -22,6 +22,7 @@ from .data import schema
 from .data.errors import DataError
 from .data.io import DIR_MODE
 from .models.base import MoAModel, make_model
+from .parallel import map_row_chunks
 
 FORMAT = "moa-predict-bundle"
 FORMAT_VERSION = 1
@@ -47,13 +48,16 @@ class Bundle:
     def model_name(self) -> str:
         return self.model.name
 
-    def predict_proba(self, features: pd.DataFrame, batch_size: int = 50_000) -> np.ndarray:
-        """Probabilities (rows × targets) for validated features, in chunks so memory stays flat."""
-        parts = [self.model.predict_proba(features.iloc[i:i + batch_size])
-                 for i in range(0, len(features), batch_size)]
-        if not parts:
-            return np.zeros((0, len(self.target_names)), dtype=np.float32)
-        return np.concatenate(parts)
+    def predict_proba(self, features: pd.DataFrame, n_threads: int | None = None, chunk: int = 4096) -> np.ndarray:
+        """Probabilities (rows × targets) for validated features: row chunks (memory stays flat) predicted
+        by `n_threads` threads (default: torch's thread count), written into one preallocated array."""
+        out = np.empty((len(features), len(self.target_names)), dtype=np.float32)
+
+        def run(start: int, stop: int) -> None:
+            out[start:stop] = self.model.predict_proba(features.iloc[start:stop])
+
+        map_row_chunks(run, len(features), n_threads, chunk)
+        return out
 
     def predict_frame(self, features: pd.DataFrame) -> pd.DataFrame:
         """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target."""

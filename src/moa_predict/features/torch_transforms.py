@@ -137,6 +137,7 @@ class TorchQuantileTable(nn.Module):
         self.grid = int(table.grid)
         _buffer(self, "lo", table.lo, torch.float32)
         _buffer(self, "scale", table.scale, torch.float32)
+        _buffer(self, "shift", table.shift, torch.float32)
         _buffer(self, "a", table.a, torch.float32)
         _buffer(self, "b", table.b, torch.float32)
         _buffer(self, "offset", table.offset, torch.int64)
@@ -144,7 +145,8 @@ class TorchQuantileTable(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float32)
         with torch.no_grad():
-            cell = ((x - self.lo) * self.scale).floor().add(1.0).clamp(0.0, self.grid + 1).to(torch.int64)
+            # the same float32 operations as QuantileTable.transform: identical cells
+            cell = (x * self.scale + self.shift).clamp(0.0, self.grid + 1).to(torch.int64)
             cell = cell + self.offset
         return torch.take(self.b, cell) * x + torch.take(self.a, cell)
 

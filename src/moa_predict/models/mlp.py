@@ -146,9 +146,6 @@ class PreprocessedNet(TorchMoAModel):
         return self.preprocessor_.fit_transform(X)
 
     def _inputs(self, X: pd.DataFrame) -> np.ndarray:
-        cached = getattr(self, "_input_cache", None)  # set by a blend that shares one preprocessing
-        if cached is not None and cached[0] is X:
-            return cached[1]
         return self.preprocessor_.transform(X)
 
     def _fit_targets(self, Y: np.ndarray, Y_aux: np.ndarray | None) -> np.ndarray:

@@ -111,8 +111,12 @@ class TorchMoAModel(MoAModel):
             self.modules_.append(module.cpu())
 
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        inputs = self._inputs(X)
-        proba = np.zeros((len(X), self.n_targets_), dtype=np.float32)
+        return self.proba_from_inputs(self._inputs(X))
+
+    def proba_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Probabilities from an input matrix already built by ``_inputs`` (a blend shares one matrix
+        between members with identical preprocessing). Control rows are not zeroed here."""
+        proba = np.zeros((len(inputs), self.n_targets_), dtype=np.float32)
         for module in self.modules_:
             proba += sigmoid(predict_logits(module, inputs, self.device)[:, : self.n_targets_])
         if self.device != "cpu":

@@ -116,4 +116,5 @@ def predict_logits(module: nn.Module, X: np.ndarray, device: str = "cpu", batch_
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
+    """float32 logistic function (one vectorised pass; no overflow warnings for large |z|)."""
+    return torch.sigmoid(torch.as_tensor(np.asarray(z, dtype=np.float32))).numpy()
