@@ -32,7 +32,7 @@ from .. import __version__
 from ..data.dataset import Dataset
 from ..data.io import write_text
 from ..models.base import make_model
-from ..models.blend import columnwise_loss, nested_blend
+from ..models.blend import apply_stack, columnwise_loss, nested_blend
 from .crossval import assign_folds, describe_rows
 
 PAPER_ROWS: list[tuple[str, str, dict[str, Any]]] = [
@@ -267,7 +267,13 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
                               "calibration": default.get_params()["calibration"],
                               "prior_targets": default.get_params()["prior_targets"]},
             "equal_weight_score": float(columnwise_loss(Y, P.mean(axis=0)).mean()),
-            "shipped_stack_on_these_oof_not_nested": float(columnwise_loss(Y, blend_res["oof"]).mean()),
+            # the stack the default model carries now, applied to these members' OOF (each fold's prevalence as
+            # its prior, as the fitted model uses its training prevalence)
+            "shipped_stack_on_these_oof_not_nested": float(columnwise_loss(Y, apply_stack(P, prior_oof, {
+                "weights": np.asarray(default.weights if default.weights is not None else [1.0] * len(P)) /
+                np.sum(default.weights if default.weights is not None else [1.0] * len(P)),
+                "calibration": None if default.calibration is None else np.asarray(default.calibration),
+                "prior_targets": list(default.prior_targets or [])})).mean()),
         }
         if progress:
             for name, v in blend["variants"].items():
