@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -69,6 +70,29 @@ def describe_rows(data: Dataset) -> str:
     return f"{n_trt:,} treated rows ({schema.TREATED}); {n_ctl:,} control rows excluded and predicted 0"
 
 
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *, progress: bool = True,
+              label: str = "") -> Iterator[tuple[int, MoAModel, np.ndarray, float, float]]:
+    """The one cross-validation training loop: per fold, a clone of `model` fit on the other folds' rows
+    (their control rows included: models learn that controls carry no MoA). Yields the fold number, the
+    fitted clone, the validation rows (treated rows of the fold), and the fit's wall and CPU seconds
+    (CPU of this process; a model fitting in worker processes reports theirs itself)."""
+    Y = data.targets.to_numpy(np.float32)
+    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
+    control = data.is_control
+    for k in tqdm(range(n_splits), desc=label or model.name, disable=not progress, unit="fold", leave=False):
+        train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
+        val = np.flatnonzero(fold == k)
+        est = clone(model)
+        c0, t0 = _cpu_seconds(), time.perf_counter()
+        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
+        yield k, est, val, time.perf_counter() - t0, _cpu_seconds() - c0
+
+
 def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0,
                    fold: np.ndarray | None = None, progress: bool = True) -> CVResult:
     """Fit a clone of `model` on each training fold and predict its validation fold."""
@@ -79,21 +103,15 @@ def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: i
     else:
         grouped = data.drugs is not None
     Y = data.targets.to_numpy(np.float32)
-    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
     control = data.is_control
     oof = np.zeros(Y.shape, dtype=np.float32)
     fit_s = pred_s = 0.0
     fold_scores = []
-    for k in tqdm(range(n_splits), desc=f"CV {model.name}", disable=not progress, unit="fold"):
-        train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
-        val = np.flatnonzero(fold == k)
-        est = clone(model)
-        t0 = time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
+    for _, est, val, fit_k, _ in fold_fits(model, data, fold, n_splits, progress=progress, label=f"CV {model.name}"):
         t1 = time.perf_counter()
         oof[val] = est.predict_proba(data.features.iloc[val])
         pred_s += time.perf_counter() - t1
-        fit_s += t1 - t0
+        fit_s += fit_k
         fold_scores.append(float(columnwise_log_loss(Y[val], oof[val]).mean()))
     treated = ~control
     per_target = pd.Series(columnwise_log_loss(Y[treated], oof[treated]), index=data.targets.columns)

@@ -19,21 +19,18 @@ import hashlib
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import clone
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.dataset import Dataset
 from ..data.io import write_text
 from ..models.base import make_model
 from ..models.blend import apply_stack, columnwise_loss, nested_blend
-from .crossval import assign_folds, describe_rows
+from .crossval import assign_folds, describe_rows, fold_fits
 
 PAPER_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("BRkNN-a (paper: k=5, labels)", "brknn-a", {"k": 5, "output": "labels"}),
@@ -50,11 +47,6 @@ REFERENCE_ROWS: list[tuple[str, str, dict[str, Any]]] = [
 MIN_POSITIVES = 10
 
 
-def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def _spec_key(name: str, params: dict[str, Any], fingerprint: str, n_splits: int, seed: int, rows: int) -> str:
     text = json.dumps([name, params, fingerprint, n_splits, seed, rows, __version__], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -64,25 +56,18 @@ def run_cv(name: str, params: dict[str, Any], data: Dataset, fold: np.ndarray, n
            progress: bool = True, label: str = "") -> dict[str, Any]:
     """Out-of-fold predictions of one model (treated rows), with wall and CPU fit time and throughput."""
     Y = data.targets.to_numpy(np.float32)
-    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
-    control = data.is_control
     oof = np.zeros(Y.shape, dtype=np.float32)
     fit_s = fit_cpu = pred_s = 0.0
     n_pred = 0
-    model = make_model(name, **params)
-    for k in tqdm(range(n_splits), desc=label or name, disable=not progress, unit="fold", leave=False):
-        train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
-        val = np.flatnonzero(fold == k)
-        est = clone(model)
-        c0, t0 = _cpu_seconds(), time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
+    for _, est, val, fit_k, cpu_k in fold_fits(make_model(name, **params), data, fold, n_splits, progress=progress,
+                                               label=label or name):
         t1 = time.perf_counter()
-        fit_cpu += _cpu_seconds() - c0
         oof[val] = est.predict_proba(data.features.iloc[val])
         pred_s += time.perf_counter() - t1
-        fit_s += t1 - t0
+        fit_s += fit_k
+        fit_cpu += cpu_k
         n_pred += len(val)
-    return {"oof": oof[~control], "fit_seconds": fit_s, "fit_cpu_seconds": fit_cpu, "predict_seconds": pred_s,
+    return {"oof": oof[~data.is_control], "fit_seconds": fit_s, "fit_cpu_seconds": fit_cpu, "predict_seconds": pred_s,
             "n_predicted": n_pred}
 
 
@@ -90,7 +75,6 @@ def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress
     """Cross-validate the blend itself (members fitted in parallel, as ``moa train`` does) and keep each
     member's out-of-fold predictions and timings, so members and blend come from one set of fits."""
     Y = data.targets.to_numpy(np.float32)
-    Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
     control = data.is_control
     n_members = len(blend._member_specs())
     oof = np.zeros(Y.shape, dtype=np.float32)
@@ -100,21 +84,15 @@ def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress
     member_cpu = np.zeros(n_members)
     member_pred = np.zeros(n_members)
     n_pred = 0
-    for k in tqdm(range(n_splits), desc="default model", disable=not progress, unit="fold", leave=False):
-        train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
-        val = np.flatnonzero(fold == k)
-        est = clone(blend)
-        c0, t0 = _cpu_seconds(), time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
-        t1 = time.perf_counter()
+    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="default model"):
         # this process's CPU time (which includes in-process members) + the worker processes' members
-        fit_cpu += _cpu_seconds() - c0 + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
+        fit_cpu += cpu_k + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
         member_cpu += np.asarray(est.member_fit_cpu_seconds_)
         Xv = data.features.iloc[val]
+        t1 = time.perf_counter()
         oof[val] = est.predict_proba(Xv)
-        t2 = time.perf_counter()
-        pred_s += t2 - t1
-        fit_s += t1 - t0
+        pred_s += time.perf_counter() - t1
+        fit_s += fit_k
         member_fit += np.asarray(est.member_fit_seconds_)
         for i, m in enumerate(est.members_):
             t3 = time.perf_counter()

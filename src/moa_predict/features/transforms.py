@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.special import ndtri
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
