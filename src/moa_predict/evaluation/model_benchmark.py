@@ -108,7 +108,7 @@ def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress
 
 
 def _row(label: str, name: str, params: dict[str, Any], res: dict[str, Any], Y: np.ndarray, prior_loss: np.ndarray,
-         fold: np.ndarray, kind: str) -> dict[str, Any]:
+         fold: np.ndarray, kind: str, names: list[str] | None = None) -> dict[str, Any]:
     per = columnwise_loss(Y, res["oof"])
     populated = Y.sum(axis=0) >= MIN_POSITIVES
     worse = populated & (per > prior_loss + 1e-12)
@@ -123,6 +123,8 @@ def _row(label: str, name: str, params: dict[str, Any], res: dict[str, Any], Y: 
         "targets_worse_than_prior": int(worse.sum()),
         "timings_from_cache": bool(res.get("from_cache", False)),
         "worst_vs_prior": float((per - prior_loss)[populated].max()),
+        **({"worse_targets": {names[t]: round(float(per[t] / prior_loss[t] - 1.0), 4) for t in np.flatnonzero(worse)}}
+           if names is not None else {}),
     }
 
 
@@ -229,7 +231,8 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
                                                                    "predict_seconds", "n_predicted")},
                  "from_cache": blend_res.get("from_cache", False)}
         row = _row(f"ours: {DEFAULT_MODEL} (default model; nested: weights, temperature, safeguard)", DEFAULT_MODEL,
-                   default.get_params(), total, Y, prior_loss, fold_t, "default")
+                   default.get_params(), total, Y, prior_loss, fold_t, "default",
+                   list(data.target_names))
         rows.append(row)
         populated = Y.sum(axis=0) >= MIN_POSITIVES
         blend = {
@@ -349,6 +352,10 @@ def to_markdown(report: dict[str, Any]) -> str:
         ]
         lines += [f"| {name} | {v['score']:.5f} | {v['targets_worse_than_prior']} |"
                   for name, v in b["variants"].items()]
+        worse = report["rows"][-1].get("worse_targets") or {}
+        if worse:
+            lines += ["", "Targets (>= 10 positives) where the default model's nested OOF log loss is above the "
+                      "prior's: " + ", ".join(f"{k} ({v:+.1%})" for k, v in worse.items()) + "."]
         st, dft = b["stack_all_folds"], b["default_stack"]
         lines += [
             "",
