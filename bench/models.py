@@ -1,14 +1,15 @@
 """Speed and memory of the default model: fit time, batch prediction throughput, peak memory.
 
     python bench/models.py --data /tmp/realsim [--bundle runs/default] [--rows 100000]
-    python bench/models.py --ship-stack docs/models/models_table.json
+    python bench/models.py --ship-weights docs/models/models_table.json
 
-The second form copies the stack fit on all folds' out-of-fold predictions by ``moa benchmark models``
-(member weights, per-target calibration, safeguarded targets) into src/moa_predict/models/default.py,
-so the shipped default model is the one the benchmark validated (nested) on the same folds.
+The second form copies the member weights fit on all folds' out-of-fold predictions by ``moa benchmark
+models`` into src/moa_predict/models/default.py: the weights a blend uses when no stack is fit
+(``moa train --no-cv``). ``moa train`` with cross-validation fits weights, temperature and safeguard
+on the data it trains on.
 
 Without --bundle the default model (``models.DEFAULT_MODEL``) is fitted on every training row
-first (what ``moa train --no-cv`` does), timed. Prediction: the data's test profiles (or training
+first (what ``moa train --no-cv`` does: default weights, no temperature or safeguard), timed. Prediction: the data's test profiles (or training
 profiles) repeated to --rows rows, predicted in one call of ``Bundle.predict_proba`` (batches of
 50,000 rows), timed after one warm-up call. Peak memory is the peak resident set size of this
 process and of its worker processes (``resource.getrusage``). Writes docs/models/default_perf.json.
@@ -37,34 +38,18 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
 
-def ship_stack(report_path: str, default_py: Path = Path(__file__).resolve().parents[1] / "src" / "moa_predict"
-               / "models" / "default.py") -> None:
-    """Rewrite DEFAULT_WEIGHTS / DEFAULT_CALIBRATION / DEFAULT_PRIOR_TARGETS from a benchmark report."""
+def ship_weights(report_path: str, default_py: Path = Path(__file__).resolve().parents[1] / "src" / "moa_predict"
+                 / "models" / "default.py") -> None:
+    """Rewrite DEFAULT_WEIGHTS from a benchmark report (the weights of its stack fit on all folds)."""
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-    stack = report["blend"]["stack_all_folds"]
-    weights = [float(w) for w in stack["weights"]]
+    weights = [float(w) for w in report["blend"]["stack_all_folds"]["weights"]]
     total = sum(weights)
-    weights = [round(w / total, 4) for w in weights]
-    cal, prior = stack["calibration"], stack["prior_targets"]
     text = default_py.read_text(encoding="utf-8")
-    start, end = text.index("DEFAULT_WEIGHTS"), text.index("DEFAULT_MIN_GAIN")
-    block = [f"DEFAULT_WEIGHTS: tuple[float, ...] | None = ({', '.join(f'{w:.4f}' for w in weights)})",
-             f'"""Member weights fit on all folds\' OOF (models.blend.fit_blend_weights); from {report_path}, data '
-             f'{report["data"]["fingerprint"]}."""']
-    if cal is None:
-        block.append("DEFAULT_CALIBRATION: tuple[float, ...] | None = None")
-    else:
-        block.append("DEFAULT_CALIBRATION: tuple[float, ...] | None = (")
-        block += ["    " + ", ".join(f"{b:.3f}" for b in cal[i:i + 12]) + "," for i in range(0, len(cal), 12)]
-        block.append(")")
-    block.append('"""Per-target calibration factors (models.blend.calibrate), one per scored target in file order."""')
-    block.append("DEFAULT_PRIOR_TARGETS: tuple[int, ...] = (")
-    block += ["    " + ", ".join(str(t) for t in prior[i:i + 20]) + "," for i in range(0, len(prior), 20)]
-    block.append(")")
-    block.append('"""Targets predicted by their prevalence (the per-target safeguard; indices in file order)."""')
-    default_py.write_text(text[:start] + "\n".join(block) + "\n" + text[end:], encoding="utf-8")
-    print(f"wrote the stack of {report_path} ({len(weights)} weights, {len(prior)} safeguarded targets) "
-          f"into {default_py}")
+    start = text.index("DEFAULT_WEIGHTS")
+    end = text.index("\n", start)
+    line = f"DEFAULT_WEIGHTS: tuple[float, ...] | None = ({', '.join(f'{w / total:.4f}' for w in weights)})"
+    default_py.write_text(text[:start] + line + text[end:], encoding="utf-8")
+    print(f"wrote the {len(weights)} member weights of {report_path} into {default_py}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -75,8 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     from moa_predict.models import DEFAULT_MODEL, make_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="directory in the LISH-MoA layout (needed unless --ship-stack)")
-    ap.add_argument("--ship-stack", metavar="REPORT", help="copy a models_table.json stack into models/default.py")
+    ap.add_argument("--data", help="directory in the LISH-MoA layout (needed unless --ship-weights)")
+    ap.add_argument("--ship-weights", metavar="REPORT",
+                    help="copy the member weights of a models_table.json into models/default.py")
     ap.add_argument("--bundle", help="a bundle to time (default: fit the default model first)")
     ap.add_argument("--save-bundle", help="where to save the bundle fitted here")
     ap.add_argument("--rows", type=int, default=100_000, help="rows to predict in one batch call")
@@ -85,8 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="torch threads to time prediction with (default: 1 and 2)")
     ap.add_argument("--out", default="docs/models/default_perf.json")
     args = ap.parse_args(argv)
-    if args.ship_stack:
-        ship_stack(args.ship_stack)
+    if args.ship_weights:
+        ship_weights(args.ship_weights)
         return {}
     if not args.data:
         ap.error("--data is required")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
 from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
@@ -222,3 +223,36 @@ def test_stack_for_other_target_sets_is_left_out(data):
         blend.fit(X, Y, Ya)
     alone = make_model("logreg", **TINY["logreg"]).fit(X, Y, Ya)
     np.testing.assert_allclose(blend.predict_proba(X), alone.predict_proba(X), atol=1e-6)
+
+
+def test_train_fits_the_blend_stack_on_its_own_data(data):
+    """`moa train` fits weights, temperature and safeguard on this data's OOF predictions, scores them nested
+    and ships them in the final model; without CV the given weights stay and the bundle says so."""
+    from moa_predict.evaluation.crossval import blend_oof
+    from moa_predict.pipeline import NO_CV_STACK, train_bundle
+
+    members = [["mlp", TINY["mlp"]], ["logreg", TINY["logreg"]]]
+    blend = make_model("blend", members=members, weights=[0.5, 0.5], n_jobs=1)
+    bundle, result = train_bundle(blend, data, n_splits=3, seed=0, progress=False, reference=False)
+    stack = result.extra["stack"]
+    assert stack["nested"] and len(stack["fold_stacks"]) == 3
+    w = np.asarray(stack["weights"])
+    assert (w >= 0).all() and abs(w.sum() - 1) < 1e-9
+    final = bundle.model.get_params()
+    assert final["weights"] == stack["weights"] and final["prior_targets"] == stack["prior_targets"]
+    assert final["calibration"] == stack["calibration"] and len(stack["calibration"]) == data.targets.shape[1]
+    assert "fit on this data" in bundle.info["stack"]
+    # the same folds, refit by hand: the reported score is the nested stack's, not the fold blends' own
+    fold = result.fold
+    res = blend_oof(clone(blend).set_params(weights=None), data, fold, 3, progress=False)
+    t = ~data.is_control
+    Y = data.targets.to_numpy(np.float64)[t]
+    nb = nested_blend(res["members"][:, t], Y, fold[t], res["prevalence"][t], data.drugs.to_numpy()[t],
+                      temperature=True, min_gain=0.05)
+    assert abs(result.score - nb["score"]) < 1e-9 and nb["weights"] == stack["weights"]
+    np.testing.assert_allclose(result.oof[t], nb["oof"], atol=1e-6)
+    assert (result.oof[data.is_control] == 0).all()
+    # without cross-validation: nothing to fit the stack on
+    plain, none = train_bundle(blend, data, cv=False, progress=False, reference=False)
+    assert none is None and plain.info["stack"] == NO_CV_STACK
+    assert plain.model.get_params()["weights"] == [0.5, 0.5] and plain.model.get_params()["calibration"] is None

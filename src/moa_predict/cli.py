@@ -48,6 +48,12 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
                            f"seed {report['seed']})")
     table.add_row("per fold", "  ".join(f"{s:.5f}" for s in report["fold_scores"]))
     table.add_row("fit time (all folds)", f"{report['fit_seconds']:.1f} s")
+    stack = report.get("stack")
+    if stack:
+        table.add_row("members alone", "  ".join(f"{s:.5f}" for s in stack["member_scores"]))
+        table.add_row("stack (all folds)", f"weights {' '.join(f'{w:.3f}' for w in stack['weights'])}; temperature "
+                                           f"{stack['temperature'] or 1.0:.3f}; {len(stack['prior_targets'])} "
+                                           "targets predicted by their prevalence (safeguard)")
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
     out.print(table)
@@ -93,6 +99,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
                                   command=_command_line())
     path = save_bundle(bundle, args.out)
+    if bundle.info.get("stack"):
+        console.print(f"blend stack: {bundle.info['stack']}")
     if result is not None:
         report = bundle.info["cv"]
         write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),

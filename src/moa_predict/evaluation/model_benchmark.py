@@ -30,7 +30,7 @@ from ..data.dataset import Dataset
 from ..data.io import write_text
 from ..models.base import make_model
 from ..models.blend import apply_stack, columnwise_loss, nested_blend
-from .crossval import assign_folds, describe_rows, fold_fits
+from .crossval import assign_folds, blend_oof, describe_rows, fold_fits
 
 PAPER_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("BRkNN-a (paper: k=5, labels)", "brknn-a", {"k": 5, "output": "labels"}),
@@ -74,37 +74,14 @@ def run_cv(name: str, params: dict[str, Any], data: Dataset, fold: np.ndarray, n
 def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress: bool = True) -> dict[str, Any]:
     """Cross-validate the blend itself (members fitted in parallel, as ``moa train`` does) and keep each
     member's out-of-fold predictions and timings, so members and blend come from one set of fits."""
-    Y = data.targets.to_numpy(np.float32)
-    control = data.is_control
-    n_members = len(blend._member_specs())
-    oof = np.zeros(Y.shape, dtype=np.float32)
-    member_oof = np.zeros((n_members, *Y.shape), dtype=np.float32)
-    fit_s = fit_cpu = pred_s = 0.0
-    member_fit = np.zeros(n_members)
-    member_cpu = np.zeros(n_members)
-    member_pred = np.zeros(n_members)
-    n_pred = 0
-    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="default model"):
-        # this process's CPU time (which includes in-process members) + the worker processes' members
-        fit_cpu += cpu_k + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
-        member_cpu += np.asarray(est.member_fit_cpu_seconds_)
-        Xv = data.features.iloc[val]
-        t1 = time.perf_counter()
-        oof[val] = est.predict_proba(Xv)
-        pred_s += time.perf_counter() - t1
-        fit_s += fit_k
-        member_fit += np.asarray(est.member_fit_seconds_)
-        for i, m in enumerate(est.members_):
-            t3 = time.perf_counter()
-            member_oof[i, val] = m.predict_proba(Xv)
-            member_pred[i] += time.perf_counter() - t3
-        n_pred += len(val)
-    members = [{"oof": member_oof[i][~control], "fit_seconds": float(member_fit[i]),
-                "fit_cpu_seconds": float(member_cpu[i]), "predict_seconds": float(member_pred[i]),
-                "n_predicted": n_pred}
-               for i in range(n_members)]
-    return {"oof": oof[~control], "fit_seconds": fit_s, "fit_cpu_seconds": fit_cpu, "predict_seconds": pred_s,
-            "n_predicted": n_pred, "members": members}
+    res = blend_oof(blend, data, fold, n_splits, progress=progress)
+    treated = ~data.is_control
+    members = [{"oof": res["members"][i][treated], "fit_seconds": float(res["member_fit_seconds"][i]),
+                "fit_cpu_seconds": float(res["member_fit_cpu_seconds"][i]),
+                "predict_seconds": float(res["member_predict_seconds"][i]), "n_predicted": res["n_predicted"]}
+               for i in range(len(res["members"]))]
+    return {"oof": res["oof"][treated], "members": members,
+            **{k: res[k] for k in ("fit_seconds", "fit_cpu_seconds", "predict_seconds", "n_predicted")}}
 
 
 def _row(label: str, name: str, params: dict[str, Any], res: dict[str, Any], Y: np.ndarray, prior_loss: np.ndarray,
@@ -189,7 +166,7 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
             est.set_params(weights=[max(float(w), 1e-9) for w in est.weights])
         # the members' fits do not depend on the shipped stack (weights, calibration, safeguard): it is refit
         # nested below, so shipping a new stack keeps the cached member predictions valid
-        stack = ("weights", "calibration", "prior_targets", "device")
+        stack = ("weights", "calibration", "prior_targets", "stack_from_cv", "safeguard_min_gain", "device")
         key = _spec_key(DEFAULT_MODEL, {k: v for k, v in est.get_params().items() if k not in stack}, fingerprint,
                         n_splits, seed, len(fold))
         if cache is not None and (cache / f"{key}.npz").is_file():
@@ -244,17 +221,14 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
             "fold_stacks": nb["folds"],
             "stack_all_folds": {"weights": nb["weights"], "temperature": nb["temperature"], "calibration": nb["calibration"],
                                 "prior_targets": nb["prior_targets"]},
-            "default_stack": {"weights": default.get_params()["weights"],
-                              "calibration": default.get_params()["calibration"],
-                              "prior_targets": default.get_params()["prior_targets"]},
+            "default_weights": default.get_params()["weights"],
             "equal_weight_score": float(columnwise_loss(Y, P.mean(axis=0)).mean()),
-            # the stack the default model carries now, applied to these members' OOF (each fold's prevalence as
-            # its prior, as the fitted model uses its training prevalence)
-            "shipped_stack_on_these_oof_not_nested": float(columnwise_loss(Y, apply_stack(P, prior_oof, {
+            # what a blend trained without cross-validation uses: the default weights, no temperature or
+            # safeguard (not nested: the weights were fit earlier on OOF predictions like these)
+            "default_weights_on_these_oof_not_nested": float(columnwise_loss(Y, apply_stack(P, prior_oof, {
                 "weights": np.asarray(default.weights if default.weights is not None else [1.0] * len(P)) /
                 np.sum(default.weights if default.weights is not None else [1.0] * len(P)),
-                "calibration": None if default.calibration is None else np.asarray(default.calibration),
-                "prior_targets": list(default.prior_targets or [])})).mean()),
+                "calibration": None, "prior_targets": []})).mean()),
         }
         if progress:
             for name, v in blend["variants"].items():
@@ -356,18 +330,20 @@ def to_markdown(report: dict[str, Any]) -> str:
         if worse:
             lines += ["", "Targets (>= 10 positives) where the default model's nested OOF log loss is above the "
                       "prior's: " + ", ".join(f"{k} ({v:+.1%})" for k, v in worse.items()) + "."]
-        st, dft = b["stack_all_folds"], b["default_stack"]
+        st = b["stack_all_folds"]
         lines += [
             "",
-            f"Equal weights, no fitting: {b['equal_weight_score']:.5f}. The shipped default model (its stack fit "
-            f"earlier on out-of-fold predictions like these, so not an honest score) reads "
-            f"{b['shipped_stack_on_these_oof_not_nested']:.5f} on these folds. Temperature fit on all folds: "
+            f"Equal weights, no fitting: {b['equal_weight_score']:.5f}. The default member weights alone (what a "
+            f"blend trained without cross-validation uses; fit earlier on OOF predictions like these, so not an "
+            f"honest score): {b['default_weights_on_these_oof_not_nested']:.5f}. Temperature fit on all folds: "
             f"{st.get('temperature') or 1.0:.3f}. Safeguard (models.blend.safeguard_factors): a target whose "
             f"blend improves its OOF log loss on the prior's by less than {b['min_gain']:.0%} is predicted by the "
             f"prior when its positives come from at most 10 drugs, else shrunk towards the prior (factor 0.3).",
-            f"Weights fit on all folds: {', '.join(f'{w:.3f}' for w in st['weights'])}; the default model ships "
-            f"{', '.join(f'{w:.3f}' for w in (dft['weights'] or [])) or 'equal weights'}. Safeguarded targets on all "
-            f"folds: {len(st['prior_targets'])}; the default model ships {len(dft['prior_targets'] or [])}.",
+            f"Weights fit on all folds: {', '.join(f'{w:.3f}' for w in st['weights'])}; the default weights "
+            f"(used without cross-validation): "
+            f"{', '.join(f'{w:.3f}' for w in (b['default_weights'] or [])) or 'equal weights'}. Safeguarded "
+            f"targets on all folds: {len(st['prior_targets'])}. `moa train` fits this stack on the out-of-fold "
+            f"predictions of the data it trains on.",
             "",
         ]
     return "\n".join(lines)

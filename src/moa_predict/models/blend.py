@@ -3,8 +3,9 @@
 ``BlendModel`` fits every member on the same rows and predicts the weighted mean of their
 probabilities, then calibrates each target and predicts the safeguarded targets by their prevalence.
 The stack (weights, calibration factors, safeguarded targets) is a set of hyper-parameters, fit on
-out-of-fold predictions by ``fit_stack`` in the model benchmark (never on the rows a member was
-trained on): weights non-negative and summing to 1 (``fit_blend_weights``, scipy SLSQP on the
+out-of-fold predictions by ``fit_stack`` (never on the rows a member was trained on): by ``moa train``
+on the data it trains on (``evaluation.crossval.cross_validate``) and by the model benchmark.
+The stack holds: weights non-negative and summing to 1 (``fit_blend_weights``, scipy SLSQP on the
 competition metric), one temperature for all targets (``fit_temperature``) and the per-target
 safeguard (``safeguard_factors``: weak targets shrunk towards, or replaced by, the prior), combined
 into one calibration factor per target. ``nested_blend`` scores the whole stack honestly: fit on the
@@ -28,7 +29,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from .base import MoAModel, State, make_model, register
-from .default import DEFAULT_CALIBRATION, DEFAULT_MEMBERS, DEFAULT_PRIOR_TARGETS, DEFAULT_WEIGHTS
+from .default import DEFAULT_MEMBERS, DEFAULT_MIN_GAIN, DEFAULT_WEIGHTS
 
 EPS = 1e-15
 
@@ -88,6 +89,10 @@ class BlendModel(MoAModel):
     calibration: one factor per target (or None): the blended logit's distance from the target's prior
         logit is multiplied by it (< 1 shrinks towards the prevalence, > 1 sharpens); fit on OOF.
     prior_targets: target indices predicted by the training prevalence instead of the blend.
+    stack_from_cv: cross-validation (``moa train``, ``evaluation.crossval.cross_validate``) fits weights, one
+        temperature and the per-target safeguard on the members' out-of-fold predictions of the training data,
+        scores them nested and hands them to the final model. ``fit`` itself uses the stack it is given.
+    safeguard_min_gain: the safeguard's threshold for that fit (``safeguard_factors``; None: no safeguard).
     n_jobs: members fitted in parallel worker processes (1 torch thread each); 1 = in this process.
         Each member seeds itself, so the result does not depend on n_jobs. GPU fits run in-process.
     seed: added to every member's seed.
@@ -97,13 +102,15 @@ class BlendModel(MoAModel):
     uses_aux_targets = True
 
     def __init__(self, members: Sequence[Any] = DEFAULT_MEMBERS, weights: Sequence[float] | None = DEFAULT_WEIGHTS,
-                 calibration: Sequence[float] | None = DEFAULT_CALIBRATION,
-                 prior_targets: Sequence[int] | None = DEFAULT_PRIOR_TARGETS, n_jobs: int = 2, seed: int = 0,
-                 device: str = "cpu") -> None:
+                 calibration: Sequence[float] | None = None, prior_targets: Sequence[int] | None = None,
+                 stack_from_cv: bool = True, safeguard_min_gain: float | None = DEFAULT_MIN_GAIN, n_jobs: int = 2,
+                 seed: int = 0, device: str = "cpu") -> None:
         self.members = members
         self.weights = weights
         self.calibration = calibration
         self.prior_targets = prior_targets
+        self.stack_from_cv = stack_from_cv
+        self.safeguard_min_gain = safeguard_min_gain
         self.n_jobs = n_jobs
         self.seed = seed
         self.device = device

@@ -31,34 +31,10 @@ RankGauss'd columns (after a 0.8 variance threshold) beside the PCA components: 
 components only, and this diversity is what the blend gains from. Dropped after the full-size benchmark: a
 512-512 MLP (30 % of the prediction cost, no gain) and an MLP on PCA 250/30 (weight 0 next to the raw-column MLP)."""
 DEFAULT_WEIGHTS: tuple[float, ...] | None = (0.2361, 0.0785, 0.3847, 0.2207, 0.0800)
-"""Member weights fit on all folds' OOF (models.blend.fit_blend_weights); from docs/models/models_table.json, data 0dc36cabaaa3e3be."""
-DEFAULT_CALIBRATION: tuple[float, ...] | None = (
-    0.000, 0.000, 0.000, 1.079, 0.324, 0.324, 0.000, 0.324, 0.000, 0.324, 1.079, 1.079,
-    1.079, 1.079, 0.000, 0.000, 1.079, 0.324, 0.324, 1.079, 0.000, 0.324, 1.079, 0.000,
-    0.000, 0.000, 0.000, 0.000, 0.324, 0.000, 1.079, 0.000, 0.000, 1.079, 1.079, 0.000,
-    1.079, 0.000, 1.079, 1.079, 0.000, 1.079, 0.000, 0.324, 0.324, 0.324, 0.000, 1.079,
-    1.079, 0.324, 0.000, 1.079, 1.079, 1.079, 0.324, 0.000, 0.000, 0.000, 1.079, 1.079,
-    0.000, 0.324, 0.000, 1.079, 0.000, 1.079, 0.000, 1.079, 0.000, 1.079, 1.079, 0.324,
-    0.324, 1.079, 0.000, 1.079, 1.079, 1.079, 0.324, 1.079, 1.079, 1.079, 1.079, 1.079,
-    0.000, 0.000, 0.000, 0.000, 1.079, 1.079, 1.079, 0.000, 0.000, 0.324, 0.324, 1.079,
-    1.079, 0.000, 0.324, 1.079, 0.000, 1.079, 1.079, 1.079, 0.000, 0.324, 0.000, 1.079,
-    0.324, 1.079, 1.079, 1.079, 1.079, 0.000, 1.079, 0.000, 1.079, 0.000, 1.079, 1.079,
-    1.079, 1.079, 0.000, 0.000, 0.324, 1.079, 1.079, 1.079, 1.079, 0.000, 0.000, 0.324,
-    1.079, 1.079, 0.000, 0.000, 1.079, 1.079, 0.000, 0.000, 1.079, 1.079, 1.079, 0.000,
-    0.324, 0.000, 1.079, 0.000, 1.079, 1.079, 0.000, 0.324, 0.000, 1.079, 1.079, 0.000,
-    0.324, 1.079, 0.000, 1.079, 0.000, 0.000, 0.324, 1.079, 1.079, 1.079, 1.079, 1.079,
-    0.000, 1.079, 0.000, 1.079, 1.079, 1.079, 1.079, 1.079, 0.324, 1.079, 0.000, 0.000,
-    0.000, 1.079, 0.324, 0.000, 1.079, 1.079, 1.079, 0.000, 1.079, 0.000, 1.079, 0.000,
-    0.000, 0.000, 1.079, 0.000, 1.079, 0.000, 0.000, 1.079, 1.079, 1.079, 1.079, 0.000,
-    1.079, 1.079,
-)
-"""Per-target calibration factors (models.blend.calibrate), one per scored target in file order."""
-DEFAULT_PRIOR_TARGETS: tuple[int, ...] = (
-    0, 1, 2, 6, 8, 14, 15, 20, 23, 24, 25, 26, 27, 29, 31, 32, 35, 37, 40, 42,
-    46, 50, 55, 56, 57, 60, 62, 64, 66, 68, 74, 84, 85, 86, 87, 91, 92, 97, 100, 104,
-    106, 113, 115, 117, 122, 123, 129, 130, 134, 135, 138, 139, 143, 145, 147, 150, 152, 155, 158, 160,
-    161, 168, 170, 178, 179, 180, 183, 187, 189, 191, 192, 193, 195, 197, 198, 203,
-)
-"""Targets predicted by their prevalence (the per-target safeguard; indices in file order)."""
+"""Member weights fit on all folds' OOF (models.blend.fit_blend_weights); from docs/models/models_table.json, data
+0dc36cabaaa3e3be. Only used when no stack is fit (``moa train --no-cv``, or a blend fitted directly): ``moa train``
+fits the weights, the temperature and the per-target safeguard on the out-of-fold predictions of the data it
+trains on (evaluation.crossval.cross_validate), so no per-target decision learnt on one data set (such as the
+simulated one) is ever applied to another."""
 DEFAULT_MIN_GAIN: float | None = 0.05
-"""Safeguard threshold used by the benchmark and for the shipped stack (models.blend.safeguard_factors)."""
+"""Safeguard threshold of the stack fit by ``moa train`` and the benchmark (models.blend.safeguard_factors)."""

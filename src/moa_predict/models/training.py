@@ -51,7 +51,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def fit_network(module: nn.Module, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig,
-                sample_weight: np.ndarray | None = None,
                 on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> list[float]:
     """Train `module` (logits out) on X → Y in place; returns the mean training loss per epoch.
 
