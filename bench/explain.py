@@ -45,9 +45,9 @@ def _param(text: str):
 
 
 def get_bundle(args, data, console):
-    from moa_predict.bundle import load_bundle, save_bundle
+    from moa_predict.training.bundle import load_bundle, save_bundle
     from moa_predict.models import make_model
-    from moa_predict.pipeline import train_bundle
+    from moa_predict.training.train import train_bundle
 
     params = dict(args.param or [])
     cache = Path(args.bundle or ROOT / "runs" / "explain_bench" / f"{args.model}")

@@ -39,7 +39,7 @@ def free_port() -> int:
 def prepare(data: str | None, bundle: str | None, workdir: Path) -> tuple[Path, Path]:
     """The data directory (simulated: 2,000 train / 3,982 test rows, seed 0) and a bundle (prior)."""
     if data is None:
-        from moa_predict.data.simulate import simulate, write_simulated
+        from moa_predict.simulate import simulate, write_simulated
 
         print("simulating 2,000 train / 3,982 test rows (seed 0) ...", flush=True)
         data_dir = workdir / "sim"
@@ -47,10 +47,10 @@ def prepare(data: str | None, bundle: str | None, workdir: Path) -> tuple[Path, 
     else:
         data_dir = Path(data)
     if bundle is None:
-        from moa_predict.bundle import save_bundle
+        from moa_predict.training.bundle import save_bundle
         from moa_predict.data.dataset import load_dataset
         from moa_predict.models import make_model
-        from moa_predict.pipeline import train_bundle
+        from moa_predict.training.train import train_bundle
 
         print("training the prior bundle ...", flush=True)
         trained, _ = train_bundle(make_model("prior"), load_dataset(data_dir), progress=False)

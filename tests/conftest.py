@@ -14,7 +14,7 @@ SIM_TRAIN_ROWS, SIM_TEST_ROWS, SIM_SEED = 600, 100, 0
 @pytest.fixture(scope="session")
 def sim_data():
     """The simulated data set in memory (600 train rows, 100 test rows, seed 0)."""
-    from moa_predict.data.simulate import simulate
+    from moa_predict.simulate import simulate
 
     return simulate(n_train=SIM_TRAIN_ROWS, n_test=SIM_TEST_ROWS, seed=SIM_SEED)
 
@@ -22,7 +22,7 @@ def sim_data():
 @pytest.fixture(scope="session")
 def sim_dir(sim_data, tmp_path_factory) -> Path:
     """The same data set written in the LISH-MoA layout. Read-only: copy a file before changing it."""
-    from moa_predict.data.simulate import write_simulated
+    from moa_predict.simulate import write_simulated
 
     out = tmp_path_factory.mktemp("sim")
     write_simulated(sim_data, out)

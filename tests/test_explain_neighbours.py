@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from scipy.stats import hypergeom
 
-from moa_predict.bundle import META_FILE, load_bundle, save_bundle
+from moa_predict.training.bundle import META_FILE, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.explain.neighbours import ReferenceIndex, one_blas_thread, similar_profiles
 from moa_predict.explain.ood import leave_drug_out_distances, ood_flags, ood_mask
 from moa_predict.features.meta import feature_matrix
 from moa_predict.models import make_model
-from moa_predict.pipeline import train_bundle
+from moa_predict.training.train import train_bundle
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.models import make_model
 from moa_predict.models.knn import brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, paper_inputs
@@ -29,7 +29,7 @@ def frame(xs, cp_type=None) -> pd.DataFrame:
 def sim(tmp_path_factory):
     """A tiny simulated data set in the LISH-MoA layout: (training Dataset, test features)."""
     from moa_predict.data.dataset import load_dataset
-    from moa_predict.data.simulate import simulate, write_simulated
+    from moa_predict.simulate import simulate, write_simulated
 
     d = tmp_path_factory.mktemp("sim")
     write_simulated(simulate(n_train=300, n_test=50, seed=0), d)

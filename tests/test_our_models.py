@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from moa_predict.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
@@ -229,7 +229,7 @@ def test_train_fits_the_blend_stack_on_its_own_data(data):
     """`moa train` fits weights, temperature and safeguard on this data's OOF predictions, scores them nested
     and ships them in the final model; without CV the given weights stay and the bundle says so."""
     from moa_predict.evaluation.crossval import blend_oof
-    from moa_predict.pipeline import NO_CV_STACK, train_bundle
+    from moa_predict.training.train import NO_CV_STACK, train_bundle
 
     members = [["mlp", TINY["mlp"]], ["logreg", TINY["logreg"]]]
     blend = make_model("blend", members=members, weights=[0.5, 0.5], n_jobs=1)

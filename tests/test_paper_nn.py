@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from moa_predict.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.cli import main
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import cross_validate
-from moa_predict.evaluation.paper_benchmark import Grid, limit_torch_threads, run_paper_benchmark, write_outputs
+from moa_predict.benchmarks.paper import Grid, limit_torch_threads, run_paper_benchmark, write_outputs
 from moa_predict.models import make_model
 from moa_predict.models.paper_nn import PaperNet, keras_parameter_counts
 
@@ -28,7 +28,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def simdir(tmp_path_factory):
-    from moa_predict.data.simulate import simulate, write_simulated
+    from moa_predict.simulate import simulate, write_simulated
 
     d = tmp_path_factory.mktemp("sim")
     write_simulated(simulate(n_train=300, n_test=50, seed=0), d)
@@ -130,7 +130,7 @@ def test_cli_train_predict(simdir, tmp_path):
 
 
 def test_cli_benchmark_group_wiring():
-    from moa_predict.cli import build_parser, cmd_benchmark_paper
+    from moa_predict.cli.main import build_parser, cmd_benchmark_paper
 
     args = build_parser().parse_args(["benchmark", "paper", "--data", "d", "--quick"])
     assert args.func is cmd_benchmark_paper and args.quick and args.out == "docs/paper" and args.torch_threads == 1

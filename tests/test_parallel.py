@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from moa_predict.bundle import Bundle
+from moa_predict.training.bundle import Bundle
 from moa_predict.data import schema
 from moa_predict.models import make_model
-from moa_predict.parallel import map_row_chunks
+from moa_predict.runtime.threads import map_row_chunks
 
 
 @pytest.mark.parametrize("n_rows, n_threads, chunk", [(0, 2, 256), (1, 2, 256), (1000, 1, 256), (1000, 3, 256),

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.data import schema
-from moa_predict.data.simulate import (
+from moa_predict.simulate import (
     REAL_STATISTICS,
     SimulatedData,
     compare_statistics,

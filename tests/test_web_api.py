@@ -19,9 +19,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from moa_predict.data import schema  # noqa: E402
 from moa_predict.data.dataset import load_dataset, load_features  # noqa: E402
-from moa_predict.data.simulate import simulate, write_simulated  # noqa: E402
+from moa_predict.simulate import simulate, write_simulated  # noqa: E402
 from moa_predict.models.prior import PriorModel  # noqa: E402
-from moa_predict.pipeline import train_bundle  # noqa: E402
+from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
 from moa_predict.web.views import ResultsQuery, _page_numbers  # noqa: E402

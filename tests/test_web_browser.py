@@ -138,7 +138,7 @@ def base_url(sim_dataset):
     """A tiny MLP (so the results page has attribution charts) with its reference index, served by uvicorn."""
     pytest.importorskip("playwright")
     from moa_predict.models import make_model
-    from moa_predict.pipeline import train_bundle
+    from moa_predict.training.train import train_bundle
     from moa_predict.web import create_app
 
     model = make_model("mlp", hidden=(48,), epochs=3, g_pca=8, c_pca=4, batch_size=64)

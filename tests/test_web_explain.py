@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from moa_predict.data import schema  # noqa: E402
 from moa_predict.data.dataset import load_features  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
-from moa_predict.pipeline import train_bundle  # noqa: E402
+from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.web.explain import ExplainOptions, few_threads  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Data layer: the LISH-MoA layout, readers with validation, and the simulator."""
+"""Data layer: the LISH-MoA layout, readers with validation (the simulator is `moa_predict.simulate`)."""
 
 from .dataset import Dataset, control_mask, load_dataset, load_features, load_targets
 from .errors import DataError

@@ -33,8 +33,8 @@ from sklearn.preprocessing import QuantileTransformer
 from threadpoolctl import threadpool_limits
 
 from ..data import schema
-from ..parallel import single_blas_thread
-from ..persist import estimator_from_state, estimator_state
+from ..runtime.threads import single_blas_thread
+from ..training.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta
 
 _BOUNDS = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD

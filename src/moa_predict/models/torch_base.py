@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..persist import load_module_state, module_state
+from ..training.persist import load_module_state, module_state
 from .base import MoAModel, State
 from .training import TrainConfig, fit_network, predict_logits, seed_everything, sigmoid
 

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..bundle import Bundle, load_bundle
+from ..training.bundle import Bundle, load_bundle
 from ..data.errors import DataError
 from .service import ModelService
 from .store import Prediction, ResultStore

@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ..bundle import Bundle
+from ..training.bundle import Bundle
 from ..data import schema
 from ..data.dataset import load_features
 from ..data.errors import DataError
@@ -266,7 +266,7 @@ def example_csv(rows: int = EXAMPLE_ROWS, seed: int = EXAMPLE_SEED) -> bytes:
 
     The profiles are the training part of a tiny simulated set: only that part says which drug each profile
     belongs to. Drugs are renamed cmpd-01, cmpd-02 ... in order of appearance; controls have no compound."""
-    from ..data.simulate import simulate
+    from ..simulate import simulate
 
     data = simulate(n_train=rows, n_test=0, seed=seed)
     frame = data.train_features.copy()

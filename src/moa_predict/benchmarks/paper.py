@@ -36,8 +36,8 @@ from ..models.base import make_model
 from ..models.knn import (brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, build_index, label_matrix,
                           lookup, mean_set_size, mlknn_posterior_table, mlknn_tables, neighbour_label_counts,
                           paper_inputs, query_neighbours)
-from .crossval import assign_folds, cross_validate, describe_rows
-from .metrics import columnwise_log_loss
+from ..evaluation.crossval import assign_folds, cross_validate, describe_rows
+from ..evaluation.metrics import columnwise_log_loss
 
 PAPER_PUBLISHED: dict[str, dict[str, Any]] = {
     "brknn-a": {"score": 0.10518, "param": "k", "value": 5},

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .data import schema
+from ..data import schema
 
 
 @dataclass
@@ -26,13 +26,13 @@ class DemoResult:
 def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, seed: int = 0,
              model: str | None = None, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole job in `workdir` and return where everything went."""
-    from .bundle import load_bundle, save_bundle
-    from .data.dataset import load_dataset, load_features, load_targets
-    from .data.io import write_table, write_text
-    from .data.simulate import simulate, write_simulated
-    from .evaluation.metrics import mean_columnwise_log_loss
-    from .models import DEFAULT_MODEL, make_model
-    from .pipeline import train_bundle
+    from ..training.bundle import load_bundle, save_bundle
+    from ..data.dataset import load_dataset, load_features, load_targets
+    from ..data.io import write_table, write_text
+    from ..simulate import simulate, write_simulated
+    from ..evaluation.metrics import mean_columnwise_log_loss
+    from ..models import DEFAULT_MODEL, make_model
+    from ..training.train import train_bundle
 
     workdir = Path(workdir)
     name = model or DEFAULT_MODEL

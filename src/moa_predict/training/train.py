@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 import numpy as np
 from sklearn.base import clone
 
-from . import __version__
+from .. import __version__
 from .bundle import Bundle
-from .data.dataset import Dataset
-from .evaluation.crossval import CVResult, cross_validate
-from .models.base import MoAModel
+from ..data.dataset import Dataset
+from ..evaluation.crossval import CVResult, cross_validate
+from ..models.base import MoAModel
 
 
 NO_CV_STACK = ("not fit: without cross-validation the blend keeps the default member weights, with no temperature "
@@ -55,7 +55,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
         info["stack"] = stack_note
     index = None
     if reference:
-        from .explain.neighbours import ReferenceIndex
+        from ..explain.neighbours import ReferenceIndex
 
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
                                      feature_columns=data.feature_columns)

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
 
-from . import __version__
-from .data import schema
-from .data.errors import DataError
-from .data.io import DIR_MODE
-from .models.base import MoAModel, make_model
-from .parallel import map_row_chunks
+from .. import __version__
+from ..data import schema
+from ..data.errors import DataError
+from ..data.io import DIR_MODE
+from ..models.base import MoAModel, make_model
+from ..runtime.threads import map_row_chunks
 
 FORMAT = "moa-predict-bundle"
 FORMAT_VERSION = 1
@@ -73,7 +73,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     settings, arrays = bundle.model.get_state()
     reference = None
     if bundle.reference is not None:
-        from .explain.neighbours import PREFIX as REF_PREFIX
+        from ..explain.neighbours import PREFIX as REF_PREFIX
 
         if any(k.startswith(REF_PREFIX) for k in arrays):
             raise ValueError(f"model arrays may not start with {REF_PREFIX!r} (kept for the reference index)")
@@ -153,7 +153,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                         source=str(path)) from None
     reference = None
     if isinstance(meta.get("reference"), dict):
-        from .explain.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
+        from ..explain.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
 
         ref_arrays = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(REF_PREFIX)]}
         try:

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import schema
+from ..data import schema
 
 __all__ = [
     "REAL_STATISTICS",
@@ -703,7 +703,7 @@ def _truth(world: _World, seed: int, mode: str, names: list[str], n_train: int, 
         "test_drugs": "new drugs (none of the test drug ids occur in train_drug.csv)",
         "dose_effect": DOSE_EFFECT,
         "time_effect": {str(k): v for k, v in TIME_EFFECT.items()},
-        "note": "features are SIMULATED by moa_predict.data.simulate; weights are per unit effect size",
+        "note": "features are SIMULATED by moa_predict.simulate; weights are per unit effect size",
         "targets": targets,
     }
 

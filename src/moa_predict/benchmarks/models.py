@@ -30,7 +30,7 @@ from ..data.dataset import Dataset
 from ..data.io import write_text
 from ..models.base import make_model
 from ..models.blend import apply_stack, columnwise_loss, nested_blend
-from .crossval import assign_folds, blend_oof, describe_rows, fold_fits
+from ..evaluation.crossval import assign_folds, blend_oof, describe_rows, fold_fits
 
 PAPER_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("BRkNN-a (paper: k=5, labels)", "brknn-a", {"k": 5, "output": "labels"}),

@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from .data.errors import DataError
+from .. import __version__
+from ..data.errors import DataError
 
 console = Console(stderr=True)
 out = Console()
@@ -60,7 +60,7 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from .data.simulate import compare_statistics, simulate, write_simulated
+    from ..simulate import compare_statistics, simulate, write_simulated
 
     data = simulate(n_train=args.rows, n_test=args.test_rows, seed=args.seed, labels_from=args.labels_from)
     if args.out:
@@ -75,11 +75,11 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .bundle import save_bundle
-    from .data.dataset import load_dataset
-    from .data.io import write_text
-    from .models import DEFAULT_MODEL, make_model
-    from .pipeline import train_bundle
+    from ..training.bundle import save_bundle
+    from ..data.dataset import load_dataset
+    from ..data.io import write_text
+    from ..models import DEFAULT_MODEL, make_model
+    from ..training.train import train_bundle
 
     data = load_dataset(args.data)
     if args.rows and args.rows < len(data.features):
@@ -110,9 +110,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from .bundle import load_bundle
-    from .data.dataset import load_features
-    from .data.io import write_table
+    from ..training.bundle import load_bundle
+    from ..data.dataset import load_features
+    from ..data.io import write_table
 
     bundle = load_bundle(args.bundle)
     features = load_features(args.features, feature_columns=bundle.feature_columns)
@@ -129,10 +129,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from .data.dataset import load_features, load_targets
-    from .data.validate import align_to
-    from .evaluation.metrics import columnwise_log_loss
-    from .data.io import write_text
+    from ..data.dataset import load_features, load_targets
+    from ..data.validate import align_to
+    from ..evaluation.metrics import columnwise_log_loss
+    from ..data.io import write_text
 
     targets = load_targets(args.targets)
     preds = load_targets_like(args.predictions, columns=list(targets.columns))
@@ -170,8 +170,8 @@ def load_targets_like(path: str, columns: list[str] | None = None):
     import numpy as np
     import pandas as pd
 
-    from .data.io import read_table
-    from .data.validate import _numeric_block, _row_hint, check_not_empty, check_sig_ids, check_unique_columns
+    from ..data.io import read_table
+    from ..data.validate import _numeric_block, _row_hint, check_not_empty, check_sig_ids, check_unique_columns
 
     name = Path(path).name
     frame = read_table(path)
@@ -208,14 +208,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if result.test_score is not None:
         out.print(f"log loss on the simulated test profiles (treated rows): {result.test_score:.5f}")
     if not args.no_serve:
-        from .web.app import serve
+        from ..web.app import serve
 
         serve(result.bundle_dir, host=args.host, port=args.port)
 
 
 def cmd_benchmark_paper(args: argparse.Namespace) -> None:
-    from .data.dataset import load_dataset
-    from .evaluation.paper_benchmark import print_report, run_paper_benchmark, write_outputs
+    from ..data.dataset import load_dataset
+    from ..benchmarks.paper import print_report, run_paper_benchmark, write_outputs
 
     data = load_dataset(args.data)
     console.print(f"paper benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows")
@@ -228,8 +228,8 @@ def cmd_benchmark_paper(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_models(args: argparse.Namespace) -> None:
-    from .data.dataset import load_dataset
-    from .evaluation.model_benchmark import print_report, run_model_benchmark, write_outputs
+    from ..data.dataset import load_dataset
+    from ..benchmarks.models import print_report, run_model_benchmark, write_outputs
 
     if args.torch_threads:
         import torch
@@ -249,7 +249,7 @@ def cmd_benchmark_models(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from .web.app import serve
+    from ..web.app import serve
 
     if args.max_upload_mb <= 0:
         raise DataError("--max-upload-mb must be a positive number of megabytes.")
@@ -257,10 +257,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from .bundle import load_bundle
-    from .data.dataset import load_dataset, load_features
-    from .data.io import write_text
-    from .explain.report import explain_upload
+    from ..training.bundle import load_bundle
+    from ..data.dataset import load_dataset, load_features
+    from ..data.io import write_text
+    from ..explain.report import explain_upload
 
     bundle = load_bundle(args.bundle)
     features = load_features(args.features, feature_columns=bundle.feature_columns)
@@ -433,5 +433,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m moa_predict.cli`` = ``moa``."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Runtime: thread limits and worker processes, in one place."""
