@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -183,3 +184,26 @@ def test_estimator_persistence_round_trip(est):
 def test_persistence_refuses_unknown_classes():
     with pytest.raises(ValueError, match="not allowed"):
         estimator_from_state({"class": "os.system", "params": {}, "fitted": {}, "prefix": ""}, {})
+
+
+def test_a_v1_bundle_loads_and_predicts_as_it_did(tmp_path):
+    """tests/data/v1_blend was written by moa-predict before the blend's stack became fitted state (bundle format
+    v1: weights, calibration and safeguarded targets stored as hyper-parameters). It must load, with its stack
+    migrated, and predict exactly what it predicted then (tests/data/v1_blend_predictions.csv, written by that
+    version on the first 20 simulated test profiles)."""
+    from moa_predict.data.dataset import load_features
+
+    here = Path(__file__).parent / "data"
+    bundle = load_bundle(here / "v1_blend")
+    stack = bundle.model.stack_
+    assert stack.weights_.tolist() == json.loads((here / "v1_blend" / "bundle.json").read_text())["model"][
+        "params"]["weights"]
+    assert len(stack.prior_targets_) == 25 and stack.calibration_ is not None
+    expected = pd.read_csv(here / "v1_blend_predictions.csv").set_index("sig_id")
+    got = bundle.predict_frame(load_features(here / "v1_blend_features.csv")).set_index("sig_id")
+    np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), atol=1e-7)
+    # written again, it is a v2 bundle that predicts the same
+    again = load_bundle(save_bundle(bundle, tmp_path / "v2"))
+    assert json.loads((tmp_path / "v2" / "bundle.json").read_text())["format_version"] == 2
+    np.testing.assert_array_equal(again.predict_proba(load_features(here / "v1_blend_features.csv")),
+                                  got.to_numpy())

@@ -11,7 +11,7 @@ from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
-from moa_predict.models.blend import (calibrate, fit_blend_weights, fit_stack, fit_temperature, nested_blend,
+from moa_predict.models.stack import (Stack, calibrate, fit_blend_weights, fit_temperature, nested_stack_score,
                                       safeguard_factors)
 
 _FAST = {"epochs": 3, "batch_size": 64, "g_pca": 8, "c_pca": 4}  # >= 20 OneCycle steps on 600 rows
@@ -119,11 +119,15 @@ def test_blend_weights_simplex_and_nested():
     fold = np.arange(300) % 3
     prior = np.broadcast_to(Y.mean(axis=0), Y.shape)
     groups = np.arange(300) // 10  # 30 "drugs" of 10 rows
-    res = nested_blend(P, Y, fold, prior, groups, temperature=True, min_gain=0.0)
+    res = nested_stack_score(Stack(temperature=True, min_gain=0.0), P, Y, fold, prior, groups)
     for f in res["folds"]:
         assert min(f["weights"]) >= 0 and abs(sum(f["weights"]) - 1) < 1e-9
     assert res["oof"].shape == Y.shape and np.isfinite(res["score"])
-    assert len(res["calibration"]) == Y.shape[1] and res["temperature"] > 0
+    assert len(res["stack"].calibration_) == Y.shape[1] and res["stack"].temperature_ > 0
+    # nested: fold k's predictions come from a stack that never saw fold k's rows
+    k0 = fold == 0
+    own = Stack(temperature=True, min_gain=0.0).fit(P[:, ~k0], Y[~k0], prior[~k0], groups[~k0])
+    np.testing.assert_allclose(res["oof"][k0], own.apply(P[:, k0], prior[k0]))
 
 
 def test_safeguard_factors():
@@ -141,8 +145,8 @@ def test_safeguard_factors():
     Y_rare[:, 0] = 0
     Y_rare[:3, 0] = 1  # 3 positives < min_positives: not judged, kept
     assert safeguard_factors(flat, np.broadcast_to(Y_rare.mean(axis=0), Y.shape), Y_rare, few)[0] == 1.0
-    stack = fit_stack(np.stack([flat, good]), Y, prior, few, temperature=True, min_gain=0.05)
-    assert stack["prior_targets"] == [] and stack["weights"][1] > 0.9
+    stack = Stack(temperature=True, min_gain=0.05).fit(np.stack([flat, good]), Y, prior, few)
+    assert stack.prior_targets_ == [] and stack.weights_[1] > 0.9
 
 
 def test_temperature_and_calibrate():
@@ -162,9 +166,9 @@ def test_temperature_and_calibrate():
 def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):
     X, Y, Ya = _xy(data)
     members = [["mlp", TINY["mlp"]], ["mlp", {**TINY["mlp"], "seed": 1}], ["logreg", TINY["logreg"]]]
-    blend = make_model("blend", members=members, weights=[0.4, 0.2, 0.4], calibration=[1.2] * Y.shape[1],
-                       prior_targets=[0, 3], n_jobs=1)
-    blend.fit(X, Y, Ya)
+    stack = Stack(weights_=np.array([0.4, 0.2, 0.4]), calibration_=np.full(Y.shape[1], 1.2), prior_targets_=[0, 3])
+    blend = make_model("blend", members=members, n_jobs=1)
+    blend.fit(X, Y, Ya, stack=stack)
     p = blend.predict_proba(X)
     assert blend._preprocessing_groups() == [[0, 1, 2]]  # the nets share one preprocessing
     separate = sum(w * m.predict_proba(X) for w, m in zip([0.4, 0.2, 0.4], blend.members_))
@@ -187,9 +191,8 @@ def test_blend_bundle_round_trip_and_parallel_fit(data, tmp_path):
     loaded = load_bundle(path)
     np.testing.assert_array_equal(loaded.model.predict_proba(X), p)
     # two worker processes (1 torch thread each) give the same model as one process, up to float rounding
-    par = make_model("blend", members=members, weights=[0.4, 0.2, 0.4], calibration=[1.2] * Y.shape[1],
-                     prior_targets=[0, 3], n_jobs=2)
-    np.testing.assert_allclose(par.fit(X, Y, Ya).predict_proba(X), p, atol=1e-6)
+    par = make_model("blend", members=members, n_jobs=2)
+    np.testing.assert_allclose(par.fit(X, Y, Ya, stack=stack).predict_proba(X), p, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["cnn1d", "resnet"])
@@ -215,20 +218,24 @@ def test_cuda_matches_cpu(data):
     np.testing.assert_allclose(cpu, gpu, atol=1e-4)
 
 
-def test_stack_for_other_target_sets_is_left_out(data):
+def test_a_stack_for_another_blend_is_refused(data):
     X, Y, Ya = _xy(data)
-    blend = make_model("blend", members=[["logreg", TINY["logreg"]]], weights=[1.0], calibration=[1.0] * 5,
-                       prior_targets=[300], n_jobs=1)
-    with pytest.warns(UserWarning, match="not applied"):
-        blend.fit(X, Y, Ya)
+    blend = make_model("blend", members=[["logreg", TINY["logreg"]]], weights=[1.0], n_jobs=1)
+    with pytest.raises(ValueError, match="calibration factors for"):
+        blend.fit(X, Y, Ya, stack=Stack(weights_=np.ones(1), calibration_=np.ones(5)))
+    with pytest.raises(ValueError, match="beyond the"):
+        blend.fit(X, Y, Ya, stack=Stack(weights_=np.ones(1), prior_targets_=[300]))
+    with pytest.raises(ValueError, match="stack weights must be 1"):
+        blend.fit(X, Y, Ya, stack=Stack.fixed([0.5, 0.5]))
+    # one member, weight 1, no calibration: the blend is that member
     alone = make_model("logreg", **TINY["logreg"]).fit(X, Y, Ya)
-    np.testing.assert_allclose(blend.predict_proba(X), alone.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(blend.fit(X, Y, Ya).predict_proba(X), alone.predict_proba(X), atol=1e-6)
 
 
 def test_train_fits_the_blend_stack_on_its_own_data(data):
     """`moa train` fits weights, temperature and safeguard on this data's OOF predictions, scores them nested
     and ships them in the final model; without CV the given weights stay and the bundle says so."""
-    from moa_predict.evaluation.crossval import blend_oof
+    from moa_predict.training.stacking import blend_oof
     from moa_predict.training.train import NO_CV_STACK, train_bundle
 
     members = [["mlp", TINY["mlp"]], ["logreg", TINY["logreg"]]]
@@ -238,21 +245,22 @@ def test_train_fits_the_blend_stack_on_its_own_data(data):
     assert stack["nested"] and len(stack["fold_stacks"]) == 3
     w = np.asarray(stack["weights"])
     assert (w >= 0).all() and abs(w.sum() - 1) < 1e-9
-    final = bundle.model.get_params()
+    final = bundle.model.stack_.to_dict()
     assert final["weights"] == stack["weights"] and final["prior_targets"] == stack["prior_targets"]
     assert final["calibration"] == stack["calibration"] and len(stack["calibration"]) == data.targets.shape[1]
     assert "fit on this data" in bundle.info["stack"]
+    assert bundle.model.get_params()["weights"] == [0.5, 0.5]  # hyper-parameters are never overwritten
     # the same folds, refit by hand: the reported score is the nested stack's, not the fold blends' own
     fold = result.fold
     res = blend_oof(clone(blend).set_params(weights=None), data, fold, 3, progress=False)
     t = ~data.is_control
     Y = data.targets.to_numpy(np.float64)[t]
-    nb = nested_blend(res["members"][:, t], Y, fold[t], res["prevalence"][t], data.drugs.to_numpy()[t],
-                      temperature=True, min_gain=0.05)
-    assert abs(result.score - nb["score"]) < 1e-9 and nb["weights"] == stack["weights"]
+    nb = nested_stack_score(Stack(temperature=True, min_gain=0.05), res["members"][:, t], Y, fold[t],
+                            res["prevalence"][t], data.drugs.to_numpy()[t])
+    assert abs(result.score - nb["score"]) < 1e-9 and nb["stack"].weights_.tolist() == stack["weights"]
     np.testing.assert_allclose(result.oof[t], nb["oof"], atol=1e-6)
     assert (result.oof[data.is_control] == 0).all()
     # without cross-validation: nothing to fit the stack on
     plain, none = train_bundle(blend, data, cv=False, progress=False, reference=False)
     assert none is None and plain.info["stack"] == NO_CV_STACK
-    assert plain.model.get_params()["weights"] == [0.5, 0.5] and plain.model.get_params()["calibration"] is None
+    assert plain.model.stack_.weights_.tolist() == [0.5, 0.5] and plain.model.stack_.calibration_ is None

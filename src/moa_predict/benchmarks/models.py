@@ -7,7 +7,7 @@ Columns: out-of-fold log loss on treated rows, fit time (all folds), prediction 
 positives) each model predicts worse than the prior.
 
 The blend row is scored honestly: its weights (and per-target safeguard) are fit on four folds'
-out-of-fold predictions and applied to the fifth, rotating (``models.blend.nested_blend``).
+out-of-fold predictions and applied to the fifth, rotating (``models.stack.nested_stack_score``).
 The default model (``models.DEFAULT_MODEL``) carries weights fit on all five folds' OOF of the
 same members; its row gives that nested score, the sum of its members' fit times and their
 combined throughput.
@@ -28,9 +28,11 @@ import numpy as np
 from .. import __version__
 from ..data.dataset import Dataset
 from ..data.io import write_text
+from ..evaluation.crossval import assign_folds, describe_rows, fold_fits
+from ..evaluation.metrics import columnwise_log_loss as columnwise_loss
 from ..models.base import make_model
-from ..models.blend import apply_stack, columnwise_loss, nested_blend
-from ..evaluation.crossval import assign_folds, blend_oof, describe_rows, fold_fits
+from ..models.stack import Stack, nested_stack_score
+from ..training.stacking import blend_oof
 
 PAPER_ROWS: list[tuple[str, str, dict[str, Any]]] = [
     ("BRkNN-a (paper: k=5, labels)", "brknn-a", {"k": 5, "output": "labels"}),
@@ -123,7 +125,7 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
     fold_t = fold[~control]
     fingerprint = data.fingerprint()
     default = make_model(DEFAULT_MODEL)
-    members = default._member_specs() if DEFAULT_MODEL == "blend" else []
+    members = default.member_specs() if DEFAULT_MODEL == "blend" else []
     cache = Path(cache_dir) if cache_dir else None
 
     def cv(name: str, params: dict[str, Any], label: str) -> dict[str, Any]:
@@ -164,11 +166,10 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         if est.weights is not None and min(est.weights) <= 0:
             # every member gets its row: a member shipped with weight 0 is fitted with a negligible weight
             est.set_params(weights=[max(float(w), 1e-9) for w in est.weights])
-        # the members' fits do not depend on the shipped stack (weights, calibration, safeguard): it is refit
-        # nested below, so shipping a new stack keeps the cached member predictions valid
-        stack = ("weights", "calibration", "prior_targets", "stack_from_cv", "safeguard_min_gain", "device")
-        key = _spec_key(DEFAULT_MODEL, {k: v for k, v in est.get_params().items() if k not in stack}, fingerprint,
-                        n_splits, seed, len(fold))
+        # the members' fits depend on the members and the seed only (the stack is refit nested below), so
+        # new default weights keep the cached member predictions valid
+        key = _spec_key(DEFAULT_MODEL, {"members": est.members, "n_jobs": est.n_jobs, "seed": est.seed},
+                        fingerprint, n_splits, seed, len(fold))
         if cache is not None and (cache / f"{key}.npz").is_file():
             z = np.load(cache / f"{key}.npz")
             meta = json.loads(str(z["meta"]))
@@ -198,12 +199,14 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         prior_oof = prior["oof"].astype(np.float64)
         drugs = None if data.drugs is None else np.asarray(data.drugs.to_numpy())[~control]
         variants = {
-            "weights only": nested_blend(P, Y, fold_t, prior_oof),
-            "weights + temperature": nested_blend(P, Y, fold_t, prior_oof, temperature=True),
-            "weights + temperature + safeguard": nested_blend(P, Y, fold_t, prior_oof, drugs, temperature=True,
-                                                              min_gain=DEFAULT_MIN_GAIN),
+            "weights only": nested_stack_score(Stack(temperature=False, min_gain=None), P, Y, fold_t, prior_oof),
+            "weights + temperature": nested_stack_score(Stack(temperature=True, min_gain=None), P, Y, fold_t,
+                                                        prior_oof),
+            "weights + temperature + safeguard": nested_stack_score(default.new_stack(), P, Y, fold_t, prior_oof,
+                                                                    drugs),
         }
         nb = variants["weights + temperature + safeguard"]
+        final = nb["stack"].rounded().to_dict()
         total = {"oof": nb["oof"], **{k: blend_res[k] for k in ("fit_seconds", "fit_cpu_seconds",
                                                                    "predict_seconds", "n_predicted")},
                  "from_cache": blend_res.get("from_cache", False)}
@@ -219,16 +222,14 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
                          for name, v in variants.items()},
             "min_gain": DEFAULT_MIN_GAIN,
             "fold_stacks": nb["folds"],
-            "stack_all_folds": {"weights": nb["weights"], "temperature": nb["temperature"], "calibration": nb["calibration"],
-                                "prior_targets": nb["prior_targets"]},
+            "stack_all_folds": {"weights": final["weights"], "temperature": nb["stack"].temperature_,
+                                "calibration": final["calibration"], "prior_targets": final["prior_targets"]},
             "default_weights": default.get_params()["weights"],
             "equal_weight_score": float(columnwise_loss(Y, P.mean(axis=0)).mean()),
             # what a blend trained without cross-validation uses: the default weights, no temperature or
             # safeguard (not nested: the weights were fit earlier on OOF predictions like these)
-            "default_weights_on_these_oof_not_nested": float(columnwise_loss(Y, apply_stack(P, prior_oof, {
-                "weights": np.asarray(default.weights if default.weights is not None else [1.0] * len(P)) /
-                np.sum(default.weights if default.weights is not None else [1.0] * len(P)),
-                "calibration": None, "prior_targets": []})).mean()),
+            "default_weights_on_these_oof_not_nested": float(columnwise_loss(
+                Y, default.default_stack().apply(P, prior_oof)).mean()),
         }
         if progress:
             for name, v in blend["variants"].items():

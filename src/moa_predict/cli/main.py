@@ -116,26 +116,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     bundle = load_bundle(args.bundle)
     features = load_features(args.features, feature_columns=bundle.feature_columns)
-    frame = bundle.predict_frame(features)
-    if args.keep_columns:
-        extra = [c for c in features.columns if c not in set(bundle.feature_columns) and c not in ("cp_type",
-                                                                                                    "cp_time",
-                                                                                                    "cp_dose")]
-        if extra:
-            frame = frame.merge(features[extra].reset_index(), on="sig_id", how="left")
+    frame = bundle.predict_frame(features, keep_columns=args.keep_columns)
     write_table(frame, args.out)
     n_ctl = int((features["cp_type"] == "ctl_vehicle").sum())
     console.print(f"wrote {len(frame):,} predictions ({n_ctl:,} control rows predicted 0) to {args.out}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ..data.dataset import load_features, load_targets
+    from ..data.dataset import load_features, load_predictions, load_targets
     from ..data.validate import align_to
     from ..evaluation.metrics import columnwise_log_loss
     from ..data.io import write_text
 
     targets = load_targets(args.targets)
-    preds = load_targets_like(args.predictions, columns=list(targets.columns))
+    preds = load_predictions(args.predictions, columns=list(targets.columns))
     preds = align_to(targets.index, preds, Path(args.predictions).name, Path(args.targets).name)
     rows = f"all {len(targets):,} rows (no --features given, so controls could not be excluded)"
     keep = None
@@ -160,42 +154,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.out:
         write_text(json.dumps({"score": float(per.mean()), "rows": rows,
                                "per_target": dict(zip(targets.columns, map(float, per)))}, indent=1), args.out)
-
-
-def load_targets_like(path: str, columns: list[str] | None = None):
-    """A predictions file: sig_id + one probability column per target, values in [0, 1].
-
-    With `columns`, only those are read (and must all be there), so other columns such as the
-    ones ``moa predict --keep-columns`` appends do not get in the way."""
-    import numpy as np
-    import pandas as pd
-
-    from ..data.io import read_table
-    from ..data.validate import _numeric_block, _row_hint, check_not_empty, check_sig_ids, check_unique_columns
-
-    name = Path(path).name
-    frame = read_table(path)
-    check_not_empty(frame, name)
-    check_unique_columns(list(frame.columns), name)
-    check_sig_ids(frame, name)
-    if columns is None:
-        cols = [c for c in frame.columns if c != "sig_id"]
-    else:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise DataError(f"predictions lack {len(missing)} target column(s) ({', '.join(missing[:5])}"
-                            f"{' ...' if len(missing) > 5 else ''}). Predict with a bundle trained on these "
-                            "targets.", source=name, column=missing[0])
-        cols = list(columns)
-    values = _numeric_block(frame, cols, name, "probability")
-    bad = (values < 0) | (values > 1)
-    if bad.any():
-        i, j = (int(k[0]) for k in np.nonzero(bad))
-        raise DataError(f"{_row_hint(frame, i)}, column {cols[j]}: probability {values[i, j]:g} is outside [0, 1] "
-                        f"({int(bad.sum())} such value(s)). Predictions must be probabilities.",
-                        source=name, row=i + 1, column=cols[j])
-    index = pd.Index(frame["sig_id"].astype(str).str.strip(), name="sig_id")
-    return pd.DataFrame(values, columns=cols, index=index)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -13,7 +13,8 @@ import pandas as pd
 from . import schema
 from .errors import DataError
 from .io import Source, find_table, read_table
-from .validate import align_to, validate_drugs, validate_features, validate_targets
+from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
+                       validate_drugs, validate_features, validate_targets)
 
 
 @dataclass
@@ -104,3 +105,27 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
     if (dpath := find_table(directory, schema.DRUGS, required=False)) is not None:
         drugs = align_to(features.index, validate_drugs(read_table(dpath), dpath.name), dpath.name, fpath.name)
     return Dataset(features, targets, nonscored, drugs, source=str(directory))
+
+
+def load_predictions(src: Source, *, columns: list[str] | None = None, name: str | None = None) -> pd.DataFrame:
+    """A predictions file (``moa predict``'s output): sig_id + one probability column per target.
+
+    With `columns`, only those are read (and must all be there), so other columns such as the ones
+    ``moa predict --keep-columns`` appends do not get in the way."""
+    name = name or (os.path.basename(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else "predictions")
+    frame = read_table(src, name=name)
+    check_not_empty(frame, name)
+    check_unique_columns(list(frame.columns), name)
+    check_sig_ids(frame, name)
+    if columns is None:
+        cols = [c for c in frame.columns if c != schema.SIG_ID]
+    else:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"predictions lack {len(missing)} target column(s) ({', '.join(missing[:5])}"
+                            f"{' ...' if len(missing) > 5 else ''}). Predict with a bundle trained on these "
+                            "targets.", source=name, column=missing[0])
+        cols = list(columns)
+    values = check_probabilities(frame, cols, name)
+    index = pd.Index(frame[schema.SIG_ID].astype(str).str.strip(), name=schema.SIG_ID)
+    return pd.DataFrame(values, columns=cols, index=index)

@@ -236,3 +236,15 @@ def align_to(features_index: pd.Index, table: pd.DataFrame | pd.Series, source: 
         raise DataError("; ".join(parts) + f".{first} Both files must describe the same profiles, one row "
                         "each.", source=source, row=row, column=schema.SIG_ID)
     return table.loc[features_index]
+
+
+def check_probabilities(frame: pd.DataFrame, columns: Sequence[str], source: str) -> np.ndarray:
+    """The `columns` of a predictions table as a float matrix: numeric, finite and within [0, 1]."""
+    values = _numeric_block(frame, columns, source, "probability")
+    bad = (values < 0) | (values > 1)
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        raise DataError(f"{_row_hint(frame, i)}, column {columns[j]}: probability {values[i, j]:g} is outside "
+                        f"[0, 1] ({int(bad.sum())} such value(s)). Predictions must be probabilities.",
+                        source=source, row=i + 1, column=columns[j])
+    return values

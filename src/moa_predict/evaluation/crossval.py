@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 from ..data import schema
 from ..data.dataset import Dataset
 from ..models.base import MoAModel
+from ..runtime.workers import cpu_seconds
 from .folds import DrugGroupedFolds
 from .metrics import columnwise_log_loss
 
@@ -64,15 +64,20 @@ def assign_folds(data: Dataset, n_splits: int = 5, seed: int = 0) -> tuple[np.nd
     return fold, splitter.grouped_
 
 
+def fold_assignment(data: Dataset, n_splits: int, seed: int, fold: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, bool]:
+    """`fold` if given (grouped when the data has drugs), else ``assign_folds``; targets are required."""
+    if data.targets is None:
+        raise ValueError("cross-validation needs targets")
+    if fold is None:
+        return assign_folds(data, n_splits, seed)
+    return fold, data.drugs is not None
+
+
 def describe_rows(data: Dataset) -> str:
     n_ctl = int(data.is_control.sum())
     n_trt = len(data.features) - n_ctl
     return f"{n_trt:,} treated rows ({schema.TREATED}); {n_ctl:,} control rows excluded and predicted 0"
-
-
-def _cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *, progress: bool = True,
@@ -88,92 +93,16 @@ def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
         train = np.flatnonzero((fold != k) & ((fold >= 0) | control))
         val = np.flatnonzero(fold == k)
         est = clone(model)
-        c0, t0 = _cpu_seconds(), time.perf_counter()
+        c0, t0 = cpu_seconds(), time.perf_counter()
         est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
-        yield k, est, val, time.perf_counter() - t0, _cpu_seconds() - c0
-
-
-def blend_oof(blend: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *,
-              progress: bool = True) -> dict[str, Any]:
-    """One cross-validation pass of a blend: per fold, every member is fitted on the training folds (in
-    parallel, as ``moa train`` fits them) and predicts the fold's treated rows.
-
-    Returns (all rows; controls stay 0) ``members``: the members' OOF probabilities (members × rows × targets),
-    ``prevalence``: each fold's training prevalence on its rows (the prior a stack shrinks towards), ``oof``:
-    the blend's own OOF under its current stack, and wall / CPU / prediction timings, in total and per member.
-    A member with weight 0 is not fitted by the blend, so give every member a positive weight here."""
-    Y = data.targets.to_numpy(np.float32)
-    n_members = len(blend._member_specs())
-    out: dict[str, Any] = {"oof": np.zeros(Y.shape, dtype=np.float32),
-                           "members": np.zeros((n_members, *Y.shape), dtype=np.float32),
-                           "prevalence": np.zeros(Y.shape, dtype=np.float32),
-                           "fit_seconds": 0.0, "fit_cpu_seconds": 0.0, "predict_seconds": 0.0, "n_predicted": 0,
-                           "member_fit_seconds": np.zeros(n_members), "member_fit_cpu_seconds": np.zeros(n_members),
-                           "member_predict_seconds": np.zeros(n_members)}
-    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="CV blend"):
-        # this process's CPU time (which includes in-process members) + the worker processes' members
-        out["fit_cpu_seconds"] += cpu_k + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
-        out["member_fit_cpu_seconds"] += np.asarray(est.member_fit_cpu_seconds_)
-        out["member_fit_seconds"] += np.asarray(est.member_fit_seconds_)
-        out["fit_seconds"] += fit_k
-        Xv = data.features.iloc[val]
-        t1 = time.perf_counter()
-        out["oof"][val] = est.predict_proba(Xv)
-        out["predict_seconds"] += time.perf_counter() - t1
-        for i, m in enumerate(est.members_):
-            if not hasattr(m, "n_targets_"):
-                raise ValueError(f"member {i} has weight 0 and was not fitted: give every member a positive weight")
-            t3 = time.perf_counter()
-            out["members"][i, val] = m.predict_proba(Xv)
-            out["member_predict_seconds"][i] += time.perf_counter() - t3
-        out["prevalence"][val] = est.prevalence_
-        out["n_predicted"] += len(val)
-    return out
-
-
-def _cross_validate_stacked(model: MoAModel, data: Dataset, fold: np.ndarray, grouped: bool, n_splits: int,
-                            seed: int, progress: bool) -> CVResult:
-    """A blend whose stack is fit here: members cross-validated once, the stack (weights, one temperature,
-    the per-target safeguard) fit on their OOF predictions and scored nested (fit on the other folds' OOF,
-    applied to each fold in turn). The stack fit on all folds is returned in ``extra["stack"]`` for the
-    final model: per-target decisions learnt on this data, never on another data set."""
-    from ..models.blend import nested_blend
-
-    res = blend_oof(clone(model).set_params(weights=None), data, fold, n_splits, progress=progress)
-    Y = data.targets.to_numpy(np.float32)
-    treated = ~data.is_control
-    drugs = None if data.drugs is None else np.asarray(data.drugs.to_numpy())[treated]
-    nb = nested_blend(res["members"][:, treated], Y[treated], fold[treated], res["prevalence"][treated], drugs,
-                      temperature=True, min_gain=model.safeguard_min_gain)
-    oof = np.zeros(Y.shape, dtype=np.float32)
-    oof[treated] = nb["oof"]
-    fold_scores = [float(columnwise_log_loss(Y[fold == k], oof[fold == k]).mean()) for k in range(n_splits)]
-    per_target = pd.Series(columnwise_log_loss(Y[treated], oof[treated]), index=data.targets.columns)
-    member_scores = [float(columnwise_log_loss(Y[treated], P[treated]).mean()) for P in res["members"]]
-    stack = {"nested": True, "weights": nb["weights"], "temperature": nb["temperature"],
-             "calibration": nb["calibration"], "prior_targets": nb["prior_targets"],
-             "safeguard_min_gain": model.safeguard_min_gain, "member_scores": member_scores,
-             "fold_stacks": nb["folds"]}
-    return CVResult(oof=oof, fold=fold, score=float(per_target.mean()), per_target=per_target,
-                    fold_scores=fold_scores, rows=describe_rows(data), grouped=grouped, n_splits=n_splits,
-                    seed=seed, fit_seconds=res["fit_seconds"], predict_seconds=res["predict_seconds"],
-                    n_predicted=res["n_predicted"], extra={"stack": stack})
+        yield k, est, val, time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0,
                    fold: np.ndarray | None = None, progress: bool = True) -> CVResult:
-    """Fit a clone of `model` on each training fold and predict its validation fold.
-
-    A model that fits its stack on out-of-fold predictions (the blend, ``stack_from_cv=True``) is scored nested
-    and its fitted stack is returned in ``extra["stack"]`` (see ``_cross_validate_stacked``)."""
-    if data.targets is None:
-        raise ValueError("cross-validation needs targets")
-    if fold is None:
-        fold, grouped = assign_folds(data, n_splits, seed)
-    else:
-        grouped = data.drugs is not None
-    if getattr(model, "stack_from_cv", False):
-        return _cross_validate_stacked(model, data, fold, grouped, n_splits, seed, progress)
+    """Fit a clone of `model` on each training fold and predict its validation fold (any model, as it is:
+    a blend here uses its given weights; ``training.stacking`` cross-validates a blend with its stack fit)."""
+    fold, grouped = fold_assignment(data, n_splits, seed, fold)
     Y = data.targets.to_numpy(np.float32)
     control = data.is_control
     oof = np.zeros(Y.shape, dtype=np.float32)

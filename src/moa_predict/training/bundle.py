@@ -25,7 +25,8 @@ from ..models.base import MoAModel, make_model
 from ..runtime.threads import map_row_chunks
 
 FORMAT = "moa-predict-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""v2: a blend's stack is fitted state (``state["stack"]``), not hyper-parameters; v1 bundles are migrated."""
 META_FILE = "bundle.json"
 WEIGHTS_FILE = "weights.safetensors"
 
@@ -59,10 +60,15 @@ class Bundle:
         map_row_chunks(run, len(features), n_threads, chunk)
         return out
 
-    def predict_frame(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target."""
+    def predict_frame(self, features: pd.DataFrame, keep_columns: bool = False) -> pd.DataFrame:
+        """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target; with
+        `keep_columns`, then the input's pass-through columns (neither features nor cp_*), e.g. a compound."""
         proba = self.predict_proba(features)
         frame = pd.DataFrame(proba, columns=self.target_names, index=features.index)
+        if keep_columns:
+            used = set(self.feature_columns) | set(schema.META_COLUMNS)
+            extra = [c for c in features.columns if c not in used]
+            frame = frame.join(features[extra])
         frame.index.name = schema.SIG_ID
         return frame.reset_index()
 
@@ -125,9 +131,10 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if not isinstance(meta, dict):
         raise DataError(f"{META_FILE} does not describe a model bundle (a JSON object is expected). "
                         "Retrain the model.", source=str(path))
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format") != FORMAT or meta.get("format_version") not in (1, FORMAT_VERSION):
         raise DataError(f"unsupported bundle format {meta.get('format')!r} v{meta.get('format_version')!r}; "
-                        f"this moa-predict reads {FORMAT} v{FORMAT_VERSION}. Retrain the model.", source=str(path))
+                        f"this moa-predict reads {FORMAT} v1 and v{FORMAT_VERSION}. Retrain the model.",
+                        source=str(path))
     try:
         arrays = load_file(str(weights_path))
     except Exception as exc:  # safetensors raises its own error types for corrupt files
@@ -141,6 +148,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         target_names, feature_columns = list(meta["target_names"]), list(meta["feature_columns"])
         params = dict(spec.get("params", {}))
         name = spec["name"]
+        if meta["format_version"] == 1:
+            params, spec = _migrate_v1(name, params, spec)
     except (KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{META_FILE} lacks or garbles an entry ({type(exc).__name__}: {exc}). The bundle is "
                         "corrupt; retrain it.", source=str(path)) from None
@@ -174,6 +183,23 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights",
                          "reference"}}
     return Bundle(model, target_names, feature_columns, info, path, reference)
+
+
+def _migrate_v1(name: str, params: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A v1 blend kept its fitted stack in hyper-parameters (``weights``, ``calibration``, ``prior_targets``,
+    ``stack_from_cv``): move it into the blend's state, where v2 keeps it. Other models are unchanged."""
+    if name != "blend":
+        return params, spec
+    weights = params.get("weights")
+    if weights is None:
+        n = len(params.get("members") or [])
+        weights = [1.0 / n] * n if n else None
+    calibration = params.pop("calibration", None)
+    stack = {"temperature": calibration is not None, "min_gain": params.get("safeguard_min_gain"),
+             "weights": weights, "fitted_temperature": None, "calibration": calibration,
+             "prior_targets": list(params.pop("prior_targets", None) or [])}
+    params.pop("stack_from_cv", None)
+    return params, {**spec, "state": {**spec["state"], "stack": stack}}
 
 
 def _json_params(model: MoAModel) -> dict[str, Any]:
