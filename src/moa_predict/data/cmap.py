@@ -154,14 +154,18 @@ class GctxSource(GeneSource):
         self.transposed = shape != (self.n_samples, n_genes)
 
     def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None) -> Iterator[Block]:
-        cols = slice(None) if genes is None else np.asarray(genes)
+        # h5py's fancy indexing is slow: read the span of the wanted genes, then select in memory.
+        span = slice(None) if genes is None or not len(genes) else slice(int(genes[0]), int(genes[-1]) + 1)
+        within = None if genes is None or not len(genes) else np.asarray(genes) - int(genes[0])
         meta_keys = [k for k in self.col if self.col[k].ndim == 1 and len(self.col[k]) == self.n_samples]
         for start in range(0, self.n_samples, chunk_size):
             stop = min(start + chunk_size, self.n_samples)
             if self.transposed:
-                values = _read_dataset(self.matrix, (cols, slice(start, stop)), self.source).T
+                values = _read_dataset(self.matrix, (span, slice(start, stop)), self.source).T
             else:
-                values = _read_dataset(self.matrix, (slice(start, stop), cols), self.source)
+                values = _read_dataset(self.matrix, (slice(start, stop), span), self.source)
+            if within is not None:
+                values = values[:, within]
             meta = {k: _decode(_read_dataset(self.col[k], (slice(start, stop),), self.source)) for k in meta_keys}
             ids = pd.Index([str(i) for i in meta.pop("id")], name="id")
             yield pd.DataFrame(meta, index=ids), np.asarray(values, dtype=np.float32)
