@@ -425,10 +425,11 @@ def detect_format(src: Source, name: str) -> str:
 
 @contextmanager
 def open_genes(src: Source, *, name: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
-               frame: pd.DataFrame | None = None) -> Iterator[GeneSource]:
+               frame: pd.DataFrame | None = None, whole: bool = True) -> Iterator[GeneSource]:
     """Open any supported file as a :class:`GeneSource` (HDF5 files stay open inside the ``with`` block).
 
-    `max_bytes` applies to files read whole (text); HDF5 files are read in blocks, whatever their size."""
+    `max_bytes` limits what is read into memory at once: text files always, HDF5 files when the caller reads
+    them `whole`; an HDF5 file read in blocks (``whole=False``) may have any size."""
     name = name or (os.path.basename(os.fspath(src)) if isinstance(src, (str, os.PathLike))
                     else os.path.basename(str(getattr(src, "name", "upload"))))
     if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
@@ -440,13 +441,14 @@ def open_genes(src: Source, *, name: str | None = None, max_bytes: int | None = 
         yield table_source(frame, name)
         return
     kind = detect_format(src, name)
+    if max_bytes is not None and size > max_bytes and (whole or kind != "hdf5"):
+        hint = " or read it in blocks (moa_predict.data.gene_features.iter_gene_features)" if kind == "hdf5" else ""
+        raise DataError(f"file is {_human_size(size)}, over the {_human_size(max_bytes)} limit. Split it into "
+                        f"smaller files{hint}, or raise the limit.", source=name)
     if kind == "hdf5":
         with _open_hdf5(src, name) as handle:
             yield GctxSource(handle, name) if "0" in handle or "X" not in handle else H5adSource(handle, name)
         return
-    if max_bytes is not None and size > max_bytes:
-        raise DataError(f"file is {_human_size(size)}, over the {_human_size(max_bytes)} limit. Split it into "
-                        "smaller files or raise the limit.", source=name)
     if kind == "gct":
         yield read_gct(src, name)
         return

@@ -143,7 +143,7 @@ def iter_gene_features(src: Source, *, name: str | None = None, chunk_size: int 
                        max_bytes: int | None = DEFAULT_MAX_BYTES) -> Iterator[GeneFeatures]:
     """Validated gene-only frames of at most `chunk_size` samples each, for files of any size; only the model's
     genes are read. The scale check runs on every block."""
-    with open_genes(src, name=name, max_bytes=max_bytes) as source:
+    with open_genes(src, name=name, max_bytes=max_bytes, whole=False) as source:
         mapping = _mapping(source)
         for meta, values in source.blocks(chunk_size, mapping.used):
             check_scale(values, source.source)
