@@ -53,7 +53,8 @@ def _gct13(rows, meta, values) -> bytes:
     for key in meta.columns[1:]:
         lines.append("\t".join([key, "na", "na", *map(str, meta[key])]))
     for j, r in enumerate(rows.itertuples(index=False)):
-        lines.append("\t".join([f"{r.id}_at", str(r.pr_gene_id), r.pr_gene_symbol, *(f"{v:.6f}" for v in values[:, j])]))
+        cells = (f"{v:.6f}" for v in values[:, j])
+        lines.append("\t".join([f"{r.id}_at", str(r.pr_gene_id), r.pr_gene_symbol, *cells]))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -88,7 +89,8 @@ def _write_h5ad(path: Path, obs: pd.DataFrame, var_names: list[str], x: np.ndarr
 
 def test_gctx_reads_samples_as_rows_and_maps_by_entrez(tmp_path, plate):
     rows, meta, values = plate
-    path = write_gctx(tmp_path / "plate.gctx", rows, N_SAMPLES, [(meta.iloc[:4], values[:4]), (meta.iloc[4:], values[4:])])
+    blocks = [(meta.iloc[:4], values[:4]), (meta.iloc[4:], values[4:])]
+    path = write_gctx(tmp_path / "plate.gctx", rows, N_SAMPLES, blocks)
     raw, sample_meta, genes = read_genes(path)
     assert raw.shape == (N_SAMPLES, 978) and list(raw.index) == list(meta["id"])
     np.testing.assert_array_equal(raw.to_numpy(), values)

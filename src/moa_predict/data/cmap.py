@@ -12,13 +12,10 @@ Every failure is a :class:`DataError` naming the file and what to do.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
-
 import numpy as np
 import pandas as pd
 
@@ -460,10 +457,3 @@ def read_genes(src: Source, *, name: str | None = None) -> tuple[pd.DataFrame, p
     with open_genes(src, name=name) as source:
         values, meta = source.read_all()
         return values, meta, source.genes
-
-
-def as_binary(data: bytes, name: str) -> IO[bytes]:
-    """Bytes as a named binary file object (tests, uploads)."""
-    handle = io.BytesIO(data)
-    handle.name = name
-    return handle

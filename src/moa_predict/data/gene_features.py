@@ -106,8 +106,9 @@ def lish_meta(meta: pd.DataFrame) -> pd.DataFrame:
     cp_type = _find(meta, schema.CP_TYPE)
     if cp_type is None:
         pert = _find(meta, "pert_type")
-        cp_type = (pd.Series([DEFAULT_CP_TYPE] * n, index=meta.index) if pert is None else
-                   pert.astype(str).str.strip().map(lambda t: schema.CONTROL if t.startswith("ctl") else schema.TREATED))
+        control = None if pert is None else pert.astype(str).str.strip().str.startswith("ctl")
+        cp_type = (pd.Series([DEFAULT_CP_TYPE] * n, index=meta.index) if control is None else
+                   control.map({True: schema.CONTROL, False: schema.TREATED}))
     cp_time = _find(meta, schema.CP_TIME)
     if cp_time is None:
         hours = _find(meta, "pert_time", "pert_itime")
