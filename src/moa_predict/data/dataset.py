@@ -12,6 +12,8 @@ import pandas as pd
 
 from . import schema
 from .errors import DataError
+from .cmap import detect_format
+from .gene_features import load_gene_features, looks_like_gene_table
 from .io import Source, find_table, read_table
 from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
                        validate_drugs, validate_features, validate_targets)
@@ -73,12 +75,37 @@ def control_mask(features: pd.DataFrame) -> np.ndarray:
 
 
 def load_features(src: Source, *, name: str | None = None, max_bytes: int | None = None,
-                  feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS) -> pd.DataFrame:
-    """Read and validate a features table (train_features / test_features layout)."""
+                  feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS,
+                  allow_gene_only: bool | None = None) -> pd.DataFrame:
+    """Read and validate a features table (train_features / test_features layout), or a CMap-style file
+    (GCTX, GCT, h5ad, or CSV/Parquet with genes named by Entrez id / symbol, either orientation).
+
+    CMap files give a gene-only frame (g- columns, no c- block) marked by ``is_gene_only(frame)`` with the
+    mapping report in ``frame.attrs``. They are accepted when the requested `feature_columns` are genes only
+    (a gene-only model) or `allow_gene_only` is True; otherwise a DataError says the model needs the c- columns.
+    """
     name = name or (os.path.basename(os.fspath(src)) if isinstance(src, (str, os.PathLike)) else None)
     kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
-    frame = read_table(src, name=name, **kwargs)
-    return validate_features(frame, name or "features", feature_columns)
+    label = name or os.path.basename(str(getattr(src, "name", "") or "features"))
+    frame = None
+    if detect_format(src, label) == "table":
+        frame = read_table(src, name=name, **kwargs)
+        if not looks_like_gene_table(frame):
+            return validate_features(frame, name or "features", feature_columns)
+    gene_only = load_gene_features(src, name=label, frame=frame, **kwargs).frame
+    needs_cells = [c for c in feature_columns if c not in schema.GENE_COLUMNS]
+    if needs_cells and not allow_gene_only:
+        raise DataError(f"this file has gene expression only (CMap/L1000 layout, no cell-viability columns), but "
+                        f"the model also needs {needs_cells[0]} ... {needs_cells[-1]} ({len(needs_cells)} columns). "
+                        "Use a gene-only model, or provide a file in the LISH-MoA layout.", source=label)
+    genes = [c for c in feature_columns if c in schema.GENE_COLUMNS]
+    if genes != list(schema.GENE_COLUMNS):
+        keep = list(schema.META_COLUMNS[1:]) + genes + [c for c in gene_only.columns if c not in _FEATURE_SET
+                                                        and c not in schema.META_COLUMNS]
+        attrs = dict(gene_only.attrs)
+        gene_only = gene_only[keep]
+        gene_only.attrs.update(attrs)
+    return gene_only
 
 
 def load_targets(src: Source, *, name: str | None = None) -> pd.DataFrame:

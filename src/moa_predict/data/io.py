@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import os
 import tempfile
@@ -120,6 +121,29 @@ def _read_csv(src: IO[bytes], name: str) -> pd.DataFrame:
     return frame
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _gunzip(src: IO[bytes], name: str, max_bytes: int | None) -> IO[bytes]:
+    """A gzip-compressed table (``.csv.gz``, as CMap and many repositories ship them) decompressed in memory,
+    refusing to inflate past `max_bytes`."""
+    limit = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    try:
+        with gzip.GzipFile(fileobj=src, mode="rb") as z:
+            data = z.read(limit + 1)
+    except (OSError, EOFError) as exc:
+        raise DataError(f"not a readable gzip file ({exc}). The file may be truncated: copy it again, or provide "
+                        "it uncompressed.", source=name) from None
+    finally:
+        src.seek(0)
+    if len(data) > limit:
+        raise DataError(f"file is over the {_human_size(limit)} limit once decompressed. Split it into smaller "
+                        "files or raise the limit.", source=name)
+    out = io.BytesIO(data)
+    out.name = name.removesuffix(".gz")
+    return out
+
+
 def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> pd.DataFrame:
     """Read a CSV or Parquet table from a path or a binary file object.
 
@@ -145,6 +169,8 @@ def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = 
                         "profile.", source=name)
     head = src.read(4096)
     src.seek(0)
+    if head[:2] == GZIP_MAGIC:
+        return read_table(_gunzip(src, name, max_bytes), name=name.removesuffix(".gz"), max_bytes=max_bytes)
     if _is_parquet(name, head):
         return _read_parquet(src, name)
     if b"\x00" in head:
