@@ -110,16 +110,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from ..inference.stream import predict_file
     from ..training.bundle import load_bundle
-    from ..data.dataset import load_features
-    from ..data.io import write_table
 
     bundle = load_bundle(args.bundle)
-    features = load_features(args.features, feature_columns=bundle.feature_columns)
-    frame = bundle.predict_frame(features, keep_columns=args.keep_columns)
-    write_table(frame, args.out)
-    n_ctl = int((features["cp_type"] == "ctl_vehicle").sum())
-    console.print(f"wrote {len(frame):,} predictions ({n_ctl:,} control rows predicted 0) to {args.out}")
+    summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
+                           keep_columns=args.keep_columns, progress=not args.quiet)
+    if summary.mapping:
+        m = summary.mapping
+        console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
+                      f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+    console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
+                  f"{args.out} in {summary.seconds:.1f} s")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -278,9 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
     p.add_argument("--bundle", required=True)
-    p.add_argument("--features", required=True, help="CSV or Parquet in the test_features layout")
+    p.add_argument("--features", required=True,
+                   help="profiles: CSV/Parquet in the test_features layout, or CMap files (GCTX, GCT, h5ad, tables "
+                        "with genes named by Entrez id or symbol)")
     p.add_argument("--out", required=True, help="CSV (sample_submission layout) or .parquet")
     p.add_argument("--keep-columns", action="store_true", help="append the input's extra columns (e.g. compound)")
+    p.add_argument("--chunk-rows", type=int, default=20_000,
+                   help="profiles read and predicted at a time (memory stays flat whatever the file size)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions against targets")

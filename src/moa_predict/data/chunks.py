@@ -1,0 +1,141 @@
+"""Features read in row chunks, validated chunk by chunk: files of any size with flat memory.
+
+Every input ``moa predict`` accepts streams: CSV (plain or gzip) through pandas' chunked reader, Parquet by
+record batches (pyarrow), GCTX/h5ad by sample blocks and GCT as one block (``gene_features``). Each chunk is
+validated exactly as a whole file would be (``validate.validate_features``), with error rows counted from the
+start of the file, and sig_ids are checked for duplicates across chunks (64-bit hashes, 8 bytes a profile).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .cmap import detect_format
+from .errors import DataError
+from .gene_features import iter_gene_features, looks_like_gene_table
+from .io import Source, read_table
+from .validate import validate_features
+
+DEFAULT_CHUNK_ROWS = 20_000
+
+
+def _shift_row(exc: DataError, offset: int) -> DataError:
+    """The same error with its row counted from the start of the file instead of the chunk."""
+    if exc.row is None or offset == 0:
+        return exc
+    text = str(exc)
+    prefix = f"{exc.source}: " if exc.source else ""
+    message = text[len(prefix):].replace(f"row {exc.row}", f"row {exc.row + offset}", 1)
+    return DataError(message, source=exc.source, row=exc.row + offset, column=exc.column)
+
+
+def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFrame]:
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+    try:
+        header = next(csv.reader(text), [])
+        text.seek(0)
+        names = [h.strip() for h in header]
+        dtype = {h: str for h in header if h.strip() == schema.SIG_ID}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            reader = pd.read_csv(text, chunksize=rows, dtype=dtype, index_col=False, low_memory=False)
+            for chunk in reader:
+                if len(chunk.columns) == len(names):
+                    chunk.columns = names
+                yield chunk
+    except UnicodeDecodeError:
+        raise DataError("this is not a UTF-8 text CSV file. Save it as CSV (UTF-8) and try again.",
+                        source=name) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise DataError(f"not a well-formed CSV file ({str(exc).strip()}). Check that every line has the same "
+                        "number of comma-separated fields as the header.", source=name) from None
+    finally:
+        text.detach()
+
+
+def _parquet_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+        for batch in handle.iter_batches(batch_size=rows):
+            frame = batch.to_pandas()
+            frame.columns = [str(c).strip() for c in frame.columns]
+            yield frame
+    except (OSError, ValueError) as exc:
+        raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Save the table again as "
+                        "Parquet or CSV.", source=name) from None
+
+
+def _table_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
+    with open(path, "rb") as raw:
+        head = raw.read(4)
+    if head == b"PAR1" or name.lower().endswith(".parquet"):
+        yield from _parquet_chunks(path, name, rows)
+        return
+    with open(path, "rb") as raw:
+        if head[:2] == b"\x1f\x8b":
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield from _csv_chunks(unzipped, name, rows)  # type: ignore[arg-type]
+        else:
+            yield from _csv_chunks(raw, name, rows)
+
+
+def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATURE_COLUMNS,
+                  chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str | None = None) -> Iterator[pd.DataFrame]:
+    """Validated features frames of at most `chunk_rows` profiles each, in file order.
+
+    LISH-MoA-layout tables are validated as ``load_features`` validates a whole file; CMap files (GCTX, GCT,
+    h5ad, gene-named tables) give gene-only frames (``gene_features.is_gene_only``). A file object (an
+    upload) is read whole: uploads are size-limited already."""
+    if not isinstance(src, (str, os.PathLike)):
+        from .dataset import load_features
+
+        yield load_features(src, name=name, feature_columns=feature_columns, allow_gene_only=True)
+        return
+    path = Path(src)
+    name = name or path.name
+    if not path.is_file():
+        raise DataError(f"file not found: {path}. Check the path.", source=name)
+    kind = detect_format(path, name)
+    if kind == "table":
+        first = next(_table_chunks(path, name, 200), None)
+        if first is not None and looks_like_gene_table(first):
+            kind = "genes"
+    if kind != "table":
+        yield from (block.frame for block in iter_gene_features(path, name=name, chunk_size=chunk_rows,
+                                                                  max_bytes=None))
+        return
+    seen = np.zeros(0, dtype=np.uint64)
+    offset = 0
+    got_rows = False
+    for chunk in _table_chunks(path, name, chunk_rows):
+        got_rows = got_rows or len(chunk) > 0
+        try:
+            frame = validate_features(chunk.reset_index(drop=True), name, feature_columns)
+        except DataError as exc:
+            raise _shift_row(exc, offset) from None
+        hashes = pd.util.hash_array(frame.index.to_numpy(dtype=object)).astype(np.uint64)
+        dup = np.isin(hashes, seen)
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            raise DataError(f"row {offset + i + 1}: sig_id {frame.index[i]} appears earlier in the file. Every "
+                            "profile needs its own sig_id.", source=name, row=offset + i + 1, column=schema.SIG_ID)
+        seen = np.union1d(seen, hashes)
+        offset += len(chunk)
+        yield frame
+    if not got_rows:
+        read_table(path, name=name)  # the whole-file reader names what is wrong with an empty file
+        raise DataError("the file has no data rows. Provide a table with a header line and at least one profile.",
+                        source=name)

@@ -1,0 +1,1 @@
+"""Inference on files of any size: streamed, chunked prediction with atomic outputs."""
