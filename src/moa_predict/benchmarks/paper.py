@@ -95,8 +95,9 @@ def run_paper_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
                         command: str = "", torch_threads: int | None = 1) -> dict[str, Any]:
     """Run the paper's grids with drug-grouped CV; returns the report (every figure, JSON-able).
 
-    `torch_threads`: torch threads while the net trains on the CPU (default 1: the 875-128-64-206 net at batch
-    100 gains nothing from more, and on a shared, oversubscribed machine two spinning threads ran 10-20x slower).
+    `torch_threads`: torch and BLAS threads while the net trains on the CPU (``runtime.threads.limit_threads``;
+    default 1: the 875-128-64-206 net at batch 100 gains nothing from more, and on a shared, oversubscribed
+    machine two spinning threads ran 10-20x slower).
     """
     if data.targets is None:
         raise ValueError("the paper benchmark needs targets")

@@ -7,6 +7,10 @@ and restored the settings on its own, two overlapping users could restore each o
 the process stayed at one thread for good. Here every user goes through :func:`limit_threads`, which counts
 them: the settings before the first one entered come back when the last one leaves.
 
+Caveat (OpenBLAS 0.3.31 as bundled with NumPy/SciPy): once the main thread has set a BLAS limit, limits set
+from other threads are ignored (threadpoolctl reports the main thread's value), so a limit entered in a worker
+thread reliably limits torch but BLAS only when the main thread never set one.
+
 Batch prediction is data-parallel (:func:`map_row_chunks`): row chunks run in a pool of Python threads, each
 doing single-threaded work (torch and NumPy release the GIL in their kernels). On 2 cores this beats letting
 every small matrix product spread itself over both cores, and it parallelises the NumPy steps (RankGauss, PCA)
