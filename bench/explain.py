@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     console = Console()
 
     from moa_predict.data.dataset import load_dataset, load_features
-    from moa_predict.explain.neighbours import one_blas_thread
+    from moa_predict.runtime.threads import limit_threads
 
     data_dir = Path(args.data)
     truth = json.loads((data_dir / "simulation_truth.json").read_text())["targets"]
@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     test = load_features(data_dir / "test_features.csv")
     test_y = pd.read_csv(data_dir / "test_targets_scored.csv").set_index("sig_id")
     bundle, train_seconds = get_bundle(args, data, console)
-    with one_blas_thread():
+    with limit_threads(1):
         overlap = attribution_overlap(bundle, test, test_y, truth, args, console)
     neigh = neighbour_bench(bundle, data, test, test_y, args)
     import os

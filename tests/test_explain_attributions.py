@@ -13,14 +13,13 @@ from moa_predict.explain.attributions import (AttributionUnavailable, attributio
                                               global_attributions, integrated_gradients)
 from moa_predict.features.torch_transforms import raw_baseline
 from moa_predict.models import make_model
+from moa_predict.runtime.threads import limit_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with limit_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,17 @@ from scipy.stats import hypergeom
 
 from moa_predict.training.bundle import META_FILE, load_bundle, save_bundle
 from moa_predict.data import schema
-from moa_predict.explain.neighbours import ReferenceIndex, one_blas_thread, similar_profiles
-from moa_predict.explain.ood import leave_drug_out_distances, ood_flags, ood_mask
+from moa_predict.explain.neighbours import ReferenceIndex, leave_drug_out_distances, similar_profiles
+from moa_predict.explain.ood import ood_flags, ood_mask
 from moa_predict.features.meta import feature_matrix
 from moa_predict.models import make_model
+from moa_predict.runtime.threads import limit_threads
 from moa_predict.training.train import train_bundle
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    with one_blas_thread():
+    with limit_threads(1):
         yield
 
 

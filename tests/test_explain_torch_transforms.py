@@ -14,6 +14,7 @@ from moa_predict.features.torch_transforms import (META_NAMES, TorchMoAPreproces
                                                    TorchQuantileTable, mirror, paper_inputs_torch, raw_baseline,
                                                    raw_inputs, raw_names)
 from moa_predict.features.transforms import MoAPreprocessor, QuantileTable
+from moa_predict.runtime.threads import limit_threads
 
 TOL = 1e-4
 
@@ -21,10 +22,8 @@ TOL = 1e-4
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Small tensors on a busy 2-core machine: one thread is much faster than two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with limit_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

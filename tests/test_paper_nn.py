@@ -14,15 +14,17 @@ from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.cli import main
 from moa_predict.data import schema
 from moa_predict.evaluation.crossval import cross_validate
-from moa_predict.benchmarks.paper import Grid, limit_torch_threads, run_paper_benchmark, write_outputs
+from moa_predict.benchmarks.paper import Grid, run_paper_benchmark
+from moa_predict.benchmarks.paper_report import write_outputs
 from moa_predict.models import make_model
 from moa_predict.models.paper_nn import PaperNet, keras_parameter_counts
+from moa_predict.runtime.threads import limit_threads
 
 
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """The tiny nets here train fastest on one thread (and the test machine is shared)."""
-    with limit_torch_threads(1):
+    with limit_threads(1):
         yield
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,20 @@ def test_written_files_round_trip(small: SimulatedData, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "sim" / "simulation_truth.json").read_text()) == json.loads(json.dumps(small.truth))
     line = (tmp_path / "sim" / "train_features.csv").read_text().splitlines()[1]
     assert all(v == "%.4g" % float(v) for v in line.split(",")[4:])  # 4 significant digits, like the real files
+
+
+def test_written_files_get_the_same_mode_as_other_outputs(small: SimulatedData, tmp_path: Path) -> None:
+    """Simulated files are as readable as a predictions.csv (``moa predict`` writes with ``write_table``) and
+    a file open() creates, not private like a temporary file (0600)."""
+    from moa_predict.data.io import write_table
+
+    paths = write_simulated(small, tmp_path / "sim")
+    predictions = write_table(small.sample_submission, tmp_path / "predictions.csv")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    mode = stat.S_IMODE(predictions.stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode)
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in paths} == {p.name: mode for p in paths}
 
 
 def test_statistics_resemble_the_real_features() -> None:

@@ -16,14 +16,11 @@ so no out-of-fold matrix per grid point is kept).
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,13 +28,13 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.dataset import Dataset
-from ..data.io import atomic_path, write_text
 from ..models.base import make_model
 from ..models.knn import (brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, build_index, label_matrix,
                           lookup, mean_set_size, mlknn_posterior_table, mlknn_tables, neighbour_label_counts,
                           paper_inputs, query_neighbours)
 from ..evaluation.crossval import assign_folds, cross_validate, describe_rows
 from ..evaluation.metrics import columnwise_log_loss
+from ..runtime.threads import limit_threads
 
 PAPER_PUBLISHED: dict[str, dict[str, Any]] = {
     "brknn-a": {"score": 0.10518, "param": "k", "value": 5},
@@ -93,27 +90,14 @@ class _Scores:
         return float(self.sums[key].mean() / self.rows)
 
 
-@contextmanager
-def limit_torch_threads(n: int | None) -> Iterator[None]:
-    """Temporarily limit torch's intra-op threads (None: leave as is)."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def run_paper_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5, seed: int = 0,
                         device: str = "cpu", grid: Grid | None = None, progress: bool = True,
                         command: str = "", torch_threads: int | None = 1) -> dict[str, Any]:
     """Run the paper's grids with drug-grouped CV; returns the report (every figure, JSON-able).
 
-    `torch_threads`: torch threads while the net trains on the CPU (default 1: the 875-128-64-206 net at batch
-    100 gains nothing from more, and on a shared, oversubscribed machine two spinning threads ran 10-20x slower).
+    `torch_threads`: torch and BLAS threads while the net trains on the CPU (``runtime.threads.limit_threads``;
+    default 1: the 875-128-64-206 net at batch 100 gains nothing from more, and on a shared, oversubscribed
+    machine two spinning threads ran 10-20x slower).
     """
     if data.targets is None:
         raise ValueError("the paper benchmark needs targets")
@@ -186,7 +170,7 @@ def run_paper_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         bar.set_postfix_str(f"fold {f + 1}: net to {max(grid.epochs)} epochs")
         t0 = time.perf_counter()
         train_net = np.flatnonzero((fold != f) & ((fold >= 0) | control))  # the paper's net: controls too
-        with limit_torch_threads(torch_threads if device == "cpu" else None):
+        with limit_threads(torch_threads) if torch_threads and device == "cpu" else nullcontext():
             _, snaps = net.fit_snapshots(data.features.iloc[train_net], Y[train_net], data.features.iloc[va],
                                          grid.epochs)
         for e, pred in snaps.items():
@@ -285,182 +269,3 @@ def _summary(tables: dict[str, list[dict[str, Any]]], prior_score: float) -> lis
             summary[-1].update(labels_skmultilearn=sk, labels_skmultilearn_at=sk_at, labels_skmultilearn_at_paper=next(
                 (r["labels_skmultilearn"] for r in rows if r[param] == pub["value"]), None))
     return summary
-
-
-# -- output ----------------------------------------------------------------------------------------------
-
-def _fmt(x: float | None) -> str:
-    return "—" if x is None else f"{x:.5f}"
-
-
-def table_rows(report: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Every table as (header, rows of strings): shared by the terminal and the Markdown output."""
-    out = {}
-    for model, rows in report["tables"].items():
-        param = PAPER_PUBLISHED[model]["param"]
-        outputs = [o for o in ("labels", "frequencies", "probabilities", "labels_skmultilearn") if o in rows[0]]
-        header = [param] + [f"ours: {OUTPUT_NAMES[o]}" + (" (paper-style)" if o == PAPER_STYLE[model] else "")
-                            for o in outputs]
-        header.append("paper (published)")
-        out[model] = (header, [[str(r[param])] + [_fmt(r[o]) for o in outputs] + [_fmt(r["paper"])] for r in rows])
-    header = ["model", "ours, scored as the paper did", "ours, probability output", "paper (published)",
-              "ours at the paper's setting"]
-    rows = []
-    for s in report["summary"]:
-        if s["model"] == "prior":
-            rows.append([s["label"], _fmt(s["paper_style"]), _fmt(s["probabilities"]),
-                         f"real-data CV ≈ {s['reference_real_cv']}", "—"])
-            continue
-        p = s["param"]
-        rows.append([s["label"], f"{_fmt(s['paper_style'])} ({p}={s['paper_style_at']})",
-                     f"{_fmt(s['probabilities'])} ({p}={s['probabilities_at']})",
-                     f"{_fmt(s['paper'])} ({p}={s['paper_at']})", _fmt(s["at_paper_setting"])])
-    out["summary"] = (header, rows)
-    return out
-
-
-OUTPUT_NAMES = {"labels": "labels", "frequencies": "frequencies", "probabilities": "probabilities",
-                "labels_skmultilearn": "labels, scikit-multilearn rule (no fallback)"}
-TITLES = {"brknn-a": "BRkNN-a over k", "brknn-b": "BRkNN-b over k", "ml-knn": "ML-kNN over k",
-          "paper-nn": "The paper's net over epochs",
-          "summary": "Best of each model (the paper's Table 9 / 11 analogue)"}
-
-
-def print_report(report: dict[str, Any], console) -> None:
-    from rich.table import Table
-
-    for name, (header, rows) in table_rows(report).items():
-        table = Table(title=TITLES[name])
-        for i, h in enumerate(header):
-            table.add_column(h, justify="left" if i == 0 else "right")
-        for r in rows:
-            table.add_row(*r)
-        console.print(table)
-    console.print(f"{report['rows_scored']}; {report['folds']} folds "
-                  f"({'grouped by drug' if report['grouped_by_drug'] else 'by rows'}), seed {report['seed']}; "
-                  f"wall time {report['wall_seconds']:.0f} s")
-
-
-def markdown(report: dict[str, Any]) -> str:
-    d = report["data"]
-    lines = [f"# {report['title']}", "",
-             f"Command: `{report['command']}`", "",
-             f"Data: `{d['source']}`, fingerprint `{d['fingerprint']}`, {d['rows']:,} rows"
-             + (f"; subsample of {d['subsample_rows']:,} rows (fingerprint `{d['subsample_fingerprint']}`)"
-                if d["subsample_rows"] else "") + ".",
-             f"Scored: {report['rows_scored']}; {report['folds']} folds "
-             f"({'grouped by drug' if report['grouped_by_drug'] else 'by rows'}), seed {report['seed']}. "
-             f"Metric: {report['metric']}.",
-             f"Wall time: {report['wall_seconds']:.0f} s ({report['machine']['platform']}, device {report['device']}); "
-             f"moa-predict {report['package_version']}.", ""]
-    lines += [f"- {n}" for n in report["notes"]] + [""]
-    for name, (header, rows) in table_rows(report).items():
-        lines += [f"## {TITLES[name]}", "", "| " + " | ".join(header) + " |",
-                  "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-    for s in report["summary"]:
-        if s.get("labels_skmultilearn") is not None:
-            lines += [f"{s['label']} with scikit-multilearn's rule (rint, no empty-set fallback): best "
-                      f"{_fmt(s['labels_skmultilearn'])} (k={s['labels_skmultilearn_at']}), "
-                      f"{_fmt(s['labels_skmultilearn_at_paper'])} at the paper's k={s['paper_at']}.", ""]
-    lines += ["## Timings (seconds)", "", "| step | per fold | total |", "| --- | --- | ---: |"]
-    for k, v in report["timings_seconds"].items():
-        lines.append(f"| {k} | {', '.join(f'{x:.1f}' for x in v['per_fold'])} | {v['total']:.1f} |")
-    lines += ["", "![summary](paper_summary.png)", "", "![grids](paper_grids.png)", "",
-              "Interactive chart: [paper_summary.html](paper_summary.html).", ""]
-    return "\n".join(lines)
-
-
-def _summary_series(report: dict[str, Any]) -> tuple[list[str], dict[str, list[float | None]]]:
-    names = [s["label"] for s in report["summary"]]
-    series = {
-        "ours, scored as the paper did": [s["paper_style"] for s in report["summary"]],
-        "ours, probability output": [None if s["model"] in ("prior", "paper-nn") else s["probabilities"]
-                                     for s in report["summary"]],
-        "published, real data (paper; prior: real-data CV)": [s["reference_real_cv"] if s["model"] == "prior" else s["paper"]
-                                         for s in report["summary"]],
-    }
-    return names, series
-
-
-def summary_png(report: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names, series = _summary_series(report)
-    fig, ax = plt.subplots(figsize=(9, 4.8))
-    width = 0.8 / len(series)
-    for i, (label, values) in enumerate(series.items()):
-        xs = [j + (i - (len(series) - 1) / 2) * width for j in range(len(names))]
-        pts = [(x, v) for x, v in zip(xs, values) if v is not None]
-        bars = ax.bar([p[0] for p in pts], [p[1] for p in pts], width, label=label)
-        ax.bar_label(bars, labels=[f"{p[1]:.4f}" for p in pts], fontsize=7, rotation=90, padding=2)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_yscale("log")
-    ax.set_ylabel("mean column-wise log loss (log scale; lower is better)")
-    ax.set_title("The paper's models: best of each (CV on simulated features vs published)")
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_ylim(top=ax.get_ylim()[1] * 3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
-
-
-def grids_png(report: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
-    for ax, (model, rows) in zip(axes, report["tables"].items()):
-        param = PAPER_PUBLISHED[model]["param"]
-        xs = [r[param] for r in rows]
-        for o in ("labels", "frequencies", "probabilities", "labels_skmultilearn"):
-            if o in rows[0]:
-                ax.plot(xs, [r[o] for r in rows], marker="o", label=OUTPUT_NAMES[o])
-        pub = PAPER_PUBLISHED[model]
-        ax.scatter([pub["value"]], [pub["score"]], marker="*", s=120, color="k", label="paper (published)", zorder=3)
-        if param == "k":
-            ax.set_xscale("log")
-            ax.minorticks_off()
-            ax.set_xticks([x for x in xs if x in (3, 10, 30, 100, 500, 2000)] or xs)
-            ax.set_xticklabels([str(t) for t in ax.get_xticks()])
-        ax.set_yscale("log")
-        ax.set_xlabel(param)
-        ax.set_title(LABELS[model])
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("log loss")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
-
-
-def summary_html(report: dict[str, Any], path: Path) -> Path:
-    import plotly.graph_objects as go
-
-    names, series = _summary_series(report)
-    fig = go.Figure()
-    for label, values in series.items():
-        fig.add_bar(name=label, x=names, y=values, text=[None if v is None else f"{v:.5f}" for v in values],
-                    textposition="outside")
-    fig.update_layout(barmode="group", yaxis_type="log", template="plotly_white",
-                      title="The paper's models: best of each (CV on simulated features vs published)",
-                      yaxis_title="mean column-wise log loss (log scale)")
-    return write_text(fig.to_html(include_plotlyjs=True, full_html=True), path)
-
-
-def write_outputs(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """paper_tables.json, paper_tables.md, paper_summary.png/.html and paper_grids.png, each written atomically."""
-    out = Path(out_dir)
-    return [write_text(json.dumps(report, indent=1), out / "paper_tables.json"),
-            write_text(markdown(report), out / "paper_tables.md"),
-            summary_png(report, out / "paper_summary.png"),
-            summary_html(report, out / "paper_summary.html"),
-            grids_png(report, out / "paper_grids.png")]

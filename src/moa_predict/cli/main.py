@@ -175,7 +175,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_benchmark_paper(args: argparse.Namespace) -> None:
     from ..data.dataset import load_dataset
-    from ..benchmarks.paper import print_report, run_paper_benchmark, write_outputs
+    from ..benchmarks.paper import run_paper_benchmark
+    from ..benchmarks.paper_report import print_report, write_outputs
 
     data = load_dataset(args.data)
     console.print(f"paper benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows")
@@ -192,11 +193,9 @@ def cmd_benchmark_models(args: argparse.Namespace) -> None:
     from ..benchmarks.models import print_report, run_model_benchmark, write_outputs
 
     if args.torch_threads:
-        import torch
-        from threadpoolctl import threadpool_limits
+        from ..runtime.threads import set_threads
 
-        torch.set_num_threads(args.torch_threads)
-        threadpool_limits(args.torch_threads)  # BLAS too (kNN distances, PCA): no thread oversubscription
+        set_threads(args.torch_threads)  # BLAS too (kNN distances, PCA): no thread oversubscription
     data = load_dataset(args.data)
     console.print(f"models benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows "
                   "(features SIMULATED unless you point it at real files)")

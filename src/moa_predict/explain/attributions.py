@@ -38,6 +38,7 @@ import torch
 from ..data import schema
 from ..data.dataset import control_mask
 from ..features.torch_transforms import META_NAMES, N_META, raw_baseline
+from ..runtime.threads import limit_threads
 
 DEFAULT_STEPS = 64
 TOLERANCE_ABS = 2e-3
@@ -76,9 +77,7 @@ def attribution_function(model: Any) -> tuple[Callable[[torch.Tensor], torch.Ten
 def gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
     """Step sizes and path points (alphas) of the `n_steps`-point Gauss-Legendre rule on [0, 1], as Captum
     computes them (``approximation_parameters("gausslegendre")``), once per `n_steps` and process."""
-    from .neighbours import one_blas_thread
-
-    with one_blas_thread():
+    with limit_threads(1):
         points, weights = np.polynomial.legendre.leggauss(int(n_steps))
     return (0.5 * weights).tolist(), (0.5 * (1 + points)).tolist()
 

@@ -37,10 +37,12 @@ import pandas as pd
 from scipy.stats import hypergeom
 
 from ..data import schema
+from ..data.errors import DataError
 from ..features.meta import feature_matrix
+from ..runtime.threads import limit_threads, one_blas_thread  # noqa: F401  one_blas_thread: web/explain.py
 
 PREFIX = "reference."
-_CHUNK = 1024  # query rows per matrix product
+_CHUNK = 1024  # query rows per matrix product (and reference rows per block of the OOD calibration)
 
 
 def _encode_strings(values: list[str]) -> np.ndarray:
@@ -59,26 +61,13 @@ def _decode_strings(matrix: np.ndarray) -> np.ndarray:
     return np.array([b.decode("utf-8") for b in as_bytes], dtype=object)
 
 
-_CONTROLLER = None
-
-
-def one_blas_thread() -> Any:
-    """Context: BLAS on one thread. On a busy 2-core machine a 2-thread BLAS call spends its time waiting
-    for the other thread: a matrix-vector product measured 13 ms instead of 1 ms, an 872×872 eigh 4.3 s
-    instead of 0.3 s."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
-
-
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b; a few rows (an interactive query) on one BLAS thread, batches on all."""
+    """a @ b; a few rows (an interactive query) on one BLAS thread, batches on all. On a busy 2-core machine a
+    2-thread BLAS call spends its time waiting for the other thread: a matrix-vector product measured 13 ms
+    instead of 1 ms, an 872×872 eigh 4.3 s instead of 0.3 s."""
     if len(a) > 32:
         return a @ b
-    with one_blas_thread():
+    with limit_threads(1):
         return a @ b
 
 
@@ -101,6 +90,31 @@ def _sparse_labels(*tables: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray
     rows, cols = np.nonzero(dense)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(dense)))]).astype(np.int32)
     return indptr, cols.astype(np.int16), names
+
+
+def leave_drug_out_distances(index: "ReferenceIndex", sample: int = 5000, seed: int = 0) -> np.ndarray:
+    """Nearest-reference OOD distance of (a sample of) the references themselves, other drugs only: the
+    calibration of the OOD threshold (explain/ood.py says why leave-drug-out)."""
+    n = len(index)
+    if n < 2:
+        return np.zeros(0, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, sample, replace=False)) if sample < n else np.arange(n)
+    drugs = np.asarray(index.drug_ids, dtype=object)
+    known = np.array([bool(d) for d in drugs])
+    codes = pd.factorize(pd.Series(drugs))[0]
+    shape = index._shape
+    out = np.empty(len(rows), dtype=np.float32)
+    for i in range(0, len(rows), _CHUNK):
+        r = rows[i:i + _CHUNK]
+        s = shape[r] @ shape.T
+        same = (codes[r][:, None] == codes[None, :]) & known[r][:, None]
+        same[np.arange(len(r)), r] = True  # never the profile itself
+        s[same] = -np.inf
+        best = s.max(axis=1)
+        best[~np.isfinite(best)] = -1.0  # a drug with every reference: nothing else to compare with
+        out[i:i + _CHUNK] = 1.0 - best
+    return out
 
 
 @dataclass
@@ -158,7 +172,7 @@ class ReferenceIndex:
               ood_quantile: float = 0.99, ood_sample: int = 5000, null_pairs: int = 50_000,
               seed: int = 0, feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS) -> "ReferenceIndex":
         """Index every training profile (controls included: 'looks like vehicle' is an answer too)."""
-        with one_blas_thread():
+        with limit_threads(1):
             return cls._build(features, targets, nonscored, drugs, n_components=n_components,
                               ood_quantile=ood_quantile, ood_sample=ood_sample, null_pairs=null_pairs, seed=seed,
                               feature_columns=feature_columns)
@@ -168,8 +182,6 @@ class ReferenceIndex:
                drugs: pd.Series | None, *, n_components: int, ood_quantile: float, ood_sample: int,
                null_pairs: int, seed: int, feature_columns: list[str] | tuple[str, ...]) -> "ReferenceIndex":
         from sklearn.decomposition import PCA
-
-        from .ood import leave_drug_out_distances
 
         t0 = time.perf_counter()
         rng = np.random.default_rng(seed)
@@ -368,8 +380,6 @@ def similar_profiles(bundle: Any, features: pd.DataFrame, k: int = 10, enrichmen
 
 
 def require_reference(bundle: Any) -> ReferenceIndex:
-    from ..data.errors import DataError
-
     index = getattr(bundle, "reference", None)
     if index is None:
         raise DataError("this bundle has no reference index (it was trained before moa-predict stored one, or "

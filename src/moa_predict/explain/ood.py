@@ -30,31 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-_CHUNK = 1024
-
-
-def leave_drug_out_distances(index: Any, sample: int = 5000, seed: int = 0) -> np.ndarray:
-    """Nearest-reference OOD distance of (a sample of) the references themselves, other drugs only."""
-    n = len(index)
-    if n < 2:
-        return np.zeros(0, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, sample, replace=False)) if sample < n else np.arange(n)
-    drugs = np.asarray(index.drug_ids, dtype=object)
-    known = np.array([bool(d) for d in drugs])
-    codes = pd.factorize(pd.Series(drugs))[0]
-    shape = index._shape
-    out = np.empty(len(rows), dtype=np.float32)
-    for i in range(0, len(rows), _CHUNK):
-        r = rows[i:i + _CHUNK]
-        s = shape[r] @ shape.T
-        same = (codes[r][:, None] == codes[None, :]) & known[r][:, None]
-        same[np.arange(len(r)), r] = True  # never the profile itself
-        s[same] = -np.inf
-        best = s.max(axis=1)
-        best[~np.isfinite(best)] = -1.0  # a drug with every reference: nothing else to compare with
-        out[i:i + _CHUNK] = 1.0 - best
-    return out
+from .neighbours import require_reference
 
 
 def ood_scores(index: Any, X: pd.DataFrame | np.ndarray) -> list[dict[str, Any]]:
@@ -86,8 +62,6 @@ def ood_mask(index: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray:
 
 def ood_flags(bundle: Any, features: pd.DataFrame) -> list[dict[str, Any]]:
     """For the web layer / CLI: per uploaded profile {sig_id, distance, threshold, flag, percentile, ...}."""
-    from .neighbours import require_reference
-
     index = require_reference(bundle)
     return [{"sig_id": str(s), **o} for s, o in zip(features.index, ood_scores(index, features))]
 

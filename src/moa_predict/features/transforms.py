@@ -30,10 +30,9 @@ from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer
-from threadpoolctl import threadpool_limits
 
 from ..data import schema
-from ..runtime.threads import single_blas_thread
+from ..runtime.threads import limit_threads
 from ..training.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta
 
@@ -171,9 +170,9 @@ class MoAPreprocessor(BaseEstimator):
         return self
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
-        # one BLAS thread: these matrices are small, and multi-threaded BLAS on a busy machine
+        # one thread: these matrices are small, and multi-threaded BLAS on a busy machine
         # spins for seconds (a 400 x 772 SVD took 13 s with 2 threads under load, 0.2 s with 1)
-        with threadpool_limits(1, user_api="blas"):
+        with limit_threads(1):
             return self._fit_transform(X)
 
     def _fit_transform(self, X: pd.DataFrame) -> np.ndarray:
@@ -208,7 +207,7 @@ class MoAPreprocessor(BaseEstimator):
     def transform(self, X: pd.DataFrame, rankgaussed: np.ndarray | None = None) -> np.ndarray:
         """The input matrix of X; `rankgaussed` (``rankgauss_block(X)`` of an identical fitted RankGauss)
         skips that step."""
-        with single_blas_thread():
+        with limit_threads(1):
             z = self._rankgauss(feature_matrix(X)) if rankgaussed is None else rankgaussed
             return self._transform(z, X)
 
