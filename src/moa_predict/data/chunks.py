@@ -24,7 +24,7 @@ from . import schema
 from .cmap import detect_format
 from .errors import DataError
 from .gene_features import iter_gene_features, looks_like_gene_table
-from .io import Source, read_table
+from .io import DEFAULT_MAX_BYTES, Source, read_table
 from .validate import validate_features
 
 DEFAULT_CHUNK_ROWS = 20_000
@@ -41,6 +41,7 @@ def _shift_row(exc: DataError, offset: int) -> DataError:
 
 
 def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFrame]:
+    """CSV chunks; a file pandas cannot parse raises the whole-file reader's error, which names the line."""
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
     try:
         header = next(csv.reader(text), [])
@@ -54,14 +55,14 @@ def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFram
                 if len(chunk.columns) == len(names):
                     chunk.columns = names
                 yield chunk
-    except UnicodeDecodeError:
-        raise DataError("this is not a UTF-8 text CSV file. Save it as CSV (UTF-8) and try again.",
-                        source=name) from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-        raise DataError(f"not a well-formed CSV file ({str(exc).strip()}). Check that every line has the same "
-                        "number of comma-separated fields as the header.", source=name) from None
+    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        raise _Unparsable(str(exc).strip()) from None
     finally:
         text.detach()
+
+
+class _Unparsable(Exception):
+    """Raised inside the chunked CSV reader; ``iter_features`` turns it into the precise DataError."""
 
 
 def _parquet_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
@@ -92,6 +93,18 @@ def _table_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
             yield from _csv_chunks(raw, name, rows)
 
 
+def _checked(chunks: Iterator[pd.DataFrame], path: Path, name: str) -> Iterator[pd.DataFrame]:
+    """Chunks of a table; on a parse failure, the whole-file reader's own error (it names the bad line, the
+    encoding, the empty file) when the file is small enough to read, else a general one."""
+    try:
+        yield from chunks
+    except _Unparsable as exc:
+        if path.stat().st_size <= DEFAULT_MAX_BYTES:
+            read_table(path, name=name)
+        raise DataError(f"not a well-formed UTF-8 CSV file ({exc}). Check that every line has the same number of "
+                        "comma-separated fields as the header.", source=name) from None
+
+
 def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATURE_COLUMNS,
                   chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str | None = None) -> Iterator[pd.DataFrame]:
     """Validated features frames of at most `chunk_rows` profiles each, in file order.
@@ -110,7 +123,7 @@ def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATUR
         raise DataError(f"file not found: {path}. Check the path.", source=name)
     kind = detect_format(path, name)
     if kind == "table":
-        first = next(_table_chunks(path, name, 200), None)
+        first = next(_checked(_table_chunks(path, name, 200), path, name), None)
         if first is not None and looks_like_gene_table(first):
             kind = "genes"
     if kind != "table":
@@ -120,7 +133,7 @@ def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATUR
     seen = np.zeros(0, dtype=np.uint64)
     offset = 0
     got_rows = False
-    for chunk in _table_chunks(path, name, chunk_rows):
+    for chunk in _checked(_table_chunks(path, name, chunk_rows), path, name):
         got_rows = got_rows or len(chunk) > 0
         try:
             frame = validate_features(chunk.reset_index(drop=True), name, feature_columns)
