@@ -405,7 +405,7 @@ def test_concurrent_requests_do_not_mix(client, features):
 
 
 def test_extension_panels(bundle, features):
-    from moa_predict.web.app import PagePanel, Panels, ProfilePanel
+    from moa_predict.web.panels import PagePanel, Panels, ProfilePanel
 
     def per_profile(service, pred, row):
         if pred.is_control[row]:

@@ -22,7 +22,9 @@ from moa_predict.data.dataset import load_features  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
-from moa_predict.web.explain import ExplainOptions, few_threads  # noqa: E402
+from moa_predict.runtime.threads import limit_threads  # noqa: E402
+from moa_predict.web.options import ExplainOptions  # noqa: E402
+from moa_predict.web.settings import ExplainSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -305,24 +307,61 @@ def test_example_file_has_compounds(client):
 
 def test_options_parsing():
     targets = ["a_inhibitor", "b_agonist"]
+    limits = ExplainSettings()
     o = ExplainOptions.parse({"sig_ids": ["x", "y", "x"], "moa": "b_agonist", "top_k": "5", "neighbours": 0},
-                             targets)
+                             limits, targets)
     assert o.sig_ids == ("x", "y") and o.moas == ("b_agonist",) and o.top_k == 5 and o.neighbours == 0
-    assert ExplainOptions.parse({}, targets) == ExplainOptions()
-    for bad in ({"top_k": 0}, {"top_k": "1.5"}, {"neighbours": 51}, {"top_moas": True}, {"moas": ["zzz"]},
-                {"sig_ids": [{"a": 1}]}):
+    assert ExplainOptions.parse({}, limits, targets) == ExplainOptions.defaults(limits)
+    assert (o.top_moas, o.max_attributed) == (3, 50)  # the settings' defaults fill what is not given
+    for bad, words in (({"top_k": 0}, "top_k must be a whole number from 1 to 100"), ({"top_k": "1.5"}, "top_k"),
+                       ({"neighbours": 51}, "from 0 to 50"), ({"top_moas": True}, "top_moas"),
+                       ({"moas": ["zzz"]}, "unknown MoA name(s): 'zzz'"),
+                       ({"sig_ids": [{"a": 1}]}, "sig_ids must be a list of texts")):
         with pytest.raises(Exception) as info:
-            ExplainOptions.parse(bad, targets)
-        assert type(info.value).__name__ == "DataError"
+            ExplainOptions.parse(bad, limits, targets)
+        assert type(info.value).__name__ == "DataError" and words in str(info.value)
 
 
-def test_few_threads_restores_settings():
+def test_limits_come_from_the_app_settings(mlp_bundle, upload):
+    """One settings object: a narrower bound given to create_app is the bound the API enforces and documents."""
+    from moa_predict.web.settings import Bound, WebSettings
+
+    settings = WebSettings(explain=ExplainSettings(top_k=Bound(default=2, low=1, high=4)))
+    narrow = TestClient(create_app(mlp_bundle, settings=settings), raise_server_exceptions=False)
+    treated = upload[upload.cp_type == schema.TREATED].sig_id.iloc[0]
+    r = post(narrow, upload, params={"top_k": 5})
+    assert r.status_code == 422 and "top_k must be a whole number from 1 to 4" in r.json()["error"]
+    r = post(narrow, upload, params={"sig_ids": treated, "top_moas": 1, "neighbours": 0})
+    assert r.status_code == 200, r.text
+    assert [len(e["features"]) for e in r.json()["profiles"][0]["explanations"]] == [2]
+    params = {p["name"]: p for p in narrow.get("/openapi.json").json()["paths"]["/api/explain"]["post"]["parameters"]}
+    assert params["top_k"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 4, "default": 2}
+
+
+def test_limit_threads_restores_settings():
+    """limit_threads (used by every explanation) is counted: one torch thread and one BLAS thread inside, still
+    one after another request leaves while this one is inside, and what was there before comes back when the
+    last one leaves."""
+    import threading
+
     import torch
+    from threadpoolctl import threadpool_info
 
-    before = torch.get_num_threads()
-    with few_threads():
-        assert torch.get_num_threads() == 1
-        with few_threads():
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before_torch, before_blas = torch.get_num_threads(), blas_threads()
+    seen: list[tuple[int, set[int]]] = []
+
+    def other_request():
+        with limit_threads(1):
+            seen.append((torch.get_num_threads(), blas_threads()))
+
+    with limit_threads(1):
+        assert torch.get_num_threads() == 1 and blas_threads() <= {1}
+        worker = threading.Thread(target=other_request)
+        worker.start()
+        worker.join(5)
+        assert seen == [(1, blas_threads())] and blas_threads() <= {1}
+        assert torch.get_num_threads() == 1  # the other request left first: nothing restored under our feet
+    assert torch.get_num_threads() == before_torch and blas_threads() == before_blas

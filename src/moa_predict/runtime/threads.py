@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 from threadpoolctl import ThreadpoolController
@@ -20,6 +20,10 @@ T = TypeVar("T")
 
 _CONTROLLER: ThreadpoolController | None = None
 _POOL_LOCK = threading.Lock()  # one batch prediction at a time owns the process-wide thread settings
+_LIMIT_LOCK = threading.Lock()
+_limit_users = 0
+_limit_saved: tuple[int, Any] | None = None
+_PER_THREAD: bool | None = None
 
 
 def _controller() -> ThreadpoolController:
@@ -35,6 +39,46 @@ def single_blas_thread() -> Iterator[None]:
     """One BLAS thread inside the block (small products on a busy machine: multi-threaded BLAS spins)."""
     with _controller().limit(limits=1, user_api="blas"):
         yield
+
+
+def _torch_threads_per_thread() -> bool:
+    """Under OpenMP (Linux builds) torch's thread count is kept per OS thread once a thread has used it; with
+    torch's own pool it is one process-wide number."""
+    global _PER_THREAD
+    if _PER_THREAD is None:
+        _PER_THREAD = "parallel backend: openmp" in torch.__config__.parallel_info().lower()
+    return _PER_THREAD
+
+
+@contextmanager
+def limit_threads(n: int = 1) -> Iterator[None]:
+    """Torch intra-op threads and BLAS threads limited to `n` inside the block.
+
+    The settings are shared, so overlapping users (requests in several threads) are counted: the first one in
+    applies the limit, and the settings in force before it come back when the last one leaves (a user leaving
+    early never restores them under another's feet). While blocks overlap, the first one's `n` holds for BLAS.
+    Where torch keeps its count per thread (OpenMP), each thread also gets its own count back on leaving.
+    """
+    global _limit_users, _limit_saved
+    n = max(1, int(n))
+    mine = torch.get_num_threads()
+    with _LIMIT_LOCK:
+        if _limit_users == 0:
+            _limit_saved = (mine, _controller().limit(limits=n, user_api="blas"))
+        _limit_users += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _limit_users -= 1
+            if _limit_users == 0 and _limit_saved is not None:
+                torch_threads, limiter = _limit_saved
+                _limit_saved = None
+                limiter.restore_original_limits()
+                torch.set_num_threads(mine if _torch_threads_per_thread() else torch_threads)
+            elif _torch_threads_per_thread():
+                torch.set_num_threads(mine)
 
 
 def map_row_chunks(fn: Callable[[int, int], T], n_rows: int, n_threads: int | None = None,

@@ -119,13 +119,13 @@ def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: 
     if not control:
         for rank, j in enumerate(pred.order[i, :n].tolist(), start=1):
             p = float(pred.proba[i, j])
-            top.append({"rank": rank, "id": j + 1, "name": targets[j], "p": p, "pct": _pct(p),
+            top.append({"rank": rank, "id": j + 1, "name": targets[j], "p": p, "pct": percent_text(p),
                         "cv_log_loss": cv_loss.get(targets[j])})
     extra = {}
     if pred.extra is not None:
         for col in pred.extra.columns:
             value = pred.extra.iat[i, pred.extra.columns.get_loc(col)]
-            extra[str(col)] = "" if _missing(value) else str(value)
+            extra[str(col)] = "" if is_missing(value) else str(value)
     chart = None
     if not control:
         chart = {"y": np.round(pred.proba[i].astype(np.float64), 5).tolist(),
@@ -144,14 +144,14 @@ def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: 
     }
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
 
 
-def _pct(p: float) -> str:
+def percent_text(p: float) -> str:
     if p >= 0.9995:
         return ">99.9%"
     if p >= 0.1:
@@ -191,7 +191,7 @@ def top1_table(pred: Prediction, targets: list[str], rows: np.ndarray, limit: in
     best = np.argsort(-counts, kind="stable")[:limit]
     return [{"id": int(j) + 1, "name": targets[j], "profiles": int(counts[j]),
              "share": f"{100 * counts[j] / len(treated):.0f}%",
-             "mean_p": _pct(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
+             "mean_p": percent_text(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
 
 
 def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_loss: dict[str, float | None],
