@@ -24,6 +24,7 @@ from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
+from moa_predict.web.settings import PagingSettings  # noqa: E402
 from moa_predict.web.views import ResultsQuery, _page_numbers  # noqa: E402
 
 
@@ -512,9 +513,13 @@ def test_store_is_an_lru_with_caps():
 
 
 def test_query_parsing_and_page_numbers():
-    q = ResultsQuery.parse(n="7", page="0", per="1000", q="  abc ", show="bogus")
+    paging = PagingSettings()
+    q = ResultsQuery.parse(paging, n="7", page="0", per="1000", q="  abc ", show="bogus")
     assert (q.n, q.page, q.per, q.q, q.show) == (7, 1, 100, "abc", "all")
-    assert ResultsQuery().url("/r") == "/r" and ResultsQuery(n=5).url("/r", page=2) == "/r?n=5&page=2"
+    assert ResultsQuery.parse(paging).url("/r") == "/r"
+    assert ResultsQuery.parse(paging, n=5).url("/r", page=2) == "/r?n=5&page=2"
+    narrow = PagingSettings(default_n=5, per_page_choices=(10, 20))  # the app's settings decide defaults and caps
+    assert ResultsQuery.parse(narrow, per="50").per == 20 and ResultsQuery.parse(narrow, n=5).url("/r") == "/r"
     assert _page_numbers(1, 1) == [1]
     assert _page_numbers(6, 40) == [1, None, 4, 5, 6, 7, 8, None, 40]
 

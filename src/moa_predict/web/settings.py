@@ -70,6 +70,31 @@ class ExplainSettings(BaseModel):
                 "max_attributed": self.max_attributed}
 
 
+class PagingSettings(BaseModel):
+    """What the results and compound pages show at once (their query parameters are clamped to these)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_choices: tuple[int, ...] = (3, 5, 10, 20, 50)
+    default_n: int = 10
+    """Top MoAs listed per profile."""
+    per_page_choices: tuple[int, ...] = (10, 25, 50, 100)
+    default_per_page: int = 10
+    """Profiles per results page (at most the largest choice)."""
+    max_query: int = 100
+    """Characters of a search kept."""
+    labelled: int = 5
+    """Top MoAs labelled on each profile's scatter chart."""
+    heatmap_moas: int = 20
+    heatmap_max_profiles: int = 400
+    """The overview heatmap: the MoAs with the highest mean probability against at most this many profiles."""
+    compound_n_choices: tuple[int, ...] = (3, 5, 10)
+    compound_n: int = 5
+    """MoAs listed per compound (at most the largest choice; the CSV has ``compound_moas``)."""
+    compounds_per_page_choices: tuple[int, ...] = (10, 20, 50, 100)
+    compounds_per_page: int = 20
+
+
 class WebSettings(BaseModel):
     """The app's limits and options (``WebSettings()``: the defaults; :meth:`with_upload_mb` for ``moa serve``)."""
 
@@ -87,6 +112,7 @@ class WebSettings(BaseModel):
     store_max_items: int = 100
     """The result store's caps (least recently used results are dropped first)."""
     explain: ExplainSettings = ExplainSettings()
+    paging: PagingSettings = PagingSettings()
 
     @field_validator("max_upload_bytes")
     @classmethod

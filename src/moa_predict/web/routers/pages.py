@@ -21,7 +21,7 @@ from starlette.responses import FileResponse
 from ...data import schema
 from ...data.errors import DataError
 from .. import views
-from ..deps import Explanations, PagePanels, Service, Store, service_of
+from ..deps import Explanations, PagePanels, Service, Settings, Store, service_of
 from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
 from ..store import REJECTION_POLICY, Prediction
 from ..templating import STATIC_DIR, templates
@@ -45,9 +45,11 @@ def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResp
     return templates().TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)
 
 
-def _home(request: Request, status: int = 200, error: dict | None = None, n: int = views.DEFAULT_N) -> HTMLResponse:
+def _home(request: Request, status: int = 200, error: dict | None = None, n: int | None = None) -> HTMLResponse:
     service = service_of(request)
-    return _page(request, "home.html", status, error=error, n=n, n_choices=views.N_CHOICES,
+    paging = service.settings.paging
+    return _page(request, "home.html", status, error=error, n=paging.default_n if n is None else n,
+                 n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
                  columns=_column_help(service.bundle.feature_columns))
 
@@ -74,27 +76,26 @@ def _column_help(feature_columns: list[str]) -> list[dict]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, n: str | None = None) -> HTMLResponse:
-    return _home(request, n=views.ResultsQuery.parse(n=n).n)
+def home(request: Request, settings: Settings, n: str | None = None) -> HTMLResponse:
+    return _home(request, n=views.ResultsQuery.parse(settings.paging, n=n).n)
 
 
 @router.post("/predict", response_class=HTMLResponse)
 async def upload(request: Request, service: Service) -> Response:
     """The upload form: predict, keep the result, redirect to its page (303, so reloading is harmless)."""
-    n = views.DEFAULT_N
+    query = views.ResultsQuery.parse(service.settings.paging, n_targets=len(service.targets))
     try:
         async with multipart(request) as (upload_file, fields):
-            n = views.ResultsQuery.parse(n=fields.get("n"), n_targets=len(service.targets)).n
+            query = views.ResultsQuery.parse(service.settings.paging, n=fields.get("n"), n_targets=len(service.targets))
             upload_file = require_file(upload_file)
             pred = await run_in_threadpool(service.predict_file, upload_file.file, upload_file.filename)
     except DataError as exc:
-        return _home(request, 422, error=_error_view(exc), n=n)
+        return _home(request, 422, error=_error_view(exc), n=query.n)
     except HTTPException as exc:  # malformed multipart body
         if exc.status_code != 400:
             raise
         return _home(request, 400, error={"message": f"the upload could not be read ({exc.detail}). Try again.",
-                                          "details": []}, n=n)
-    query = views.ResultsQuery(n=n)
+                                          "details": []}, n=query.n)
     return RedirectResponse(query.url(f"{_root(request)}/results/{pred.id}"), status_code=303)
 
 
@@ -128,7 +129,8 @@ Stored = Annotated[Prediction, Depends(stored)]
 def results(request: Request, pred: Stored, service: Service, panels: PagePanels, explanations: Explanations,
             n: str | None = None, page: str | None = None, per: str | None = None, q: str | None = None,
             show: str | None = None) -> HTMLResponse:
-    query = views.ResultsQuery.parse(n=n, page=page, per=per, q=q, show=show, n_targets=len(service.targets))
+    query = views.ResultsQuery.parse(service.settings.paging, n=n, page=page, per=per, q=q, show=show,
+                                     n_targets=len(service.targets))
     base = f"{_root(request)}/results/{pred.id}"
     cv_loss = {t["name"]: t["cv_log_loss"] for t in service.card["targets"]}
     explainer = service.explainer
@@ -173,7 +175,7 @@ def compounds_page(request: Request, pred: Stored, service: Service, q: str | No
     profiles (doses x times)."""
     column, calls = service.explainer.compounds(pred)
     base = f"{_root(request)}/results/{pred.id}"
-    view = views.compounds_view(calls, q=q, page=page, per=per, n=n, base=f"{base}/compounds")
+    view = views.compounds_view(calls, service.settings.paging, q=q, page=page, per=per, n=n, base=f"{base}/compounds")
     return _page(request, "compounds.html", pred=pred, summary=pred.summary(), base=base, column=column,
                  view=view, top_k=service.settings.explain.compound_top_k)
 
