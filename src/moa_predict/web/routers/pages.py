@@ -22,6 +22,7 @@ from ...data import schema
 from ...data.errors import DataError
 from .. import views
 from ..deps import Explanations, PagePanels, Service, Settings, Store, service_of
+from ..results_page import results_page
 from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
 from ..store import REJECTION_POLICY, Prediction
 from ..templating import STATIC_DIR, templates
@@ -131,41 +132,8 @@ def results(request: Request, pred: Stored, service: Service, panels: PagePanels
             show: str | None = None) -> HTMLResponse:
     query = views.ResultsQuery.parse(service.settings.paging, n=n, page=page, per=per, q=q, show=show,
                                      n_targets=len(service.targets))
-    base = f"{_root(request)}/results/{pred.id}"
-    cv_loss = {t["name"]: t["cv_log_loss"] for t in service.card["targets"]}
-    explainer = service.explainer
-    ood = explainer.ood_mask(pred) if explanations else None
-    compound_column, calls = explainer.compounds(pred)
-    compounds = pred.features[compound_column] if compound_column is not None else None
-    view = views.results_view(pred, service.targets, query, cv_loss, base, ood=ood, compounds=compounds)
-    rows = [prof["pos"] for prof in view["profiles"]]
-    reference = explainer.reference_rows(pred, rows) if explanations else {}
-    panel_data = [(panel, panel.data(service, pred, rows)) for panel in panels.profile]
-    for prof in view["profiles"]:
-        prof["ood"] = reference.get(prof["pos"], {}).get("ood")
-        prof["compound"] = None
-        if compound_column is not None and not views.is_missing(compounds.iat[prof["pos"]]):
-            prof["compound"] = str(compounds.iat[prof["pos"]]).strip() or None
-        prof["panels"] = []
-        for panel, data in panel_data:
-            if data.get(prof["pos"]) is not None:
-                prof["panels"].append({"name": panel.name, "title": panel.title, "template": panel.template,
-                                       "data": data[prof["pos"]]})
-    page_panels = []
-    for panel in panels.page:
-        data = panel.build(service, pred, view)
-        if data is not None:
-            page_panels.append({"name": panel.name, "title": panel.title, "template": panel.template, "data": data})
-    explain_info = {
-        "enabled": explanations,
-        "attributions_message": explainer.attributions_message if explanations else None,
-        "reference_message": explainer.reference_message if explanations else None,
-        "ood_flagged": None if ood is None else int(ood.sum()),
-        "compound_column": compound_column,
-        "n_compounds": 0 if calls is None or calls.empty else int(calls["compound"].nunique()),
-    }
-    return _page(request, "results.html", pred=pred, summary=pred.summary(), view=view, base=base,
-                 targets=service.targets, page_panels=page_panels, policy=REJECTION_POLICY, explain=explain_info)
+    context = results_page(service, pred, query, f"{_root(request)}/results/{pred.id}", panels, explanations)
+    return _page(request, "results.html", **context)
 
 
 @router.get("/results/{result_id}/compounds", response_class=HTMLResponse)
