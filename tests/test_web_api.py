@@ -24,6 +24,7 @@ from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
+from moa_predict.web.settings import PagingSettings  # noqa: E402
 from moa_predict.web.views import ResultsQuery, _page_numbers  # noqa: E402
 
 
@@ -109,6 +110,12 @@ def test_predict_csv_matches_the_library(client, bundle, features, sim):
             assert len(probs) == 10 and probs == sorted(probs, reverse=True)
             assert p["top"][0]["moa"] == bundle.target_names[p["top"][0]["moa_id"] - 1]
     assert body["links"]["csv"].endswith(f"/results/{body['result_id']}/predictions.csv")
+    # the links work: the page lists the profiles, the downloads hold the same numbers
+    page = client.get(body["links"]["results_page"])
+    assert page.status_code == 200 and f"Profiles 1–10 of 60" in page.text
+    csv = pd.read_csv(io.BytesIO(client.get(body["links"]["csv"]).content), dtype={"sig_id": str})
+    np.testing.assert_allclose(csv[bundle.target_names].to_numpy(), got, atol=1e-6)
+    assert client.get(body["links"]["json"]).json()["predictions"][0]["top"] == preds[0]["top"]
 
 
 def test_predict_parquet_and_top_option(client, features):
@@ -225,10 +232,12 @@ def test_too_large_upload(small_client, features):
     big = csv_bytes(features)  # ~ 400 kB > 200 kB
     assert len(big) > 250_000
     r = post_file(small_client, big)
-    assert r.status_code == 413
-    assert "0.2 MB" in r.json()["error"] or "limit" in r.json()["error"]
+    assert r.status_code == 413 and r.headers["connection"] == "close"
+    assert r.json()["error"].startswith("the upload is larger than this server's 0.2 MB limit")
+    assert "--max-upload-mb" in r.json()["error"]
     page = post_file(small_client, big, url="/predict")
     assert page.status_code == 413 and "too large" in page.text.lower()
+    assert "larger than this server&#39;s 0.2 MB limit" in page.text or "larger than this server's 0.2 MB" in page.text
 
     def chunks():  # no Content-Length: the limit applies while the body streams
         boundary = b"--xyz\r\n"
@@ -239,8 +248,10 @@ def test_too_large_upload(small_client, features):
 
     r = small_client.post("/api/predict", content=chunks(),
                           headers={"content-type": "multipart/form-data; boundary=xyz"})
-    assert r.status_code == 413
-    assert small_client.get("/api/health").json()["status"] == "ok"
+    assert r.status_code == 413 and "0.2 MB limit" in r.json()["error"]
+    health = small_client.get("/api/health").json()
+    assert health["status"] == "ok" and health["max_upload_mb"] == pytest.approx(0.2)
+    assert 'data-max-bytes="200000"' in small_client.get("/").text  # the page checks the same limit before sending
     ok = post_file(small_client, csv_bytes(features.head(10)))
     assert ok.status_code == 200
 
@@ -257,10 +268,24 @@ def upload_page(client, content: bytes, name="profiles.csv", n: int | None = Non
     return r.headers["location"]
 
 
-def table_rows(html: str) -> list[int]:
-    """Rows of each top-MoA table on the page."""
-    tables = re.findall(r'<table class="top-moas">(.*?)</table>', html, re.S)
-    return [t.count("<tr><td class=\"num\">") for t in tables]
+def profiles_on_page(html: str) -> dict[str, dict]:
+    """What the page shows per profile, in page order: its top-MoA table (names and probabilities), its chart's
+    probabilities, the titles of its panels and its text."""
+    out = {}
+    for sig, block in re.findall(r'<article class="profile[^"]*"[^>]*data-sig-id="([^"]+)">(.*?)</article>', html, re.S):
+        rows = re.findall(r'<span class="moa-name">(.*?)</span>.*?data-p="([0-9.]+)"', block, re.S)
+        chart = re.search(r'<script type="application/json" id="chart-data-\d+">(.*?)</script>', block, re.S)
+        out[sig] = {"top": [(name.replace("<wbr>", ""), float(p)) for name, p in rows],
+                    "chart": json.loads(chart.group(1))["y"] if chart else None,
+                    "panels": re.findall(r"<h4>(.*?)</h4>", block),
+                    "text": re.sub(r"<[^>]+>", "", block)}
+    return out
+
+
+def top_names(client, base: str, n: int) -> dict[str, list[str]]:
+    """Each profile's top-n MoAs from the JSON download of the same result."""
+    body = client.get(base + "/predictions.json", params={"top": n}).json()
+    return {p["sig_id"]: [t["moa"] for t in p["top"]] for p in body["predictions"]}
 
 
 def test_home_page(client):
@@ -280,29 +305,44 @@ def test_results_page_paging_n_and_filters(client, features):
     n_ctl = int((features.cp_type == schema.CONTROL).sum())
     assert f'id="stat-controls">{n_ctl}<' in html
     assert "Profiles 1–10 of 60" in html
-    first_page = features.sig_id[:10]
-    assert all(f'data-sig-id="{s}"' in html for s in first_page)
-    assert all(n == 5 for n in table_rows(html))
-    assert html.count('class="plot js-chart"') == sum(features.cp_type[:10] != schema.CONTROL)
+    base = location.split("?")[0]
+    shown = profiles_on_page(html)
+    assert list(shown) == list(features.sig_id[:10])
+    expected, js = top_names(client, base, 5), client.get(base + "/predictions.json").json()
+    proba = {p["sig_id"]: p["probabilities"] for p in js["predictions"]}
+    for sig, ctl in zip(features.sig_id[:10], features.cp_type[:10] == schema.CONTROL):
+        prof = shown[sig]
+        if ctl:  # a control: said in words, no table, no chart
+            assert prof["top"] == [] and prof["chart"] is None and "Vehicle control" in prof["text"]
+            continue
+        assert [name for name, _ in prof["top"]] == expected[sig]  # the top 5 MoAs, in order
+        assert f"Top 5 MoAs for {sig}" in prof["text"]
+        assert [p for _, p in prof["top"]] == pytest.approx(sorted(proba[sig], reverse=True)[:5], abs=1e-6)
+        assert prof["chart"] == pytest.approx(proba[sig], abs=1e-5)  # the scatter: all 206 probabilities
     assert 'id="heatmap-data"' in html and "/vendor/plotly.min.js" in html
 
-    base = location.split("?")[0]
     html = client.get(base, params={"n": 20, "page": 2}).text
-    assert "Profiles 11–20 of 60" in html and all(n == 20 for n in table_rows(html))
-    assert f'data-sig-id="{features.sig_id[10]}"' in html and f'data-sig-id="{features.sig_id[0]}"' not in html
+    shown = profiles_on_page(html)
+    assert "Profiles 11–20 of 60" in html and list(shown) == list(features.sig_id[10:20])
+    expected = top_names(client, base, 20)
+    assert all([name for name, _ in prof["top"]] == expected[sig] for sig, prof in shown.items() if prof["top"])
     html = client.get(base, params={"page": 999}).text  # clamped to the last page
     assert "Profiles 51–60 of 60" in html
 
     sig = features.sig_id[33]
     html = client.get(base, params={"q": sig[3:9]}).text
-    assert f'data-sig-id="{sig}"' in html and "(filtered from 60)" in html
+    assert sig in profiles_on_page(html) and "(filtered from 60)" in html
 
     html = client.get(base, params={"show": "controls"}).text
-    assert f"of {n_ctl}" in html and "Vehicle control" in html and 'class="plot js-chart"' not in html
+    shown = profiles_on_page(html)
+    assert f"of {n_ctl}" in html and set(shown) == set(features.sig_id[features.cp_type == schema.CONTROL][:10])
+    assert all(p["chart"] is None and "Vehicle control" in p["text"] for p in shown.values())
 
-    top_moa = re.search(r'<span class="moa-name">(.*?)</span>', client.get(base).text).group(1)
-    html = client.get(base, params={"q": top_moa.replace("<wbr>", "").replace("_", " ")}).text
+    top_moa = next(p["top"][0][0] for p in profiles_on_page(client.get(base).text).values() if p["top"])
+    html = client.get(base, params={"q": top_moa.replace("_", " ")}).text
     assert "matches MoA" in html and f"of {60 - n_ctl}" in html
+    ranked = [dict(p["top"])[top_moa] for p in profiles_on_page(html).values()]
+    assert ranked == sorted(ranked, reverse=True)  # profiles ordered by that MoA's probability
 
     html = client.get(base, params={"n": "abc", "per": "-4", "show": "<script>"}).text  # lenient, escaped
     assert "Profiles 1–1 of 60" in html and "<script>" not in html.split("<main")[1].split("</main>")[0]
@@ -378,9 +418,21 @@ def test_no_cdn_and_offline_assets(client, features):
     spec = client.get("/openapi.json").json()
     assert {"/api/predict", "/api/model", "/api/health"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/api/predict"]["post"]["requestBody"]["content"]
-    headers = client.get("/").headers
-    assert headers["x-content-type-options"] == "nosniff"
-    assert "script-src 'self'" in headers["content-security-policy"]
+    # the security headers on pages, API answers and error pages alike
+    for response in (client.get("/"), client.get("/api/health"), client.get("/results/" + "A" * 22),
+                     client.post("/api/predict", content=b"x", headers={"content-type": "text/plain"})):
+        headers = response.headers
+        assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert "script-src 'self';" in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    # the API reference lists every option with its bounds
+    params = {p["name"]: p for p in spec["paths"]["/api/predict"]["post"]["parameters"]}
+    assert params["top"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}
+    assert "probabilities" in params
+    explain = {p["name"] for p in spec["paths"]["/api/explain"]["post"]["parameters"]}
+    assert explain == {"sig_ids", "moas", "top_moas", "top_k", "neighbours", "max_attributed"}
+    assert "max_attributed" in docs and "how many of each profile&#39;s most probable MoAs" in docs
 
 
 def test_example_file_is_valid_and_deterministic(client):
@@ -405,7 +457,7 @@ def test_concurrent_requests_do_not_mix(client, features):
 
 
 def test_extension_panels(bundle, features):
-    from moa_predict.web.app import PagePanel, Panels, ProfilePanel
+    from moa_predict.web.panels import PagePanel, Panels, ProfilePanel
 
     def per_profile(service, pred, row):
         if pred.is_control[row]:
@@ -418,10 +470,16 @@ def test_extension_panels(bundle, features):
                                     lambda service, pred, view: {"columns": ["shown"], "rows": [[len(view["profiles"])]]})])
     client = TestClient(create_app(bundle, panels=panels))
     html = client.get(upload_page(client, csv_bytes(features.head(12)))).text
-    treated = [s for s, t in zip(features.sig_id[:10], features.cp_type[:10]) if t != schema.CONTROL]
-    assert html.count('class="panel profile-panel panel-demo"') == len(treated)
-    assert all(f"panel-{s}" in html for s in treated)
-    assert 'class="panel page-panel panel-whole"' in html
+    shown = profiles_on_page(html)
+    assert list(shown) == list(features.sig_id[:10])
+    for i, (sig, prof) in enumerate(shown.items()):
+        if features.cp_type[i] == schema.CONTROL:  # build() said None: no panel
+            assert "Demo panel" not in prof["panels"] and f"panel-{sig}" not in prof["text"]
+        else:  # after the built-in similar-profiles panel, with the value build() computed for this profile
+            assert prof["panels"][-1] == "Demo panel" and f"panel-{sig}" in prof["text"]
+            assert f"{features['g-0'][i]:.3f}" in prof["text"].split("Demo panel")[1]
+    page_panel = html.split("<h2>Page panel</h2>")[1]
+    assert "<td>10</td>" in page_panel.split("</table>")[0]  # the page panel saw the 10 profiles shown
 
 
 # ------------------------------------------------------------------------------------------------
@@ -455,17 +513,35 @@ def test_store_is_an_lru_with_caps():
 
 
 def test_query_parsing_and_page_numbers():
-    q = ResultsQuery.parse(n="7", page="0", per="1000", q="  abc ", show="bogus")
+    paging = PagingSettings()
+    q = ResultsQuery.parse(paging, n="7", page="0", per="1000", q="  abc ", show="bogus")
     assert (q.n, q.page, q.per, q.q, q.show) == (7, 1, 100, "abc", "all")
-    assert ResultsQuery().url("/r") == "/r" and ResultsQuery(n=5).url("/r", page=2) == "/r?n=5&page=2"
+    assert ResultsQuery.parse(paging).url("/r") == "/r"
+    assert ResultsQuery.parse(paging, n=5).url("/r", page=2) == "/r?n=5&page=2"
+    narrow = PagingSettings(default_n=5, per_page_choices=(10, 20))  # the app's settings decide defaults and caps
+    assert ResultsQuery.parse(narrow, per="50").per == 20 and ResultsQuery.parse(narrow, n=5).url("/r") == "/r"
     assert _page_numbers(1, 1) == [1]
     assert _page_numbers(6, 40) == [1, None, 4, 5, 6, 7, 8, None, 40]
 
 
-def test_cli_serve_arguments():
-    from moa_predict.cli import build_parser
+def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_path, monkeypatch, capsys):
+    """`moa serve --max-upload-mb 0.2` serves the bundle with that limit: the health answer says it, a larger
+    upload is refused, a smaller one predicted; uvicorn is started once, never in reload or debug mode."""
+    import uvicorn
 
-    args = build_parser().parse_args(["serve", "--bundle", "b"])
-    assert (args.bundle, args.host, args.port, args.max_upload_mb) == ("b", "127.0.0.1", 8000, 200)
-    args = build_parser().parse_args(["serve", "--bundle", "b", "--port", "9000", "--max-upload-mb", "5"])
-    assert args.port == 9000 and args.max_upload_mb == 5
+    from moa_predict.cli import main
+    from moa_predict.training.bundle import save_bundle
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    save_bundle(bundle, tmp_path / "bundle")
+    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", "9123", "--max-upload-mb", "0.2"])
+    (app, kw), = started
+    assert kw["port"] == 9123 and kw["host"] == "127.0.0.1" and kw["reload"] is False and kw["workers"] == 1
+    assert "open http://127.0.0.1:9123/" in capsys.readouterr().err
+    served = TestClient(app, raise_server_exceptions=False)
+    assert served.get("/api/health").json()["max_upload_mb"] == pytest.approx(0.2)
+    assert post_file(served, csv_bytes(features)).status_code == 413
+    assert post_file(served, csv_bytes(features.head(5))).status_code == 200
+    with pytest.raises(ValueError, match="max_upload_mb must be positive"):
+        create_app(bundle, max_upload_mb=0)

@@ -22,7 +22,9 @@ from moa_predict.data.dataset import load_features  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
-from moa_predict.web.explain import ExplainOptions, few_threads  # noqa: E402
+from moa_predict.runtime.threads import limit_threads  # noqa: E402
+from moa_predict.web.options import ExplainOptions  # noqa: E402
+from moa_predict.web.settings import ExplainSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +199,9 @@ def test_prior_bundle_says_no_attributions_but_gives_neighbours(prior_client, up
     assert body["compounds"]
     # the results page says so once, and still shows the similar profiles
     html = prior_client.get(upload_page(prior_client, upload)).text
-    assert 'id="attributions-note"' in html and "js-attributions" not in html
-    assert html.count('class="panel profile-panel panel-neighbours"') == 10
+    assert re.search(r"Feature attributions are not\s+available: [^<]*prior", html, re.I) and "attributions</h4>" not in html
+    assert all("<h4>Similar reference profiles</h4>" in block for block in profiles_on_page(html).values())
+    assert len(profiles_on_page(html)) == 10
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,26 +215,49 @@ def upload_page(client, frame, name="profiles.csv") -> str:
     return r.headers["location"]
 
 
+def profiles_on_page(html: str) -> dict[str, str]:
+    """sig_id -> the HTML of that profile's section, in page order."""
+    return dict(re.findall(r'<article class="profile[^"]*"[^>]*data-sig-id="([^"]+)">(.*?)</article>', html, re.S))
+
+
 def test_results_page_panels_and_stored_explain(client, upload):
     location = upload_page(client, upload)
     html = client.get(location).text
+    base = location.split("?")[0]
+    shown = profiles_on_page(html)
+    assert list(shown) == list(upload.sig_id[:10])
     treated = [s for s, t in zip(upload.sig_id[:10], upload.cp_type[:10]) if t == schema.TREATED]
-    # one attribution block per treated profile of the page (3 MoAs each), drawn by app.js from the API
-    assert html.count('class="attributions js-attributions"') == len(treated)
-    assert html.count('class="attr-figure"') == 3 * len(treated)
-    urls = re.findall(r'data-url="([^"]+)"', html)
-    assert len(urls) == len(treated) and all("/api/results/" in u for u in urls)
-    # similar reference profiles for every profile of the page (controls too), with the enrichment table
-    assert html.count('class="panel profile-panel panel-neighbours"') == 10
-    assert html.count('<table class="plain compact neighbours">') == 10 and "MoAs enriched among them" in html
+    top3 = {p["sig_id"]: [t["moa"] for t in p["top"]]
+            for p in client.get(base + "/predictions.json", params={"top": 3}).json()["predictions"]}
+    api = post(client, upload.head(10), params={"max_attributed": 0}).json()
+    nearest = {p["sig_id"]: [n["sig_id"] for n in p["neighbours"]] for p in api["profiles"]}
+    urls = []
+    for sig, block in shown.items():
+        # similar reference profiles for every profile (controls too): the same 10 the API finds, and the
+        # MoAs enriched among them
+        assert "<h4>Similar reference profiles</h4>" in block and "The 10 most similar training profiles" in block
+        assert re.findall(r"<td><code>([^<]+)</code> <span", block) == nearest[sig]
+        assert "MoAs enriched among them" in block
+        if sig not in treated:
+            assert "feature attributions" not in block
+            continue
+        # the attribution charts of the profile's top 3 MoAs, drawn by app.js from the stored-result endpoint
+        assert "<h4>Why these MoAs: feature attributions</h4>" in block
+        assert re.findall(r'<figure class="attr-figure" data-moa="([^"]+)"', block) == top3[sig]
+        (url,) = re.findall(r'data-url="([^"]+)"', block)
+        urls.append(url)
+    assert len(urls) == len(treated)
     assert 'id="stat-ood"' in html and 'id="stat-compounds"' in html and 'id="compound-link"' in html
+    link = re.search(r'<a href="([^"]+)" id="compound-link">', html).group(1)
+    assert client.get(link).status_code == 200 and "compound" in client.get(link).text.lower()
     # the charts' data: the stored-result endpoint, cached
     url = urls[0].replace("&amp;", "&")
     r = client.get(url)
     assert r.status_code == 200, r.text
     body = r.json()
     (p,) = body["profiles"]
-    assert p["sig_id"] == treated[0] and len(p["explanations"]) == 3 and p["neighbours"] == []
+    assert p["sig_id"] == treated[0] and p["neighbours"] == []
+    assert [e["moa"] for e in p["explanations"]] == top3[treated[0]]  # the charts the page announced
     assert body["result_id"] == location.split("/")[-1].split("?")[0]
     assert client.get(url).json() == body
     rid = body["result_id"]
@@ -264,11 +290,14 @@ def test_compound_page_and_download(client, upload):
     names = re.findall(r'<article class="compound" data-compound="([^"]+)"', html)
     treated = upload[upload.cp_type == schema.TREATED]
     assert sorted(names) == sorted(treated.compound.unique())
-    assert html.count('<table class="plain compact compound-moas">') == len(names)
     n_prof = treated.compound.value_counts()
-    for name in names:  # agreement "k of n" uses the compound's number of treated profiles
+    calls = pd.read_csv(io.BytesIO(client.get(base + "/compounds.csv").content))
+    for name in names:  # its first 5 MoAs, as in the CSV; agreement "k of n" over its treated profiles
         block = html.split(f'data-compound="{name}"')[1].split("</article>")[0]
-        assert f"of {n_prof[name]}</td>" in block and block.count("<tr>") == 5 + 1
+        listed = [m.replace("<wbr>", "") for m in re.findall(r'<span class="moa-name">(.*?)</span>', block)]
+        assert listed == list(calls[calls.compound == name].moa[:5])
+        agreement = [int(k) for k in re.findall(rf">(\d+) of {n_prof[name]}</td>", block)]
+        assert len(agreement) == 5 and all(0 <= k <= n_prof[name] for k in agreement)
     assert client.get(base + "/compounds", params={"q": names[0], "n": 3}).text.count('class="compound"') >= 1
     csv = client.get(base + "/compounds.csv")
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
@@ -305,24 +334,61 @@ def test_example_file_has_compounds(client):
 
 def test_options_parsing():
     targets = ["a_inhibitor", "b_agonist"]
+    limits = ExplainSettings()
     o = ExplainOptions.parse({"sig_ids": ["x", "y", "x"], "moa": "b_agonist", "top_k": "5", "neighbours": 0},
-                             targets)
+                             limits, targets)
     assert o.sig_ids == ("x", "y") and o.moas == ("b_agonist",) and o.top_k == 5 and o.neighbours == 0
-    assert ExplainOptions.parse({}, targets) == ExplainOptions()
-    for bad in ({"top_k": 0}, {"top_k": "1.5"}, {"neighbours": 51}, {"top_moas": True}, {"moas": ["zzz"]},
-                {"sig_ids": [{"a": 1}]}):
+    assert ExplainOptions.parse({}, limits, targets) == ExplainOptions.defaults(limits)
+    assert (o.top_moas, o.max_attributed) == (3, 50)  # the settings' defaults fill what is not given
+    for bad, words in (({"top_k": 0}, "top_k must be a whole number from 1 to 100"), ({"top_k": "1.5"}, "top_k"),
+                       ({"neighbours": 51}, "from 0 to 50"), ({"top_moas": True}, "top_moas"),
+                       ({"moas": ["zzz"]}, "unknown MoA name(s): 'zzz'"),
+                       ({"sig_ids": [{"a": 1}]}, "sig_ids must be a list of texts")):
         with pytest.raises(Exception) as info:
-            ExplainOptions.parse(bad, targets)
-        assert type(info.value).__name__ == "DataError"
+            ExplainOptions.parse(bad, limits, targets)
+        assert type(info.value).__name__ == "DataError" and words in str(info.value)
 
 
-def test_few_threads_restores_settings():
+def test_limits_come_from_the_app_settings(mlp_bundle, upload):
+    """One settings object: a narrower bound given to create_app is the bound the API enforces and documents."""
+    from moa_predict.web.settings import Bound, WebSettings
+
+    settings = WebSettings(explain=ExplainSettings(top_k=Bound(default=2, low=1, high=4)))
+    narrow = TestClient(create_app(mlp_bundle, settings=settings), raise_server_exceptions=False)
+    treated = upload[upload.cp_type == schema.TREATED].sig_id.iloc[0]
+    r = post(narrow, upload, params={"top_k": 5})
+    assert r.status_code == 422 and "top_k must be a whole number from 1 to 4" in r.json()["error"]
+    r = post(narrow, upload, params={"sig_ids": treated, "top_moas": 1, "neighbours": 0})
+    assert r.status_code == 200, r.text
+    assert [len(e["features"]) for e in r.json()["profiles"][0]["explanations"]] == [2]
+    params = {p["name"]: p for p in narrow.get("/openapi.json").json()["paths"]["/api/explain"]["post"]["parameters"]}
+    assert params["top_k"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 4, "default": 2}
+
+
+def test_limit_threads_restores_settings():
+    """limit_threads (used by every explanation) is counted: one torch thread and one BLAS thread inside, still
+    one after another request leaves while this one is inside, and what was there before comes back when the
+    last one leaves."""
+    import threading
+
     import torch
+    from threadpoolctl import threadpool_info
 
-    before = torch.get_num_threads()
-    with few_threads():
-        assert torch.get_num_threads() == 1
-        with few_threads():
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before_torch, before_blas = torch.get_num_threads(), blas_threads()
+    seen: list[tuple[int, set[int]]] = []
+
+    def other_request():
+        with limit_threads(1):
+            seen.append((torch.get_num_threads(), blas_threads()))
+
+    with limit_threads(1):
+        assert torch.get_num_threads() == 1 and blas_threads() <= {1}
+        worker = threading.Thread(target=other_request)
+        worker.start()
+        worker.join(5)
+        assert seen == [(1, blas_threads())] and blas_threads() <= {1}
+        assert torch.get_num_threads() == 1  # the other request left first: nothing restored under our feet
+    assert torch.get_num_threads() == before_torch and blas_threads() == before_blas

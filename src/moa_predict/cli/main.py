@@ -168,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if result.test_score is not None:
         out.print(f"log loss on the simulated test profiles (treated rows): {result.test_score:.5f}")
     if not args.no_serve:
-        from ..web.app import serve
+        from ..web.server import serve
 
         serve(result.bundle_dir, host=args.host, port=args.port)
 
@@ -208,7 +208,7 @@ def cmd_benchmark_models(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from ..web.app import serve
+    from ..web.server import serve
 
     if args.max_upload_mb <= 0:
         raise DataError("--max-upload-mb must be a positive number of megabytes.")

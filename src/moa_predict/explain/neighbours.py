@@ -39,7 +39,7 @@ from scipy.stats import hypergeom
 from ..data import schema
 from ..data.errors import DataError
 from ..features.meta import feature_matrix
-from ..runtime.threads import limit_threads, one_blas_thread  # noqa: F401  one_blas_thread: web/explain.py
+from ..runtime.threads import limit_threads
 
 PREFIX = "reference."
 _CHUNK = 1024  # query rows per matrix product (and reference rows per block of the OOD calibration)

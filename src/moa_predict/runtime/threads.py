@@ -23,7 +23,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import torch
 from threadpoolctl import ThreadpoolController
@@ -114,12 +114,6 @@ def set_threads(n: int) -> None:
             _SAVED = (n, _blas_limits())
             _APPLIED = None
             _reapply()
-
-
-def one_blas_thread() -> Any:
-    """Deprecated: an uncounted one-thread BLAS limiter (threadpoolctl's, ``restore_original_limits()`` to
-    undo), kept only for web/explain.py's ``few_threads`` until it uses :func:`limit_threads`."""
-    return _controller().limit(limits=1, user_api="blas")
 
 
 def map_row_chunks(fn: Callable[[int, int], T], n_rows: int, n_threads: int | None = None,

@@ -1,20 +1,22 @@
 """The web app: upload profiles, see and download MoA predictions; a JSON API over the same service.
 
-``create_app(bundle)`` builds the FastAPI app; ``serve(bundle_path, host, port, max_upload_mb)`` runs it
-(``moa serve``; the end of ``moa demo``).
+``create_app(bundle)`` builds the FastAPI app (web/app.py); ``serve(bundle_path, host, port, max_upload_mb)``
+runs it (web/server.py: ``moa serve``; the end of ``moa demo``).
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any
+
+_EXPORTS = {"create_app": "app", "serve": "server", "WebSettings": "settings", "Panels": "panels",
+            "ProfilePanel": "panels", "PagePanel": "panels"}
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing moa_predict.web must not import FastAPI
-    if name in {"create_app", "serve", "Panels", "ProfilePanel", "PagePanel"}:
-        from . import app
-
-        return getattr(app, name)
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(name)
 
 
-__all__ = ["PagePanel", "Panels", "ProfilePanel", "create_app", "serve"]
+__all__ = sorted(_EXPORTS)

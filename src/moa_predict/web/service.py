@@ -23,6 +23,9 @@ from ..data import schema
 from ..data.dataset import load_features
 from ..data.errors import DataError
 from ..data.validate import validate_features
+from .explain import Explainer
+from .options import ExplainOptions
+from .settings import WebSettings
 from .store import Prediction, ResultStore
 
 EXAMPLE_ROWS = 40
@@ -41,25 +44,22 @@ def display_name(filename: str | None, default: str = "upload") -> str:
 class ModelService:
     """The bundle (loaded once, read-only) plus the result store; safe to call from many threads."""
 
-    def __init__(self, bundle: Bundle, *, max_upload_bytes: int, store: ResultStore | None = None,
-                 max_parallel: int = 2) -> None:
+    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None) -> None:
         self.bundle = bundle
+        self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
-        self.max_upload_bytes = max_upload_bytes
-        self.store = store or ResultStore()
-        self._slots = threading.BoundedSemaphore(max_parallel)
+        self.store = store or ResultStore(max_bytes=settings.store_max_bytes, max_items=settings.store_max_items)
+        self._slots = threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
         self.started = time.time()
-        from .explain import Explainer  # noqa: PLC0415  (explain imports torch lazily; keep startup light)
-
-        self.explainer = Explainer(bundle)
+        self.explainer = Explainer(bundle, settings.explain)
 
     # -- reading: the one validation path of every upload (pages, /api/predict, /api/explain) -------------
     def read_file(self, handle: IO[bytes], filename: str | None) -> tuple[pd.DataFrame, str]:
         """Read and validate an uploaded CSV/Parquet file object (a spooled temporary file): (features, name)."""
         name = display_name(filename)
-        features = load_features(handle, name=name, max_bytes=self.max_upload_bytes,
+        features = load_features(handle, name=name, max_bytes=self.settings.max_upload_bytes,
                                  feature_columns=self.bundle.feature_columns)
         return features, name
 
@@ -92,17 +92,17 @@ class ModelService:
             return self._predict(features, source, t0)
 
     # -- explaining (attributions, similar reference profiles, OOD flags, compound calls) --------------------
-    def explain_file(self, handle: IO[bytes], filename: str | None, options: Any) -> dict[str, Any]:
+    def explain_file(self, handle: IO[bytes], filename: str | None, options: ExplainOptions) -> dict[str, Any]:
         """POST /api/explain with a file: read + validate exactly as for predictions, then explain."""
         with self._slots:
             features, _ = self.read_file(handle, filename)
             return self.explainer.explain(features, options)
 
-    def explain_rows(self, rows: Any, options: Any, source: str = "request body") -> dict[str, Any]:
+    def explain_rows(self, rows: Any, options: ExplainOptions, source: str = "request body") -> dict[str, Any]:
         with self._slots:
             return self.explainer.explain(self.read_rows(rows, source), options)
 
-    def explain_result(self, pred: Prediction, options: Any) -> dict[str, Any]:
+    def explain_result(self, pred: Prediction, options: ExplainOptions) -> dict[str, Any]:
         """Explain (some of) a stored result's profiles (cached per result and options)."""
         with self._slots:
             return self.explainer.explain_stored(pred, options)
@@ -143,7 +143,7 @@ class ModelService:
         self.submission_frame(pred).to_csv(buf, index=False)
         return buf.getvalue().encode("utf-8")
 
-    def result_json(self, pred: Prediction, *, top: int = 10, probabilities: bool = True,
+    def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
                     base_url: str = "") -> dict[str, Any]:
         """The API's answer (and the JSON download): summary, then per profile the top-N and all probabilities."""
         top = clamp(top, 1, len(self.targets))

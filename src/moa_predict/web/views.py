@@ -7,53 +7,49 @@ page's profiles are ever turned into tables and charts.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 
+from .settings import PagingSettings
 from .store import Prediction
 
-N_CHOICES = (3, 5, 10, 20, 50)
-PER_PAGE_CHOICES = (10, 25, 50, 100)
 SHOW_CHOICES = ("all", "treated", "controls", "ood")
 SHOW_LABELS = {"all": "all profiles", "treated": "treated only", "controls": "controls only",
                "ood": "flagged out of distribution"}
-DEFAULT_N = 10
-DEFAULT_PER_PAGE = 10
-LABELLED = 5
-"""How many of the top MoAs are labelled on each scatter chart."""
-HEATMAP_MOAS = 20
-HEATMAP_MAX_PROFILES = 400
-MAX_QUERY = 100
 
 
-@dataclass
+@dataclass(frozen=True)
 class ResultsQuery:
-    """The results page's state, all of it in the URL (so every view can be bookmarked or shared)."""
+    """The results page's state, all of it in the URL (so every view can be bookmarked or shared); made by
+    :meth:`parse`, which knows the defaults (``paging``)."""
 
-    n: int = DEFAULT_N
-    page: int = 1
-    per: int = DEFAULT_PER_PAGE
-    q: str = ""
-    show: str = "all"
+    n: int
+    page: int
+    per: int
+    q: str
+    show: str
+    paging: PagingSettings = field(default_factory=PagingSettings, repr=False, compare=False)
 
     @classmethod
-    def parse(cls, n: object = None, page: object = None, per: object = None, q: object = None,
-              show: object = None, n_targets: int = 206) -> "ResultsQuery":
+    def parse(cls, paging: PagingSettings, n: object = None, page: object = None, per: object = None,
+              q: object = None, show: object = None, n_targets: int = 206) -> "ResultsQuery":
         """Lenient: anything unreadable falls back to the default, numbers are clamped into range."""
         return cls(
-            n=_int(n, DEFAULT_N, 1, n_targets),
+            n=_int(n, paging.default_n, 1, n_targets),
             page=_int(page, 1, 1, 10**9),
-            per=_int(per, DEFAULT_PER_PAGE, 1, max(PER_PAGE_CHOICES)),
-            q=str(q or "").strip()[:MAX_QUERY],
+            per=_int(per, paging.default_per_page, 1, max(paging.per_page_choices)),
+            q=str(q or "").strip()[:paging.max_query],
             show=show if show in SHOW_CHOICES else "all",
+            paging=paging,
         )
 
     def url(self, base: str, **changes: object) -> str:
-        state = {**asdict(self), **changes}
-        defaults = asdict(ResultsQuery())
+        """The page's address with `changes`, leaving out what is at its default."""
+        defaults = {"n": self.paging.default_n, "page": 1, "per": self.paging.default_per_page, "q": "", "show": "all"}
+        state = {**{k: getattr(self, k) for k in defaults}, **changes}
         params = {k: v for k, v in state.items() if v != defaults[k] and v not in ("", None)}
         return base + ("?" + urlencode(params) if params else "")
 
@@ -112,24 +108,26 @@ def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery, ood: 
     return rows, moas
 
 
-def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: dict[str, float | None]) -> dict:
-    """One profile's card: identity, top-N table rows, chart data (None for controls), extra columns."""
+def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: dict[str, float | None],
+                 labelled: int) -> dict:
+    """One profile's card: identity, top-N table rows, chart data (None for controls; its `labelled` top MoAs
+    marked), extra columns."""
     control = bool(pred.is_control[i])
     top = []
     if not control:
         for rank, j in enumerate(pred.order[i, :n].tolist(), start=1):
             p = float(pred.proba[i, j])
-            top.append({"rank": rank, "id": j + 1, "name": targets[j], "p": p, "pct": _pct(p),
+            top.append({"rank": rank, "id": j + 1, "name": targets[j], "p": p, "pct": percent_text(p),
                         "cv_log_loss": cv_loss.get(targets[j])})
     extra = {}
     if pred.extra is not None:
         for col in pred.extra.columns:
             value = pred.extra.iat[i, pred.extra.columns.get_loc(col)]
-            extra[str(col)] = "" if _missing(value) else str(value)
+            extra[str(col)] = "" if is_missing(value) else str(value)
     chart = None
     if not control:
         chart = {"y": np.round(pred.proba[i].astype(np.float64), 5).tolist(),
-                 "labelled": [int(j) + 1 for j in pred.order[i, :LABELLED].tolist()]}
+                 "labelled": [int(j) + 1 for j in pred.order[i, :labelled].tolist()]}
     return {
         "pos": int(i),
         "row": int(i) + 1,
@@ -144,14 +142,14 @@ def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: 
     }
 
 
-def _missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
 
 
-def _pct(p: float) -> str:
+def percent_text(p: float) -> str:
     if p >= 0.9995:
         return ">99.9%"
     if p >= 0.1:
@@ -161,15 +159,15 @@ def _pct(p: float) -> str:
     return "<0.1%" if p > 0 else "0%"
 
 
-def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray) -> dict | None:
-    """The overview: the MoAs with the highest mean probability (over the shown treated profiles, at most
-    HEATMAP_MAX_PROFILES of them, in display order) against those profiles."""
+def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray, paging: PagingSettings) -> dict | None:
+    """The overview: the `paging.heatmap_moas` MoAs with the highest mean probability (over the shown treated
+    profiles, at most `paging.heatmap_max_profiles` of them, in display order) against those profiles."""
     treated = rows[~pred.is_control[rows]]
     if len(treated) == 0:
         return None
-    shown = treated[:HEATMAP_MAX_PROFILES]
+    shown = treated[:paging.heatmap_max_profiles]
     block = pred.proba[shown]
-    k = min(HEATMAP_MOAS, len(targets))
+    k = min(paging.heatmap_moas, len(targets))
     moas = np.argsort(-block.mean(axis=0), kind="stable")[:k]
     return {
         "x": [str(s) for s in pred.sig_ids[shown]],
@@ -191,7 +189,7 @@ def top1_table(pred: Prediction, targets: list[str], rows: np.ndarray, limit: in
     best = np.argsort(-counts, kind="stable")[:limit]
     return [{"id": int(j) + 1, "name": targets[j], "profiles": int(counts[j]),
              "share": f"{100 * counts[j] / len(treated):.0f}%",
-             "mean_p": _pct(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
+             "mean_p": percent_text(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
 
 
 def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_loss: dict[str, float | None],
@@ -202,7 +200,7 @@ def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_l
     total = len(rows)
     pages = max(1, math.ceil(total / query.per))
     page = min(query.page, pages)
-    query = ResultsQuery(query.n, page, query.per, query.q, query.show)
+    query = replace(query, page=page)
     start = (page - 1) * query.per
     page_rows = rows[start:start + query.per]
     nav = []
@@ -215,15 +213,15 @@ def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_l
         "page": page,
         "first": start + 1 if total else 0,
         "last": start + len(page_rows),
-        "profiles": [profile_view(pred, targets, int(i), query.n, cv_loss) for i in page_rows],
+        "profiles": [profile_view(pred, targets, int(i), query.n, cv_loss, query.paging.labelled) for i in page_rows],
         "matched_moas": [targets[j] for j in moas],
-        "heatmap": heatmap_data(pred, targets, rows),
+        "heatmap": heatmap_data(pred, targets, rows, query.paging),
         "top1": top1_table(pred, targets, rows),
         "nav": nav,
         "prev_url": query.url(base, page=page - 1) if page > 1 else None,
         "next_url": query.url(base, page=page + 1) if page < pages else None,
-        "n_choices": sorted(set(N_CHOICES) | {query.n}),
-        "per_choices": sorted(set(PER_PAGE_CHOICES) | {query.per}),
+        "n_choices": sorted(set(query.paging.n_choices) | {query.n}),
+        "per_choices": sorted(set(query.paging.per_page_choices) | {query.per}),
         "show_choices": [c for c in SHOW_CHOICES if c != "ood" or ood is not None],
         "show_labels": SHOW_LABELS,
     }
@@ -245,21 +243,17 @@ def _page_numbers(page: int, pages: int, around: int = 2) -> list[int | None]:
 # The compound page
 # ------------------------------------------------------------------------------------------------
 
-COMPOUNDS_PER_PAGE = 20
-COMPOUND_N = 5
-"""MoAs listed per compound by default (the CSV has 10)."""
-
-
-def compounds_view(calls: pd.DataFrame | None, *, q: object = None, page: object = None, per: object = None,
-                   n: object = None, base: str) -> dict:
+def compounds_view(calls: pd.DataFrame | None, paging: PagingSettings, *, q: object = None, page: object = None,
+                   per: object = None, n: object = None, base: str) -> dict:
     """The compound page: compounds ordered by their best mean probability, filtered by `q` (a compound name or
     a MoA name among its listed MoAs), paged; per compound its first `n` MoAs with their agreement."""
-    query = {"q": str(q or "").strip()[:MAX_QUERY], "page": _int(page, 1, 1, 10**9),
-             "per": _int(per, COMPOUNDS_PER_PAGE, 1, 100), "n": _int(n, COMPOUND_N, 1, 10)}
+    query = {"q": str(q or "").strip()[:paging.max_query], "page": _int(page, 1, 1, 10**9),
+             "per": _int(per, paging.compounds_per_page, 1, max(paging.compounds_per_page_choices)),
+             "n": _int(n, paging.compound_n, 1, max(paging.compound_n_choices))}
 
     def url(**changes: object) -> str:
         state = {**query, **changes}
-        defaults = {"q": "", "page": 1, "per": COMPOUNDS_PER_PAGE, "n": COMPOUND_N}
+        defaults = {"q": "", "page": 1, "per": paging.compounds_per_page, "n": paging.compound_n}
         params = {k: v for k, v in state.items() if v != defaults[k]}
         return base + ("?" + urlencode(params) if params else "")
 
@@ -298,4 +292,5 @@ def compounds_view(calls: pd.DataFrame | None, *, q: object = None, page: object
             "first": start + 1 if total else 0, "last": start + len(shown), "pages": pages, "page": page_no,
             "nav": nav, "prev_url": url(page=page_no - 1) if page_no > 1 else None,
             "next_url": url(page=page_no + 1) if page_no < pages else None, "url": url,
-            "n_choices": sorted({3, 5, 10, query["n"]}), "per_choices": sorted({10, 20, 50, 100, query["per"]})}
+            "n_choices": sorted({*paging.compound_n_choices, query["n"]}),
+            "per_choices": sorted({*paging.compounds_per_page_choices, query["per"]})}

@@ -1,4 +1,8 @@
-"""Server-rendered pages: home (upload + model card), results (paged), downloads, example file, API docs."""
+"""Server-rendered pages: home (upload + model card), results (paged), downloads, example file, API docs.
+
+Each route parses its query (leniently: the view models clamp), calls the service or the explainer, and renders
+a template; the results page adds the panels (web/panels.py) of the profiles it shows.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,23 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse
 
-from ..data import schema
-from ..data.errors import DataError
-from . import views
-from .api import read_upload, require_file, service_of
-from .app import Panels, templates
-from .explain import COMPOUND_TOP_K
-from .service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
-from .store import REJECTION_POLICY, Prediction
+from ...data import schema
+from ...data.errors import DataError
+from .. import views
+from ..deps import Explanations, PagePanels, Service, Settings, Store, service_of
+from ..results_page import results_page
+from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
+from ..store import REJECTION_POLICY, Prediction
+from ..templating import STATIC_DIR, templates
+from ..uploads import multipart, require_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -34,15 +40,17 @@ def _root(request: Request) -> str:
 def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
     service = service_of(request)
     context.setdefault("card", service.card)
-    context.setdefault("max_upload_mb", service.max_upload_bytes / 1e6)
-    context.setdefault("max_upload_bytes", service.max_upload_bytes)
+    context.setdefault("max_upload_mb", service.settings.max_upload_mb)
+    context.setdefault("max_upload_bytes", service.settings.max_upload_bytes)
     context.setdefault("root", _root(request))
     return templates().TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)
 
 
-def _home(request: Request, status: int = 200, error: dict | None = None, n: int = views.DEFAULT_N) -> HTMLResponse:
+def _home(request: Request, status: int = 200, error: dict | None = None, n: int | None = None) -> HTMLResponse:
     service = service_of(request)
-    return _page(request, "home.html", status, error=error, n=n, n_choices=views.N_CHOICES,
+    paging = service.settings.paging
+    return _page(request, "home.html", status, error=error, n=paging.default_n if n is None else n,
+                 n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
                  columns=_column_help(service.bundle.feature_columns))
 
@@ -69,33 +77,26 @@ def _column_help(feature_columns: list[str]) -> list[dict]:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, n: str | None = None) -> HTMLResponse:
-    return _home(request, n=views.ResultsQuery.parse(n=n).n)
+def home(request: Request, settings: Settings, n: str | None = None) -> HTMLResponse:
+    return _home(request, n=views.ResultsQuery.parse(settings.paging, n=n).n)
 
 
 @router.post("/predict", response_class=HTMLResponse)
-async def upload(request: Request) -> Response:
+async def upload(request: Request, service: Service) -> Response:
     """The upload form: predict, keep the result, redirect to its page (303, so reloading is harmless)."""
-    service = service_of(request)
-    n = views.DEFAULT_N
+    query = views.ResultsQuery.parse(service.settings.paging, n_targets=len(service.targets))
     try:
-        try:
-            upload_file, fields = await read_upload(request)
-            n = views.ResultsQuery.parse(n=fields.get("n"), n_targets=len(service.targets)).n
+        async with multipart(request) as (upload_file, fields):
+            query = views.ResultsQuery.parse(service.settings.paging, n=fields.get("n"), n_targets=len(service.targets))
             upload_file = require_file(upload_file)
             pred = await run_in_threadpool(service.predict_file, upload_file.file, upload_file.filename)
-        finally:
-            form = getattr(request.state, "form", None)
-            if form is not None:
-                await form.close()
     except DataError as exc:
-        return _home(request, 422, error=_error_view(exc), n=n)
+        return _home(request, 422, error=_error_view(exc), n=query.n)
     except HTTPException as exc:  # malformed multipart body
         if exc.status_code != 400:
             raise
         return _home(request, 400, error={"message": f"the upload could not be read ({exc.detail}). Try again.",
-                                          "details": []}, n=n)
-    query = views.ResultsQuery(n=n)
+                                          "details": []}, n=query.n)
     return RedirectResponse(query.url(f"{_root(request)}/results/{pred.id}"), status_code=303)
 
 
@@ -110,83 +111,50 @@ def _error_view(exc: DataError) -> dict:
     return {"message": str(exc), "details": details}
 
 
-def _prediction(request: Request, result_id: str) -> Prediction:
-    pred = service_of(request).store.get(result_id)
+EXPIRED = ("this result is no longer available: results are kept in the server's memory for the most recent "
+           "uploads only (and are lost when it restarts). Upload the file again.")
+
+
+def stored(result_id: str, store: Store) -> Prediction:
+    """The stored result a page is about (dependency), or 404 saying to upload again."""
+    pred = store.get(result_id)
     if pred is None:
-        raise HTTPException(404, "this result is no longer available: results are kept in the server's memory "
-                                 "for the most recent uploads only (and are lost when it restarts). Upload the "
-                                 "file again.")
+        raise HTTPException(404, EXPIRED)
     return pred
 
 
+Stored = Annotated[Prediction, Depends(stored)]
+
+
 @router.get("/results/{result_id}", response_class=HTMLResponse)
-def results(request: Request, result_id: str, n: str | None = None, page: str | None = None,
-            per: str | None = None, q: str | None = None, show: str | None = None) -> HTMLResponse:
-    service = service_of(request)
-    pred = _prediction(request, result_id)
-    query = views.ResultsQuery.parse(n=n, page=page, per=per, q=q, show=show, n_targets=len(service.targets))
-    base = f"{_root(request)}/results/{pred.id}"
-    cv_loss = {t["name"]: t["cv_log_loss"] for t in service.card["targets"]}
-    explanations = request.app.state.explanations
-    explainer = service.explainer
-    ood = explainer.ood_mask(pred) if explanations else None
-    compound_column, calls = explainer.compounds(pred)
-    compounds = pred.features[compound_column] if compound_column is not None else None
-    view = views.results_view(pred, service.targets, query, cv_loss, base, ood=ood, compounds=compounds)
-    rows = [prof["pos"] for prof in view["profiles"]]
-    reference = explainer.reference_rows(pred, rows) if explanations else {}
-    panels: Panels = request.app.state.panels
-    panel_data = [(panel, panel.data(service, pred, rows)) for panel in panels.profile]
-    for prof in view["profiles"]:
-        prof["ood"] = reference.get(prof["pos"], {}).get("ood")
-        prof["compound"] = None
-        if compound_column is not None and not views._missing(compounds.iat[prof["pos"]]):
-            prof["compound"] = str(compounds.iat[prof["pos"]]).strip() or None
-        prof["panels"] = []
-        for panel, data in panel_data:
-            if data.get(prof["pos"]) is not None:
-                prof["panels"].append({"name": panel.name, "title": panel.title, "template": panel.template,
-                                       "data": data[prof["pos"]]})
-    page_panels = []
-    for panel in panels.page:
-        data = panel.build(service, pred, view)
-        if data is not None:
-            page_panels.append({"name": panel.name, "title": panel.title, "template": panel.template, "data": data})
-    explain_info = {
-        "enabled": explanations,
-        "attributions_message": explainer.attributions_message if explanations else None,
-        "reference_message": explainer.reference_message if explanations else None,
-        "ood_flagged": None if ood is None else int(ood.sum()),
-        "compound_column": compound_column,
-        "n_compounds": 0 if calls is None or calls.empty else int(calls["compound"].nunique()),
-    }
-    return _page(request, "results.html", pred=pred, summary=pred.summary(), view=view, base=base,
-                 targets=service.targets, page_panels=page_panels, policy=REJECTION_POLICY, explain=explain_info)
+def results(request: Request, pred: Stored, service: Service, panels: PagePanels, explanations: Explanations,
+            n: str | None = None, page: str | None = None, per: str | None = None, q: str | None = None,
+            show: str | None = None) -> HTMLResponse:
+    query = views.ResultsQuery.parse(service.settings.paging, n=n, page=page, per=per, q=q, show=show,
+                                     n_targets=len(service.targets))
+    context = results_page(service, pred, query, f"{_root(request)}/results/{pred.id}", panels, explanations)
+    return _page(request, "results.html", **context)
 
 
 @router.get("/results/{result_id}/compounds", response_class=HTMLResponse)
-def compounds_page(request: Request, result_id: str, q: str | None = None, page: str | None = None,
+def compounds_page(request: Request, pred: Stored, service: Service, q: str | None = None, page: str | None = None,
                    per: str | None = None, n: str | None = None) -> HTMLResponse:
     """Compound-level calls: one ranked MoA list per compound of the upload, with agreement across its
     profiles (doses x times)."""
-    service = service_of(request)
-    pred = _prediction(request, result_id)
     column, calls = service.explainer.compounds(pred)
     base = f"{_root(request)}/results/{pred.id}"
-    view = views.compounds_view(calls, q=q, page=page, per=per, n=n, base=f"{base}/compounds")
+    view = views.compounds_view(calls, service.settings.paging, q=q, page=page, per=per, n=n, base=f"{base}/compounds")
     return _page(request, "compounds.html", pred=pred, summary=pred.summary(), base=base, column=column,
-                 view=view, top_k=COMPOUND_TOP_K)
+                 view=view, top_k=service.settings.explain.compound_top_k)
 
 
 @router.get("/results/{result_id}/compounds.csv")
-async def compounds_csv(request: Request, result_id: str) -> Response:
-    service = service_of(request)
-    pred = _prediction(request, result_id)
+async def compounds_csv(pred: Stored, service: Service) -> Response:
     column, calls = await run_in_threadpool(service.explainer.compounds, pred)
     if calls is None:
         raise HTTPException(404, "this upload has no compound column (drug_id, compound or compound_id), so there "
                                  "are no compound-level calls.")
-    frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{COMPOUND_TOP_K}_fraction"})
+    frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{service.settings.explain.compound_top_k}_fraction"})
     data = frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", "compounds")}"'})
@@ -199,18 +167,15 @@ def _download_name(pred: Prediction, suffix: str, what: str = "predictions") -> 
 
 
 @router.get("/results/{result_id}/predictions.csv")
-async def download_csv(request: Request, result_id: str) -> Response:
-    pred = _prediction(request, result_id)
-    data = await run_in_threadpool(service_of(request).csv_bytes, pred)
+async def download_csv(pred: Stored, service: Service) -> Response:
+    data = await run_in_threadpool(service.csv_bytes, pred)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv")}"'})
 
 
 @router.get("/results/{result_id}/predictions.json")
-async def download_json(request: Request, result_id: str, top: int = 10) -> Response:
-    service = service_of(request)
-    pred = _prediction(request, result_id)
-    top = max(1, min(len(service.targets), top))
+async def download_json(pred: Stored, service: Service, top: int | None = None) -> Response:
+    top = service.settings.top.default if top is None else top  # result_json clamps it to the MoAs there are
     data = await run_in_threadpool(lambda: json.dumps(service.result_json(pred, top=top), allow_nan=False,
                                                       separators=(",", ":")).encode())
     return Response(data, media_type="application/json", headers={
@@ -251,8 +216,6 @@ def plotly_js() -> Response:
 
 @router.get("/favicon.ico")
 def favicon() -> Response:
-    from .app import STATIC_DIR
-
     return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
 

@@ -1,0 +1,51 @@
+"""Dependencies (``Depends``) that hand the routers what ``create_app`` built: the service, the settings,
+the result store, the page panels, and the request options validated against the settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .options import ExplainOptions, PredictOptions, query_values
+from .panels import Panels
+from .service import ModelService
+from .settings import WebSettings
+from .store import ResultStore
+
+
+def service_of(request: Request) -> ModelService:
+    return request.app.state.service
+
+
+def settings_of(request: Request) -> WebSettings:
+    return request.app.state.settings
+
+
+def store_of(request: Request) -> ResultStore:
+    return service_of(request).store
+
+
+def panels_of(request: Request) -> Panels:
+    """The results page's panels (none for the explanations when the app was built without them)."""
+    return request.app.state.panels
+
+
+def explanations_on(request: Request) -> bool:
+    return request.app.state.explanations
+
+
+Service = Annotated[ModelService, Depends(service_of)]
+Settings = Annotated[WebSettings, Depends(settings_of)]
+Store = Annotated[ResultStore, Depends(store_of)]
+PagePanels = Annotated[Panels, Depends(panels_of)]
+Explanations = Annotated[bool, Depends(explanations_on)]
+
+
+def predict_options(request: Request, settings: Settings) -> PredictOptions:
+    return PredictOptions.parse(query_values(request.query_params), settings)
+
+
+def explain_query_options(request: Request, service: Service) -> ExplainOptions:
+    """The explain options of a request that has them in its query string only (a stored result's)."""
+    return ExplainOptions.parse(query_values(request.query_params), service.settings.explain, service.targets)

@@ -1,0 +1,130 @@
+"""The API's request options as Pydantic models, each validated once against the app's settings.
+
+``POST /api/explain`` takes its options from the query string, multipart form fields or JSON keys next to
+``rows``; all of them go through :meth:`ExplainOptions.parse` (bounds and defaults from
+:class:`~.settings.ExplainSettings`). Bad values raise DataError: 422 with the usual error JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from ..data.errors import DataError
+from .settings import ExplainSettings, WebSettings
+
+LIST_OPTIONS = frozenset({"sig_ids", "sig_id", "moas", "moa"})
+"""Options that are lists even when given once in a query string."""
+
+_BOOL = TypeAdapter(bool)
+
+
+def query_values(query: Any) -> dict[str, Any]:
+    """A query string's values: name -> text, or list of texts for repeated names and list options."""
+    values: dict[str, Any] = {}
+    for key in query:
+        items = query.getlist(key)
+        values[key] = items if len(items) > 1 or key in LIST_OPTIONS else items[0]
+    return values
+
+
+class PredictOptions(BaseModel):
+    """``POST /api/predict``'s query options."""
+
+    model_config = ConfigDict(frozen=True)
+
+    top: int
+    probabilities: bool = True
+
+    HELP: ClassVar[dict[str, str]] = {"top": "how many top MoAs to list per profile",
+            "probabilities": "include all probabilities (in 'targets' order)"}
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], settings: WebSettings) -> "PredictOptions":
+        raw = values.get("probabilities")
+        try:
+            probabilities = True if raw is None else _BOOL.validate_python(raw)
+        except ValidationError:
+            raise DataError(f"invalid request: probabilities must be true or false (got {str(raw)[:40]!r}).") from None
+        return cls(top=settings.top.read("top", values.get("top")), probabilities=probabilities)
+
+
+class ExplainOptions(BaseModel):
+    """What to explain. One parser for query parameters, JSON body keys and multipart form fields."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sig_ids: tuple[str, ...] | None = None
+    moas: tuple[str, ...] | None = None
+    top_moas: int
+    top_k: int
+    neighbours: int
+    max_attributed: int
+
+    HELP: ClassVar[dict[str, str]] = {"sig_ids": "explain only these profiles (ids from the upload's sig_id column; repeat the parameter)",
+            "moas": "attribute these MoAs (names as in GET /api/model) instead of each profile's top ones",
+            "top_moas": "how many of each profile's most probable MoAs to attribute",
+            "top_k": "features listed per attribution (largest |attribution| first)",
+            "neighbours": "similar reference profiles per profile (0: none; OOD flags are always given)",
+            "max_attributed": "attribute at most this many treated profiles (the first ones; attributions "
+                              "cost ~10-40 ms per profile and MoA)"}
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], settings: ExplainSettings, targets: Sequence[str]) -> "ExplainOptions":
+        """`values`: name -> value or list of values (``sig_id`` is accepted for ``sig_ids``, ``moa`` for
+        ``moas``; other names are ignored). Missing numbers take the settings' defaults."""
+        numbers = {name: bound.read(name, values.get(name)) for name, bound in settings.bounds().items()}
+        sig_ids = _texts(values, "sig_ids", "sig_id")
+        moas = _texts(values, "moas", "moa")
+        if moas:
+            known = set(targets)
+            unknown = [m for m in moas if m not in known]
+            if unknown:
+                raise DataError(f"unknown MoA name(s): {', '.join(repr(m[:60]) for m in unknown[:5])}. The model "
+                                f"predicts {len(targets)} MoAs, named as in GET /api/model (e.g. "
+                                f"{', '.join(targets[:2])}).")
+        return cls(sig_ids=tuple(sig_ids) or None, moas=tuple(moas) or None, **numbers)
+
+    @classmethod
+    def defaults(cls, settings: ExplainSettings) -> "ExplainOptions":
+        return cls.parse({}, settings, ())
+
+
+def _texts(values: Mapping[str, Any], *names: str) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        raw = values.get(name)
+        if raw is None:
+            continue
+        items = raw if isinstance(raw, (list, tuple)) else [raw]
+        for item in items:
+            if not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                raise DataError(f"invalid request: {names[0]} must be a list of texts.")
+            text = str(item).strip()
+            if text:
+                out.append(text)
+    return list(dict.fromkeys(out))
+
+
+def query_parameters(settings: WebSettings) -> dict[str, list[dict[str, Any]]]:
+    """OpenAPI `parameters` of the option models, per operation (the routes read the options themselves, so
+    FastAPI cannot see them; /docs and /openapi.json list them from here, with the app's own bounds)."""
+
+    def number(name: str, bound: Any, help_: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": help_,
+                "schema": {"type": "integer", "minimum": bound.low, "maximum": bound.high, "default": bound.default}}
+
+    def texts(name: str, help_: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "description": help_,
+                "schema": {"type": "array", "items": {"type": "string"}}}
+
+    help_ = ExplainOptions.HELP
+    explain = [texts("sig_ids", help_["sig_ids"]), texts("moas", help_["moas"]),
+               *(number(name, bound, help_[name]) for name, bound in settings.explain.bounds().items())]
+    stored = [texts("sig_ids", help_["sig_ids"] + "; also accepted as sig_id"), *explain[1:]]
+    predict = [number("top", settings.top, PredictOptions.HELP["top"]),
+               {"name": "probabilities", "in": "query", "required": False,
+                "description": PredictOptions.HELP["probabilities"], "schema": {"type": "boolean", "default": True}}]
+    return {"/api/predict": predict, "/api/explain": explain, "/api/results/{result_id}/explain": stored}

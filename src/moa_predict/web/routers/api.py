@@ -1,0 +1,154 @@
+"""JSON API: ``POST /api/predict``, ``POST /api/explain``, ``GET /api/results/{id}/explain``,
+``GET /api/model``, ``GET /api/health``.
+
+Each route parses its request (options validated once, uploads read by ``web/uploads.py``), makes one call
+into the service, and answers JSON. Uploads go through the same reader and validation as ``moa predict``;
+bad data is answered 422 with ``DataError.to_dict()`` (error, file, row, line, column).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from ... import __version__
+from ..deps import Service, Store, explain_query_options, predict_options
+from ..options import ExplainOptions, PredictOptions
+from ..uploads import with_profiles
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "what is wrong and what to do"},
+        "file": {"type": ["string", "null"]},
+        "row": {"type": ["integer", "null"], "description": "1-based data row (header not counted)"},
+        "line": {"type": ["integer", "null"], "description": "line of a CSV file (header = line 1)"},
+        "column": {"type": ["string", "null"]},
+    },
+}
+ERRORS = {
+    413: {"description": "upload over the size limit", "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+    415: {"description": "neither multipart/form-data nor JSON",
+          "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+    422: {"description": "invalid data: the message names the row, the column and the problem",
+          "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+}
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"],
+                           "properties": {"file": {"type": "string", "format": "binary",
+                                                   "description": "CSV or Parquet in the test_features layout"}}},
+            },
+            "application/json": {
+                "schema": {"oneOf": [
+                    {"type": "object", "required": ["rows"],
+                     "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
+                    {"type": "array", "items": {"type": "object"}},
+                ]},
+                "example": {"rows": [{"sig_id": "id_000644bb2", "cp_type": "trt_cp", "cp_time": 24,
+                                      "cp_dose": "D1", "g-0": 1.06, "...": "g-1 ... g-771, c-0 ... c-99"}]},
+            },
+        },
+    }
+}
+
+
+EXPIRED = ("this result is no longer available: results are kept in the server's memory for the most recent "
+           "uploads only. Upload the file again.")
+
+
+def json_response(content: Any) -> Response:
+    """Compact JSON (NaN refused: every number the API sends is finite)."""
+    return Response(json.dumps(content, allow_nan=False, separators=(",", ":")).encode(),
+                    media_type="application/json")
+
+
+def _in_threadpool(make: Callable[[], Any]) -> Any:
+    return run_in_threadpool(lambda: json_response(make()))
+
+
+@router.post("/predict", summary="Predict MoA probabilities for uploaded profiles",
+             openapi_extra=PREDICT_BODY, responses=ERRORS)
+async def predict(request: Request, service: Service,
+                  options: Annotated[PredictOptions, Depends(predict_options)]) -> Response:
+    """Send profiles in the LISH-MoA `test_features` layout, either as a **file** (multipart field `file`,
+    CSV or Parquet) or as **JSON rows** (`{"rows": [{column: value, ...}, ...]}` or a bare list).
+
+    Answers, per profile, the top-N MoAs and (unless `probabilities=false`) all probabilities aligned with
+    `targets`; control rows (`ctl_vehicle`) get all zeros and an empty top list. The result is also kept
+    on the server under `result_id` for the results page and the CSV/JSON downloads in `links`.
+    A file with any invalid row or column is rejected whole (422) with the row, column and problem."""
+    pred = await with_profiles(request, lambda handle, name, _: service.predict_file(handle, name),
+                               lambda rows, _: service.predict_rows(rows))
+    return await _in_threadpool(lambda: service.result_json(pred, top=options.top,
+                                                            probabilities=options.probabilities))
+
+
+@router.post("/explain", summary="Explain predictions: attributions, similar reference profiles, OOD flags, "
+                                 "compound calls", openapi_extra=PREDICT_BODY, responses=ERRORS)
+async def explain(request: Request, service: Service) -> Response:
+    """Send profiles exactly as for `POST /api/predict` (a multipart **file**, or **JSON rows**; the same
+    validation, all or nothing, and the same error JSON). The options may also be given as multipart form
+    fields or as JSON keys next to `rows` (`{"rows": [...], "sig_ids": ["id_1"], "top_moas": 2}`).
+
+    Answers, per profile, its top MoAs with **attributions** (`explanations`: per MoA the probability, the
+    baseline probability of a no-response profile, the completeness error, and the `top_k` features pushing
+    it up or down: genes `g-`, cell lines `c-`, `cp_time`, `cp_dose`), its most similar **reference
+    profiles** (`neighbours`: training sig_id, drug, known MoAs, similarity and its percentile), the MoAs
+    **enriched** among them (hypergeometric p-value, drugs behind the hits) and an **out-of-distribution**
+    flag (`ood`, with reasons); with a `drug_id`, `compound` or `compound_id` column, **compound calls**
+    (one ranked MoA list per compound, agreement across its profiles). Models without attribution support
+    (kNN, prior) answer `attributions.available = false` with the reason; the other parts still work.
+    Nothing is stored."""
+
+    def options(values: dict[str, Any]) -> ExplainOptions:
+        return ExplainOptions.parse(values, service.settings.explain, service.targets)
+
+    return await with_profiles(
+        request,
+        lambda handle, name, values: json_response(service.explain_file(handle, name, options(values))),
+        lambda rows, values: json_response(service.explain_rows(rows, options(values))))
+
+
+@router.get("/results/{result_id}/explain", summary="Explain a stored result's profiles", responses=ERRORS)
+def explain_result(result_id: str, service: Service, store: Store,
+                   options: Annotated[ExplainOptions, Depends(explain_query_options)]) -> Response:
+    """The `POST /api/explain` answer for profiles of a result kept on the server (`result_id` from
+    `POST /api/predict` or the results page), e.g. `?sig_ids=id_000644bb2`. The results page draws its
+    attribution charts from here."""
+    pred = store.get(result_id)
+    if pred is None:
+        raise HTTPException(404, EXPIRED)
+    return json_response(service.explain_result(pred, options))
+
+
+@router.get("/model", summary="The model card")
+def model(service: Service) -> JSONResponse:
+    """Which model is served, what it was trained on, its cross-validated score (`cv`, from the bundle) and
+    the MoAs it predicts (`targets`: id 1-206, name, CV log loss of that MoA)."""
+    return JSONResponse(service.card)
+
+
+@router.get("/health", summary="Liveness and basic facts")
+def health(service: Service, store: Store) -> JSONResponse:
+    return JSONResponse({
+        "status": "ok",
+        "version": __version__,
+        "model": service.bundle.model_name,
+        "targets": len(service.targets),
+        "results_kept": len(store),
+        "uptime_seconds": round(time.time() - service.started, 1),
+        "max_upload_mb": service.settings.max_upload_mb,
+    })

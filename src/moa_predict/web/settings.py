@@ -1,0 +1,136 @@
+"""Every limit and option of the web app, in one object built once by ``create_app``.
+
+Routers, the service and the middleware read these values from the app's :class:`WebSettings` (see
+``web/deps.py``); no other module declares a default or a bound of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from ..data.errors import DataError
+
+MB = 1_000_000
+
+
+class Bound(BaseModel):
+    """A whole-number request option: its default and its allowed range (both ends included)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default: int
+    low: int
+    high: int
+
+    def read(self, name: str, raw: Any) -> int:
+        """`raw` (a text, a number, or a list whose last item counts) as a whole number in range; missing or
+        blank gives the default. Anything else raises DataError (answered 422 with the usual error JSON)."""
+        if isinstance(raw, (list, tuple)):
+            raw = raw[-1] if raw else None
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return self.default
+        try:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            number = int(raw.strip()) if isinstance(raw, str) else int(raw)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not self.low <= number <= self.high:
+            raise DataError(f"invalid request: {name} must be a whole number from {self.low} to {self.high} "
+                            f"(got {str(raw)[:40]!r}).")
+        return number
+
+
+class ExplainSettings(BaseModel):
+    """The explain endpoints' options and what the results page computes per profile."""
+
+    model_config = ConfigDict(frozen=True)
+
+    top_moas: Bound = Bound(default=3, low=1, high=20)
+    """MoAs attributed per profile (the page's charts use the default)."""
+    top_k: Bound = Bound(default=10, low=1, high=100)
+    """Features listed per attribution (the page's charts use the default)."""
+    neighbours: Bound = Bound(default=10, low=0, high=50)
+    """Similar reference profiles per profile (the page lists the default number)."""
+    max_attributed: Bound = Bound(default=50, low=0, high=500)
+    """Treated profiles attributed per request, at most."""
+    page_enriched: int = 5
+    """Enriched MoAs listed per profile on the page (the API gives up to 10)."""
+    compound_top_k: int = 5
+    """A MoA 'agrees' in a profile when it is among that profile's `compound_top_k` most probable MoAs."""
+    compound_moas: int = 10
+    """MoAs kept per compound (the compound page shows the first N of them, the CSV all)."""
+    cache_items: int = 256
+    """Stored-result explanations kept (the page's charts ask once per profile)."""
+
+    def bounds(self) -> dict[str, Bound]:
+        return {"top_moas": self.top_moas, "top_k": self.top_k, "neighbours": self.neighbours,
+                "max_attributed": self.max_attributed}
+
+
+class PagingSettings(BaseModel):
+    """What the results and compound pages show at once (their query parameters are clamped to these)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_choices: tuple[int, ...] = (3, 5, 10, 20, 50)
+    default_n: int = 10
+    """Top MoAs listed per profile."""
+    per_page_choices: tuple[int, ...] = (10, 25, 50, 100)
+    default_per_page: int = 10
+    """Profiles per results page (at most the largest choice)."""
+    max_query: int = 100
+    """Characters of a search kept."""
+    labelled: int = 5
+    """Top MoAs labelled on each profile's scatter chart."""
+    heatmap_moas: int = 20
+    heatmap_max_profiles: int = 400
+    """The overview heatmap: the MoAs with the highest mean probability against at most this many profiles."""
+    compound_n_choices: tuple[int, ...] = (3, 5, 10)
+    compound_n: int = 5
+    """MoAs listed per compound (at most the largest choice; the CSV has ``compound_moas``)."""
+    compounds_per_page_choices: tuple[int, ...] = (10, 20, 50, 100)
+    compounds_per_page: int = 20
+
+
+class WebSettings(BaseModel):
+    """The app's limits and options (``WebSettings()``: the defaults; :meth:`with_upload_mb` for ``moa serve``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_upload_bytes: int = 200 * MB
+    """Largest accepted upload file (``moa serve --max-upload-mb``)."""
+    multipart_slack: int = 64 * 1024
+    """Allowance for multipart boundaries and part headers on top of the file-size limit."""
+    top: Bound = Bound(default=10, low=1, high=1000)
+    """Top MoAs listed per profile by ``POST /api/predict`` (and the JSON download's default)."""
+    max_parallel: int = 2
+    """Uploads read, validated and predicted at the same time."""
+    store_max_bytes: int = 512 * 1024**2
+    store_max_items: int = 100
+    """The result store's caps (least recently used results are dropped first)."""
+    explain: ExplainSettings = ExplainSettings()
+    paging: PagingSettings = PagingSettings()
+
+    @field_validator("max_upload_bytes")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        """The one check of the upload limit (``moa serve``, ``moa demo`` and ``create_app`` all end here)."""
+        if value <= 0:
+            raise ValueError("max_upload_mb must be positive")
+        return value
+
+    def with_upload_mb(self, max_upload_mb: float) -> "WebSettings":
+        """These settings with another upload limit, in megabytes (ValueError unless positive)."""
+        return self.model_validate({**self.model_dump(), "max_upload_bytes": int(max_upload_mb * MB)})
+
+    @property
+    def max_upload_mb(self) -> float:
+        return self.max_upload_bytes / MB
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The request-body limit enforced while streaming: the file limit plus the multipart overhead."""
+        return self.max_upload_bytes + self.multipart_slack
