@@ -76,7 +76,7 @@ def _cpu_seconds() -> float:
 
 
 def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *, progress: bool = True,
-              label: str = "") -> Iterator[tuple[int, MoAModel, np.ndarray, float, float]]:
+              label: str = "", device: str = "cpu") -> Iterator[tuple[int, MoAModel, np.ndarray, float, float]]:
     """The one cross-validation training loop: per fold, a clone of `model` fit on the other folds' rows
     (their control rows included: models learn that controls carry no MoA). Yields the fold number, the
     fitted clone, the validation rows (treated rows of the fold), and the fit's wall and CPU seconds
@@ -89,12 +89,12 @@ def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
         val = np.flatnonzero(fold == k)
         est = clone(model)
         c0, t0 = _cpu_seconds(), time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
+        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train], device=device)
         yield k, est, val, time.perf_counter() - t0, _cpu_seconds() - c0
 
 
 def blend_oof(blend: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """One cross-validation pass of a blend: per fold, every member is fitted on the training folds (in
     parallel, as ``moa train`` fits them) and predicts the fold's treated rows.
 
@@ -110,7 +110,8 @@ def blend_oof(blend: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
                            "fit_seconds": 0.0, "fit_cpu_seconds": 0.0, "predict_seconds": 0.0, "n_predicted": 0,
                            "member_fit_seconds": np.zeros(n_members), "member_fit_cpu_seconds": np.zeros(n_members),
                            "member_predict_seconds": np.zeros(n_members)}
-    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="CV blend"):
+    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="CV blend",
+                                               device=device):
         # this process's CPU time (which includes in-process members) + the worker processes' members
         out["fit_cpu_seconds"] += cpu_k + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
         out["member_fit_cpu_seconds"] += np.asarray(est.member_fit_cpu_seconds_)
@@ -118,13 +119,13 @@ def blend_oof(blend: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
         out["fit_seconds"] += fit_k
         Xv = data.features.iloc[val]
         t1 = time.perf_counter()
-        out["oof"][val] = est.predict_proba(Xv)
+        out["oof"][val] = est.predict_proba(Xv, device=device)
         out["predict_seconds"] += time.perf_counter() - t1
         for i, m in enumerate(est.members_):
             if not hasattr(m, "n_targets_"):
                 raise ValueError(f"member {i} has weight 0 and was not fitted: give every member a positive weight")
             t3 = time.perf_counter()
-            out["members"][i, val] = m.predict_proba(Xv)
+            out["members"][i, val] = m.predict_proba(Xv, device=device)
             out["member_predict_seconds"][i] += time.perf_counter() - t3
         out["prevalence"][val] = est.prevalence_
         out["n_predicted"] += len(val)
@@ -132,14 +133,14 @@ def blend_oof(blend: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
 
 
 def _cross_validate_stacked(model: MoAModel, data: Dataset, fold: np.ndarray, grouped: bool, n_splits: int,
-                            seed: int, progress: bool) -> CVResult:
+                            seed: int, progress: bool, device: str = "cpu") -> CVResult:
     """A blend whose stack is fit here: members cross-validated once, the stack (weights, one temperature,
     the per-target safeguard) fit on their OOF predictions and scored nested (fit on the other folds' OOF,
     applied to each fold in turn). The stack fit on all folds is returned in ``extra["stack"]`` for the
     final model: per-target decisions learnt on this data, never on another data set."""
     from ..models.blend import nested_blend
 
-    res = blend_oof(clone(model).set_params(weights=None), data, fold, n_splits, progress=progress)
+    res = blend_oof(clone(model).set_params(weights=None), data, fold, n_splits, progress=progress, device=device)
     Y = data.targets.to_numpy(np.float32)
     treated = ~data.is_control
     drugs = None if data.drugs is None else np.asarray(data.drugs.to_numpy())[treated]
@@ -161,7 +162,7 @@ def _cross_validate_stacked(model: MoAModel, data: Dataset, fold: np.ndarray, gr
 
 
 def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0,
-                   fold: np.ndarray | None = None, progress: bool = True) -> CVResult:
+                   fold: np.ndarray | None = None, progress: bool = True, device: str = "cpu") -> CVResult:
     """Fit a clone of `model` on each training fold and predict its validation fold.
 
     A model that fits its stack on out-of-fold predictions (the blend, ``stack_from_cv=True``) is scored nested
@@ -173,15 +174,16 @@ def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: i
     else:
         grouped = data.drugs is not None
     if getattr(model, "stack_from_cv", False):
-        return _cross_validate_stacked(model, data, fold, grouped, n_splits, seed, progress)
+        return _cross_validate_stacked(model, data, fold, grouped, n_splits, seed, progress, device)
     Y = data.targets.to_numpy(np.float32)
     control = data.is_control
     oof = np.zeros(Y.shape, dtype=np.float32)
     fit_s = pred_s = 0.0
     fold_scores = []
-    for _, est, val, fit_k, _ in fold_fits(model, data, fold, n_splits, progress=progress, label=f"CV {model.name}"):
+    for _, est, val, fit_k, _ in fold_fits(model, data, fold, n_splits, progress=progress, label=f"CV {model.name}",
+                                           device=device):
         t1 = time.perf_counter()
-        oof[val] = est.predict_proba(data.features.iloc[val])
+        oof[val] = est.predict_proba(data.features.iloc[val], device=device)
         pred_s += time.perf_counter() - t1
         fit_s += fit_k
         fold_scores.append(float(columnwise_log_loss(Y[val], oof[val]).mean()))

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from .base import MoAModel, State, make_model, register
+from .base import MoAModel, State
 from .default import DEFAULT_MEMBERS, DEFAULT_MIN_GAIN, DEFAULT_WEIGHTS
+from .members import make_member
 
 EPS = 1e-15
 
@@ -40,7 +41,7 @@ def _context():
     """Worker processes forked from a fresh server that has imported the models (but started no
     OpenMP threads, so forking is safe): starting a worker then costs milliseconds, not an import of torch."""
     ctx = get_context("forkserver")
-    ctx.set_forkserver_preload(["moa_predict.models._load_all"])
+    ctx.set_forkserver_preload(["moa_predict.models.members"])
     return ctx
 
 
@@ -61,7 +62,7 @@ def _fit_member_in_worker(name: str, params: dict[str, Any]) -> tuple[dict, dict
     """Fit one member in a worker process; return its persisted state (rebuilt in the parent)."""
     X, Y, Y_aux = _WORKER_DATA
     c0, t0 = _cpu_seconds(), time.perf_counter()
-    model = make_model(name, **params).fit(X, Y, Y_aux)
+    model = make_member(name, **params).fit(X, Y, Y_aux)
     settings, arrays = model.get_state()
     return settings, arrays, time.perf_counter() - t0, _cpu_seconds() - c0
 
@@ -77,7 +78,6 @@ def _as_members(members: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-@register("blend")
 class BlendModel(MoAModel):
     """Weighted mean of member models' probabilities (+ prior for the safeguarded targets).
 
@@ -96,15 +96,19 @@ class BlendModel(MoAModel):
     n_jobs: members fitted in parallel worker processes (1 torch thread each); 1 = in this process.
         Each member seeds itself, so the result does not depend on n_jobs. GPU fits run in-process.
     seed: added to every member's seed.
-    device: passed to members that take a device.
+
+    ``fit(..., device=)`` / ``predict_proba(..., device=)`` pass the device to the members (a GPU fit runs
+    in-process; worker processes fit on the CPU).
     """
 
+    name = "blend"
     uses_aux_targets = True
+    uses_device = True
 
     def __init__(self, members: Sequence[Any] = DEFAULT_MEMBERS, weights: Sequence[float] | None = DEFAULT_WEIGHTS,
                  calibration: Sequence[float] | None = None, prior_targets: Sequence[int] | None = None,
                  stack_from_cv: bool = True, safeguard_min_gain: float | None = DEFAULT_MIN_GAIN, n_jobs: int = 2,
-                 seed: int = 0, device: str = "cpu") -> None:
+                 seed: int = 0) -> None:
         self.members = members
         self.weights = weights
         self.calibration = calibration
@@ -113,7 +117,6 @@ class BlendModel(MoAModel):
         self.safeguard_min_gain = safeguard_min_gain
         self.n_jobs = n_jobs
         self.seed = seed
-        self.device = device
 
     # -- helpers -------------------------------------------------------------------------
     def _member_specs(self) -> list[tuple[str, dict[str, Any]]]:
@@ -129,17 +132,14 @@ class BlendModel(MoAModel):
         return w / w.sum()
 
     def _make_member(self, name: str, params: dict[str, Any]) -> MoAModel:
-        model = make_model(name, **params)
+        model = make_member(name, **params)
         known = model.get_params(deep=False)
-        update = {}
-        if "device" in known:
-            update["device"] = self.device
         if "seed" in known and self.seed:
-            update["seed"] = int(known["seed"]) + int(self.seed)
-        return model.set_params(**update) if update else model
+            model.set_params(seed=int(known["seed"]) + int(self.seed))
+        return model
 
     # -- MoAModel ------------------------------------------------------------------------
-    def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
+    def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None, device: str = "cpu") -> None:
         self._check_stack(warn=True)
         weights = self._weights()
         self.members_ = [self._make_member(name, params) for name, params in self._member_specs()]
@@ -147,11 +147,11 @@ class BlendModel(MoAModel):
         self.member_fit_seconds_ = [0.0] * len(self.members_)
         self.member_fit_cpu_seconds_ = [0.0] * len(self.members_)
         n_jobs = min(int(self.n_jobs or 1), len(todo), os.cpu_count() or 1)
-        self.used_workers_ = not (n_jobs <= 1 or str(self.device).startswith("cuda"))
+        self.used_workers_ = not (n_jobs <= 1 or device.startswith("cuda"))
         if not self.used_workers_:
             for i in todo:
                 c0, t0 = _cpu_seconds(), time.perf_counter()
-                self.members_[i].fit(X, Y, Y_aux)
+                self.members_[i].fit(X, Y, Y_aux, device=device)
                 self.member_fit_seconds_[i] = time.perf_counter() - t0
                 self.member_fit_cpu_seconds_[i] = _cpu_seconds() - c0
         else:
@@ -214,11 +214,11 @@ class BlendModel(MoAModel):
             p = torch.where(mask, prev.expand_as(p), p)
         return p
 
-    def predict_members(self, X: pd.DataFrame) -> list[np.ndarray | None]:
+    def predict_members(self, X: pd.DataFrame, *, device: str = "cpu") -> list[np.ndarray | None]:
         """Each member's probabilities (None for a member that was not fitted: weight 0)."""
-        return [m.predict_proba(X) if hasattr(m, "n_targets_") else None for m in self.members_]
+        return [m.predict_proba(X, device=device) if hasattr(m, "n_targets_") else None for m in self.members_]
 
-    def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def _predict_proba(self, X: pd.DataFrame, device: str = "cpu") -> np.ndarray:
         proba = np.zeros((len(X), self.n_targets_), dtype=np.float32)
         weights = self._weights()
         rankgaussed: list[tuple[Any, np.ndarray]] = []  # one RankGauss per distinct fitted QuantileTransformer
@@ -234,7 +234,8 @@ class BlendModel(MoAModel):
             for i in group:
                 model = self.members_[i]
                 # controls are zeroed once, by MoAModel.predict_proba on the blend
-                p = model.predict_proba(X) if shared is None else model.proba_from_inputs(shared)
+                p = (model.predict_proba(X, device=device) if shared is None
+                     else model.proba_from_inputs(shared, device=device))
                 proba += np.float32(weights[i]) * p
         if self.calibration_ is not None:
             proba = calibrate(proba, self.prevalence_, np.asarray(self.calibration_, dtype=np.float32))

@@ -20,7 +20,8 @@ NO_CV_STACK = ("not fit: without cross-validation the blend keeps the default me
 
 
 def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
-                 progress: bool = True, command: str = "", reference: bool = True) -> tuple[Bundle, CVResult | None]:
+                 progress: bool = True, command: str = "", reference: bool = True,
+                 device: str = "cpu") -> tuple[Bundle, CVResult | None]:
     """Cross-validate `model` (unless cv=False), then fit it on every training row.
 
     A blend that fits its stack on out-of-fold predictions (``stack_from_cv``) gets the stack fit on this data's
@@ -29,7 +30,8 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
 
     With `reference`, the training profiles are also indexed once (explain.neighbours.ReferenceIndex: similar
     reference profiles, MoA enrichment, OOD calibration) and stored in the bundle."""
-    result = cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress) if cv else None
+    result = (cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress, device=device)
+              if cv else None)
     final = clone(model)
     stack = None if result is None else result.extra.get("stack")
     stack_note = NO_CV_STACK if getattr(model, "stack_from_cv", False) else None
@@ -41,7 +43,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     t0 = time.perf_counter()
     # float32 as in cross_validate, so the final fit sees exactly what the CV folds saw
     Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
-    final.fit(data.features, data.targets.to_numpy(np.float32), Y_aux)
+    final.fit(data.features, data.targets.to_numpy(np.float32), Y_aux, device=device)
     info = {
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
