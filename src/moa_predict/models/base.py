@@ -2,10 +2,11 @@
 
 Models are scikit-learn estimators: hyper-parameters in ``__init__``, learned state with
 a trailing underscore, ``fit(X, Y)`` returning self and ``predict_proba(X)`` returning an
-(n_rows, n_targets) float32 array. The torch device is an argument of ``fit`` and
-``predict_proba``, never a hyper-parameter (a bundle trained on a GPU loads anywhere). X is the validated features frame (meta columns, g-/c-
+(n_rows, n_targets) float32 array. X is the validated features frame (meta columns, g-/c-
 columns, by name). Control rows are handled here, once, for every model: dropped before
 fitting (unless the model was published as trained on them) and predicted exactly 0.
+The torch device is an argument of ``fit`` and ``predict_proba``, never a hyper-parameter
+(so a bundle trained on a GPU loads anywhere).
 """
 
 from __future__ import annotations

@@ -158,10 +158,7 @@ class NetworkModel(MoAModel):
         data = {"n_scored": int(self.n_targets_),
                 "prior_logit": None if targets is None else prevalence_logit(targets)}
         kwargs = {k: v for k, v in data.items() if k in accepted}
-        params = dict(self._setting("module_params"))
-        if "hidden" in params and isinstance(params["hidden"], list):
-            params["hidden"] = tuple(params["hidden"])
-        return net(self.n_inputs_, self.n_outputs_, **kwargs, **params)
+        return net(self.n_inputs_, self.n_outputs_, **kwargs, **self._setting("module_params"))
 
     # -- MoAModel ------------------------------------------------------------------------
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None, device: str = "cpu") -> None:
