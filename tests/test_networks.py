@@ -54,6 +54,8 @@ def test_clone_and_get_params_see_every_setting():
 def test_unknown_parameter_is_a_clear_error():
     with pytest.raises(TypeError, match="no parameter 'hiden'"):
         make_model("mlp", hiden=[8])
+    with pytest.raises(TypeError, match="not a hyper-parameter"):
+        make_model("mlp", device="cuda")
 
 
 def test_seed_alone_decides_the_fit(sim_dataset):

@@ -116,6 +116,9 @@ class NetworkModel(MoAModel):
                 spec["inputs"].set_params(**{key: value})
             elif key in net_keys:
                 spec["module_params"][key] = value
+            elif key == "device":
+                raise TypeError("the device is not a hyper-parameter: give it to fit / predict_proba "
+                                "(moa train --device)")
             else:
                 known = sorted(set(_NESTED) | train_keys | set(net_keys)
                                | set(spec["inputs"].get_params() if isinstance(spec["inputs"], MoAPreprocessor)
