@@ -54,7 +54,7 @@ def test_forward_equals_predict_and_attributions_are_complete(request, name, tes
     # column's training minimum when many training values tie there (the c- features' floor of -10), so
     # for RankGauss models take profiles whose path crosses no such point (the loss is reported to users
     # as completeness_error)
-    pre = model._fitted_preprocessor()
+    pre = getattr(model, "preprocessor_", None)
     if pre is not None:
         frame = frame[(model.attribution_inputs(frame)[0][:, :schema.N_GENES + schema.N_CELLS]
                        > pre._table.lo).all(axis=1)]

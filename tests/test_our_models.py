@@ -214,7 +214,7 @@ def test_default_model_is_our_blend():
 def test_cuda_matches_cpu(data):
     X, Y, Ya = _xy(data)
     cpu = make_model("mlp", **TINY["mlp"]).fit(X, Y, Ya).predict_proba(X)
-    gpu = make_model("mlp", device="cuda", **TINY["mlp"]).fit(X, Y, Ya).predict_proba(X)
+    gpu = make_model("mlp", **TINY["mlp"]).fit(X, Y, Ya, device="cuda").predict_proba(X, device="cuda")
     np.testing.assert_allclose(cpu, gpu, atol=1e-4)
 
 

@@ -67,9 +67,9 @@ def test_layers_and_table6_parameter_counts():
 def test_published_training_settings():
     model = make_model("paper-nn")
     assert model.trains_on_controls
-    cfg = model._train_config(0)
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.adam_eps, cfg.optimizer, cfg.label_smoothing) == \
-        (75, 100, 1e-3, 1e-7, "adam", 0.0)
+    cfg = model.train
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.adam_eps, cfg.optimizer, cfg.label_smoothing, cfg.schedule) == \
+        (75, 100, 1e-3, 1e-7, "adam", 0.0, "none")
 
 
 def test_fit_predict_deterministic_and_bundle_round_trip(sim, tmp_path):

@@ -30,7 +30,7 @@ from ..data.dataset import Dataset
 from ..data.io import write_text
 from ..evaluation.crossval import assign_folds, describe_rows, fold_fits
 from ..evaluation.metrics import columnwise_log_loss as columnwise_loss
-from ..models.base import make_model
+from ..models.registry import make_model
 from ..models.stack import Stack, nested_stack_score
 from ..training.stacking import blend_oof
 
@@ -55,16 +55,16 @@ def _spec_key(name: str, params: dict[str, Any], fingerprint: str, n_splits: int
 
 
 def run_cv(name: str, params: dict[str, Any], data: Dataset, fold: np.ndarray, n_splits: int,
-           progress: bool = True, label: str = "") -> dict[str, Any]:
+           progress: bool = True, label: str = "", device: str = "cpu") -> dict[str, Any]:
     """Out-of-fold predictions of one model (treated rows), with wall and CPU fit time and throughput."""
     Y = data.targets.to_numpy(np.float32)
     oof = np.zeros(Y.shape, dtype=np.float32)
     fit_s = fit_cpu = pred_s = 0.0
     n_pred = 0
     for _, est, val, fit_k, cpu_k in fold_fits(make_model(name, **params), data, fold, n_splits, progress=progress,
-                                               label=label or name):
+                                               label=label or name, device=device):
         t1 = time.perf_counter()
-        oof[val] = est.predict_proba(data.features.iloc[val])
+        oof[val] = est.predict_proba(data.features.iloc[val], device=device)
         pred_s += time.perf_counter() - t1
         fit_s += fit_k
         fit_cpu += cpu_k
@@ -73,10 +73,16 @@ def run_cv(name: str, params: dict[str, Any], data: Dataset, fold: np.ndarray, n
             "n_predicted": n_pred}
 
 
-def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress: bool = True) -> dict[str, Any]:
+def _epochs(name: str) -> int | None:
+    """A network's default number of epochs (None for models that do not train in epochs)."""
+    return make_model(name).get_params().get("train__epochs")
+
+
+def run_blend_cv(blend, data: Dataset, fold: np.ndarray, n_splits: int, progress: bool = True,
+                 device: str = "cpu") -> dict[str, Any]:
     """Cross-validate the blend itself (members fitted in parallel, as ``moa train`` does) and keep each
     member's out-of-fold predictions and timings, so members and blend come from one set of fits."""
-    res = blend_oof(blend, data, fold, n_splits, progress=progress)
+    res = blend_oof(blend, data, fold, n_splits, progress=progress, device=device)
     treated = ~data.is_control
     members = [{"oof": res["members"][i][treated], "fit_seconds": float(res["member_fit_seconds"][i]),
                 "fit_cpu_seconds": float(res["member_fit_cpu_seconds"][i]),
@@ -130,15 +136,13 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
 
     def cv(name: str, params: dict[str, Any], label: str) -> dict[str, Any]:
         p = dict(params)
-        if "device" in make_model(name).get_params():
-            p["device"] = device
-        if quick and "epochs" in make_model(name).get_params():
-            p["epochs"] = max(3, int(p.get("epochs", make_model(name).get_params()["epochs"])) // 3)
-        key = _spec_key(name, {k: v for k, v in p.items() if k != "device"}, fingerprint, n_splits, seed, len(fold))
+        if quick and _epochs(name) is not None:
+            p["epochs"] = max(3, int(p.get("epochs", _epochs(name))) // 3)
+        key = _spec_key(name, p, fingerprint, n_splits, seed, len(fold))
         if cache is not None and (cache / f"{key}.npz").is_file():
             z = np.load(cache / f"{key}.npz")
             return {"oof": z["oof"].astype(np.float32), **json.loads(str(z["meta"])), "from_cache": True}
-        res = run_cv(name, p, data, fold, n_splits, progress, label)
+        res = run_cv(name, p, data, fold, n_splits, progress, label, device=device)
         if cache is not None:
             cache.mkdir(parents=True, exist_ok=True)
             meta = {k: v for k, v in res.items() if k != "oof"}
@@ -159,10 +163,10 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         specs_m = []
         for name, params in members:
             p = dict(params)
-            if quick and "epochs" in make_model(name).get_params():
-                p["epochs"] = max(3, int(p.get("epochs", make_model(name).get_params()["epochs"])) // 3)
+            if quick and _epochs(name) is not None:
+                p["epochs"] = max(3, int(p.get("epochs", _epochs(name))) // 3)
             specs_m.append([name, p])
-        est = default.set_params(members=specs_m, device=device)
+        est = default.set_params(members=specs_m)
         if est.weights is not None and min(est.weights) <= 0:
             # every member gets its row: a member shipped with weight 0 is fitted with a negligible weight
             est.set_params(weights=[max(float(w), 1e-9) for w in est.weights])
@@ -177,7 +181,7 @@ def run_model_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
                          "members": [{"oof": z[f"m{i}"], **m, "from_cache": True}
                                      for i, m in enumerate(meta["members"])]}
         else:
-            blend_res = run_blend_cv(est, data, fold, n_splits, progress)
+            blend_res = run_blend_cv(est, data, fold, n_splits, progress, device=device)
             if cache is not None:
                 cache.mkdir(parents=True, exist_ok=True)
                 meta = {"blend": {k: v for k, v in blend_res.items() if k not in ("oof", "members")},

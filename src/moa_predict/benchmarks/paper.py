@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.dataset import Dataset
-from ..models.base import make_model
+from ..data.io import atomic_path, write_text
+from ..models.registry import make_model
 from ..models.knn import (brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, build_index, label_matrix,
                           lookup, mean_set_size, mlknn_posterior_table, mlknn_tables, neighbour_label_counts,
                           paper_inputs, query_neighbours)
@@ -121,7 +122,7 @@ def run_paper_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
     timings["prior CV"].append(time.perf_counter() - t0)
 
     q_ks = sorted(set(grid.brknn_a) | set(grid.brknn_b) | set(grid.ml_knn))
-    net = make_model("paper-nn", seed=seed, device=device, progress=progress)
+    net = make_model("paper-nn", seed=seed, progress=progress)
     steps = ["neighbours", "kNN grids", "net"]
     bar = tqdm(total=n_splits * len(steps), desc="paper benchmark", unit="step", disable=not progress)
     for f in range(n_splits):
@@ -172,7 +173,7 @@ def run_paper_benchmark(data: Dataset, *, quick: bool = False, n_splits: int = 5
         train_net = np.flatnonzero((fold != f) & ((fold >= 0) | control))  # the paper's net: controls too
         with limit_threads(torch_threads) if torch_threads and device == "cpu" else nullcontext():
             _, snaps = net.fit_snapshots(data.features.iloc[train_net], Y[train_net], data.features.iloc[va],
-                                         grid.epochs)
+                                         grid.epochs, device=device)
         for e, pred in snaps.items():
             scores.add("paper-nn", e, "probabilities", yv, pred)
         timings[f"net ({max(grid.epochs)} epochs)"].append(time.perf_counter() - t0)

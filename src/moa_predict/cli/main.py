@@ -88,8 +88,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         data = data.subset(np.sort(np.random.default_rng(args.seed).choice(len(data.features), args.rows, False)))
     name = args.model or DEFAULT_MODEL
     params = dict(args.param or [])
-    if args.device:
-        params["device"] = args.device
     try:
         model = make_model(name, **params)
     except (KeyError, TypeError) as exc:
@@ -97,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     console.print(f"training [bold]{name}[/] on {data.source}: {len(data.features):,} rows, "
                   f"{len(data.target_names)} targets")
     bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
-                                  command=_command_line())
+                                  command=_command_line(), device=args.device or "cpu")
     path = save_bundle(bundle, args.out)
     if bundle.info.get("stack"):
         console.print(f"blend stack: {bundle.info['stack']}")

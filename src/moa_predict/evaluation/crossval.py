@@ -81,7 +81,7 @@ def describe_rows(data: Dataset) -> str:
 
 
 def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *, progress: bool = True,
-              label: str = "") -> Iterator[tuple[int, MoAModel, np.ndarray, float, float]]:
+              label: str = "", device: str = "cpu") -> Iterator[tuple[int, MoAModel, np.ndarray, float, float]]:
     """The one cross-validation training loop: per fold, a clone of `model` fit on the other folds' rows
     (their control rows included: models learn that controls carry no MoA). Yields the fold number, the
     fitted clone, the validation rows (treated rows of the fold), and the fit's wall and CPU seconds
@@ -94,12 +94,12 @@ def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
         val = np.flatnonzero(fold == k)
         est = clone(model)
         c0, t0 = cpu_seconds(), time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train])
+        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train], device=device)
         yield k, est, val, time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0,
-                   fold: np.ndarray | None = None, progress: bool = True) -> CVResult:
+                   fold: np.ndarray | None = None, progress: bool = True, device: str = "cpu") -> CVResult:
     """Fit a clone of `model` on each training fold and predict its validation fold (any model, as it is:
     a blend here uses its given weights; ``training.stacking`` cross-validates a blend with its stack fit)."""
     fold, grouped = fold_assignment(data, n_splits, seed, fold)
@@ -108,9 +108,10 @@ def cross_validate(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: i
     oof = np.zeros(Y.shape, dtype=np.float32)
     fit_s = pred_s = 0.0
     fold_scores = []
-    for _, est, val, fit_k, _ in fold_fits(model, data, fold, n_splits, progress=progress, label=f"CV {model.name}"):
+    for _, est, val, fit_k, _ in fold_fits(model, data, fold, n_splits, progress=progress, label=f"CV {model.name}",
+                                           device=device):
         t1 = time.perf_counter()
-        oof[val] = est.predict_proba(data.features.iloc[val])
+        oof[val] = est.predict_proba(data.features.iloc[val], device=device)
         pred_s += time.perf_counter() - t1
         fit_s += fit_k
         fold_scores.append(float(columnwise_log_loss(Y[val], oof[val]).mean()))

@@ -1,8 +1,9 @@
-"""Models: the estimator contract, a registry by name, and every model moa-predict ships."""
+"""Models: the estimator contract (``base``), every model moa-predict ships, and their names (``registry``)."""
 
-from .base import MODELS, MoAModel, available_models, make_model, register
+from .base import MoAModel
+from .registry import MODELS, available_models, make_model
 
-__all__ = ["MODELS", "MoAModel", "available_models", "make_model", "register"]
+__all__ = ["DEFAULT_MODEL", "MODELS", "MoAModel", "available_models", "make_model"]
 
 DEFAULT_MODEL = "blend"
 """What ``moa train`` fits without --model."""

@@ -1,10 +1,12 @@
-"""The estimator contract every MoA model follows, and the registry that names them.
+"""The estimator contract every MoA model follows (the names are in ``members`` and ``registry``).
 
 Models are scikit-learn estimators: hyper-parameters in ``__init__``, learned state with
 a trailing underscore, ``fit(X, Y)`` returning self and ``predict_proba(X)`` returning an
 (n_rows, n_targets) float32 array. X is the validated features frame (meta columns, g-/c-
 columns, by name). Control rows are handled here, once, for every model: dropped before
 fitting (unless the model was published as trained on them) and predicted exactly 0.
+The torch device is an argument of ``fit`` and ``predict_proba``, never a hyper-parameter
+(so a bundle trained on a GPU loads anywhere).
 """
 
 from __future__ import annotations
@@ -30,8 +32,18 @@ class MoAModel(BaseEstimator):
     """The paper's net was trained on all rows, controls included; our models drop them."""
     uses_aux_targets: ClassVar[bool] = False
     """Models that learn from the non-scored targets too (pre-training or auxiliary head)."""
+    uses_device: ClassVar[bool] = False
+    """Models whose ``_fit`` / ``_predict_proba`` take a ``device`` keyword (networks, the blend); others
+    ignore the device given to ``fit`` / ``predict_proba``."""
 
-    def fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None = None) -> "MoAModel":
+    @classmethod
+    def from_params(cls, **params: Any) -> "MoAModel":
+        """The model from hyper-parameters as the CLI, blend member specs and bundles give them (JSON
+        values); networks also take their settings flat (``network.NetworkModel.from_params``)."""
+        return cls(**params)
+
+    def fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None = None, *,
+            device: str = "cpu") -> "MoAModel":
         Y = np.asarray(Y, dtype=np.float32)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
@@ -42,14 +54,17 @@ class MoAModel(BaseEstimator):
         if len(X) == 0:
             raise ValueError("no treated rows to train on")
         self.n_targets_ = Y.shape[1]
-        self._fit(X, Y, Y_aux if self.uses_aux_targets else None)
+        self._fit(X, Y, Y_aux if self.uses_aux_targets else None, **self._device_kw(device))
         return self
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame, *, device: str = "cpu") -> np.ndarray:
         check_is_fitted(self, "n_targets_")
-        proba = np.asarray(self._predict_proba(X), dtype=np.float32)
+        proba = np.asarray(self._predict_proba(X, **self._device_kw(device)), dtype=np.float32)
         proba[control_mask(X)] = 0.0
         return proba
+
+    def _device_kw(self, device: str) -> dict[str, str]:
+        return {"device": str(device)} if self.uses_device else {}
 
     # -- attributions (optional capability, used by explain.attributions) -------------
     @property
@@ -87,6 +102,7 @@ class MoAModel(BaseEstimator):
 
     # -- to implement -----------------------------------------------------------------
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
+        """Fit on treated rows (``uses_device`` models also get ``device=``)."""
         raise NotImplementedError
 
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -97,34 +113,3 @@ class MoAModel(BaseEstimator):
 
     def _set_state(self, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
-
-
-MODELS: dict[str, type[MoAModel]] = {}
-
-
-def register(name: str):
-    """Class decorator: make a model selectable by name (``moa train --model NAME``)."""
-
-    def deco(cls: type[MoAModel]) -> type[MoAModel]:
-        if name in MODELS:
-            raise ValueError(f"model name {name!r} registered twice")
-        cls.name = name
-        MODELS[name] = cls
-        return cls
-
-    return deco
-
-
-def make_model(name: str, **params: Any) -> MoAModel:
-    """A fresh, unfitted model by registry name."""
-    from . import _load_all  # noqa: F401  (imports every model module so they register)
-
-    if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    return MODELS[name](**params)
-
-
-def available_models() -> list[str]:
-    from . import _load_all  # noqa: F401
-
-    return sorted(MODELS)

@@ -20,8 +20,9 @@ import pandas as pd
 
 from ..evaluation.metrics import smoothed_prevalence
 from ..runtime.workers import cpu_seconds, run_tasks
-from .base import MoAModel, State, make_model, register
+from .base import MoAModel, State
 from .default import DEFAULT_MEMBERS, DEFAULT_MIN_GAIN, DEFAULT_WEIGHTS
+from .members import make_member
 from .stack import Stack
 
 
@@ -29,7 +30,7 @@ def _fit_member(name: str, params: dict[str, Any], X: pd.DataFrame, Y: np.ndarra
                 Y_aux: np.ndarray | None) -> tuple[dict, dict, float, float]:
     """Fit one member (in a worker process); return its persisted state, rebuilt by the caller."""
     c0, t0 = cpu_seconds(), time.perf_counter()
-    model = make_model(name, **params).fit(X, Y, Y_aux)
+    model = make_member(name, **params).fit(X, Y, Y_aux)
     settings, arrays = model.get_state()
     return settings, arrays, time.perf_counter() - t0, cpu_seconds() - c0
 
@@ -45,7 +46,6 @@ def _as_members(members: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-@register("blend")
 class BlendModel(MoAModel):
     """Member models combined by a stack fit on their out-of-fold predictions.
 
@@ -60,20 +60,22 @@ class BlendModel(MoAModel):
     n_jobs: members fitted in parallel worker processes (1 torch thread each); 1 = in this process.
         Each member seeds itself, so the result does not depend on n_jobs. GPU fits run in-process.
     seed: added to every member's seed.
-    device: passed to members that take a device.
+
+    ``fit(..., device=)`` / ``predict_proba(..., device=)`` pass the device to the members (a GPU fit runs
+    in-process; worker processes fit on the CPU).
     """
 
+    name = "blend"
     uses_aux_targets = True
+    uses_device = True
 
     def __init__(self, members: Sequence[Any] = DEFAULT_MEMBERS, weights: Sequence[float] | None = DEFAULT_WEIGHTS,
-                 safeguard_min_gain: float | None = DEFAULT_MIN_GAIN, n_jobs: int = 2, seed: int = 0,
-                 device: str = "cpu") -> None:
+                 safeguard_min_gain: float | None = DEFAULT_MIN_GAIN, n_jobs: int = 2, seed: int = 0) -> None:
         self.members = members
         self.weights = weights
         self.safeguard_min_gain = safeguard_min_gain
         self.n_jobs = n_jobs
         self.seed = seed
-        self.device = device
 
     # -- the stack --------------------------------------------------------------------------
     def member_specs(self) -> list[tuple[str, dict[str, Any]]]:
@@ -92,37 +94,34 @@ class BlendModel(MoAModel):
         return Stack.fixed(np.full(n, 1.0 / n) if self.weights is None else self.weights)
 
     def _make_member(self, name: str, params: dict[str, Any]) -> MoAModel:
-        model = make_model(name, **params)
+        model = make_member(name, **params)
         known = model.get_params(deep=False)
-        update = {}
-        if "device" in known:
-            update["device"] = self.device
         if "seed" in known and self.seed:
-            update["seed"] = int(known["seed"]) + int(self.seed)
-        return model.set_params(**update) if update else model
+            model.set_params(seed=int(known["seed"]) + int(self.seed))
+        return model
 
     # -- MoAModel ------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None = None, *,
-            stack: Stack | None = None) -> "BlendModel":
+            stack: Stack | None = None, device: str = "cpu") -> "BlendModel":
         """Fit the members on these rows and keep `stack` (fit on out-of-fold predictions of these rows'
         data) as ``stack_``; without one, ``default_stack()``. Members with weight 0 are not fitted."""
         stack = self.default_stack() if stack is None else stack
         stack.check(len(self.member_specs()), np.shape(Y)[1])
         self.stack_ = stack
-        return super().fit(X, Y, Y_aux)
+        return super().fit(X, Y, Y_aux, device=device)
 
-    def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
+    def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None, device: str = "cpu") -> None:
         weights = self._weights()
         self.members_ = [self._make_member(name, params) for name, params in self.member_specs()]
         todo = [i for i, w in enumerate(weights) if w > 0]  # a zero-weight member is never used: not fitted
         self.member_fit_seconds_ = [0.0] * len(self.members_)
         self.member_fit_cpu_seconds_ = [0.0] * len(self.members_)
         n_jobs = min(int(self.n_jobs or 1), len(todo), os.cpu_count() or 1)
-        self.used_workers_ = n_jobs > 1 and not str(self.device).startswith("cuda")
+        self.used_workers_ = n_jobs > 1 and not device.startswith("cuda")
         if not self.used_workers_:
             for i in todo:
                 c0, t0 = cpu_seconds(), time.perf_counter()
-                self.members_[i].fit(X, Y, Y_aux)
+                self.members_[i].fit(X, Y, Y_aux, device=device)
                 self.member_fit_seconds_[i] = time.perf_counter() - t0
                 self.member_fit_cpu_seconds_[i] = cpu_seconds() - c0
         else:
@@ -185,11 +184,11 @@ class BlendModel(MoAModel):
             p = torch.where(mask, prev.expand_as(p), p)
         return p
 
-    def predict_members(self, X: pd.DataFrame) -> list[np.ndarray | None]:
+    def predict_members(self, X: pd.DataFrame, *, device: str = "cpu") -> list[np.ndarray | None]:
         """Each member's probabilities (None for a member that was not fitted: weight 0)."""
-        return [m.predict_proba(X) if hasattr(m, "n_targets_") else None for m in self.members_]
+        return [m.predict_proba(X, device=device) if hasattr(m, "n_targets_") else None for m in self.members_]
 
-    def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def _predict_proba(self, X: pd.DataFrame, device: str = "cpu") -> np.ndarray:
         proba = np.zeros((len(X), self.n_targets_), dtype=np.float32)
         weights = self.weights_
         rankgaussed: list[tuple[Any, np.ndarray]] = []  # one RankGauss per distinct fitted QuantileTransformer
@@ -205,7 +204,8 @@ class BlendModel(MoAModel):
             for i in group:
                 model = self.members_[i]
                 # controls are zeroed once, by MoAModel.predict_proba on the blend
-                p = model.predict_proba(X) if shared is None else model.proba_from_inputs(shared)
+                p = (model.predict_proba(X, device=device) if shared is None
+                     else model.proba_from_inputs(shared, device=device))
                 proba += np.float32(weights[i]) * p
         return self.stack_.finish(proba, self.prevalence_)
 

@@ -14,8 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from .base import register
-from .mlp import Dropout, Heads, PreprocessedNet, linear
+from .mlp import Dropout, Heads, linear
 
 
 def conv(c_in: int, c_out: int, k: int, bias: bool = True, weight_norm: bool = True) -> nn.Module:
@@ -28,6 +27,8 @@ class CNN1DNet(nn.Module):
                  conv_channels: int = 128, dropout_in: float = 0.1, dropout: float = 0.1, dropout_head: float = 0.2,
                  weight_norm: bool = True, celu_alpha: float = 0.06, aux_weight: float = 1.0) -> None:
         super().__init__()
+        if length % 4:
+            raise ValueError(f"length must be a multiple of 4, got {length}")
         self.channels, self.length = channels, length
         c2 = conv_channels
         self.dense = nn.Sequential(nn.BatchNorm1d(n_in), Dropout(dropout_in),
@@ -50,46 +51,3 @@ class CNN1DNet(nn.Module):
         h = self.conv2(self.conv1(h))
         h = self.conv3(h) * h  # the gated skip of the original
         return self.heads(self.out(self.pool(h)))
-
-
-@register("cnn1d")
-class CNN1DModel(PreprocessedNet):
-    """1D-CNN over learnt feature maps, aux head, label smoothing, OneCycle."""
-
-    def __init__(self, channels: int = 64, length: int = 16, conv_channels: int = 128, dropout_in: float = 0.1,
-                 dropout: float = 0.1, dropout_head: float = 0.2, weight_norm: bool = True, g_pca: int = 50,
-                 c_pca: int = 15, variance_threshold: float | None = 0.8, keep_raw: bool = True,
-                 epochs: int = 20, batch_size: int = 256,
-                 lr: float = 1e-3, max_lr: float = 5e-3, weight_decay: float = 1e-5, label_smoothing: float = 0.001,
-                 schedule: str = "onecycle", aux: bool = True, aux_weight: float = 1.0, n_seeds: int = 1,
-                 seed: int = 0, device: str = "cpu") -> None:
-        self.channels = channels
-        self.length = length
-        self.conv_channels = conv_channels
-        self.dropout_in = dropout_in
-        self.dropout = dropout
-        self.dropout_head = dropout_head
-        self.weight_norm = weight_norm
-        self.g_pca = g_pca
-        self.c_pca = c_pca
-        self.variance_threshold = variance_threshold
-        self.keep_raw = keep_raw
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.max_lr = max_lr
-        self.weight_decay = weight_decay
-        self.label_smoothing = label_smoothing
-        self.schedule = schedule
-        self.aux = aux
-        self.aux_weight = aux_weight
-        self.n_seeds = n_seeds
-        self.seed = seed
-        self.device = device
-
-    def _build_module(self, n_in: int, n_out: int) -> nn.Module:
-        if self.length % 4:
-            raise ValueError(f"length must be a multiple of 4, got {self.length}")
-        return CNN1DNet(n_in, n_out, self._n_scored(), self.channels, self.length, self.conv_channels,
-                        self.dropout_in, self.dropout, self.dropout_head, self.weight_norm,
-                        aux_weight=self.aux_weight)

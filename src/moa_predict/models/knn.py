@@ -36,7 +36,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..data.dataset import control_mask
 from ..features.meta import feature_matrix, paper_meta
-from .base import MoAModel, State, register
+from .base import MoAModel, State
 
 PREDICT_CHUNK = 2048
 """Query rows per neighbour search, so that memory stays flat for large k and large inputs."""
@@ -220,13 +220,14 @@ class _BRkNN(_KNNModel):
         return out
 
 
-@register("brknn-a")
 class BRkNNa(_BRkNN):
     """BRkNN-a: labels in at least half of the k neighbours, else the most confident one (paper best k=5).
 
     ``output="labels"`` (default, as the paper scored it) gives hard 0/1 sets from ``predict_proba``;
     ``output="frequencies"`` gives the neighbour label frequencies, which log loss treats far better.
     """
+
+    name = "brknn-a"
 
     def __init__(self, k: int = 5, output: str = "labels", metric: str = "euclidean") -> None:
         super().__init__(k=k, output=output, metric=metric)
@@ -235,12 +236,13 @@ class BRkNNa(_BRkNN):
         return brknn_a_labels(self._frequencies(neighbours))
 
 
-@register("brknn-b")
 class BRkNNb(_BRkNN):
     """BRkNN-b: the round(s) most confident labels, s = mean label-set size of the k neighbours (paper best k=2000).
 
     ``output="labels"`` (default, as the paper) or ``"frequencies"`` (neighbour label frequencies).
     """
+
+    name = "brknn-b"
 
     def __init__(self, k: int = 2000, output: str = "labels", metric: str = "euclidean") -> None:
         super().__init__(k=k, output=output, metric=metric)
@@ -256,13 +258,14 @@ class BRkNNb(_BRkNN):
         return brknn_b_labels(self._frequencies(neighbours), mean_set_size(neighbours, self._set_sizes))
 
 
-@register("ml-knn")
 class MLkNN(_KNNModel):
     """ML-kNN (Zhang & Zhou 2007) with Laplace smoothing s (paper best k=20).
 
     ``output="probabilities"`` (default) gives the posterior P(label | neighbour count);
     ``output="labels"`` gives the MAP 0/1 decisions, as scikit-multilearn's ``predict`` (and the paper) did.
     """
+
+    name = "ml-knn"
 
     outputs: ClassVar[tuple[str, ...]] = ("probabilities", "labels")
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import MoAModel, State, register
+from .base import MoAModel, State
 
 
-@register("prior")
 class PriorModel(MoAModel):
     """Predicts training prevalence; the floor every real model must beat (≈0.0222 on LISH-MoA).
 
@@ -16,6 +15,8 @@ class PriorModel(MoAModel):
     single drug has no positive at all when that drug's fold is held out: a raw 0 would be
     clipped to 1e-15 and cost 34.5 per positive.
     """
+
+    name = "prior"
 
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
         self.prevalence_ = ((Y.sum(axis=0) + 0.5) / (len(Y) + 1.0)).astype(np.float32)

@@ -1,24 +1,34 @@
-"""The one torch training loop shared by every network in moa-predict.
+"""The one torch training loop shared by every network in moa-predict, and its settings.
 
 Networks output logits; the loss is binary cross-entropy on logits (numerically the
 same as the paper's sigmoid + BCE, without its overflow), with optional label
-smoothing. Seeds are set for torch and the data order, so training is repeatable.
+smoothing. ``train_network`` is the only place a network is seeded: its weight
+initialisation, dropout masks and data order all follow from one seed, whatever ran
+before in the process, and the caller's random state is left as it was.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from torch import nn
 from tqdm.auto import tqdm
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(BaseEstimator):
+    """How a network is trained: one hyper-parameter of ``NetworkModel`` (``train``).
+
+    A dataclass that is also a scikit-learn estimator, so that ``clone``, ``get_params`` and
+    ``set_params(train__epochs=5)`` see every field.
+    """
+
     epochs: int = 25
     batch_size: int = 128
     lr: float = 1e-3
@@ -33,32 +43,74 @@ class TrainConfig:
     grad_clip: float | None = None
     adam_eps: float = 1e-8
     """Adam's epsilon (torch default 1e-8; Keras uses 1e-7)."""
-    seed: int = 0
-    device: str = "cpu"
     progress: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch device, with a clear message when CUDA was asked for but is absent."""
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+@contextmanager
+def exact_float32(device: torch.device) -> Iterator[None]:
+    """TF32 off on CUDA for the duration (GPU results then differ from the CPU's by float rounding only);
+    the process's flags are restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def fit_network(module: nn.Module, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig,
-                on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> list[float]:
-    """Train `module` (logits out) on X → Y in place; returns the mean training loss per epoch.
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """torch's global generators seeded for the duration, then restored (a fit leaves no trace on them)."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
-    `on_epoch_end(epoch, module)`, if given, is called after each epoch (1-based) with the module in eval
-    mode (e.g. to snapshot validation predictions); training resumes in train mode afterwards.
+
+def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int) -> torch.optim.lr_scheduler.OneCycleLR:
+    """torch's OneCycle (10 % warm-up from max_lr/1000, cosine anneal), valid for any number of steps.
+
+    torch divides by the warm-up length ``0.1 * total_steps - 1``, which is 0 for exactly 10 steps
+    (ZeroDivisionError). A warm-up that short only holds step 0, at the initial lr whatever its length,
+    so it is lengthened by a hair there: every other step count gets torch's schedule unchanged.
     """
-    device = resolve_device(cfg.device)
-    gen = seed_everything(cfg.seed)
+    pct_start = 0.1
+    if float(pct_start * total_steps) - 1 == 0:
+        pct_start += 1e-9
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=max(total_steps, 1),
+                                               pct_start=pct_start, div_factor=1e3)
+
+
+def train_network(build: Callable[[], nn.Module], X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, *,
+                  seed: int, device: str = "cpu",
+                  on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, list[float]]:
+    """Build a network with ``build()`` and train it (logits out) on X → Y; returns it (on the CPU, in eval
+    mode) and the mean training loss per epoch.
+
+    `seed` seeds the weight initialisation, then (re-seeded, so they do not depend on how many numbers the
+    initialisation drew) the dropout masks and the data order. `on_epoch_end(epoch, module)`, if given, is
+    called after each epoch (1-based) with the module in eval mode (e.g. to snapshot validation predictions).
+    """
+    dev = resolve_device(device)
+    with seeded(seed, dev), exact_float32(dev):
+        module = build()
+        torch.manual_seed(seed)
+        history = _fit(module, X, Y, cfg, dev, torch.Generator().manual_seed(seed), on_epoch_end)
+    return module.cpu().eval(), history
+
+
+def _fit(module: nn.Module, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, device: torch.device,
+         gen: torch.Generator, on_epoch_end: Callable[[int, nn.Module], None] | None) -> list[float]:
     module.to(device).train()
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
     Yt = torch.as_tensor(np.ascontiguousarray(Y, dtype=np.float32))
@@ -68,10 +120,7 @@ def fit_network(module: nn.Module, X: np.ndarray, Y: np.ndarray, cfg: TrainConfi
     opt = opt_cls(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     n = len(Xt)
     steps = math.ceil(n / cfg.batch_size)
-    sched = None
-    if cfg.schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, epochs=cfg.epochs, steps_per_epoch=steps,
-                                                    pct_start=0.1, div_factor=1e3)
+    sched = one_cycle(opt, cfg.max_lr, cfg.epochs * steps) if cfg.schedule == "onecycle" else None
     loss_fn = nn.BCEWithLogitsLoss()
     history = []
     for epoch in tqdm(range(cfg.epochs), desc="epochs", disable=not cfg.progress, leave=False):
@@ -96,19 +145,22 @@ def fit_network(module: nn.Module, X: np.ndarray, Y: np.ndarray, cfg: TrainConfi
             module.eval()
             on_epoch_end(epoch + 1, module)
             module.to(device).train()
-    module.eval()
     return history
 
 
 @torch.no_grad()
 def predict_logits(module: nn.Module, X: np.ndarray, device: str = "cpu", batch_size: int = 8192) -> np.ndarray:
-    """Logits in eval mode (dropout off, BatchNorm running statistics), in batches."""
+    """Logits in eval mode (dropout off, BatchNorm running statistics), in batches; the module is left on
+    the CPU."""
     dev = resolve_device(device)
-    module.to(dev).eval()
     out = []
-    for i in range(0, len(X), batch_size):
-        xb = torch.as_tensor(np.ascontiguousarray(X[i:i + batch_size], dtype=np.float32)).to(dev)
-        out.append(module(xb).float().cpu().numpy())
+    with exact_float32(dev):
+        module.to(dev).eval()
+        for i in range(0, len(X), batch_size):
+            xb = torch.as_tensor(np.ascontiguousarray(X[i:i + batch_size], dtype=np.float32)).to(dev)
+            out.append(module(xb).float().cpu().numpy())
+    if dev.type != "cpu":
+        module.cpu()
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out)

@@ -21,7 +21,8 @@ from .. import __version__
 from ..data import schema
 from ..data.errors import DataError
 from ..data.io import DIR_MODE
-from ..models.base import MoAModel, make_model
+from ..models.base import MoAModel
+from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
 
 FORMAT = "moa-predict-bundle"
@@ -153,8 +154,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except (KeyError, TypeError, AttributeError) as exc:
         raise DataError(f"{META_FILE} lacks or garbles an entry ({type(exc).__name__}: {exc}). The bundle is "
                         "corrupt; retrain it.", source=str(path)) from None
-    if "device" in params:
-        params["device"] = "cpu"  # a bundle trained on a GPU must load anywhere; callers may move it
+    # bundles written before the device became an argument of fit/predict carry it as a parameter: dropped
+    params.pop("device", None)
     try:
         model = make_model(name, **params)
     except (KeyError, TypeError) as exc:
@@ -209,6 +210,8 @@ def _json_params(model: MoAModel) -> dict[str, Any]:
 
 
 def _json_default(value: Any) -> Any:
+    if hasattr(value, "get_params"):  # nested settings (a network's TrainConfig, its preprocessor): their params
+        return value.get_params(deep=False)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -24,7 +24,7 @@ from ..models.stack import Stack, nested_stack_score
 
 
 def blend_oof(blend: BlendModel, data: Dataset, fold: np.ndarray, n_splits: int, *,
-              progress: bool = True) -> dict[str, Any]:
+              progress: bool = True, device: str = "cpu") -> dict[str, Any]:
     """One cross-validation pass of a blend: per fold, a clone fits every member on the training folds (in
     parallel, as ``moa train`` fits them) and they predict the fold's treated rows.
 
@@ -40,7 +40,8 @@ def blend_oof(blend: BlendModel, data: Dataset, fold: np.ndarray, n_splits: int,
                            "fit_seconds": 0.0, "fit_cpu_seconds": 0.0, "predict_seconds": 0.0, "n_predicted": 0,
                            "member_fit_seconds": np.zeros(n_members), "member_fit_cpu_seconds": np.zeros(n_members),
                            "member_predict_seconds": np.zeros(n_members)}
-    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="CV blend"):
+    for _, est, val, fit_k, cpu_k in fold_fits(blend, data, fold, n_splits, progress=progress, label="CV blend",
+                                               device=device):
         # this process's CPU time (which includes in-process members) + the worker processes' members
         out["fit_cpu_seconds"] += cpu_k + (sum(est.member_fit_cpu_seconds_) if est.used_workers_ else 0.0)
         out["member_fit_cpu_seconds"] += np.asarray(est.member_fit_cpu_seconds_)
@@ -48,13 +49,13 @@ def blend_oof(blend: BlendModel, data: Dataset, fold: np.ndarray, n_splits: int,
         out["fit_seconds"] += fit_k
         Xv = data.features.iloc[val]
         t1 = time.perf_counter()
-        out["oof"][val] = est.predict_proba(Xv)
+        out["oof"][val] = est.predict_proba(Xv, device=device)
         out["predict_seconds"] += time.perf_counter() - t1
         for i, m in enumerate(est.members_):
             if not hasattr(m, "n_targets_"):
                 raise ValueError(f"member {i} has weight 0 and was not fitted: give every member a positive weight")
             t3 = time.perf_counter()
-            out["members"][i, val] = m.predict_proba(Xv)
+            out["members"][i, val] = m.predict_proba(Xv, device=device)
             out["member_predict_seconds"][i] += time.perf_counter() - t3
         out["prevalence"][val] = est.prevalence_
         out["n_predicted"] += len(val)
@@ -62,14 +63,15 @@ def blend_oof(blend: BlendModel, data: Dataset, fold: np.ndarray, n_splits: int,
 
 
 def cross_validate_blend(blend: BlendModel, data: Dataset, *, n_splits: int = 5, seed: int = 0,
-                         fold: np.ndarray | None = None, progress: bool = True) -> tuple[CVResult, Stack]:
+                         fold: np.ndarray | None = None, progress: bool = True,
+                         device: str = "cpu") -> tuple[CVResult, Stack]:
     """The members cross-validated once, the blend's stack fit on their OOF predictions and scored nested.
 
     Returns the CV result (the nested stack's OOF and score; ``extra["stack"]`` describes the stack, each
     member's own score and each outer fold's stack) and the stack fit on all folds, for the final model."""
     fold, grouped = fold_assignment(data, n_splits, seed, fold)
     every = clone(blend).set_params(weights=None)  # equal weights: every member is fitted in each fold
-    res = blend_oof(every, data, fold, n_splits, progress=progress)
+    res = blend_oof(every, data, fold, n_splits, progress=progress, device=device)
     Y = data.targets.to_numpy(np.float32)
     treated = ~data.is_control
     drugs = None if data.drugs is None else np.asarray(data.drugs.to_numpy())[treated]

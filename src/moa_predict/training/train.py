@@ -23,7 +23,8 @@ CV_STACK = "fit on this data's out-of-fold predictions (weights, temperature, pe
 
 
 def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
-                 progress: bool = True, command: str = "", reference: bool = True) -> tuple[Bundle, CVResult | None]:
+                 progress: bool = True, command: str = "", reference: bool = True,
+                 device: str = "cpu") -> tuple[Bundle, CVResult | None]:
     """Cross-validate `model` (unless cv=False), then fit it on every training row.
 
     A blend gets its stack fit on this data's cross-validation (``training.stacking``); without
@@ -35,18 +36,19 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     is_blend = isinstance(model, BlendModel)
     result, stack = None, None
     if cv and is_blend:
-        result, stack = cross_validate_blend(model, data, n_splits=n_splits, seed=seed, progress=progress)
+        result, stack = cross_validate_blend(model, data, n_splits=n_splits, seed=seed, progress=progress,
+                                             device=device)
     elif cv:
-        result = cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress)
+        result = cross_validate(model, data, n_splits=n_splits, seed=seed, progress=progress, device=device)
     final = clone(model)
     t0 = time.perf_counter()
     # float32 as in cross-validation, so the final fit sees exactly what the CV folds saw
     X, Y = data.features, data.targets.to_numpy(np.float32)
     Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
     if is_blend:
-        final.fit(X, Y, Y_aux, stack=stack)
+        final.fit(X, Y, Y_aux, stack=stack, device=device)
     else:
-        final.fit(X, Y, Y_aux)
+        final.fit(X, Y, Y_aux, device=device)
     info = {
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,23 @@
+"""Every model moa-predict ships, by name: the blend members and the blend itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import MoAModel
+from .blend import BlendModel
+from .members import MEMBERS
+
+MODELS: dict[str, type[MoAModel]] = {**MEMBERS, BlendModel.name: BlendModel}
+"""Model classes by name (``moa train --model NAME``)."""
+
+
+def make_model(name: str, **params: Any) -> MoAModel:
+    """A fresh, unfitted model by name, from hyper-parameters as the CLI and bundles give them."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[name].from_params(**params)
+
+
+def available_models() -> list[str]:
+    return sorted(MODELS)
