@@ -143,6 +143,7 @@ def test_written_files_round_trip(small: SimulatedData, tmp_path: Path) -> None:
     assert names == sorted([
         "train_features.csv", "train_targets_scored.csv", "train_targets_nonscored.csv", "train_drug.csv",
         "test_features.csv", "sample_submission.csv", "test_targets_scored.csv", "simulation_truth.json",
+        "SIMULATED.json",
     ])
     assert sorted(p.name for p in (tmp_path / "sim").iterdir()) == names  # no temp files left behind
     features = pd.read_csv(tmp_path / "sim" / "train_features.csv")
@@ -214,3 +215,24 @@ def test_labels_from_reproduces_the_real_files(real_labels: SimulatedData) -> No
     control = (drugs[schema.DRUG_ID] == schema.CONTROL_DRUG_ID).to_numpy()
     assert ((real_labels.train_features[schema.CP_TYPE] == schema.CONTROL).to_numpy() == control).all()
     assert real_labels.truth["mode"] == "labels_from"
+
+
+def test_simulated_data_is_marked_and_the_mark_reaches_the_bundle(small: SimulatedData, tmp_path: Path) -> None:
+    """The simulator marks its output; load_dataset keeps the mark and a bundle trained on it says so. A directory
+    without the mark (real data) has none."""
+    from moa_predict.data.dataset import load_dataset
+    from moa_predict.models import make_model
+    from moa_predict.training.train import train_bundle
+
+    write_simulated(small, tmp_path / "sim")
+    data = load_dataset(tmp_path / "sim")
+    assert data.simulated["simulated"] is True and "SIMULATED" in data.simulated["note"]
+    bundle, result = train_bundle(make_model("prior"), data, n_splits=3, progress=False, reference=False)
+    assert bundle.info["training_data"]["simulated"] == data.simulated
+    skill = bundle.info["cv"]["per_target_skill"]
+    assert set(skill) == set(data.target_names)
+    assert all(not s["predictable"] for s in skill.values())  # the prior never beats itself
+    assert bundle.info["cv"]["not_predictable"] == data.target_names
+    for name in ("SIMULATED.json", "simulation_truth.json", "test_targets_scored.csv"):
+        (tmp_path / "sim" / name).unlink()
+    assert load_dataset(tmp_path / "sim").simulated is None

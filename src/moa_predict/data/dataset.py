@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ class Dataset:
     nonscored: pd.DataFrame | None = None
     drugs: pd.Series | None = None
     source: str = ""
+    simulated: dict | None = None
+    """The simulator's marker (``schema.SIMULATED_MARKER``) when the features are simulated, else None."""
 
     @property
     def feature_columns(self) -> list[str]:
@@ -63,7 +66,7 @@ class Dataset:
         """The rows at positions `rows` (used for subsampling and folds)."""
         take = lambda t: None if t is None else t.iloc[rows]  # noqa: E731
         return Dataset(self.features.iloc[rows], take(self.targets), take(self.nonscored), take(self.drugs),
-                       self.source)
+                       self.source, self.simulated)
 
 
 _FEATURE_SET = set(schema.FEATURE_COLUMNS)
@@ -119,9 +122,10 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
     if not directory.is_dir():
         raise DataError(f"{directory} is not a directory. Point --data at a directory in the LISH-MoA layout.",
                         source=str(directory))
+    simulated = _simulated_marker(directory)
     if split == "test":
         path = find_table(directory, schema.TEST_FEATURES)
-        return Dataset(load_features(path), source=str(path))
+        return Dataset(load_features(path), source=str(path), simulated=simulated)
     fpath = find_table(directory, schema.TRAIN_FEATURES)
     features = load_features(fpath)
     tpath = find_table(directory, schema.TARGETS_SCORED)
@@ -131,7 +135,21 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
         nonscored = align_to(features.index, load_targets(npath), npath.name, fpath.name)
     if (dpath := find_table(directory, schema.DRUGS, required=False)) is not None:
         drugs = align_to(features.index, validate_drugs(read_table(dpath), dpath.name), dpath.name, fpath.name)
-    return Dataset(features, targets, nonscored, drugs, source=str(directory))
+    return Dataset(features, targets, nonscored, drugs, source=str(directory), simulated=simulated)
+
+
+def _simulated_marker(directory: Path) -> dict | None:
+    path = directory / schema.SIMULATED_MARKER
+    if not path.is_file():
+        if (directory / "simulation_truth.json").is_file():  # written by simulators before the marker existed
+            return {"simulated": True, "note": "features SIMULATED by moa-predict's simulator (simulation_truth.json)"}
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        marker = None
+    # a damaged marker still means simulated: never let a simulated set pass for real data
+    return marker if isinstance(marker, dict) else {"simulated": True, "note": f"{path.name} is unreadable"}
 
 
 def load_predictions(src: Source, *, columns: list[str] | None = None, name: str | None = None) -> pd.DataFrame:

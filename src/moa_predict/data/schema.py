@@ -40,3 +40,6 @@ TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 
 CLIP_LOW, CLIP_HIGH = -10.0, 10.0
 """The real features are clipped to this range."""
+
+SIMULATED_MARKER = "SIMULATED.json"
+"""Written by ``moa simulate`` into its output directory; real data directories have none."""

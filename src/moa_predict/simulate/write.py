@@ -29,4 +29,13 @@ def write_simulated(data: SimulatedData, out_dir: str | Path) -> list[Path]:
     ]
     paths = [write_table(frame, out / name, float_format=fmt) for name, frame, fmt in tables]
     paths.append(write_text(json.dumps(data.truth, indent=1), out / "simulation_truth.json"))
+    paths.append(write_text(json.dumps(simulated_marker(data.truth), indent=1), out / schema.SIMULATED_MARKER))
     return paths
+
+
+def simulated_marker(truth: dict) -> dict:
+    """What ``load_dataset`` keeps and every bundle trained on this directory shows: the features are simulated."""
+    mode = truth.get("mode", "synthetic")
+    labels = ("real LISH-MoA sig_ids, drugs and labels" if mode != "synthetic" else "synthetic labels")
+    return {"simulated": True, "mode": mode, "seed": truth.get("seed"),
+            "note": f"features SIMULATED by moa-predict's simulator ({labels}); not measured data"}

@@ -11,6 +11,7 @@ from sklearn.base import clone
 from .. import __version__
 from ..data.dataset import Dataset
 from ..evaluation.crossval import CVResult, cross_validate
+from ..evaluation.skill import per_target_skill
 from ..explain.neighbours import ReferenceIndex
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
@@ -54,10 +55,17 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "training_data": {"source": data.source, "fingerprint": data.fingerprint(), "rows": len(data.features),
-                          "treated_rows": int((~data.is_control).sum())},
+                          "treated_rows": int((~data.is_control).sum()), "simulated": data.simulated},
         "final_fit_seconds": round(time.perf_counter() - t0, 2),
         "cv": None if result is None else result.to_dict(),
     }
+    if result is not None:
+        treated_fold = np.where(data.is_control, -1, result.fold)
+        skill = per_target_skill(data.targets.to_numpy(np.float64), result.oof, treated_fold, data.target_names,
+                                 None if data.drugs is None else data.drugs.to_numpy(),
+                                 stack.prior_targets_ if stack is not None else ())
+        info["cv"]["per_target_skill"] = skill
+        info["cv"]["not_predictable"] = [name for name, s in skill.items() if not s["predictable"]]
     if is_blend:
         info["stack"] = NO_CV_STACK if stack is None else CV_STACK
     index = None
