@@ -115,24 +115,19 @@ def _numeric_block(df: pd.DataFrame, columns: Sequence[str], source: str, what: 
         coerced = block.apply(pd.to_numeric, errors="coerce")
         values = coerced.to_numpy(dtype=np.float64)
         nonnumeric = np.isnan(values) & block.notna().to_numpy()
-    if nonnumeric.any():
-        i, j = (int(k[0]) for k in np.nonzero(nonnumeric))
-        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: {_show(block.iat[i, j])} is not a number "
-                        f"({int(nonnumeric.sum())} non-numeric {what} value(s) in all). "
-                        f"{what.capitalize()} values must be plain decimal numbers.",
-                        source=source, row=i + 1, column=columns[j])
-    missing = np.isnan(values)
-    if missing.any():
-        i, j = (int(k[0]) for k in np.nonzero(missing))
-        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: value is missing (NaN/empty; "
-                        f"{int(missing.sum())} missing {what} value(s) in all). Fill or drop incomplete profiles.",
-                        source=source, row=i + 1, column=columns[j])
-    infinite = np.isinf(values)
-    if infinite.any():
-        i, j = (int(k[0]) for k in np.nonzero(infinite))
-        raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: value is infinite "
-                        f"({int(infinite.sum())} infinite {what} value(s) in all). Replace it with a finite number.",
-                        source=source, row=i + 1, column=columns[j])
+    checks = (
+        (nonnumeric, lambda i, j, n: f"{_show(block.iat[i, j])} is not a number ({n} non-numeric {what} value(s) "
+                                     f"in all). {what.capitalize()} values must be plain decimal numbers."),
+        (np.isnan(values), lambda i, j, n: f"value is missing (NaN/empty; {n} missing {what} value(s) in all). "
+                                           "Fill or drop incomplete profiles."),
+        (np.isinf(values), lambda i, j, n: f"value is infinite ({n} infinite {what} value(s) in all). Replace it "
+                                           "with a finite number."),
+    )
+    for bad, message in checks:  # the first kind of bad value found, at its first cell
+        if bad.any():
+            i, j = (int(k[0]) for k in np.nonzero(bad))
+            raise DataError(f"{_row_hint(df, i)}, column {columns[j]}: {message(i, j, int(bad.sum()))}",
+                            source=source, row=i + 1, column=columns[j])
     return values
 
 

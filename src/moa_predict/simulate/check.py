@@ -41,6 +41,15 @@ REAL_STATISTICS: pd.Series = pd.Series(
 middle of the published 5-8 % range (profiles whose mean c- value is below -4)."""
 
 
+def _distribution(prefix: str, block: np.ndarray) -> dict[str, float]:
+    """Mean, spread, quartiles and range of all values of a block, as ``{prefix}_mean`` etc."""
+    flat = block.ravel()
+    q = np.quantile(flat, [0.25, 0.5, 0.75])
+    stats = {"mean": flat.mean(), "std": flat.std(), "q25": q[0], "median": q[1], "q75": q[2], "min": flat.min(),
+             "max": flat.max()}
+    return {f"{prefix}_{k}": float(v) for k, v in stats.items()}
+
+
 def feature_statistics(features: pd.DataFrame) -> pd.DataFrame:
     """Pooled distribution and correlation statistics of a g-/c- feature frame (one column, ``value``)."""
     g_cols = [c for c in schema.GENE_COLUMNS if c in features.columns]
@@ -48,20 +57,10 @@ def feature_statistics(features: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, float] = {}
     if g_cols:
         g = features[g_cols].to_numpy(dtype=np.float64)
-        flat = g.ravel()
-        q = np.quantile(flat, [0.25, 0.5, 0.75])
-        out.update(
-            g_mean=flat.mean(), g_std=flat.std(), g_q25=q[0], g_median=q[1], g_q75=q[2],
-            g_min=flat.min(), g_max=flat.max(), g_frac_exact_zero=float(np.mean(flat == 0)),
-        )
+        out.update(_distribution("g", g), g_frac_exact_zero=float(np.mean(g == 0)))
     if c_cols:
         c = features[c_cols].to_numpy(dtype=np.float64)
-        flat = c.ravel()
-        q = np.quantile(flat, [0.25, 0.5, 0.75])
-        out.update(
-            c_mean=flat.mean(), c_std=flat.std(), c_q25=q[0], c_median=q[1], c_q75=q[2],
-            c_min=flat.min(), c_max=flat.max(), cytotoxic_profile_frac=float(np.mean(c.mean(axis=1) < -4)),
-        )
+        out.update(_distribution("c", c), cytotoxic_profile_frac=float(np.mean(c.mean(axis=1) < -4)))
         if len(c_cols) > 1:
             r = _upper(np.corrcoef(c, rowvar=False))
             out.update(
