@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import os
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from . import schema
@@ -220,6 +222,31 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike, *, float_format: s
         else:
             frame.to_csv(tmp, index=index, float_format=float_format)
     return path
+
+
+def jsonable(value: Any, *, strict: bool = False) -> Any:
+    """`value` as plain JSON types, recursively: numpy scalars and arrays, paths, estimator-like settings objects
+    (their ``get_params``), non-finite floats as None. Anything else becomes its text, or with `strict` (files
+    that must round-trip, such as bundle.json) raises TypeError at write time instead of failing at load time."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v, strict=strict) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, strict=strict) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist(), strict=strict)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "get_params"):  # nested settings (a network's TrainConfig, its preprocessor)
+        return jsonable(value.get_params(deep=False), strict=strict)
+    if strict:
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return str(value)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

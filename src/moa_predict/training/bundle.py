@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 from .. import __version__
 from ..data import schema
 from ..data.errors import DataError
-from ..data.io import DIR_MODE
+from ..data.io import DIR_MODE, jsonable
 from ..models.base import MoAModel
 from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
@@ -102,7 +102,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     os.chmod(tmp, DIR_MODE)  # mkdtemp makes a private (0700) directory; a bundle is shared like any output
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / WEIGHTS_FILE))
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default), encoding="utf-8")
+        (tmp / META_FILE).write_text(json.dumps(jsonable(meta, strict=True), indent=1), encoding="utf-8")
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -205,17 +205,4 @@ def _migrate_v1(name: str, params: dict[str, Any], spec: dict[str, Any]) -> tupl
 
 def _json_params(model: MoAModel) -> dict[str, Any]:
     params = model.get_params(deep=False)
-    json.dumps(params, default=_json_default)  # fail at save time, not load time, on odd values
-    return params
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "get_params"):  # nested settings (a network's TrainConfig, its preprocessor): their params
-        return value.get_params(deep=False)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return jsonable(params, strict=True)  # fails at save time, not load time, on odd values

@@ -17,18 +17,10 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
+from ..data.io import jsonable
+
 ALLOWED: dict[str, type] = {c.__name__: c for c in (QuantileTransformer, PCA, VarianceThreshold, StandardScaler,
                                                      LogisticRegression, Ridge)}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    return value
 
 
 def estimator_state(est: Any, prefix: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -36,7 +28,7 @@ def estimator_state(est: Any, prefix: str) -> tuple[dict[str, Any], dict[str, np
     cls = type(est).__name__
     if cls not in ALLOWED:
         raise TypeError(f"cannot persist {cls}; add it to persist.ALLOWED if it is a plain sklearn estimator")
-    params = {k: _jsonable(v) for k, v in est.get_params(deep=False).items()}
+    params = {k: jsonable(v) for k, v in est.get_params(deep=False).items()}
     fitted: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     for key, value in vars(est).items():
@@ -48,7 +40,7 @@ def estimator_state(est: Any, prefix: str) -> tuple[dict[str, Any], dict[str, np
             else:
                 arrays[f"{prefix}{key}"] = np.ascontiguousarray(value)
         else:
-            fitted[key] = _jsonable(value)
+            fitted[key] = jsonable(value)
     return {"class": cls, "params": params, "fitted": fitted, "prefix": prefix}, arrays
 
 
