@@ -4,7 +4,7 @@
     python bench/models.py --ship-weights docs/models/models_table.json
 
 The second form copies the member weights fit on all folds' out-of-fold predictions by ``moa benchmark
-models`` into src/moa_predict/models/default.py: the weights a blend uses when no stack is fit
+models`` into src/moa_predict/models/default_weights.json: the weights a blend uses when no stack is fit
 (``moa train --no-cv``). ``moa train`` with cross-validation fits weights, temperature and safeguard
 on the data it trains on.
 
@@ -38,18 +38,22 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
 
-def ship_weights(report_path: str, default_py: Path = Path(__file__).resolve().parents[1] / "src" / "moa_predict"
-                 / "models" / "default.py") -> None:
-    """Rewrite DEFAULT_WEIGHTS from a benchmark report (the weights of its stack fit on all folds)."""
+def ship_weights(report_path: str) -> None:
+    """Write the default blend's member weights (its stack fit on all folds in a benchmark report) as
+    models/default_weights.json, the data the package reads them from."""
+    from moa_predict.data.io import write_text
+    from moa_predict.models import default
+
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
     weights = [float(w) for w in report["blend"]["stack_all_folds"]["weights"]]
     total = sum(weights)
-    text = default_py.read_text(encoding="utf-8")
-    start = text.index("DEFAULT_WEIGHTS")
-    end = text.index("\n", start)
-    line = f"DEFAULT_WEIGHTS: tuple[float, ...] | None = ({', '.join(f'{w / total:.4f}' for w in weights)})"
-    default_py.write_text(text[:start] + line + text[end:], encoding="utf-8")
-    print(f"wrote the {len(weights)} member weights of {report_path} into {default_py}")
+    target = Path(default.__file__).with_name(default.WEIGHTS_FILE)
+    shipped = {"weights": [round(w / total, 4) for w in weights],
+               "source": f"{report_path}: blend.stack_all_folds.weights ({report.get('command', '')})",
+               "data_fingerprint": report.get("data", {}).get("fingerprint"),
+               "note": json.loads(target.read_text(encoding="utf-8"))["note"]}
+    write_text(json.dumps(shipped, indent=1) + "\n", target)
+    print(f"wrote the {len(weights)} member weights of {report_path} into {target}")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="directory in the LISH-MoA layout (needed unless --ship-weights)")
     ap.add_argument("--ship-weights", metavar="REPORT",
-                    help="copy the member weights of a models_table.json into models/default.py")
+                    help="copy the member weights of a models_table.json into models/default_weights.json")
     ap.add_argument("--bundle", help="a bundle to time (default: fit the default model first)")
     ap.add_argument("--save-bundle", help="where to save the bundle fitted here")
     ap.add_argument("--rows", type=int, default=100_000, help="rows to predict in one batch call")

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from moa_predict.benchmarks.models import run_model_benchmark, to_markdown, write_outputs
+from moa_predict.benchmarks.models import run_model_benchmark
+from moa_predict.benchmarks.models_report import to_markdown, write_outputs
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     params = dict(args.param or [])
     try:
         model = make_model(name, **params)
+        if "seed" in model.get_params(deep=False) and "seed" not in params:
+            model.set_params(seed=args.seed)  # --seed reaches the model's own random draws, not only the folds
     except (KeyError, TypeError) as exc:
         raise DataError(str(exc).strip('"')) from None
     console.print(f"training [bold]{name}[/] on {data.source}: {len(data.features):,} rows, "
@@ -188,7 +190,8 @@ def cmd_benchmark_paper(args: argparse.Namespace) -> None:
 
 def cmd_benchmark_models(args: argparse.Namespace) -> None:
     from ..data.dataset import load_dataset
-    from ..benchmarks.models import print_report, run_model_benchmark, write_outputs
+    from ..benchmarks.models import run_model_benchmark
+    from ..benchmarks.models_report import print_report, write_outputs
 
     if args.torch_threads:
         from ..runtime.threads import set_threads
