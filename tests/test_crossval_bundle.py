@@ -18,11 +18,11 @@ from moa_predict.training.bundle import META_FILE, WEIGHTS_FILE, load_bundle, sa
 from moa_predict.data.dataset import load_dataset
 from moa_predict.data.errors import DataError
 from moa_predict.data.io import DIR_MODE, FILE_MODE, write_table
-from moa_predict.evaluation.crossval import cross_validate
+from moa_predict.training.crossval import cross_validate
 from moa_predict.evaluation.metrics import columnwise_log_loss
 from moa_predict.models.base import MoAModel
 from moa_predict.models.prior import PriorModel
-from moa_predict.training.persist import estimator_from_state, estimator_state
+from moa_predict.data.persist import estimator_from_state, estimator_state
 from moa_predict.training.train import train_bundle
 
 K = 5

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.data import schema
-from moa_predict.evaluation.crossval import assign_folds
+from moa_predict.training.crossval import assign_folds
 from moa_predict.evaluation.folds import DrugGroupedFolds
 
 K = 5

@@ -9,7 +9,7 @@ from sklearn.base import clone
 
 from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
-from moa_predict.evaluation.crossval import assign_folds
+from moa_predict.training.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
 from moa_predict.models.stack import (Stack, calibrate, fit_blend_weights, fit_temperature, nested_stack_score,
                                       safeguard_factors)

@@ -13,7 +13,7 @@ from torch import nn
 from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.cli import main
 from moa_predict.data import schema
-from moa_predict.evaluation.crossval import cross_validate
+from moa_predict.training.crossval import cross_validate
 from moa_predict.benchmarks.paper import Grid, run_paper_benchmark
 from moa_predict.benchmarks.paper_report import write_outputs
 from moa_predict.models import make_model

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..data.dataset import Dataset
-from ..evaluation.crossval import assign_folds, describe_rows, fold_fits
+from ..training.crossval import assign_folds, describe_rows, fold_fits
 from ..evaluation.metrics import columnwise_log_loss as columnwise_loss
 from ..models.registry import make_model
 from ..models.stack import Stack, nested_stack_score

@@ -33,7 +33,7 @@ from ..models.registry import make_model
 from ..models.knn import (brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, build_index, label_matrix,
                           lookup, mean_set_size, mlknn_posterior_table, mlknn_tables, neighbour_label_counts,
                           paper_inputs, query_neighbours)
-from ..evaluation.crossval import assign_folds, cross_validate, describe_rows
+from ..training.crossval import assign_folds, cross_validate, describe_rows
 from ..evaluation.metrics import columnwise_log_loss
 from ..runtime.threads import limit_threads
 

@@ -1,4 +1,6 @@
-"""Data layer: the LISH-MoA layout, readers with validation (the simulator is `moa_predict.simulate`)."""
+"""Data layer: everything that reads or writes files — LISH-MoA tables and CMap files with validation, gene and
+cell-line identities, chunked reading, and the persisted form of fitted estimators (``persist``: JSON + arrays,
+never pickle). The simulator is ``moa_predict.simulate``."""
 
 from .dataset import Dataset, control_mask, load_dataset, load_features, load_targets
 from .errors import DataError

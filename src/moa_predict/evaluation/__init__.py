@@ -1,8 +1,7 @@
-"""Evaluation: the metric, drug-grouped folds and out-of-fold cross-validation."""
+"""Evaluation: pure functions on arrays — the metric, compound-grouped folds, per-MoA skill (cross-validation,
+which fits models, is ``training.crossval``)."""
 
-from .crossval import CVResult, assign_folds, cross_validate
 from .folds import DrugGroupedFolds
-from .metrics import columnwise_log_loss, mean_columnwise_log_loss
+from .metrics import columnwise_log_loss, mean_columnwise_log_loss, smoothed_prevalence
 
-__all__ = ["CVResult", "DrugGroupedFolds", "assign_folds", "columnwise_log_loss", "cross_validate",
-           "mean_columnwise_log_loss"]
+__all__ = ["DrugGroupedFolds", "columnwise_log_loss", "mean_columnwise_log_loss", "smoothed_prevalence"]

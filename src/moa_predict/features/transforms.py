@@ -33,7 +33,7 @@ from sklearn.preprocessing import QuantileTransformer
 
 from ..data import schema
 from ..runtime.threads import limit_threads
-from ..training.persist import estimator_from_state, estimator_state
+from ..data.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta
 
 _BOUNDS = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..features.torch_transforms import TorchMoAPreprocessor, paper_inputs_torch
 from ..features.transforms import MoAPreprocessor
-from ..training.persist import load_module_state, module_state
+from ..data.persist import load_module_state, module_state
 from .base import MoAModel, State
 from .cnn1d import CNN1DNet
 from .knn import paper_inputs

@@ -1,2 +1,3 @@
-"""Training: cross-validate and fit a model into a bundle (``train``), bundles on disk (``bundle``), and the
-persisted form of fitted estimators and modules (``persist``: JSON + arrays, never pickle)."""
+"""Training: compound-grouped cross-validation of any model (``crossval``), the blend's stack fit on its
+members' out-of-fold predictions (``stacking``), the job behind ``moa train`` (``train``) and bundles on disk
+(``bundle``)."""

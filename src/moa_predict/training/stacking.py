@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from ..data.dataset import Dataset
-from ..evaluation.crossval import CVResult, describe_rows, fold_assignment, fold_fits
+from .crossval import CVResult, describe_rows, fold_assignment, fold_fits
 from ..evaluation.metrics import columnwise_log_loss
 from ..models.blend import BlendModel
 from ..models.stack import Stack, nested_stack_score

@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from .. import __version__
 from ..data.dataset import Dataset
-from ..evaluation.crossval import CVResult, cross_validate
+from .crossval import CVResult, cross_validate
 from ..evaluation.skill import per_target_skill
 from ..explain.neighbours import ReferenceIndex
 from ..models.base import MoAModel

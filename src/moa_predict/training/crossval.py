@@ -15,8 +15,8 @@ from ..data import schema
 from ..data.dataset import Dataset
 from ..models.base import MoAModel
 from ..runtime.workers import cpu_seconds
-from .folds import DrugGroupedFolds
-from .metrics import columnwise_log_loss
+from ..evaluation.folds import DrugGroupedFolds
+from ..evaluation.metrics import columnwise_log_loss
 
 
 @dataclass

@@ -17,7 +17,7 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from ..data.io import jsonable
+from .io import jsonable
 
 ALLOWED: dict[str, type] = {c.__name__: c for c in (QuantileTransformer, PCA, VarianceThreshold, StandardScaler,
                                                      LogisticRegression, Ridge)}
