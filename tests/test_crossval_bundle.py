@@ -123,7 +123,8 @@ def test_save_over_an_existing_bundle(bundle_dir, tmp_path):
     save_bundle(bundle, target)
     (target / "stale.txt").write_text("old")
     save_bundle(bundle, target)
-    assert sorted(p.name for p in target.iterdir()) == [META_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in target.iterdir()) == [META_FILE, "gene_only", WEIGHTS_FILE]
+    assert sorted(p.name for p in (target / "gene_only").iterdir()) == [META_FILE, WEIGHTS_FILE]
     assert [p.name for p in tmp_path.iterdir()] == ["b"], "no temporary directories left behind"
 
 

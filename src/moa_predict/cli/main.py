@@ -97,6 +97,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     console.print(f"training [bold]{name}[/] on {data.source}: {len(data.features):,} rows, "
                   f"{len(data.target_names)} targets")
     bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
+                                  gene_only=not args.no_gene_only,
                                   command=_command_line(), device=args.device or "cpu")
     path = save_bundle(bundle, args.out)
     if bundle.info.get("stack"):
@@ -120,6 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         m = summary.mapping
         console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
                       f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+    console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")
 
@@ -273,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cv", action="store_true", help="skip cross-validation, only fit on all rows")
+    p.add_argument("--no-gene-only", action="store_true",
+                   help="do not also train the gene-only model (it answers CMap/L1000 profiles, which have no "
+                        "cell-viability block; training it roughly doubles the training time)")
     p.add_argument("--rows", type=int, help="train on a random subsample of this many rows")
     p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE", help="model hyper-parameter")
     p.add_argument("--device", help="torch device for neural models (cpu, cuda)")

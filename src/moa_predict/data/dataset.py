@@ -62,6 +62,11 @@ class Dataset:
                 h.update(np.ascontiguousarray(table.to_numpy(np.int8)).tobytes())
         return h.hexdigest()[:16]
 
+    def genes_only(self) -> "Dataset":
+        """The same profiles without the c- (cell viability) block: what a gene-only model trains on."""
+        features = self.features.drop(columns=[c for c in schema.CELL_COLUMNS if c in self.features.columns])
+        return Dataset(features, self.targets, self.nonscored, self.drugs, self.source, self.simulated)
+
     def subset(self, rows: np.ndarray) -> "Dataset":
         """The rows at positions `rows` (used for subsampling and folds)."""
         take = lambda t: None if t is None else t.iloc[rows]  # noqa: E731

@@ -176,7 +176,12 @@ class MoAPreprocessor(BaseEstimator):
             return self._fit_transform(X)
 
     def _fit_transform(self, X: pd.DataFrame) -> np.ndarray:
-        raw = feature_matrix(X)
+        # the g-/c- columns X has, in layout order: all 872 for LISH-MoA profiles, the 772 genes for a gene-only
+        # model (CMap signatures have no viability block)
+        self.columns_ = [c for c in schema.FEATURE_COLUMNS if c in X.columns]
+        if not self.columns_:
+            raise ValueError("no g- or c- feature columns to fit on")
+        raw = feature_matrix(X, self.columns_)
         self.quantile_ = None
         if self.rankgauss:
             self.quantile_ = QuantileTransformer(n_quantiles=min(self.n_quantiles, len(raw)),
@@ -202,13 +207,18 @@ class MoAPreprocessor(BaseEstimator):
 
     def rankgauss_block(self, X: pd.DataFrame) -> np.ndarray:
         """The RankGauss'd g-/c- block of X (the first step of ``transform``)."""
-        return self._rankgauss(feature_matrix(X))
+        return self._rankgauss(feature_matrix(X, self.columns_))
+
+    @property
+    def full_layout(self) -> bool:
+        """Fit on all 872 LISH-MoA features (not a gene-only model)."""
+        return len(self.columns_) == len(schema.FEATURE_COLUMNS)
 
     def transform(self, X: pd.DataFrame, rankgaussed: np.ndarray | None = None) -> np.ndarray:
         """The input matrix of X; `rankgaussed` (``rankgauss_block(X)`` of an identical fitted RankGauss)
         skips that step."""
         with limit_threads(1):
-            z = self._rankgauss(feature_matrix(X)) if rankgaussed is None else rankgaussed
+            z = self._rankgauss(feature_matrix(X, self.columns_)) if rankgaussed is None else rankgaussed
             return self._transform(z, X)
 
     def _output_plan(self) -> dict[str, Any]:
@@ -217,7 +227,7 @@ class MoAPreprocessor(BaseEstimator):
         pcas = {b: id(p) for b, p in self.pca_.items()}
         if plan is not None and plan["of"] is self.selector_ and plan["pca"] == pcas:
             return plan
-        n_in = schema.N_GENES + schema.N_CELLS
+        n_in = len(self.columns_)
         keep = np.ones(0, dtype=bool) if self.selector_ is None else self.selector_.get_support()
         pos, parts = 0, []
         if self.keep_raw:
@@ -258,9 +268,9 @@ class MoAPreprocessor(BaseEstimator):
         return out
 
     # -- pieces --------------------------------------------------------------------------
-    @staticmethod
-    def _block(block: str) -> slice:
-        return slice(0, schema.N_GENES) if block == "g" else slice(schema.N_GENES, schema.N_GENES + schema.N_CELLS)
+    def _block(self, block: str) -> slice:
+        n_genes = sum(1 for c in self.columns_ if c.startswith("g-"))
+        return slice(0, n_genes) if block == "g" else slice(n_genes, len(self.columns_))
 
     def _rankgauss(self, raw: np.ndarray) -> np.ndarray:
         if self.quantile_ is None:
@@ -286,6 +296,8 @@ class MoAPreprocessor(BaseEstimator):
     # -- persistence (no pickle) ---------------------------------------------------------
     def get_state(self, prefix: str = "pre.") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         settings: dict[str, Any] = {"n_features_out_": int(self.n_features_out_)}
+        if not self.full_layout:  # bundles of the full layout keep their old form
+            settings["columns"] = list(self.columns_)
         arrays: dict[str, np.ndarray] = {}
         for key, est in (("quantile", self.quantile_), ("selector", self.selector_),
                          ("pca_g", self.pca_.get("g")), ("pca_c", self.pca_.get("c"))):
@@ -300,6 +312,7 @@ class MoAPreprocessor(BaseEstimator):
         def load(key: str):
             return None if settings.get(key) is None else estimator_from_state(settings[key], arrays)
 
+        self.columns_ = list(settings.get("columns", schema.FEATURE_COLUMNS))
         self.quantile_ = load("quantile")
         self._table = None
         if self.quantile_ is not None:  # build the lookup table now, not inside the first prediction

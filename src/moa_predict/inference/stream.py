@@ -33,6 +33,8 @@ class StreamSummary:
     seconds: float = 0.0
     gene_only: bool = False
     mapping: dict[str, Any] | None = None
+    answered_by: set[str] = field(default_factory=set)
+    """Which model(s) answered (``Bundle.answers``): the full model, or the gene-only one for CMap files."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,7 +75,9 @@ def predict_chunks(bundle: Bundle, src: Source, *, chunk_rows: int = DEFAULT_CHU
         if is_gene_only(features):
             summary.gene_only = True
             summary.mapping = features.attrs.get(MAPPING_ATTR)
-        frame = bundle.predict_frame(features, keep_columns=keep_columns)
+        answer = bundle.for_features(features)
+        summary.answered_by.add(answer.answers)
+        frame = answer.predict_frame(features, keep_columns=keep_columns)
         summary.rows += len(frame)
         summary.controls += int((features[schema.CP_TYPE] == schema.CONTROL).sum())
         summary.chunks += 1

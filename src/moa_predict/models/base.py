@@ -32,6 +32,9 @@ class MoAModel(BaseEstimator):
     """The paper's net was trained on all rows, controls included; our models drop them."""
     uses_aux_targets: ClassVar[bool] = False
     """Models that learn from the non-scored targets too (pre-training or auxiliary head)."""
+    needs_full_layout: ClassVar[bool] = False
+    """Models whose inputs are the paper's fixed 875 columns (kNN, the paper's net): they cannot be trained on a
+    subset of the features, such as the gene block alone (``training.train``'s gene-only model)."""
     uses_device: ClassVar[bool] = False
     """Models whose ``_fit`` / ``_predict_proba`` take a ``device`` keyword (networks, the blend); others
     ignore the device given to ``fit`` / ``predict_proba``."""

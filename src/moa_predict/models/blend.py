@@ -77,6 +77,10 @@ class BlendModel(MoAModel):
         self.n_jobs = n_jobs
         self.seed = seed
 
+    @property
+    def needs_full_layout(self) -> bool:  # type: ignore[override]
+        return any(make_member(name).needs_full_layout for name, _ in self.member_specs())
+
     # -- the stack --------------------------------------------------------------------------
     def member_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The members as (registry name, hyper-parameters)."""

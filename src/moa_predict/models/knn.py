@@ -143,6 +143,7 @@ class _KNNModel(MoAModel):
 
     default_output: ClassVar[str] = ""
     outputs: ClassVar[tuple[str, ...]] = ()
+    needs_full_layout = True
 
     def _check(self) -> None:
         if int(self.k) < 1:

@@ -103,6 +103,7 @@ class PaperNN(NetworkModel):
 
     name = "paper-nn"
     trains_on_controls = True
+    needs_full_layout = True
     preset = {"module": "paper", "inputs": PAPER_INPUTS, "module_params": {"hidden": (128, 64), "dropout": 0.5},
               "train": TrainConfig(epochs=75, batch_size=100, lr=1e-3, adam_eps=1e-7), "aux": False}
 

@@ -196,7 +196,10 @@ class NetworkModel(MoAModel):
     # -- attributions --------------------------------------------------------------------
     @property
     def supports_attributions(self) -> bool:
-        return hasattr(self, "modules_")
+        """Fitted, on the full LISH-MoA layout (the torch mirrors of the raw attribution layout cover the 872
+        features; a gene-only model explains through similar references only)."""
+        pre = getattr(self, "preprocessor_", None)
+        return hasattr(self, "modules_") and (pre is None or pre.full_layout)
 
     def _torch_inputs(self, raw: torch.Tensor) -> torch.Tensor:
         """Differentiable mirror of ``_inputs`` on the raw attribution layout (features.torch_transforms):

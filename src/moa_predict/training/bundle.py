@@ -29,6 +29,7 @@ FORMAT = "moa-predict-bundle"
 FORMAT_VERSION = 2
 """v2: a blend's stack is fitted state (``state["stack"]``), not hyper-parameters; v1 bundles are migrated."""
 META_FILE = "bundle.json"
+GENE_ONLY_DIR = "gene_only"
 WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -45,6 +46,30 @@ class Bundle:
     reference: Any = None
     """Optional ``explain.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
     saved as arrays under ``reference.`` and settings under ``"reference"`` in bundle.json."""
+    gene_only: "Bundle | None" = None
+    """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
+    profiles without cell-viability columns (CMap / L1000 signatures)."""
+
+    def for_features(self, features: pd.DataFrame) -> "Bundle":
+        """The bundle that answers these profiles: this one when they have every feature it was trained on,
+        else the gene-only companion when they have the genes (CMap files), else a DataError saying what is
+        missing."""
+        if all(c in features.columns for c in self.feature_columns):
+            return self
+        if self.gene_only is not None and all(c in features.columns for c in self.gene_only.feature_columns):
+            return self.gene_only
+        missing = [c for c in self.feature_columns if c not in features.columns]
+        raise DataError(f"these profiles lack {len(missing)} of the model's feature columns ({missing[0]} ... "
+                        f"{missing[-1]}), and the bundle has no model trained without them. Provide the "
+                        "LISH-MoA layout, or train a bundle whose gene-only model answers gene expression alone "
+                        "(moa train does by default).")
+
+    @property
+    def answers(self) -> str:
+        """Which model this is, for a person: the full model or the gene-only one."""
+        if any(c.startswith("c-") for c in self.feature_columns):
+            return "full model (gene expression + cell viability)"
+        return "gene-only model (gene expression alone; no cell-viability block)"
 
     @property
     def model_name(self) -> str:
@@ -103,6 +128,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / WEIGHTS_FILE))
         (tmp / META_FILE).write_text(json.dumps(jsonable(meta, strict=True), indent=1), encoding="utf-8")
+        if bundle.gene_only is not None:
+            save_bundle(bundle.gene_only, tmp / GENE_ONLY_DIR)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -114,6 +141,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     bundle.path = path
+    if bundle.gene_only is not None:
+        bundle.gene_only.path = path / GENE_ONLY_DIR
     return path
 
 
@@ -183,7 +212,8 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     info = {k: v for k, v in meta.items()
             if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights",
                          "reference"}}
-    return Bundle(model, target_names, feature_columns, info, path, reference)
+    gene_only = load_bundle(path / GENE_ONLY_DIR) if (path / GENE_ONLY_DIR).is_dir() else None
+    return Bundle(model, target_names, feature_columns, info, path, reference, gene_only)
 
 
 def _migrate_v1(name: str, params: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -24,8 +24,8 @@ CV_STACK = "fit on this data's out-of-fold predictions (weights, temperature, pe
 
 
 def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
-                 progress: bool = True, command: str = "", reference: bool = True,
-                 device: str = "cpu") -> tuple[Bundle, CVResult | None]:
+                 progress: bool = True, command: str = "", reference: bool = True, device: str = "cpu",
+                 gene_only: bool = True) -> tuple[Bundle, CVResult | None]:
     """Cross-validate `model` (unless cv=False), then fit it on every training row.
 
     A blend gets its stack fit on this data's cross-validation (``training.stacking``); without
@@ -33,7 +33,16 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     ``info["stack"]`` says which.
 
     With `reference`, the training profiles are also indexed once (explain.neighbours.ReferenceIndex: similar
-    reference profiles, MoA enrichment, OOD calibration) and stored in the bundle."""
+    reference profiles, MoA enrichment, OOD calibration) and stored in the bundle.
+
+    With `gene_only` (and data that has a c- block, and a model that can be fit on a subset of the features),
+    the same model is also trained, cross-validated on the same folds, on the gene block alone: the bundle's
+    ``gene_only`` companion answers profiles that have no cell-viability block (CMap / L1000 signatures)."""
+    companion = None
+    if gene_only and not model.needs_full_layout and any(c.startswith("c-") for c in data.feature_columns):
+        companion, _ = train_bundle(model, data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
+                                    progress=progress, command=command, reference=reference, device=device,
+                                    gene_only=False)
     is_blend = isinstance(model, BlendModel)
     result, stack = None, None
     if cv and is_blend:
@@ -72,4 +81,9 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     if reference:
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
                                      feature_columns=data.feature_columns)
-    return Bundle(final, data.target_names, data.feature_columns, info, reference=index), result
+    if companion is not None:
+        info["gene_only"] = {"cv": None if companion.info["cv"] is None else
+                             {k: companion.info["cv"][k] for k in ("score", "rows", "folds", "grouped_by_drug", "seed")},
+                             "features": f"{len(companion.feature_columns)} gene columns (no cell-viability block)",
+                             "final_fit_seconds": companion.info["final_fit_seconds"]}
+    return Bundle(final, data.target_names, data.feature_columns, info, reference=index, gene_only=companion), result

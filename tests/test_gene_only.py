@@ -1,0 +1,79 @@
+"""The gene-only model: trained beside the full model on the gene block alone, cross-validated on the same folds,
+saved inside the bundle, and used automatically for profiles without a cell-viability block (CMap files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moa_predict.cli import main
+from moa_predict.data import schema
+from moa_predict.data.dataset import load_dataset, load_features
+from moa_predict.data.errors import DataError
+from moa_predict.models import make_model
+from moa_predict.simulate.cmap import simulate_gctx
+from moa_predict.training.bundle import load_bundle, save_bundle
+from moa_predict.training.train import train_bundle
+
+TINY = {"hidden": [16], "epochs": 4, "batch_size": 64, "g_pca": 8, "c_pca": 4, "aux": False}
+REAL_LEVEL5 = Path(__file__).resolve().parents[2] / "shared" / "real" / "l1000" / "modzs_n272x978_level5.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(sim_dir, tmp_path_factory):
+    data = load_dataset(sim_dir)
+    bundle, result = train_bundle(make_model("mlp", **TINY), data, n_splits=3, progress=False)
+    return save_bundle(bundle, tmp_path_factory.mktemp("gene_only") / "bundle"), result
+
+
+def test_the_gene_only_model_is_trained_on_the_same_folds_and_saved(bundle_dir, sim_dir):
+    path, result = bundle_dir
+    bundle = load_bundle(path)
+    companion = bundle.gene_only
+    assert companion is not None and (path / "gene_only" / "bundle.json").is_file()
+    assert companion.feature_columns == list(schema.GENE_COLUMNS)
+    assert bundle.feature_columns == list(schema.FEATURE_COLUMNS)
+    cv = bundle.info["gene_only"]["cv"]
+    assert cv["folds"] == result.n_splits and np.isfinite(cv["score"])
+    assert companion.info["cv"]["fold_scores"] != bundle.info["cv"]["fold_scores"]  # another model, same folds
+    # the companion never saw a c- column: its inputs have no viability block
+    pre = companion.model.preprocessor_
+    assert not any(c.startswith("c-") for c in pre.columns_) and "c" not in pre.pca_
+
+
+def test_profiles_choose_their_model(bundle_dir, sim_dir):
+    bundle = load_bundle(bundle_dir[0])
+    full = load_features(sim_dir / "test_features.csv")
+    assert bundle.for_features(full) is bundle
+    genes = full.drop(columns=list(schema.CELL_COLUMNS))
+    assert bundle.for_features(genes) is bundle.gene_only
+    assert "gene-only" in bundle.gene_only.answers and "full" in bundle.answers
+    without = type(bundle)(bundle.model, bundle.target_names, bundle.feature_columns)  # no gene-only companion
+    with pytest.raises(DataError, match="lack 100 of the model's feature columns"):
+        without.for_features(genes)
+    # the gene-only model predicts from the genes alone: the c- values do not matter to it
+    np.testing.assert_array_equal(bundle.gene_only.predict_proba(genes), bundle.gene_only.predict_proba(full))
+
+
+def test_a_gctx_goes_through_moa_predict_with_the_gene_only_model(bundle_dir, tmp_path, capsys):
+    gctx = simulate_gctx(tmp_path / "sigs.gctx", 300, seed=0, chunk_size=128)
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--bundle", str(bundle_dir[0]), "--features", str(gctx), "--out", str(out),
+                 "--chunk-rows", "128", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "gene-only model" in err and "of the model's genes found" in err
+    pred = pd.read_csv(out)
+    assert len(pred) == 300 and pred.iloc[:, 1:].to_numpy().max() <= 1
+
+
+@pytest.mark.skipif(not REAL_LEVEL5.is_file(), reason=f"real CMap level-5 signatures not found at {REAL_LEVEL5}")
+def test_real_level5_signatures_go_through_moa_predict(bundle_dir, tmp_path, capsys):
+    out = tmp_path / "real.csv"
+    assert main(["predict", "--bundle", str(bundle_dir[0]), "--features", str(REAL_LEVEL5), "--out", str(out),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "gene-only model" in err and "772 of the model's genes found" in err
+    assert len(pd.read_csv(out)) == 272
