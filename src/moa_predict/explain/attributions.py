@@ -37,6 +37,7 @@ import torch
 
 from ..data import schema
 from ..data.dataset import control_mask
+from ..data.identities import feature_fields
 from ..features.torch_transforms import META_NAMES, N_META, raw_baseline
 from ..runtime.threads import limit_threads
 
@@ -146,7 +147,7 @@ def _block(name: str) -> str:
 
 def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int) -> list[dict[str, Any]]:
     order = np.argsort(-np.abs(attr), kind="stable")[:k]
-    return [{"feature": names[j], "value": values[j], "attribution": round(float(attr[j]), 6),
+    return [{**feature_fields(names[j]), "value": values[j], "attribution": round(float(attr[j]), 6),
              "block": _block(names[j])} for j in order]
 
 
@@ -264,7 +265,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
         agree = (np.sign(folded) == np.sign(mean)[None, :]).mean(0)
         order = np.argsort(-mean_abs, kind="stable")[:top_k]
         out[moa] = {"n_profiles": int(len(r)), "mean_probability": round(float(p.mean()), 6),
-                    "features": [{"feature": fnames[j], "mean_abs_attribution": round(float(mean_abs[j]), 6),
+                    "features": [{**feature_fields(fnames[j]), "mean_abs_attribution": round(float(mean_abs[j]), 6),
                                   "mean_attribution": round(float(mean[j]), 6),
                                   "sign_agreement": round(float(agree[j]), 3), "block": _block(fnames[j])}
                                  for j in order]}
