@@ -626,7 +626,8 @@ def test_predictions_say_simulated_and_mark_unpredictable_moas(display_client, d
 
 
 def test_top_n_download(display_client, display_bundle, features):
-    extra = features.assign(plate=[f"P{i % 4}" for i in range(len(features))])
+    extra = features.copy()
+    extra["plate"] = [f"P{i % 4}" for i in range(len(features))]
     location = upload_page(display_client, csv_bytes(extra), name="plate.csv")
     base = location.split("?")[0]
     assert f'href="{base}/top.csv?n=10"' in display_client.get(location).text

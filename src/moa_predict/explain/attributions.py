@@ -157,7 +157,8 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     """Attributions for each profile and MoA: the MoAs named in `moas`, else each profile's `top_moas` most
     probable. Returns ``{"method": {...}, "profiles": [{"sig_id", "explanations": [...]}, ...]}`` with, per
     explanation, ``moa``, ``probability``, ``baseline_probability``, ``attribution_sum``,
-    ``completeness_error``, ``features`` (the `top_k` largest |attribution|, signed) and the totals pushing up
+    ``completeness_error``, ``features`` (the `top_k` largest |attribution|, signed; each named by ``feature``
+    (the column), ``label`` and ``info``: ``data.identities.feature_fields``) and the totals pushing up
     and down. Control profiles are predicted 0 and not attributed. Raises ``AttributionUnavailable``."""
     forward, covers = attribution_function(model)
     target_names = list(target_names)
@@ -233,7 +234,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
                         n_steps: int = 32, seed: int = 0) -> dict[str, Any]:
     """Per MoA, the features that matter most across (a sample of) its positive training profiles.
 
-    Returns ``{moa: {"n_profiles", "features": [{feature, mean_abs_attribution, mean_attribution,
+    Returns ``{moa: {"n_profiles", "features": [{feature, label, info, mean_abs_attribution, mean_attribution,
     sign_agreement, block}], "mean_probability"}}``, features ranked by mean |attribution|."""
     forward, _ = attribution_function(model)
     names = list(schema.FEATURE_COLUMNS) + list(META_NAMES)
