@@ -691,3 +691,11 @@ def test_top1_table_counts_confident_calls_only():
     assert out["treated"] == 4 and out["no_confident"] == 1  # the 30 % call of s2; the control is no profile
     assert [(r["name"], r["profiles"], r["predictable"]) for r in out["rows"]] == [("a", 2, True), ("b", 1, False)]
     assert top1_table(pred, ["a", "b", "c"], np.arange(5), np.ones(3, bool), threshold=0.95)["rows"] == []
+
+
+def test_explain_answers_say_simulated_and_predictable(display_client, display_bundle, features):
+    body = post_file(display_client, csv_bytes(features.head(4)), url="/api/explain", params={"neighbours": 0}).json()
+    assert body["simulated_training_data"]["mode"] == "labels-from"
+    names = display_bundle.target_names
+    calls = [q for p in body["profiles"] for q in p["predictions"]]
+    assert calls and all(q["predictable"] is ((names.index(q["moa"]) + 1) % 3 != 0) for q in calls)
