@@ -599,7 +599,10 @@ def test_older_bundle_without_the_new_keys_still_renders(client):
     assert 'id="simulated-note"' not in html and "not-predictable" not in html and "CV log loss" in html
     body = post_file(client, csv_bytes(pd.read_csv(io.BytesIO(example_bytes(client))))).json()
     assert body["simulated_training_data"] is None
-    assert all(t["predictable"] for p in body["predictions"] for t in p["top"])
+    assert all(t["predictable"] is None for p in body["predictions"] for t in p["top"])  # the bundle does not say
+    location = upload_page(client, csv_bytes(pd.read_csv(io.BytesIO(example_bytes(client)))))
+    top = pd.read_csv(io.BytesIO(client.get(location.split("?")[0] + "/top.csv").content))
+    assert top.predictable.isna().all() and top.moa.notna().any()
 
 
 def example_bytes(client) -> bytes:

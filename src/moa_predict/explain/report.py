@@ -45,7 +45,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     "n_profiles", "attributions": {available, message, method}, "reference":
     {available, message, info, ood_threshold}, "profiles": [per profile: sig_id, cp_type, cp_time, cp_dose,
     compound, predictions (top MoAs, each with ``predictable``: False for the bundle's
-    ``cv.not_predictable``), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
+    ``cv.not_predictable``, None when the bundle does not say), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
     "global": {moa: ...} | None, "warnings": [...]}``. `max_attributed` caps how many treated profiles
     get attributions (the first ones; the web layer should set it, attributions cost ~0.1 s per profile
     and MoA); `global_data` (a training ``Dataset``) adds the per-MoA global view of the explained MoAs."""
@@ -53,7 +53,8 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     model = bundle.model
     names = list(bundle.target_names)
     info = getattr(bundle, "info", None) or {}
-    not_predictable = set((info.get("cv") or {}).get("not_predictable") or ())
+    listed = (info.get("cv") or {}).get("not_predictable")
+    not_predictable = None if listed is None else set(listed)
     proba = bundle.predict_proba(features)
     warnings: list[str] = []
     compound_col = find_compound_column(features, compound_column)
@@ -112,7 +113,8 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
             "cp_dose": str(row[schema.CP_DOSE]),
             "compound": None if compound_col is None or pd.isna(row[compound_col]) else str(row[compound_col]),
             "predictions": [{"moa": names[j], "probability": round(float(proba[i, j]), 6),
-                             "predictable": names[j] not in not_predictable} for j in order],
+                             "predictable": None if not_predictable is None else names[j] not in not_predictable}
+                            for j in order],
             "explanations": explained.get(str(sig), []),
             "neighbours": found[i].get("neighbours", []),
             "enrichment": found[i].get("enrichment", []),

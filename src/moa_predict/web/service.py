@@ -55,6 +55,8 @@ class ModelService:
         self.card = model_card(bundle)
         self.predictable = predictable_mask(self.card)
         """Per target: False where the card marks the MoA not predictable from this training data."""
+        self.predictable_known = self.card["not_predictable"] is not None
+        """False for bundles that do not say (written before the per-MoA skill report): `predictable` is null."""
         self.started = time.time()
         self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
 
@@ -146,6 +148,11 @@ class ModelService:
         self.submission_frame(pred).to_csv(buf, index=False)
         return buf.getvalue().encode("utf-8")
 
+    def predictable_of(self, moas: pd.Series) -> pd.Series:
+        """The `predictable` download column for these MoA names (nullable: empty when the bundle does not say)."""
+        flags = [bool(self.predictable[self.target_index[m]]) if self.predictable_known else None for m in moas]
+        return pd.Series(flags, index=moas.index, dtype="boolean")
+
     def top_frame(self, pred: Prediction, n: int, ood: np.ndarray | None = None) -> pd.DataFrame:
         """The long "top N per profile" table: sig_id, cp_type, cp_time, cp_dose, out_of_distribution, the
         upload's extra columns, then rank, moa, probability, predictable. A control keeps one row with no MoA
@@ -168,7 +175,8 @@ class ModelService:
         frame["rank"] = pd.Series(rank, dtype="Int64").mask(~treated)
         frame["moa"] = np.where(treated, np.asarray(self.targets, dtype=object)[target], "")
         frame["probability"] = np.where(treated, pred.proba[rows, target].astype(np.float64), 0.0).round(6)
-        frame["predictable"] = pd.Series(self.predictable[target], dtype="boolean").mask(~treated)
+        frame["predictable"] = pd.Series(self.predictable[target], dtype="boolean").mask(
+            ~treated | (not self.predictable_known))
         return frame
 
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
@@ -189,7 +197,7 @@ class ModelService:
                 "control": control,
                 "top": [] if control else [
                     {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
-                     "predictable": bool(self.predictable[j])}
+                     "predictable": bool(self.predictable[j]) if self.predictable_known else None}
                     for r, j in enumerate(top_idx[i])],
             }
             if probabilities:

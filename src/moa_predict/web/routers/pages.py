@@ -157,7 +157,7 @@ async def compounds_csv(pred: Stored, service: Service) -> Response:
                                  "are no compound-level calls.")
     top_k = service.settings.explain.compound_top_k
     frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{top_k}_confident_fraction"})
-    frame["predictable"] = [bool(service.predictable[service.target_index[m]]) for m in frame["moa"]]
+    frame["predictable"] = service.predictable_of(frame["moa"])
     data = frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", "compounds")}"'})
