@@ -48,6 +48,14 @@ def test_compound_calls_hand_made():
     assert out[0]["moas"][0] == {"rank": 1, "moa": "a", "mean_probability": 0.7, "min_probability": 0.5,
                                  "max_probability": 0.9, "top_k_fraction": 0.6667}
     assert out[1]["doses"] == ["D1", "D2"] and out[1]["times"] == [24]
+    assert x.loc["a", "no_confident"] == 0 and out[0]["no_confident"] == 0
+    # only confident calls agree: at 0.65, X's a agrees in 2 profiles (0.9, 0.7), b in none (0.6); Y's second
+    # profile (best 0.6) has no confident MoA
+    sure = compound_calls(features, proba, names, top_k=1, min_probability=0.65)
+    x, y = (sure[sure["compound"] == c].set_index("moa") for c in ("X", "Y"))
+    assert x.loc["a", "top_k_fraction"] == pytest.approx(2 / 3) and x.loc["b", "top_k_fraction"] == 0
+    assert y.loc["c", "top_k_fraction"] == pytest.approx(1 / 2)
+    assert (x.loc["a", "no_confident"], y.loc["c", "no_confident"]) == (1, 1)
 
 
 def test_compound_column_detection():

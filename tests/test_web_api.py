@@ -545,3 +545,160 @@ def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_pa
     assert post_file(served, csv_bytes(features.head(5))).status_code == 200
     with pytest.raises(ValueError, match="max_upload_mb must be positive"):
         create_app(bundle, max_upload_mb=0)
+
+
+# ------------------------------------------------------------------------------------------------
+# honest model cards, top-N download, confident calls, compressed uploads (issues 12 and 15)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def display_bundle(sim, with_display_info):
+    """A prior bundle carrying the simulator marker and a per-MoA skill report (MoA ids 3, 6, ... not
+    predictable; see `with_display_info` in conftest.py)."""
+    bundle, _ = train_bundle(PriorModel(), load_dataset(sim), cv=False, progress=False, reference=False)
+    return with_display_info(bundle)
+
+
+@pytest.fixture(scope="module")
+def display_client(display_bundle):
+    from moa_predict.web.settings import WebSettings
+
+    # the prior's best probability is ~5 %: a threshold of 4 % makes some top calls confident and others not
+    return TestClient(create_app(display_bundle, settings=WebSettings(confident=0.04)), raise_server_exceptions=False)
+
+
+def test_card_says_simulated_and_what_each_moa_is_worth(display_client, display_bundle):
+    card = display_client.get("/api/model").json()
+    assert card["simulated_training_data"]["mode"] == "labels-from"
+    assert card["training_data"]["description"].startswith("SIMULATED profiles")
+    names = display_bundle.target_names
+    assert card["not_predictable"] == sorted(names[i] for i in range(2, 206, 3))
+    t3, t4 = card["targets"][2], card["targets"][3]
+    assert (t3["predictable"], t4["predictable"]) == (False, True)
+    assert {"drugs", "positives", "auc", "ap", "gain", "prior_log_loss"} <= set(t4)
+    assert t4["auc"] == 0.9 and t4["gain"] == pytest.approx(0.2) and t4["drugs"] == 4
+    assert card["feature_blocks"][0]["text"].startswith("772 L1000 landmark genes (e.g. AARS1 (16)")
+    assert card["feature_blocks"][1]["text"].startswith("100 cancer cell lines (CCLE")
+
+    html = display_client.get("/").text
+    assert 'id="simulated-note"' in html and "Trained on simulated data" in html
+    assert "SIMULATED profiles" in html and "772 L1000 landmark genes (e.g. AARS1 (16)" in html
+    assert f'id="card-not-predictable">{len(card["not_predictable"])}' in html
+    row = re.search(r'<tr class="not-predictable"[^>]*><td class="num">3</td>\s*<td>([^<]+)', html)
+    assert row and row.group(1).strip() == names[2]
+    assert "ROC AUC" in html and "Gain vs baseline" in html and "CV log loss" not in html
+    assert 'id="moa-filter"' in html and 'class="plain compact js-sortable"' in html
+
+
+def test_older_bundle_without_the_new_keys_still_renders(client):
+    card = client.get("/api/model").json()
+    assert card["simulated_training_data"] is None and card["not_predictable"] is None
+    assert card["targets"][2]["predictable"] is None and card["training_data"]["description"] is None
+    html = client.get("/").text
+    assert 'id="simulated-note"' not in html and "not-predictable" not in html and "CV log loss" in html
+    body = post_file(client, csv_bytes(pd.read_csv(io.BytesIO(example_bytes(client))))).json()
+    assert body["simulated_training_data"] is None
+    assert all(t["predictable"] is None for p in body["predictions"] for t in p["top"])  # the bundle does not say
+    location = upload_page(client, csv_bytes(pd.read_csv(io.BytesIO(example_bytes(client)))))
+    top = pd.read_csv(io.BytesIO(client.get(location.split("?")[0] + "/top.csv").content))
+    assert top.predictable.isna().all() and top.moa.notna().any()
+
+
+def example_bytes(client) -> bytes:
+    return client.get("/example.csv").content
+
+
+def test_predictions_say_simulated_and_mark_unpredictable_moas(display_client, display_bundle, features):
+    body = post_file(display_client, csv_bytes(features), params={"top": 206, "probabilities": "false"}).json()
+    assert body["simulated_training_data"]["simulated"] is True
+    names = display_bundle.target_names
+    treated = [p for p in body["predictions"] if not p["control"]]
+    for t in treated[0]["top"]:
+        assert t["predictable"] is ((names.index(t["moa"]) + 1) % 3 != 0)
+    assert body["links"]["top_csv"].endswith(f"/results/{body['result_id']}/top.csv?n=206")
+    html = display_client.get(f"/results/{body['result_id']}").text
+    assert 'id="simulated-note"' in html
+    first = profiles_on_page(html)[treated[0]["sig_id"]]
+    greyed = re.findall(r'<tr class="not-predictable"', html.split(f'data-sig-id="{treated[0]["sig_id"]}"')[1]
+                        .split("</article>")[0])
+    assert len(greyed) == sum(not t["predictable"] for t in treated[0]["top"][:10])
+    chart = re.search(r'id="chart-data-\d+">(.*?)</script>', html, re.S)
+    assert json.loads(chart.group(1))["greyed"] == list(range(3, 207, 3))
+    assert first["top"]
+
+
+def test_top_n_download(display_client, display_bundle, features):
+    extra = features.copy()
+    extra["plate"] = [f"P{i % 4}" for i in range(len(features))]
+    location = upload_page(display_client, csv_bytes(extra), name="plate.csv")
+    base = location.split("?")[0]
+    assert f'href="{base}/top.csv?n=10"' in display_client.get(location).text
+    r = display_client.get(base + "/top.csv", params={"n": 3})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert 'filename="plate_moa_top3.csv"' in r.headers["content-disposition"]
+    top = pd.read_csv(io.BytesIO(r.content), dtype={"sig_id": str})
+    assert list(top.columns) == ["sig_id", "cp_type", "cp_time", "cp_dose", "out_of_distribution", "plate",
+                                 "rank", "moa", "probability", "predictable"]
+    ctl = extra.cp_type == schema.CONTROL
+    assert len(top) == 3 * int((~ctl).sum()) + int(ctl.sum())  # controls: one row, no MoA
+    assert top.loc[top.cp_type == schema.CONTROL, "moa"].isna().all()
+    treated = top[top.cp_type == schema.TREATED]
+    assert list(treated["rank"].iloc[:3]) == [1, 2, 3]
+    js = display_client.get(base + "/predictions.json", params={"top": 3}).json()
+    first = next(p for p in js["predictions"] if not p["control"])
+    got = treated[treated.sig_id == first["sig_id"]]
+    assert list(got.moa) == [t["moa"] for t in first["top"]]
+    np.testing.assert_allclose(got.probability, [t["probability"] for t in first["top"]], atol=1e-6)
+    assert list(got.predictable) == [t["predictable"] for t in first["top"]]
+    names = display_bundle.target_names
+    assert (treated.predictable == treated.moa.map(lambda m: (names.index(m) + 1) % 3 != 0)).all()
+    assert set(top.plate) == {"P0", "P1", "P2", "P3"}
+    assert display_client.get(base + "/top.csv", params={"n": "junk"}).status_code == 200  # lenient, like the page
+
+
+def test_summary_counts_only_confident_calls(display_client, features):
+    location = upload_page(display_client, csv_bytes(features))
+    body = display_client.get(location.split("?")[0] + "/predictions.json", params={"top": 1}).json()
+    firsts = [p["top"][0]["probability"] for p in body["predictions"] if not p["control"]]
+    n_conf = sum(p >= 0.04 for p in firsts)
+    html = display_client.get(location).text
+    assert "4.00%" in html.split('id="confidence-note"')[1].split("</p>")[0]
+    assert int(re.search(r'id="stat-no-confident">(\d+)<', html).group(1)) == len(firsts) - n_conf
+    top1 = html.split('id="top1"')[1].split("</table>")[0]
+    counted = [int(x) for x in re.findall(r'<td class="num">(\d+) \(\d+%\)</td>', top1)]
+    assert sum(counted) == n_conf
+
+
+def test_compressed_csv_upload(display_client, features):
+    import gzip
+
+    packed = gzip.compress(csv_bytes(features))
+    r = post_file(display_client, packed, name="profiles.csv.gz")
+    assert r.status_code == 200, r.text
+    assert len(r.json()["predictions"]) == len(features)
+    location = upload_page(display_client, packed, name="profiles.csv.gz")
+    assert "profiles.csv.gz" in display_client.get(location).text
+    assert 'accept=".csv,.csv.gz' in display_client.get("/").text
+
+
+def test_top1_table_counts_confident_calls_only():
+    from moa_predict.web.views import top1_table
+
+    proba = np.array([[0.9, 0.1, 0.0], [0.2, 0.6, 0.1], [0.3, 0.2, 0.1], [0.7, 0.2, 0.1], [0.0, 0.0, 0.0]],
+                     dtype=np.float32)
+    pred = Prediction(source="x.csv", sig_ids=np.array([f"s{i}" for i in range(5)], dtype=object),
+                      cp_type=np.array(["trt_cp"] * 4 + ["ctl_vehicle"], dtype=object), cp_time=np.full(5, 24),
+                      cp_dose=np.array(["D1"] * 5, dtype=object), proba=proba, extra=None, seconds=0.0)
+    out = top1_table(pred, ["a", "b", "c"], np.arange(5), np.array([True, False, True]), threshold=0.5)
+    assert out["treated"] == 4 and out["no_confident"] == 1  # the 30 % call of s2; the control is no profile
+    assert [(r["name"], r["profiles"], r["predictable"]) for r in out["rows"]] == [("a", 2, True), ("b", 1, False)]
+    assert top1_table(pred, ["a", "b", "c"], np.arange(5), np.ones(3, bool), threshold=0.95)["rows"] == []
+
+
+def test_explain_answers_say_simulated_and_predictable(display_client, display_bundle, features):
+    body = post_file(display_client, csv_bytes(features.head(4)), url="/api/explain", params={"neighbours": 0}).json()
+    assert body["simulated_training_data"]["mode"] == "labels-from"
+    names = display_bundle.target_names
+    calls = [q for p in body["profiles"] for q in p["predictions"]]
+    assert calls and all(q["predictable"] is ((names.index(q["moa"]) + 1) % 3 != 0) for q in calls)

@@ -134,8 +134,9 @@ def take_screenshots(browser, base: str, example: Path, out: Path) -> list[Path]
 
 
 @pytest.fixture(scope="module")
-def base_url(sim_dataset):
-    """A tiny MLP (so the results page has attribution charts) with its reference index, served by uvicorn."""
+def base_url(sim_dataset, with_display_info):
+    """A tiny MLP (so the results page has attribution charts) with its reference index, served by uvicorn;
+    with the simulator marker and a per-MoA skill report (MoA ids 3, 6, ... not predictable)."""
     pytest.importorskip("playwright")
     from moa_predict.models import make_model
     from moa_predict.training.train import train_bundle
@@ -143,6 +144,7 @@ def base_url(sim_dataset):
 
     model = make_model("mlp", hidden=(48,), epochs=3, g_pca=8, c_pca=4, batch_size=64)
     bundle, _ = train_bundle(model, sim_dataset, cv=False, progress=False)
+    with_display_info(bundle)  # TEMPORARY: until trained bundles carry these keys themselves
     with running(create_app(bundle)) as url:
         yield url
 
@@ -156,6 +158,22 @@ def test_upload_results_charts_n_and_download(base_url, tmp_path):
         page.goto(base_url + "/")
         assert "Predict mechanisms of action" in page.locator("h1").inner_text()
         assert page.get_by_label("MoAs listed per profile").count() == 1
+        assert "Trained on simulated data" in page.locator("#simulated-note").inner_text()
+        assert "SIMULATED profiles" in page.locator("#card-training").inner_text()
+
+        # the model card: MoAs not predictable greyed out, a search box and sortable columns
+        page.click("#moa-list summary")
+        grey = page.locator("#moa-table tr.not-predictable").first
+        assert "not predictable from this training data" in grey.inner_text()
+        assert grey.evaluate("e => getComputedStyle(e).color") == "rgb(138, 147, 159)"
+        n_rows = page.locator("#moa-table tbody tr").count()
+        page.fill("#moa-filter", "kinase")
+        shown = page.locator("#moa-table tbody tr:visible")
+        assert 0 < shown.count() < n_rows and all("kinase" in t.lower() for t in shown.all_inner_texts())
+        page.fill("#moa-filter", "")
+        page.click("#moa-table th:has-text('ROC AUC')")
+        page.click("#moa-table th:has-text('ROC AUC')")  # descending: predictable MoAs (AUC 0.9) first
+        assert "not-predictable" not in (page.locator("#moa-table tbody tr").first.get_attribute("class") or "")
 
         # the example file, downloaded from the page
         with page.expect_download() as info:
@@ -222,6 +240,29 @@ def test_upload_results_charts_n_and_download(base_url, tmp_path):
         assert (probs.to_numpy()[(rows.cp_type == "ctl_vehicle").to_numpy()] == 0).all()
         assert abs(probs.set_index(frame.sig_id).loc[first_id].max() - top_p) < 1e-5
 
+        # the top-N download: one row per profile and MoA, with the predictable flag
+        with page.expect_download() as info:
+            page.click("#download-top")
+        top = pd.read_csv(info.value.path(), dtype={"sig_id": str})
+        assert list(top.columns) == ["sig_id", "cp_type", "cp_time", "cp_dose", "out_of_distribution", "compound",
+                                     "rank", "moa", "probability", "predictable"]
+        assert len(top) == 5 * (len(rows) - n_ctl) + n_ctl  # n=5 from the page; controls: one row, no MoA
+        assert top.predictable.dropna().isin([True, False]).all() and not top.predictable.dropna().all()
+
+        # a gzip-compressed CSV uploads like the plain one
+        import gzip
+
+        packed = tmp_path / "example.csv.gz"
+        packed.write_bytes(gzip.compress(example.read_bytes()))
+        page.goto(base_url + "/")
+        page.set_input_files("#file", str(packed))
+        page.click("#submit")
+        page.wait_for_url("**/results/**")
+        assert page.locator("#stat-rows").inner_text() == str(len(rows))
+        assert "example.csv.gz" in page.locator("h1").inner_text()
+        assert page.locator("#simulated-note").is_visible()
+        assert page.locator("#confidence-note").is_visible()
+
         shots = take_screenshots(browser, base_url, example, tmp_path / "shots")
         assert all(p.stat().st_size > 10_000 for p in shots)
         assert not problems, problems
@@ -256,7 +297,16 @@ def test_explanations_compounds_and_ood(base_url, tmp_path):
         check = profile.locator(".attr-check").first.inner_text()
         assert "baseline" in check and "Σ attributions" in check and ("✓" in check or "⚠" in check)
         ticks = charts.first.locator(".ytick text").all_text_contents()
-        assert len(ticks) == 10 and all(re.match(r"^(g-|c-|cp_time|cp_dose)", t) for t in ticks), ticks
+        assert len(ticks) == 10 and all(re.search(r"(g-\d+|c-\d+|cp_time|cp_dose) = ", t) for t in ticks), ticks
+        # genes and cell lines are named as people know them: "AARS1 · g-0 = 1.06"
+        from moa_predict.data.identities import feature_info
+
+        all_ticks = [t for k in range(3) for t in charts.nth(k).locator(".ytick text").all_text_contents()]
+        named = [(t.split(" · ")[0], t.split(" · ")[1].split(" = ")[0]) for t in all_ticks if " · " in t]
+        genes = [(sym, col) for sym, col in named if col.startswith("g-")]
+        assert genes, all_ticks
+        assert all(sym == feature_info(col)["symbol"] for sym, col in genes)
+        assert all(sym == feature_info(col)["cell_line"] for sym, col in named if col.startswith("c-"))
 
         # similar reference profiles and enriched MoAs
         table = profile.locator("table.neighbours")

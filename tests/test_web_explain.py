@@ -18,6 +18,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from moa_predict.data import schema  # noqa: E402
+from moa_predict.data.identities import feature_label  # noqa: E402
 from moa_predict.data.dataset import load_features  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
@@ -108,6 +109,8 @@ def test_explain_file_with_a_network(client, mlp_bundle, upload):
         for e in p["explanations"]:
             assert len(e["features"]) == 10
             assert {f["block"] for f in e["features"]} <= {"gene", "cell viability", "treatment"}
+            for f in e["features"]:  # named for people, the column kept for programs
+                assert f["label"] == feature_label(f["feature"]) and f["info"]["feature"] == f["feature"]
             sizes = [abs(f["attribution"]) for f in e["features"]]
             assert sizes == sorted(sizes, reverse=True)
             # completeness: the attributions sum to p - p0, up to the reported error
@@ -302,7 +305,8 @@ def test_compound_page_and_download(client, upload):
     csv = client.get(base + "/compounds.csv")
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     calls = pd.read_csv(io.BytesIO(csv.content))
-    assert list(calls.columns[:3]) == ["compound", "rank", "moa"] and "top5_fraction" in calls.columns
+    assert list(calls.columns[:3]) == ["compound", "rank", "moa"] and "top5_confident_fraction" in calls.columns
+    assert {"no_confident", "predictable"} <= set(calls.columns)
     assert set(calls.compound) == set(names) and calls.groupby("compound").size().max() == 10
     # the results page finds a compound's profiles by name
     html = client.get(base, params={"q": names[0]}).text

@@ -143,3 +143,25 @@ def feature_info(name: str) -> dict[str, object]:
         return {"feature": item.feature, "kind": "cell_line", "cell_line": item.cell_line, "tissue": item.tissue,
                 "ccle_name": item.ccle_name}
     return {"feature": str(name), "kind": "other"}
+
+
+def feature_fields(name: str) -> dict[str, object]:
+    """``feature`` (the g-/c- column, for machines), ``label`` and ``info``: what every explanation, chart and
+    download that names a feature carries, so people read "TP53 (7157)" and programs keep "g-k"."""
+    return {"feature": str(name), "label": feature_label(name), "info": feature_info(name)}
+
+
+def block_summary(feature_columns: list[str] | tuple[str, ...], examples: int = 3) -> list[dict[str, object]]:
+    """The model's feature blocks for its card: what the g- and c- columns are, with a few named examples."""
+    gene_cols = [c for c in feature_columns if str(c).startswith("g-")]
+    cell_cols = [c for c in feature_columns if str(c).startswith("c-")]
+    out: list[dict[str, object]] = []
+    if gene_cols:
+        shown = ", ".join(feature_label(c) for c in gene_cols[:examples])
+        out.append({"block": "gene", "columns": f"{gene_cols[0]} … {gene_cols[-1]}", "count": len(gene_cols),
+                    "text": f"{len(gene_cols)} L1000 landmark genes (e.g. {shown})"})
+    if cell_cols:
+        shown = ", ".join(feature_label(c) for c in cell_cols[:examples])
+        out.append({"block": "cell_line", "columns": f"{cell_cols[0]} … {cell_cols[-1]}", "count": len(cell_cols),
+                    "text": f"{len(cell_cols)} cancer cell lines (CCLE; viability, e.g. {shown})"})
+    return out

@@ -37,6 +37,7 @@ import torch
 
 from ..data import schema
 from ..data.dataset import control_mask
+from ..data.identities import feature_fields
 from ..features.torch_transforms import META_NAMES, N_META, raw_baseline
 from ..runtime.threads import limit_threads
 
@@ -146,7 +147,7 @@ def _block(name: str) -> str:
 
 def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int) -> list[dict[str, Any]]:
     order = np.argsort(-np.abs(attr), kind="stable")[:k]
-    return [{"feature": names[j], "value": values[j], "attribution": round(float(attr[j]), 6),
+    return [{**feature_fields(names[j]), "value": values[j], "attribution": round(float(attr[j]), 6),
              "block": _block(names[j])} for j in order]
 
 
@@ -156,7 +157,8 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     """Attributions for each profile and MoA: the MoAs named in `moas`, else each profile's `top_moas` most
     probable. Returns ``{"method": {...}, "profiles": [{"sig_id", "explanations": [...]}, ...]}`` with, per
     explanation, ``moa``, ``probability``, ``baseline_probability``, ``attribution_sum``,
-    ``completeness_error``, ``features`` (the `top_k` largest |attribution|, signed) and the totals pushing up
+    ``completeness_error``, ``features`` (the `top_k` largest |attribution|, signed; each named by ``feature``
+    (the column), ``label`` and ``info``: ``data.identities.feature_fields``) and the totals pushing up
     and down. Control profiles are predicted 0 and not attributed. Raises ``AttributionUnavailable``."""
     forward, covers = attribution_function(model)
     target_names = list(target_names)
@@ -232,7 +234,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
                         n_steps: int = 32, seed: int = 0) -> dict[str, Any]:
     """Per MoA, the features that matter most across (a sample of) its positive training profiles.
 
-    Returns ``{moa: {"n_profiles", "features": [{feature, mean_abs_attribution, mean_attribution,
+    Returns ``{moa: {"n_profiles", "features": [{feature, label, info, mean_abs_attribution, mean_attribution,
     sign_agreement, block}], "mean_probability"}}``, features ranked by mean |attribution|."""
     forward, _ = attribution_function(model)
     names = list(schema.FEATURE_COLUMNS) + list(META_NAMES)
@@ -264,7 +266,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
         agree = (np.sign(folded) == np.sign(mean)[None, :]).mean(0)
         order = np.argsort(-mean_abs, kind="stable")[:top_k]
         out[moa] = {"n_profiles": int(len(r)), "mean_probability": round(float(p.mean()), 6),
-                    "features": [{"feature": fnames[j], "mean_abs_attribution": round(float(mean_abs[j]), 6),
+                    "features": [{**feature_fields(fnames[j]), "mean_abs_attribution": round(float(mean_abs[j]), 6),
                                   "mean_attribution": round(float(mean[j]), 6),
                                   "sign_agreement": round(float(agree[j]), 3), "block": _block(fnames[j])}
                                  for j in order]}

@@ -6,6 +6,9 @@ call aggregates its TREATED profiles (controls carry no MoA):
 - ``mean_probability`` (the ranking key), ``min_probability``, ``max_probability``;
 - ``top_k_fraction``: the fraction of the compound's profiles in which the MoA is among the profile's
   ``top_k`` most probable MoAs: agreement across doses and times (1.0: every profile agrees);
+- with ``min_probability`` (default 0: any call), a profile agrees only when the MoA's probability there is
+  at least that (a confident call), and ``no_confident`` counts the compound's profiles whose best MoA is
+  below it;
 - ``n_profiles`` and the doses and times seen.
 
 The compound column is the first of ``drug_id``, ``compound``, ``compound_id`` present in the upload (or the
@@ -39,13 +42,15 @@ def find_compound_column(features: pd.DataFrame, column: str | None = None) -> s
 
 
 def compound_calls(features: pd.DataFrame, proba: np.ndarray, target_names: Sequence[str], *,
-                   column: str | None = None, top_k: int = 5, n_moas: int = 10) -> pd.DataFrame:
+                   column: str | None = None, top_k: int = 5, n_moas: int = 10,
+                   min_probability: float = 0.0) -> pd.DataFrame:
     """One row per (compound, MoA) for each compound's `n_moas` best MoAs, ranked by mean probability.
 
     Columns: compound, rank, moa, mean_probability, min_probability, max_probability, top_k_fraction,
-    n_profiles, doses, times. Empty (with these columns) when there is no compound column or no treated row."""
+    n_profiles, no_confident, doses, times. Empty (with these columns) when there is no compound column or no
+    treated row."""
     columns = ["compound", "rank", "moa", "mean_probability", "min_probability", "max_probability",
-               "top_k_fraction", "n_profiles", "doses", "times"]
+               "top_k_fraction", "n_profiles", "no_confident", "doses", "times"]
     col = find_compound_column(features, column)
     proba = np.asarray(proba, dtype=np.float64)
     if col is None:
@@ -58,6 +63,8 @@ def compound_calls(features: pd.DataFrame, proba: np.ndarray, target_names: Sequ
     k = int(min(max(top_k, 1), proba.shape[1]))
     in_top = np.zeros_like(proba, dtype=bool)
     np.put_along_axis(in_top, np.argsort(-proba, axis=1, kind="stable")[:, :k], True, axis=1)
+    in_top &= proba >= min_probability
+    no_confident = proba.max(axis=1) < min_probability
     names = np.asarray(target_names, dtype=object)
     rows: list[dict[str, Any]] = []
     codes, uniques = pd.factorize(compounds[keep], sort=True)
@@ -73,6 +80,7 @@ def compound_calls(features: pd.DataFrame, proba: np.ndarray, target_names: Sequ
             rows.append({"compound": str(name), "rank": r, "moa": str(names[j]), "mean_probability": float(mean[j]),
                          "min_probability": float(p[:, j].min()), "max_probability": float(p[:, j].max()),
                          "top_k_fraction": float(in_top[idx, j].mean()), "n_profiles": int(len(idx)),
+                         "no_confident": int(no_confident[idx].sum()),
                          "doses": ",".join(doses), "times": ",".join(map(str, times))})
     return pd.DataFrame(rows, columns=columns)
 
@@ -85,6 +93,7 @@ def compound_calls_json(calls: pd.DataFrame, top_k: int = 5) -> list[dict[str, A
         first = group.iloc[0]
         out.append({
             "compound": str(name), "n_profiles": int(first["n_profiles"]),
+            "no_confident": int(first["no_confident"]),
             "doses": [d for d in str(first["doses"]).split(",") if d],
             "times": [int(t) for t in str(first["times"]).split(",") if t],
             "top_k": int(top_k),

@@ -41,15 +41,20 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
                    global_data: Any = None, global_profiles: int = 32) -> dict[str, Any]:
     """Explain validated `features` with `bundle` (see the module docstring for the parts).
 
-    Returns ``{"model", "n_profiles", "attributions": {available, message, method}, "reference":
+    Returns ``{"model", "simulated_training_data" (the simulator's marker kept in the bundle, or None),
+    "n_profiles", "attributions": {available, message, method}, "reference":
     {available, message, info, ood_threshold}, "profiles": [per profile: sig_id, cp_type, cp_time, cp_dose,
-    compound, predictions (top MoAs), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
+    compound, predictions (top MoAs, each with ``predictable``: False for the bundle's
+    ``cv.not_predictable``, None when the bundle does not say), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
     "global": {moa: ...} | None, "warnings": [...]}``. `max_attributed` caps how many treated profiles
     get attributions (the first ones; the web layer should set it, attributions cost ~0.1 s per profile
     and MoA); `global_data` (a training ``Dataset``) adds the per-MoA global view of the explained MoAs."""
     features = select_profiles(features, sig_ids)
     model = bundle.model
     names = list(bundle.target_names)
+    info = getattr(bundle, "info", None) or {}
+    listed = (info.get("cv") or {}).get("not_predictable")
+    not_predictable = None if listed is None else set(listed)
     proba = bundle.predict_proba(features)
     warnings: list[str] = []
     compound_col = find_compound_column(features, compound_column)
@@ -107,7 +112,9 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
             "cp_type": str(row[schema.CP_TYPE]), "cp_time": int(row[schema.CP_TIME]),
             "cp_dose": str(row[schema.CP_DOSE]),
             "compound": None if compound_col is None or pd.isna(row[compound_col]) else str(row[compound_col]),
-            "predictions": [{"moa": names[j], "probability": round(float(proba[i, j]), 6)} for j in order],
+            "predictions": [{"moa": names[j], "probability": round(float(proba[i, j]), 6),
+                             "predictable": None if not_predictable is None else names[j] not in not_predictable}
+                            for j in order],
             "explanations": explained.get(str(sig), []),
             "neighbours": found[i].get("neighbours", []),
             "enrichment": found[i].get("enrichment", []),
@@ -124,7 +131,8 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
         wanted = sorted({e["moa"] for p in profiles for e in p["explanations"]})
         global_view = global_attributions(model, global_data.features, global_data.targets, moas=wanted,
                                           n_profiles=global_profiles, top_k=top_k)
-    return {"model": model.name, "n_profiles": len(features), "n_targets": len(names),
+    return {"model": model.name, "simulated_training_data": (info.get("training_data") or {}).get("simulated"),
+            "n_profiles": len(features), "n_targets": len(names),
             "attributions": attr_part, "reference": ref_part, "profiles": profiles,
             "compound_column": compound_col, "compounds": compounds, "global": global_view, "warnings": warnings}
 

@@ -42,9 +42,11 @@ from .store import Prediction
 class Explainer:
     """Explanations for the web app's bundle: cached, computed only for what is shown or asked for."""
 
-    def __init__(self, bundle: Any, settings: ExplainSettings) -> None:
+    def __init__(self, bundle: Any, settings: ExplainSettings, confident: float = 0.0) -> None:
         self.bundle = bundle
         self.settings = settings
+        self.confident = confident
+        """Compound agreement counts a profile only when the MoA's probability there is at least this."""
         self.targets = list(bundle.target_names)
         self._cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -149,7 +151,8 @@ class Explainer:
         calls = None
         if column is not None:
             calls = compound_calls(pred.features, pred.proba, self.targets, column=column,
-                                   top_k=self.settings.compound_top_k, n_moas=self.settings.compound_moas)
+                                   top_k=self.settings.compound_top_k, n_moas=self.settings.compound_moas,
+                                   min_probability=self.confident)
         with pred.lock:
             pred.derived["compounds"] = (column, calls)
         return column, calls

@@ -15,12 +15,12 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
                  explanations: bool) -> dict[str, Any]:
     """Everything ``results.html`` needs (`base`: the result's address; `explanations`: OOD flags, similar
     profiles and attribution notes on or off)."""
-    cv_loss = {t["name"]: t["cv_log_loss"] for t in service.card["targets"]}
     explainer = service.explainer
     ood = explainer.ood_mask(pred) if explanations else None
     compound_column, calls = explainer.compounds(pred)
     compounds = pred.features[compound_column] if compound_column is not None else None
-    view = results_view(pred, service.targets, query, cv_loss, base, ood=ood, compounds=compounds)
+    view = results_view(pred, service.targets, query, service.predictable, base, ood=ood, compounds=compounds,
+                        confident=service.settings.confident)
     rows = [prof["pos"] for prof in view["profiles"]]
     reference = explainer.reference_rows(pred, rows) if explanations else {}
     panel_data = [(panel, panel.data(service, pred, rows)) for panel in panels.profile]

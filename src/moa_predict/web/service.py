@@ -23,6 +23,7 @@ from ..data import schema
 from ..data.dataset import load_features
 from ..data.errors import DataError
 from ..data.validate import validate_features
+from .card import NOT_PREDICTABLE, model_card, predictable_mask
 from .explain import Explainer
 from .options import ExplainOptions
 from .settings import WebSettings
@@ -52,8 +53,12 @@ class ModelService:
         self.store = store or ResultStore(max_bytes=settings.store_max_bytes, max_items=settings.store_max_items)
         self._slots = threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
+        self.predictable = predictable_mask(self.card)
+        """Per target: False where the card marks the MoA not predictable from this training data."""
+        self.predictable_known = self.card["not_predictable"] is not None
+        """False for bundles that do not say (written before the per-MoA skill report): `predictable` is null."""
         self.started = time.time()
-        self.explainer = Explainer(bundle, settings.explain)
+        self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
 
     # -- reading: the one validation path of every upload (pages, /api/predict, /api/explain) -------------
     def read_file(self, handle: IO[bytes], filename: str | None) -> tuple[pd.DataFrame, str]:
@@ -143,6 +148,37 @@ class ModelService:
         self.submission_frame(pred).to_csv(buf, index=False)
         return buf.getvalue().encode("utf-8")
 
+    def predictable_of(self, moas: pd.Series) -> pd.Series:
+        """The `predictable` download column for these MoA names (nullable: empty when the bundle does not say)."""
+        flags = [bool(self.predictable[self.target_index[m]]) if self.predictable_known else None for m in moas]
+        return pd.Series(flags, index=moas.index, dtype="boolean")
+
+    def top_frame(self, pred: Prediction, n: int, ood: np.ndarray | None = None) -> pd.DataFrame:
+        """The long "top N per profile" table: sig_id, cp_type, cp_time, cp_dose, out_of_distribution, the
+        upload's extra columns, then rank, moa, probability, predictable. A control keeps one row with no MoA
+        (it has none by definition), so every profile of the upload is there."""
+        n = clamp(n, 1, len(self.targets))
+        control = pred.is_control
+        reps = np.where(control, 1, n)
+        rows = np.repeat(np.arange(pred.n_rows), reps)
+        frame = pd.DataFrame({schema.SIG_ID: pred.sig_ids[rows], schema.CP_TYPE: pred.cp_type[rows],
+                              schema.CP_TIME: pred.cp_time[rows], schema.CP_DOSE: pred.cp_dose[rows]})
+        frame["out_of_distribution"] = pd.Series(ood[rows] if ood is not None else pd.NA, index=frame.index,
+                                                 dtype="boolean")
+        if pred.extra is not None:
+            for col in pred.extra.columns:
+                name = col if col not in frame.columns else f"input_{col}"
+                frame[name] = pred.extra[col].to_numpy()[rows]
+        rank = np.concatenate([[0] if c else np.arange(1, n + 1) for c in control]) if len(rows) else np.zeros(0)
+        target = pred.order[rows, np.maximum(rank - 1, 0)].astype(np.int64)
+        treated = rank > 0
+        frame["rank"] = pd.Series(rank, dtype="Int64").mask(~treated)
+        frame["moa"] = np.where(treated, np.asarray(self.targets, dtype=object)[target], "")
+        frame["probability"] = np.where(treated, pred.proba[rows, target].astype(np.float64), 0.0).round(6)
+        frame["predictable"] = pd.Series(self.predictable[target], dtype="boolean").mask(
+            ~treated | (not self.predictable_known))
+        return frame
+
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
                     base_url: str = "") -> dict[str, Any]:
         """The API's answer (and the JSON download): summary, then per profile the top-N and all probabilities."""
@@ -160,7 +196,8 @@ class ModelService:
                 "cp_dose": str(pred.cp_dose[i]),
                 "control": control,
                 "top": [] if control else [
-                    {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j]}
+                    {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
+                     "predictable": bool(self.predictable[j]) if self.predictable_known else None}
                     for r, j in enumerate(top_idx[i])],
             }
             if probabilities:
@@ -172,13 +209,17 @@ class ModelService:
         return {
             "result_id": pred.id,
             "model": self.bundle.model_name,
+            "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),
             "top_n": top,
             "targets": self.targets if probabilities else None,
             "note": "control rows (ctl_vehicle) carry no MoA by definition: all their probabilities are 0 "
                     "and their top list is empty",
+            "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
+                                "frequency); see GET /api/model",
             "predictions": out,
-            "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json"},
+            "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
+                      "top_csv": f"{base}/top.csv?n={top}"},
         }
 
 
@@ -207,56 +248,6 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, int(value)))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    return str(value)
-
-
-def model_card(bundle: Bundle) -> dict[str, Any]:
-    """Which model, trained on what, how well it cross-validated, and the MoAs it knows.
-
-    Server paths are reduced to their last component: the card is shown to anyone who can open the page.
-    """
-    info = bundle.info or {}
-    cv = info.get("cv") or None
-    per_target = (cv or {}).get("per_target") or {}
-    training = dict(info.get("training_data") or {})
-    if training.get("source"):
-        training["source"] = os.path.basename(str(training["source"]).rstrip("/\\")) or str(training["source"])
-    try:
-        params = _jsonable(bundle.model.get_params(deep=False))
-    except Exception:  # a model with odd parameters must not break the card
-        params = {}
-    card_cv = None
-    if cv:
-        card_cv = {k: _jsonable(cv.get(k)) for k in ("metric", "score", "rows", "folds", "grouped_by_drug", "seed",
-                                                    "fold_scores") if k in cv}
-    return {
-        "model": bundle.model_name,
-        "params": params,
-        "package_version": info.get("package_version"),
-        "created": info.get("created"),
-        "training_data": _jsonable(training) or None,
-        "cv": card_cv,
-        "n_features": len(bundle.feature_columns),
-        "n_targets": len(bundle.target_names),
-        "targets": [{"id": i + 1, "name": name,
-                     "cv_log_loss": None if name not in per_target else round(float(per_target[name]), 5)}
-                    for i, name in enumerate(bundle.target_names)],
-        "controls": "ctl_vehicle rows are predicted 0 for every MoA (no MoA by definition)",
-        "research_use_only": True,
-    }
 
 
 @lru_cache(maxsize=4)

@@ -111,6 +111,10 @@ class WebSettings(BaseModel):
     store_max_bytes: int = 512 * 1024**2
     store_max_items: int = 100
     """The result store's caps (least recently used results are dropped first)."""
+    confident: float = 0.5
+    """A call counts as confident at this probability or above: the results summary's most frequent top MoA
+    and the compound page's agreement count only such calls (the rest are counted as "no confident MoA");
+    both pages state it."""
     explain: ExplainSettings = ExplainSettings()
     paging: PagingSettings = PagingSettings()
 

@@ -108,17 +108,17 @@ def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery, ood: 
     return rows, moas
 
 
-def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: dict[str, float | None],
+def profile_view(pred: Prediction, targets: list[str], i: int, n: int, predictable: np.ndarray,
                  labelled: int) -> dict:
     """One profile's card: identity, top-N table rows, chart data (None for controls; its `labelled` top MoAs
-    marked), extra columns."""
+    marked, the MoAs not predictable from the training data greyed), extra columns."""
     control = bool(pred.is_control[i])
     top = []
     if not control:
         for rank, j in enumerate(pred.order[i, :n].tolist(), start=1):
             p = float(pred.proba[i, j])
             top.append({"rank": rank, "id": j + 1, "name": targets[j], "p": p, "pct": percent_text(p),
-                        "cv_log_loss": cv_loss.get(targets[j])})
+                        "predictable": bool(predictable[j])})
     extra = {}
     if pred.extra is not None:
         for col in pred.extra.columns:
@@ -127,7 +127,8 @@ def profile_view(pred: Prediction, targets: list[str], i: int, n: int, cv_loss: 
     chart = None
     if not control:
         chart = {"y": np.round(pred.proba[i].astype(np.float64), 5).tolist(),
-                 "labelled": [int(j) + 1 for j in pred.order[i, :labelled].tolist()]}
+                 "labelled": [int(j) + 1 for j in pred.order[i, :labelled].tolist()],
+                 "greyed": [int(j) + 1 for j in np.flatnonzero(~predictable)]}
     return {
         "pos": int(i),
         "row": int(i) + 1,
@@ -159,7 +160,8 @@ def percent_text(p: float) -> str:
     return "<0.1%" if p > 0 else "0%"
 
 
-def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray, paging: PagingSettings) -> dict | None:
+def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray, paging: PagingSettings,
+                 predictable: np.ndarray) -> dict | None:
     """The overview: the `paging.heatmap_moas` MoAs with the highest mean probability (over the shown treated
     profiles, at most `paging.heatmap_max_profiles` of them, in display order) against those profiles."""
     treated = rows[~pred.is_control[rows]]
@@ -172,6 +174,7 @@ def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray, paging:
     return {
         "x": [str(s) for s in pred.sig_ids[shown]],
         "y": [targets[j] for j in moas],
+        "greyed": [targets[j] for j in moas if not predictable[j]],
         "z": np.round(block[:, moas].T.astype(np.float64), 4).tolist(),
         "profiles_shown": int(len(shown)),
         "profiles_treated": int(len(treated)),
@@ -179,23 +182,32 @@ def heatmap_data(pred: Prediction, targets: list[str], rows: np.ndarray, paging:
     }
 
 
-def top1_table(pred: Prediction, targets: list[str], rows: np.ndarray, limit: int = 10) -> list[dict]:
-    """Which MoAs come first most often among the shown treated profiles."""
+def top1_table(pred: Prediction, targets: list[str], rows: np.ndarray, predictable: np.ndarray,
+               threshold: float, limit: int = 10) -> dict:
+    """Which MoAs come first most often among the shown treated profiles, counting only confident calls (top
+    probability at or above `threshold`); ``no_confident``: the treated profiles whose best MoA is below it."""
     treated = rows[~pred.is_control[rows]]
+    out = {"rows": [], "threshold": threshold, "threshold_pct": percent_text(threshold), "treated": int(len(treated)),
+           "no_confident": 0}
     if len(treated) == 0:
-        return []
+        return out
     first = pred.order[treated, 0].astype(np.int64)
-    counts = np.bincount(first, minlength=len(targets))
+    confident = pred.proba[treated, first] >= threshold
+    out["no_confident"] = int((~confident).sum())
+    counts = np.bincount(first[confident], minlength=len(targets))
     best = np.argsort(-counts, kind="stable")[:limit]
-    return [{"id": int(j) + 1, "name": targets[j], "profiles": int(counts[j]),
-             "share": f"{100 * counts[j] / len(treated):.0f}%",
-             "mean_p": percent_text(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
+    out["rows"] = [{"id": int(j) + 1, "name": targets[j], "profiles": int(counts[j]),
+                    "share": f"{100 * counts[j] / len(treated):.0f}%", "predictable": bool(predictable[j]),
+                    "mean_p": percent_text(float(pred.proba[treated, j].mean()))} for j in best if counts[j] > 0]
+    return out
 
 
-def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_loss: dict[str, float | None],
-                 base: str, ood: np.ndarray | None = None, compounds: pd.Series | None = None) -> dict:
-    """Everything the results template needs for one page (`ood`: the OOD flags, when known; `compounds`: the
-    upload's compound column, when it has one)."""
+def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, predictable: np.ndarray,
+                 base: str, ood: np.ndarray | None = None, compounds: pd.Series | None = None,
+                 confident: float = 0.5) -> dict:
+    """Everything the results template needs for one page (`predictable`: per target, False for the MoAs not
+    predictable from the training data; `ood`: the OOD flags, when known; `compounds`: the upload's compound
+    column, when it has one; `confident`: the probability from which a top call counts in the summary)."""
     rows, moas = select_rows(pred, targets, query, ood, compounds)
     total = len(rows)
     pages = max(1, math.ceil(total / query.per))
@@ -213,10 +225,11 @@ def results_view(pred: Prediction, targets: list[str], query: ResultsQuery, cv_l
         "page": page,
         "first": start + 1 if total else 0,
         "last": start + len(page_rows),
-        "profiles": [profile_view(pred, targets, int(i), query.n, cv_loss, query.paging.labelled) for i in page_rows],
+        "profiles": [profile_view(pred, targets, int(i), query.n, predictable, query.paging.labelled)
+                     for i in page_rows],
         "matched_moas": [targets[j] for j in moas],
-        "heatmap": heatmap_data(pred, targets, rows, query.paging),
-        "top1": top1_table(pred, targets, rows),
+        "heatmap": heatmap_data(pred, targets, rows, query.paging, predictable),
+        "top1": top1_table(pred, targets, rows, predictable, confident),
         "nav": nav,
         "prev_url": query.url(base, page=page - 1) if page > 1 else None,
         "next_url": query.url(base, page=page + 1) if page < pages else None,
@@ -244,9 +257,11 @@ def _page_numbers(page: int, pages: int, around: int = 2) -> list[int | None]:
 # ------------------------------------------------------------------------------------------------
 
 def compounds_view(calls: pd.DataFrame | None, paging: PagingSettings, *, q: object = None, page: object = None,
-                   per: object = None, n: object = None, base: str) -> dict:
+                   per: object = None, n: object = None, base: str,
+                   not_predictable: frozenset[str] = frozenset()) -> dict:
     """The compound page: compounds ordered by their best mean probability, filtered by `q` (a compound name or
-    a MoA name among its listed MoAs), paged; per compound its first `n` MoAs with their agreement."""
+    a MoA name among its listed MoAs), paged; per compound its first `n` MoAs with their agreement (MoAs in
+    `not_predictable` marked so) and how many of its profiles have no confident MoA."""
     query = {"q": str(q or "").strip()[:paging.max_query], "page": _int(page, 1, 1, 10**9),
              "per": _int(per, paging.compounds_per_page, 1, max(paging.compounds_per_page_choices)),
              "n": _int(n, paging.compound_n, 1, max(paging.compound_n_choices))}
@@ -283,8 +298,9 @@ def compounds_view(calls: pd.DataFrame | None, paging: PagingSettings, *, q: obj
             agree = int(round(float(r["top_k_fraction"]) * n_prof))
             moas.append({"rank": int(r["rank"]), "moa": str(r["moa"]), "mean": float(r["mean_probability"]),
                          "min": float(r["min_probability"]), "max": float(r["max_probability"]),
-                         "fraction": float(r["top_k_fraction"]), "agree": agree})
-        shown.append({"name": name, "n_profiles": n_prof, "doses": [d for d in str(first["doses"]).split(",") if d],
+                         "fraction": float(r["top_k_fraction"]), "agree": agree,
+                         "predictable": str(r["moa"]) not in not_predictable})
+        shown.append({"name": name, "n_profiles": n_prof, "no_confident": int(first.get("no_confident", 0)), "doses": [d for d in str(first["doses"]).split(",") if d],
                       "times": [t for t in str(first["times"]).split(",") if t], "moas": moas})
     nav = [{"page": p, "url": url(page=p) if p else None, "current": p == page_no}
            for p in _page_numbers(page_no, pages)]

@@ -86,9 +86,12 @@ async def predict(request: Request, service: Service,
     """Send profiles in the LISH-MoA `test_features` layout, either as a **file** (multipart field `file`,
     CSV or Parquet) or as **JSON rows** (`{"rows": [{column: value, ...}, ...]}` or a bare list).
 
-    Answers, per profile, the top-N MoAs and (unless `probabilities=false`) all probabilities aligned with
-    `targets`; control rows (`ctl_vehicle`) get all zeros and an empty top list. The result is also kept
-    on the server under `result_id` for the results page and the CSV/JSON downloads in `links`.
+    Answers, per profile, the top-N MoAs (each with `predictable`: false for a MoA not predictable from this
+    training data, answered by its training frequency) and (unless `probabilities=false`) all probabilities
+    aligned with `targets`; control rows (`ctl_vehicle`) get all zeros and an empty top list.
+    `simulated_training_data` is the simulator's marker when the model was trained on simulated profiles
+    (null otherwise). The result is also kept on the server under `result_id` for the results page and the
+    downloads in `links` (`top_csv`: one row per profile and MoA, `?n=` MoAs per profile).
     A file with any invalid row or column is rejected whole (422) with the row, column and problem."""
     pred = await with_profiles(request, lambda handle, name, _: service.predict_file(handle, name),
                                lambda rows, _: service.predict_rows(rows))
@@ -105,7 +108,8 @@ async def explain(request: Request, service: Service) -> Response:
 
     Answers, per profile, its top MoAs with **attributions** (`explanations`: per MoA the probability, the
     baseline probability of a no-response profile, the completeness error, and the `top_k` features pushing
-    it up or down: genes `g-`, cell lines `c-`, `cp_time`, `cp_dose`), its most similar **reference
+    it up or down: genes `g-`, cell lines `c-`, `cp_time`, `cp_dose`; each with `label`, e.g. `AARS1 (16)`
+    (gene symbol and Entrez id) or `HEYA8 (ovary)` (cell line), and `info`), its most similar **reference
     profiles** (`neighbours`: training sig_id, drug, known MoAs, similarity and its percentile), the MoAs
     **enriched** among them (hypergeometric p-value, drugs behind the hits) and an **out-of-distribution**
     flag (`ood`, with reasons); with a `drug_id`, `compound` or `compound_id` column, **compound calls**
@@ -136,8 +140,12 @@ def explain_result(result_id: str, service: Service, store: Store,
 
 @router.get("/model", summary="The model card")
 def model(service: Service) -> JSONResponse:
-    """Which model is served, what it was trained on, its cross-validated score (`cv`, from the bundle) and
-    the MoAs it predicts (`targets`: id 1-206, name, CV log loss of that MoA)."""
+    """Which model is served, what it was trained on (`training_data.description`; `simulated_training_data`:
+    the simulator's marker, null for measured data), its cross-validated score (`cv`), its features
+    (`feature_blocks`), and the MoAs it predicts (`targets`: id 1-206, name, CV log loss, `predictable`, and
+    with a per-MoA skill report: training `drugs` and `positives` (profiles), `auc` and `ap` on held-out drugs,
+    `gain` over the frequency-only baseline). `not_predictable` lists the MoAs the model answers with their
+    training frequency (null when the bundle does not say)."""
     return JSONResponse(service.card)
 
 

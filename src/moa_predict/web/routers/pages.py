@@ -143,9 +143,10 @@ def compounds_page(request: Request, pred: Stored, service: Service, q: str | No
     profiles (doses x times)."""
     column, calls = service.explainer.compounds(pred)
     base = f"{_root(request)}/results/{pred.id}"
-    view = views.compounds_view(calls, service.settings.paging, q=q, page=page, per=per, n=n, base=f"{base}/compounds")
+    view = views.compounds_view(calls, service.settings.paging, q=q, page=page, per=per, n=n, base=f"{base}/compounds",
+                                not_predictable=frozenset(service.card["not_predictable"] or ()))
     return _page(request, "compounds.html", pred=pred, summary=pred.summary(), base=base, column=column,
-                 view=view, top_k=service.settings.explain.compound_top_k)
+                 view=view, top_k=service.settings.explain.compound_top_k, confident=service.settings.confident)
 
 
 @router.get("/results/{result_id}/compounds.csv")
@@ -154,7 +155,9 @@ async def compounds_csv(pred: Stored, service: Service) -> Response:
     if calls is None:
         raise HTTPException(404, "this upload has no compound column (drug_id, compound or compound_id), so there "
                                  "are no compound-level calls.")
-    frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{service.settings.explain.compound_top_k}_fraction"})
+    top_k = service.settings.explain.compound_top_k
+    frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{top_k}_confident_fraction"})
+    frame["predictable"] = service.predictable_of(frame["moa"])
     data = frame.to_csv(index=False, float_format="%.6g").encode("utf-8")
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", "compounds")}"'})
@@ -171,6 +174,21 @@ async def download_csv(pred: Stored, service: Service) -> Response:
     data = await run_in_threadpool(service.csv_bytes, pred)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv")}"'})
+
+
+@router.get("/results/{result_id}/top.csv")
+async def download_top_csv(pred: Stored, service: Service, explanations: Explanations,
+                           n: str | None = None) -> Response:
+    """The long "top N per profile" table (``ModelService.top_frame``); `n` is clamped like the page's."""
+    top = views.ResultsQuery.parse(service.settings.paging, n=n, n_targets=len(service.targets)).n
+
+    def make() -> bytes:
+        ood = service.explainer.ood_mask(pred) if explanations else None
+        return service.top_frame(pred, top, ood).to_csv(index=False).encode("utf-8")
+
+    data = await run_in_threadpool(make)
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", f"top{top}")}"'})
 
 
 @router.get("/results/{result_id}/predictions.json")

@@ -105,9 +105,14 @@
       xref: "paper", yref: "paper", x: 1, y: 1.02, xanchor: "right", yanchor: "bottom", showarrow: false,
       align: "right", font: { size: 11, color: "#9c3d27" },
       text: "1: " + text[labelled[0] - 1] + " (" + (100 * data.y[labelled[0] - 1]).toFixed(1) + "%)" }] : [];
-    var all = { x: x, y: data.y, text: text, mode: "markers", type: "scatter", name: "all MoAs",
-                marker: { size: 5, color: "#2f6fab", opacity: 0.75 },
-                hovertemplate: "<b>%{text}</b><br>MoA id %{x}<br>p = %{y:.4f}<extra></extra>" };
+    /* MoAs not predictable from the training data (answered by their training frequency) are grey */
+    var greyed = {};
+    (data.greyed || []).forEach(function (id) { greyed[id] = true; });
+    var colors = x.map(function (id) { return greyed[id] ? "#b8bec7" : "#2f6fab"; });
+    var notes = x.map(function (id) { return greyed[id] ? "<br><i>not predictable from this training data</i>" : ""; });
+    var all = { x: x, y: data.y, text: text, customdata: notes, mode: "markers", type: "scatter", name: "all MoAs",
+                marker: { size: 5, color: colors, opacity: 0.75 },
+                hovertemplate: "<b>%{text}</b><br>MoA id %{x}<br>p = %{y:.4f}%{customdata}<extra></extra>" };
     var layout = { margin: { l: 55, r: 15, t: 28, b: 45 }, height: 320, font: FONT, showlegend: false,
                    hovermode: "closest", annotations: annotations,
                    xaxis: { title: { text: "MoA id (1–" + n + ")" }, range: [0, n + 1], zeroline: false,
@@ -120,6 +125,11 @@
 
   function heatmap(el, data) {
     var many = data.x.length > 60;
+    var greyed = {};
+    (data.greyed || []).forEach(function (m) { greyed[m] = true; });
+    var ticks = data.y.map(function (m) {
+      return greyed[m] ? '<span style="color:#8a939f">' + plain(m) + " (not predictable)</span>" : plain(m);
+    });
     var trace = { type: "heatmap", z: data.z, x: data.x.map(plain), y: data.y.map(plain), colorscale: "Viridis",
                   colorbar: { title: { text: "p" }, thickness: 12 },
                   hovertemplate: "<b>%{y}</b><br>%{x}<br>p = %{z:.4f}<extra></extra>" };
@@ -127,7 +137,8 @@
                    font: FONT,
                    xaxis: { showticklabels: !many, tickangle: -60, type: "category",
                             title: many ? { text: data.x.length + " profiles (hover for sig_id)" } : undefined },
-                   yaxis: { autorange: "reversed", type: "category", automargin: true } };
+                   yaxis: { autorange: "reversed", type: "category", automargin: true,
+                            tickmode: "array", tickvals: data.y.map(plain), ticktext: ticks } };
     return window.Plotly.newPlot(el, [trace], layout, CONFIG);
   }
 
@@ -153,18 +164,26 @@
 
   function attributionChart(el, expl) {
     var feats = expl.features || [];
+    /* tick: the gene symbol or cell line a person knows, then the g-/c- column and the value */
     var labels = feats.map(function (f) {
-      var v = typeof f.value === "number" ? " (" + f.value.toFixed(2) + ")" : " (" + f.value + ")";
-      return plain(f.feature + v);
+      var v = typeof f.value === "number" ? f.value.toFixed(2) : String(f.value);
+      var info = f.info || {};
+      var name = info.symbol || info.cell_line;
+      return plain((name ? name + " · " : "") + f.feature + " = " + v);
     });
     var traces = BLOCKS.map(function (b) {
       var x = [], y = [], custom = [];
       feats.forEach(function (f, i) {
-        if (f.block === b.name) { x.push(f.attribution); y.push(labels[i]); custom.push(plain(String(f.value))); }
+        if (f.block === b.name) {
+          var info = f.info || {};
+          x.push(f.attribution); y.push(labels[i]);
+          custom.push(plain((f.label || f.feature) + (info.description ? ": " + info.description : "") +
+                            (info.tissue ? ": " + info.tissue : "")));
+        }
       });
       return { type: "bar", orientation: "h", name: b.label, x: x, y: y, customdata: custom,
                marker: { color: b.color }, showlegend: x.length > 0,
-               hovertemplate: "<b>%{y}</b><br>attribution %{x:+.4f}<extra>" + b.label + "</extra>" };
+               hovertemplate: "<b>%{customdata}</b><br>%{y}<br>attribution %{x:+.4f}<extra>" + b.label + "</extra>" };
     }).filter(function (t) { return t.x.length > 0; });
     var maxAbs = feats.reduce(function (m, f) { return Math.max(m, Math.abs(f.attribution)); }, 1e-6);
     var layout = { barmode: "relative", height: 90 + 22 * Math.max(feats.length, 3), font: FONT,
@@ -261,7 +280,52 @@
     renderWhenVisible(attrs, loadAttributions);
   }
 
-  function init() { setupUpload(); setupFilters(); setupCharts(); }
+  /* ---------------- tables: search box (data-table) and sortable columns (th[data-sort]) ---------------- */
+  function setupTables() {
+    Array.prototype.forEach.call(document.querySelectorAll(".js-table-filter"), function (input) {
+      var table = document.getElementById(input.getAttribute("data-table"));
+      if (!table) return;
+      input.addEventListener("input", function () {
+        var q = input.value.toLowerCase().replace(/[_-]/g, " ").trim();
+        Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+          var text = row.textContent.toLowerCase().replace(/[_-]/g, " ");
+          row.hidden = q !== "" && text.indexOf(q) < 0;
+        });
+      });
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("table.js-sortable"), function (table) {
+      Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
+        var kind = th.getAttribute("data-sort");
+        if (!kind) return;
+        th.classList.add("sortable");
+        th.tabIndex = 0;
+        th.setAttribute("aria-sort", "none");
+        function sort() {
+          var asc = th.getAttribute("aria-sort") !== "ascending";
+          var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+          function key(row) {
+            var t = row.cells[col].textContent.trim();
+            if (kind !== "num") return t.toLowerCase();
+            var v = parseFloat(t.replace(/[^0-9.+\-]/g, ""));
+            return isNaN(v) ? -Infinity : v;
+          }
+          rows.sort(function (a, b) {
+            var ka = key(a), kb = key(b);
+            return (ka < kb ? -1 : ka > kb ? 1 : 0) * (asc ? 1 : -1);
+          });
+          rows.forEach(function (r) { body.appendChild(r); });
+          Array.prototype.forEach.call(table.tHead.rows[0].cells, function (c) {
+            if (c.getAttribute("data-sort")) c.setAttribute("aria-sort", "none");
+          });
+          th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+        }
+        th.addEventListener("click", sort);
+        th.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sort(); } });
+      });
+    });
+  }
+
+  function init() { setupUpload(); setupFilters(); setupTables(); setupCharts(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();
 })();
