@@ -53,9 +53,9 @@ def shared_labels_dir() -> Path:
 
 
 # ------------------------------------------------------------------------------------------------
-# TEMPORARY: the bundle keys `moa train` is about to write (training_data.simulated, cv.per_target_skill,
-# cv.not_predictable), made up here so the web tests can show them. Remove `with_display_info` and its uses
-# once trained bundles carry these keys themselves.
+# A hand-made per-MoA skill report, so the web tests know exactly which MoAs are "not predictable" without the
+# seconds of a cross-validation (keys as `moa train` writes them: training_data.simulated, cv.per_target_skill,
+# cv.not_predictable; tests/test_simulate.py checks that training writes them for real).
 # ------------------------------------------------------------------------------------------------
 
 
@@ -83,5 +83,5 @@ def _with_display_info(bundle, every: int = 3):
 
 @pytest.fixture(scope="session")
 def with_display_info():
-    """TEMPORARY (see above): a function adding the new bundle keys to a test bundle."""
+    """A function adding a hand-made skill report (see above) to a test bundle."""
     return _with_display_info

@@ -144,7 +144,7 @@ def base_url(sim_dataset, with_display_info):
 
     model = make_model("mlp", hidden=(48,), epochs=3, g_pca=8, c_pca=4, batch_size=64)
     bundle, _ = train_bundle(model, sim_dataset, cv=False, progress=False)
-    with_display_info(bundle)  # TEMPORARY: until trained bundles carry these keys themselves
+    with_display_info(bundle)  # a known set of not-predictable MoAs (conftest.py)
     with running(create_app(bundle)) as url:
         yield url
 
