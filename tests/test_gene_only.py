@@ -77,3 +77,33 @@ def test_real_level5_signatures_go_through_moa_predict(bundle_dir, tmp_path, cap
     err = capsys.readouterr().err
     assert "gene-only model" in err and "772 of the model's genes found" in err
     assert len(pd.read_csv(out)) == 272
+
+
+def _upload(bundle_dir, path: Path):
+    from fastapi.testclient import TestClient
+
+    from moa_predict.web import create_app
+
+    client = TestClient(create_app(load_bundle(bundle_dir[0])))
+    with open(path, "rb") as handle:
+        api = client.post("/api/predict?probabilities=false", files={"file": (path.name, handle)})
+    with open(path, "rb") as handle:
+        page = client.post("/predict", files={"file": (path.name, handle)}, follow_redirects=True)
+    return api, page
+
+
+def test_a_cmap_file_uploaded_to_the_web_app_is_answered_by_the_gene_only_model(bundle_dir, tmp_path):
+    gctx = simulate_gctx(tmp_path / "upload.gctx", 40, seed=1, chunk_size=16)
+    api, page = _upload(bundle_dir, gctx)
+    assert api.status_code == 200, api.text
+    body = api.json()
+    assert "gene-only" in body["answered_by"] and len(body["predictions"]) == 40
+    assert page.status_code == 200 and "gene-only model" in page.text
+
+
+@pytest.mark.skipif(not REAL_LEVEL5.is_file(), reason=f"real CMap level-5 signatures not found at {REAL_LEVEL5}")
+def test_real_level5_signatures_go_through_the_web_upload(bundle_dir):
+    api, page = _upload(bundle_dir, REAL_LEVEL5)
+    assert api.status_code == 200, api.text
+    assert len(api.json()["predictions"]) == 272 and "gene-only" in api.json()["answered_by"]
+    assert page.status_code == 200 and "gene-only model" in page.text

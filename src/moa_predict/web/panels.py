@@ -65,7 +65,7 @@ class Panels:
 
 def attribution_panel_batch(service: ModelService, pred: Prediction, rows: Sequence[int]) -> dict[int, Any]:
     """Per treated profile of the page: the MoAs whose attribution charts app.js will fetch and draw."""
-    if service.explainer.attributions_message is not None:
+    if service.explainer_for(pred.features).attributions_message is not None:
         return {}
     from ..explain.attributions import TOLERANCE_ABS, TOLERANCE_REL  # torch and captum: only when drawn
 
@@ -84,7 +84,7 @@ def attribution_panel_batch(service: ModelService, pred: Prediction, rows: Seque
 
 def neighbours_panel_batch(service: ModelService, pred: Prediction, rows: Sequence[int]) -> dict[int, Any]:
     """Per profile of the page: its similar reference profiles and the MoAs enriched among them."""
-    found = service.explainer.reference_rows(pred, rows)
+    found = service.explainer_for(pred.features).reference_rows(pred, rows)
     return {r: f for r, f in found.items() if f.get("neighbours")}
 
 

@@ -15,7 +15,7 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
                  explanations: bool) -> dict[str, Any]:
     """Everything ``results.html`` needs (`base`: the result's address; `explanations`: OOD flags, similar
     profiles and attribution notes on or off)."""
-    explainer = service.explainer
+    explainer = service.explainer_for(pred.features)
     ood = explainer.ood_mask(pred) if explanations else None
     compound_column, calls = explainer.compounds(pred)
     compounds = pred.features[compound_column] if compound_column is not None else None
@@ -38,6 +38,7 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
         if data is not None:
             page_panels.append({"name": panel.name, "title": panel.title, "template": panel.template, "data": data})
     explain_info = {
+        "answered_by": service.answering(pred.features).answers,
         "enabled": explanations,
         "attributions_message": explainer.attributions_message if explanations else None,
         "reference_message": explainer.reference_message if explanations else None,

@@ -59,13 +59,30 @@ class ModelService:
         """False for bundles that do not say (written before the per-MoA skill report): `predictable` is null."""
         self.started = time.time()
         self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
+        self._gene_explainer: Explainer | None = None
+
+    # -- which model answers ----------------------------------------------------------
+    def answering(self, features: pd.DataFrame) -> Bundle:
+        """The bundle that answers these profiles: the full model, or its gene-only companion for profiles
+        without a cell-viability block (CMap files)."""
+        return self.bundle.for_features(features)
+
+    def explainer_for(self, features: pd.DataFrame) -> Explainer:
+        """The explainer of the model that answered these profiles (built on first use for the gene-only one)."""
+        answer = self.answering(features)
+        if answer is self.bundle:
+            return self.explainer
+        if self._gene_explainer is None:
+            self._gene_explainer = Explainer(answer, self.settings.explain, confident=self.settings.confident)
+        return self._gene_explainer
 
     # -- reading: the one validation path of every upload (pages, /api/predict, /api/explain) -------------
     def read_file(self, handle: IO[bytes], filename: str | None) -> tuple[pd.DataFrame, str]:
         """Read and validate an uploaded CSV/Parquet file object (a spooled temporary file): (features, name)."""
         name = display_name(filename)
         features = load_features(handle, name=name, max_bytes=self.settings.max_upload_bytes,
-                                 feature_columns=self.bundle.feature_columns)
+                                 feature_columns=self.bundle.feature_columns,
+                                 allow_gene_only=self.bundle.gene_only is not None)
         return features, name
 
     def read_rows(self, rows: Any, source: str = "request body") -> pd.DataFrame:
@@ -101,21 +118,23 @@ class ModelService:
         """POST /api/explain with a file: read + validate exactly as for predictions, then explain."""
         with self._slots:
             features, _ = self.read_file(handle, filename)
-            return self.explainer.explain(features, options)
+            return self.explainer_for(features).explain(features, options)
 
     def explain_rows(self, rows: Any, options: ExplainOptions, source: str = "request body") -> dict[str, Any]:
         with self._slots:
-            return self.explainer.explain(self.read_rows(rows, source), options)
+            features = self.read_rows(rows, source)
+            return self.explainer_for(features).explain(features, options)
 
     def explain_result(self, pred: Prediction, options: ExplainOptions) -> dict[str, Any]:
         """Explain (some of) a stored result's profiles (cached per result and options)."""
         with self._slots:
-            return self.explainer.explain_stored(pred, options)
+            return self.explainer_for(pred.features).explain_stored(pred, options)
 
     def _predict(self, features: pd.DataFrame, source: str, t0: float) -> Prediction:
-        frame = self.bundle.predict_frame(features)
+        answer = self.answering(features)
+        frame = answer.predict_frame(features)
         proba = frame[self.targets].to_numpy(dtype=np.float32)
-        known = set(self.bundle.feature_columns) | set(schema.META_COLUMNS)
+        known = set(answer.feature_columns) | set(schema.META_COLUMNS)
         extra_cols = [c for c in features.columns if c not in known]
         extra = features[extra_cols].reset_index(drop=True) if extra_cols else None
         pred = Prediction(
@@ -209,6 +228,7 @@ class ModelService:
         return {
             "result_id": pred.id,
             "model": self.bundle.model_name,
+            "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),
             "top_n": top,
