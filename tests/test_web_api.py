@@ -570,7 +570,7 @@ def display_client(display_bundle):
 
 def test_card_says_simulated_and_what_each_moa_is_worth(display_client, display_bundle):
     card = display_client.get("/api/model").json()
-    assert card["simulated_training_data"]["mode"] == "labels-from"
+    assert card["simulated_training_data"]["simulated"] is True  # the marker moa simulate wrote
     assert card["training_data"]["description"].startswith("SIMULATED profiles")
     names = display_bundle.target_names
     assert card["not_predictable"] == sorted(names[i] for i in range(2, 206, 3))
@@ -698,7 +698,7 @@ def test_top1_table_counts_confident_calls_only():
 
 def test_explain_answers_say_simulated_and_predictable(display_client, display_bundle, features):
     body = post_file(display_client, csv_bytes(features.head(4)), url="/api/explain", params={"neighbours": 0}).json()
-    assert body["simulated_training_data"]["mode"] == "labels-from"
+    assert body["simulated_training_data"]["simulated"] is True
     names = display_bundle.target_names
     calls = [q for p in body["profiles"] for q in p["predictions"]]
     assert calls and all(q["predictable"] is ((names.index(q["moa"]) + 1) % 3 != 0) for q in calls)
