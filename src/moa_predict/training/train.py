@@ -11,6 +11,7 @@ from sklearn.base import clone
 from .. import __version__
 from ..data.dataset import Dataset
 from ..evaluation.crossval import CVResult, cross_validate
+from ..evaluation.trust import fit_trust
 from ..explain.neighbours import ReferenceIndex
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
@@ -32,7 +33,8 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     ``info["stack"]`` says which.
 
     With `reference`, the training profiles are also indexed once (explain.neighbours.ReferenceIndex: similar
-    reference profiles, MoA enrichment, OOD calibration) and stored in the bundle."""
+    reference profiles, MoA enrichment, OOD calibration) and stored in the bundle. With cross-validation, the
+    trust layer (calibration, MoA sets, compound pooling: ``evaluation.trust.fit_trust``) is fit on the OOF."""
     is_blend = isinstance(model, BlendModel)
     result, stack = None, None
     if cv and is_blend:
@@ -60,8 +62,12 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     }
     if is_blend:
         info["stack"] = NO_CV_STACK if stack is None else CV_STACK
+    trust = None
+    if result is not None and data.targets is not None:
+        trust = fit_trust(result, data)
+        info["cv"]["trust"] = trust.summary()  # in cv_report.json and the printed CV table
     index = None
     if reference:
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
                                      feature_columns=data.feature_columns)
-    return Bundle(final, data.target_names, data.feature_columns, info, reference=index), result
+    return Bundle(final, data.target_names, data.feature_columns, info, reference=index, trust=trust), result
