@@ -143,10 +143,36 @@ class ModelService:
         self.submission_frame(pred).to_csv(buf, index=False)
         return buf.getvalue().encode("utf-8")
 
+    def sets(self, pred: Prediction, level: float | None = None) -> dict[str, Any]:
+        """The MoA sets of a stored result at `level` (default: the bundle's): ``available``, ``level``,
+        ``measured_recall``, ``sentence``, and per row ``moa_sets`` (MoA indices) and ``abstentions``; computed
+        once per level and kept with the result. Without a trust layer: available False and a message."""
+        trust = getattr(self.bundle, "trust", None)
+        if trust is None:
+            return {"available": False, "message": "this model was trained before MoA sets existed (or without "
+                                                   "cross-validation): retrain it with 'moa train' to get them"}
+        level = trust.levels[trust.level_index(trust.default_level if level is None else level)]
+        key = f"sets@{level:.2f}"
+        with pred.lock:
+            cached = pred.derived.get(key)
+        if cached is not None:
+            return cached
+        S, why = trust.profile_sets(pred.proba, level, pred.is_control, self.explainer.ood_mask(pred))
+        order = np.argsort(-pred.proba, axis=1, kind="stable")
+        members = [[int(j) for j in order[i] if S[i, j]] for i in range(pred.n_rows)]
+        simulated = bool((self.bundle.info.get("training_data") or {}).get("simulated"))
+        out = {"available": True, "level": level, "measured_recall": round(trust.measured_at(level)["pooled_recall"], 4),
+               "sentence": trust.sentence(level, simulated), "moa_sets": members, "abstentions": why}
+        with pred.lock:
+            pred.derived[key] = out
+        return out
+
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
-                    base_url: str = "") -> dict[str, Any]:
-        """The API's answer (and the JSON download): summary, then per profile the top-N and all probabilities."""
+                    base_url: str = "", set_level: float | None = None) -> dict[str, Any]:
+        """The API's answer (and the JSON download): summary, then per profile the top-N, its MoA set and
+        abstention, and all probabilities."""
         top = clamp(top, 1, len(self.targets))
+        sets = self.sets(pred, set_level)
         rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
@@ -163,6 +189,9 @@ class ModelService:
                     {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j]}
                     for r, j in enumerate(top_idx[i])],
             }
+            if sets["available"]:
+                row["moa_set"] = [self.targets[j] for j in sets["moa_sets"][i]]
+                row["abstention"] = sets["abstentions"][i]
             if probabilities:
                 row["probabilities"] = rounded[i]
             if extras is not None:
@@ -177,6 +206,7 @@ class ModelService:
             "targets": self.targets if probabilities else None,
             "note": "control rows (ctl_vehicle) carry no MoA by definition: all their probabilities are 0 "
                     "and their top list is empty",
+            "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
             "predictions": out,
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json"},
         }
@@ -255,6 +285,7 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
                      "cv_log_loss": None if name not in per_target else round(float(per_target[name]), 5)}
                     for i, name in enumerate(bundle.target_names)],
         "controls": "ctl_vehicle rows are predicted 0 for every MoA (no MoA by definition)",
+        "trust": None if getattr(bundle, "trust", None) is None else _jsonable(bundle.trust.summary()),
         "research_use_only": True,
     }
 

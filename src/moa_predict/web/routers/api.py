@@ -89,11 +89,17 @@ async def predict(request: Request, service: Service,
     Answers, per profile, the top-N MoAs and (unless `probabilities=false`) all probabilities aligned with
     `targets`; control rows (`ctl_vehicle`) get all zeros and an empty top list. The result is also kept
     on the server under `result_id` for the results page and the CSV/JSON downloads in `links`.
+    Each profile also gets its **MoA set** at `set_level` (`moa_set`: the MoAs that, on compounds the model has
+    not seen, contained the stated share of true MoAs) or an `abstention` saying plainly why it has none
+    ("no confident MoA": empty set; "unlike anything in the reference": out of distribution; controls); `sets`
+    gives the level, the MEASURED held-out recall and the sentence. Models trained before sets existed answer
+    `sets.available = false`.
     A file with any invalid row or column is rejected whole (422) with the row, column and problem."""
     pred = await with_profiles(request, lambda handle, name, _: service.predict_file(handle, name),
                                lambda rows, _: service.predict_rows(rows))
     return await _in_threadpool(lambda: service.result_json(pred, top=options.top,
-                                                            probabilities=options.probabilities))
+                                                            probabilities=options.probabilities,
+                                                            set_level=options.set_level))
 
 
 @router.post("/explain", summary="Explain predictions: attributions, similar reference profiles, OOD flags, "
