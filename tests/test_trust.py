@@ -172,3 +172,13 @@ def test_fit_trust_on_cross_validation(sim_dataset):
     assert trust.compound is not None and trust.compound["gain"]["compounds"] > 0
     summary = trust.summary()
     assert [s["level"] for s in summary["sets"]] == [0.8, 0.9, 0.95]
+
+
+def test_top_k_comparison_finds_the_smallest_list_with_that_recall():
+    from moa_predict.evaluation.conformal import positive_ranks, top_k_for_recall
+
+    P = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
+    Y = np.array([[0, 1, 1], [1, 0, 0]])  # true pairs ranked 3rd, 2nd and 2nd
+    ranks = positive_ranks(Y, P)
+    assert top_k_for_recall(ranks, 0.6) == {"k": 2, "pooled_recall": pytest.approx(2 / 3)}
+    assert top_k_for_recall(ranks, 1.0)["k"] == 3

@@ -121,13 +121,18 @@ def set_recall(Y: np.ndarray, S: np.ndarray) -> dict[str, Any]:
             "true_pairs": int(n_pos.sum()), "profiles": int(len(Y))}
 
 
-def top_k_for_recall(Y: np.ndarray, P: np.ndarray, recall: float) -> dict[str, Any]:
-    """The smallest plain top-k list (same k for every profile) whose pooled recall reaches `recall`."""
+def positive_ranks(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """The 0-based rank, within its profile's list, of every true (profile, MoA) pair, sorted."""
     Y = np.asarray(Y) > 0
     order = np.argsort(-np.asarray(P), axis=1, kind="stable")
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(P.shape[1])[None, :].repeat(len(P), 0), axis=1)
-    pos_ranks = np.sort(ranks[Y])  # 0-based rank of every true pair
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
+    return np.sort(ranks[Y])
+
+
+def top_k_for_recall(pos_ranks: np.ndarray, recall: float) -> dict[str, Any]:
+    """The smallest plain top-k list (same k for every profile) whose pooled recall reaches `recall`
+    (`pos_ranks`: ``positive_ranks``)."""
     if len(pos_ranks) == 0:
         return {"k": 0, "pooled_recall": None}
     need = int(np.ceil(recall * len(pos_ranks)))

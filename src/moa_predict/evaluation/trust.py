@@ -20,7 +20,8 @@ import pandas as pd
 
 from ..data.errors import DataError
 from .calibration import Recalibrator, calibration_report, logit, nested_recalibration, sigmoid
-from .conformal import LEVELS, grouped_coverage, prediction_sets, set_recall, thresholds, top_k_for_recall
+from .conformal import (LEVELS, grouped_coverage, positive_ranks, prediction_sets, set_recall, thresholds,
+                        top_k_for_recall)
 
 DEFAULT_LEVEL = 0.9
 NO_CONFIDENT = "no confident MoA"
@@ -236,8 +237,9 @@ def fit_trust(result: Any, data: Any, levels: tuple[float, ...] = LEVELS) -> Tru
                    "rows": "treated profiles, out-of-fold predictions on compound-grouped folds"}
     lam = thresholds(P, Y, units, levels)
     measured = grouped_coverage(P, Y, units, fold, levels)
+    ranks = positive_ranks(Y, P)
     for m in measured:
-        m["top_k_same_recall"] = top_k_for_recall(Y, P, m["pooled_recall"])
+        m["top_k_same_recall"] = top_k_for_recall(ranks, m["pooled_recall"])
     compound = None if drugs is None else _fit_compound(P, Y, drugs, fold, levels)
     return TrustModel(levels=list(levels), thresholds=lam.tolist(), measured=measured, recalibration=recal,
                       calibration=calibration, compound=compound, grouped=drugs is not None)
