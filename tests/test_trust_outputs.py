@@ -88,6 +88,7 @@ def test_api_returns_sets_and_abstentions(client, upload):
     sets = data["sets"]
     assert sets["available"] and sets["level"] == 0.95
     assert f"{100 * sets['measured_recall']:.1f} %" in sets["sentence"]
+    assert sets["compounds"] is None  # no compound column in this upload
     rows = {p["sig_id"]: p for p in data["predictions"]}
     assert rows["noise_row"]["abstention"] == UNLIKE and rows["noise_row"]["moa_set"] == []
     for p in data["predictions"]:
@@ -107,3 +108,21 @@ def test_results_page_shows_the_set_and_its_sentence(client, upload):
     page = client.get(f"/results/{result_id}?per=50").text
     assert 'id="sets-sentence"' in page and "On compounds this model has not seen" in page
     assert "MoA set at 90 %" in page and "Unlike anything in the reference" in page
+
+
+def test_api_pools_each_compound(client, upload):
+    frame = upload.copy()
+    frame["compound"] = ["A" if i % 2 else "B" for i in range(len(frame))]
+    frame.loc[len(frame) - 2, "compound"] = "solo"
+    body = frame.to_csv(index=False).encode()
+    data = client.post("/api/predict?probabilities=false",
+                       files={"file": ("in.csv", io.BytesIO(body), "text/csv")}).json()
+    calls = {c["compound"]: c for c in data["sets"]["compounds"]}
+    treated = frame[frame[schema.CP_TYPE] == schema.TREATED]
+    assert set(calls) == set(treated["compound"])
+    assert calls["A"]["n_profiles"] == int((treated["compound"] == "A").sum())
+    solo_row = next(p for p in data["predictions"] if p["sig_id"] == frame.loc[len(frame) - 2, "sig_id"])
+    assert [m["moa"] for m in calls["solo"]["set"]] == solo_row["moa_set"]  # one profile: its own set
+    for c in calls.values():
+        assert all(0 <= m["agreement"] <= 1 for m in c["set"])
+        assert (c["abstention"] is None) == bool(c["set"])

@@ -157,12 +157,16 @@ class ModelService:
             cached = pred.derived.get(key)
         if cached is not None:
             return cached
-        S, why = trust.profile_sets(pred.proba, level, pred.is_control, self.explainer.ood_mask(pred))
+        S, why = trust.profile_sets(pred.proba, level, pred.is_control, self.explainer.ood_mask(pred))  # cached
         order = np.argsort(-pred.proba, axis=1, kind="stable")
         members = [[int(j) for j in order[i] if S[i, j]] for i in range(pred.n_rows)]
         simulated = bool((self.bundle.info.get("training_data") or {}).get("simulated"))
+        ood = self.explainer.ood_mask(pred)
+        compounds = None if pred.features is None else trust.compound_consensus(
+            pred.features, pred.proba, self.targets, level, ood=ood)
         out = {"available": True, "level": level, "measured_recall": round(trust.measured_at(level)["pooled_recall"], 4),
-               "sentence": trust.sentence(level, simulated), "moa_sets": members, "abstentions": why}
+               "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
+               "moa_sets": members, "abstentions": why}
         with pred.lock:
             pred.derived[key] = out
         return out
