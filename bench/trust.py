@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(json.dumps(report, indent=1), out / "trust_benchmark.json")
     plot(trust.calibration, out / "reliability.png",
-         f"Reliability on held-out compounds ({args.model} OOF, compound-grouped CV; recalibration nested)\n{SIMULATED}")
+         f"Reliability on held-out compounds ({args.model} OOF, compound-grouped CV; recalibration nested)"
+         f"\n{SIMULATED}")
     text = table(summary, args.model, trust.calibration["nested"])
     write_text(text + "\n", out / "trust_table.md")
     print(text)

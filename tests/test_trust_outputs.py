@@ -104,7 +104,8 @@ def test_api_returns_sets_and_abstentions(client, upload):
 
 def test_results_page_shows_the_set_and_its_sentence(client, upload):
     body = upload.to_csv(index=False).encode()
-    result_id = client.post("/api/predict", files={"file": ("in.csv", io.BytesIO(body), "text/csv")}).json()["result_id"]
+    answer = client.post("/api/predict", files={"file": ("in.csv", io.BytesIO(body), "text/csv")}).json()
+    result_id = answer["result_id"]
     page = client.get(f"/results/{result_id}?per=50").text
     assert 'id="sets-sentence"' in page and "On compounds this model has not seen" in page
     assert "MoA set at 90 %" in page and "Unlike anything in the reference" in page

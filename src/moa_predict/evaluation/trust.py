@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import DataError
-from .calibration import Recalibrator, calibration_report, logit, nested_recalibration, sigmoid
+from .calibration import Recalibrator, calibration_report, fit_platt, logit, nested_recalibration, sigmoid
 from .conformal import (LEVELS, grouped_coverage, positive_ranks, prediction_sets, set_recall, thresholds,
                         top_k_for_recall)
 
@@ -49,13 +49,6 @@ def pool_logits(P: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.nda
     np.add.at(sums, codes, z)
     n = np.bincount(codes, minlength=n_groups)
     return sums / np.maximum(n, 1)[:, None], n
-
-
-def _platt(z: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=1e4, max_iter=200).fit(z.reshape(-1, 1), y.ravel())
-    return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
 
 
 def _row_log_loss(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -261,7 +254,7 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
     Pc = np.empty_like(zbar)
     for k in np.unique(fold_c):  # nested: the map fit on the other folds' compounds
         train, test = multi & (fold_c != k), fold_c == k
-        ab = _platt(zbar[train], Yc[train]) if train.any() else {"a": 1.0, "b": 0.0}
+        ab = fit_platt(zbar[train], Yc[train]) if train.any() else {"a": 1.0, "b": 0.0}
         Pc[test] = np.where(multi[test, None], sigmoid(ab["a"] * zbar[test] + ab["b"]), sigmoid(zbar[test]))
     per_profile = np.bincount(codes, weights=_row_log_loss(Y, P), minlength=G) / n
     gain = {
@@ -274,7 +267,7 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
                 "call (mean logit, Platt map fit on the other folds' compounds) against the compound's labels",
     }
     measured = grouped_coverage(Pc[multi], Yc[multi], None, fold_c[multi], levels)
-    return {"platt": _platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[multi], Yc[multi], None,
+    return {"platt": fit_platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[multi], Yc[multi], None,
                                                                               levels).tolist(),
             "measured": measured, "gain": gain}
 

@@ -164,7 +164,8 @@ class ModelService:
         ood = self.explainer.ood_mask(pred)
         compounds = None if pred.features is None else trust.compound_consensus(
             pred.features, pred.proba, self.targets, level, ood=ood)
-        out = {"available": True, "level": level, "measured_recall": round(trust.measured_at(level)["pooled_recall"], 4),
+        recall = round(trust.measured_at(level)["pooled_recall"], 4)
+        out = {"available": True, "level": level, "measured_recall": recall,
                "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
                "moa_sets": members, "abstentions": why}
         with pred.lock:
