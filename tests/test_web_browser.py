@@ -143,8 +143,8 @@ def base_url(sim_dataset, with_display_info):
     from moa_predict.web import create_app
 
     model = make_model("mlp", hidden=(48,), epochs=3, g_pca=8, c_pca=4, batch_size=64)
-    bundle, _ = train_bundle(model, sim_dataset, cv=False, progress=False)
-    with_display_info(bundle)  # a known set of not-predictable MoAs (conftest.py)
+    # 3-fold CV: a few seconds, and the bundle gets its MoA sets (fit on the OOF) for the page to show
+    bundle, _ = train_bundle(model, sim_dataset, n_splits=3, progress=False)
     with running(create_app(bundle)) as url:
         yield url
 
@@ -210,6 +210,11 @@ def test_upload_results_charts_n_and_download(base_url, tmp_path):
         page.wait_for_url("**/results/**")
         assert page.locator("#stat-rows").inner_text() == str(len(rows))
         assert page.locator("#stat-controls").inner_text() == str(n_ctl)
+        # the MoA set of each treated profile, and one sentence with the measured held-out recall
+        sentence = page.locator("#sets-sentence").inner_text()
+        assert "On compounds this model has not seen, sets at the 90 % level contained the true MoA for" in sentence
+        first_set = page.locator("article.profile:not(.is-control) .moa-set").first.inner_text()
+        assert first_set.startswith("MoA set at 90 %:") and len(first_set) > len("MoA set at 90 %:")
         first_table = page.locator("table.top-moas").first
         assert first_table.locator("tbody tr").count() == 10
         page.wait_for_selector(".js-heatmap.js-plotly-plot .main-svg", timeout=30_000)

@@ -54,6 +54,15 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
         table.add_row("stack (all folds)", f"weights {' '.join(f'{w:.3f}' for w in stack['weights'])}; temperature "
                                            f"{stack['temperature'] or 1.0:.3f}; {len(stack['prior_targets'])} "
                                            "targets predicted by their prevalence (safeguard)")
+    trust = report.get("trust")
+    if trust:
+        e = trust["ece"]
+        table.add_row("calibration (ECE, top call)", f"{e['top1_before']:.4f} → {e['top1_after']:.4f} "
+                                                     f"({e['recalibration']}, nested)")
+        for s in trust["sets"]:
+            table.add_row(f"MoA sets at {100 * s['level']:.0f} %",
+                          f"recall {100 * s['pooled_recall']:.1f} % on held-out compounds, "
+                          f"mean size {s['mean_set_size']:.2f}")
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
     out.print(table)
@@ -115,8 +124,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from ..training.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
+    if args.set_level is not None and not args.sets_out:
+        raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
     summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
-                           keep_columns=args.keep_columns, progress=not args.quiet)
+                           keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
+                           set_level=args.set_level)
     if summary.mapping:
         m = summary.mapping
         console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
@@ -124,6 +136,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")
+    if args.sets_out:
+        x = summary.extra
+        why = "; ".join(f"{n:,} {w}" for w, n in x["abstentions"].items())
+        simulated = bool(((bundle.info.get("training_data") or {}).get("simulated")))
+        console.print(f"wrote MoA sets at the {100 * x['set_level']:.0f} % level to {args.sets_out}: "
+                      f"{x['with_set']:,} profiles with a set{'; ' + why if why else ''}. "
+                      f"{bundle.trust.sentence(x['set_level'], simulated)}", highlight=False)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -293,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-rows", type=int, default=20_000,
                    help="profiles read and predicted at a time (memory stays flat whatever the file size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sets-out", metavar="FILE", help="also write each profile's MoA set (CSV/Parquet: sig_id, "
+                                                      "moa_set with MoAs joined by '|', abstention)")
+    p.add_argument("--set-level", type=float, metavar="LEVEL",
+                   help="share of true MoAs the sets should contain on new compounds, 0.5-0.99 (default 0.9)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions against targets")

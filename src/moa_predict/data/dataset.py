@@ -77,6 +77,19 @@ class Dataset:
 _FEATURE_SET = set(schema.FEATURE_COLUMNS)
 
 
+COMPOUND_COLUMNS: tuple[str, ...] = (schema.DRUG_ID, "compound", "compound_id")
+
+
+def find_compound_column(features: pd.DataFrame, column: str | None = None) -> str | None:
+    """The upload's compound column: `column` if given (must exist), else the first known name present."""
+    if column is not None:
+        if column not in features.columns:
+            raise DataError(f"no column {column!r} in the features; compound columns are looked for under "
+                            f"{', '.join(COMPOUND_COLUMNS)}.", column=column)
+        return column
+    return next((c for c in COMPOUND_COLUMNS if c in features.columns), None)
+
+
 def control_mask(features: pd.DataFrame) -> np.ndarray:
     """True for control (vehicle) rows, which carry no MoA by definition."""
     return (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()

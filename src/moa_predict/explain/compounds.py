@@ -24,22 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema
-from ..data.dataset import control_mask
-
-COMPOUND_COLUMNS: tuple[str, ...] = (schema.DRUG_ID, "compound", "compound_id")
-
-
-def find_compound_column(features: pd.DataFrame, column: str | None = None) -> str | None:
-    """The upload's compound column: `column` if given (must exist), else the first known name present."""
-    if column is not None:
-        if column not in features.columns:
-            from ..data.errors import DataError
-
-            raise DataError(f"no column {column!r} in the features; compound columns are looked for under "
-                            f"{', '.join(COMPOUND_COLUMNS)}.", column=column)
-        return column
-    return next((c for c in COMPOUND_COLUMNS if c in features.columns), None)
-
+from ..data.dataset import control_mask, find_compound_column
 
 def compound_calls(features: pd.DataFrame, proba: np.ndarray, target_names: Sequence[str], *,
                    column: str | None = None, top_k: int = 5, n_moas: int = 10,

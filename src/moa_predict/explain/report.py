@@ -17,7 +17,8 @@ import pandas as pd
 from ..data import schema
 from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
-from .compounds import compound_calls, compound_calls_json, find_compound_column
+from ..data.dataset import find_compound_column
+from .compounds import compound_calls, compound_calls_json
 from .ood import OOD_MESSAGE, ood_scores
 
 

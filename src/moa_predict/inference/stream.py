@@ -7,6 +7,7 @@ only when every chunk succeeded, so an interrupted or failed run leaves no parti
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data import schema
+from ..data.errors import DataError
 from ..data.chunks import DEFAULT_CHUNK_ROWS, iter_features
 from ..data.gene_features import MAPPING_ATTR, is_gene_only
 from ..data.io import Source, atomic_path
@@ -70,6 +72,30 @@ def predict_chunks(bundle: Bundle, src: Source, *, chunk_rows: int = DEFAULT_CHU
                    keep_columns: bool = False, name: str | None = None,
                    summary: StreamSummary | None = None) -> Iterator[pd.DataFrame]:
     """Prediction frames (``Bundle.predict_frame``) of successive chunks of `src`; `summary` is updated."""
+    for _, frame in _chunks(bundle, src, chunk_rows, keep_columns, name, summary):
+        yield frame
+
+
+def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level: float) -> pd.DataFrame:
+    """``sig_id, moa_set, abstention`` of one chunk: the MoA set at `level` joined by ``|`` (empty when empty),
+    and why a profile has no set (control, out of distribution, no confident MoA), empty otherwise."""
+    trust = bundle.trust
+    proba = frame[bundle.target_names].to_numpy()
+    control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    ood = None
+    if bundle.reference is not None:
+        from ..explain.ood import ood_mask
+
+        ood = ood_mask(bundle.reference, features)
+    S, why = trust.profile_sets(proba, level, control, ood)
+    names = pd.Index(bundle.target_names)
+    return pd.DataFrame({schema.SIG_ID: frame[schema.SIG_ID].to_numpy(),
+                         "moa_set": ["|".join(names[row]) for row in S],
+                         "abstention": [w or "" for w in why]})
+
+
+def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
+            summary: StreamSummary | None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     summary = summary if summary is not None else StreamSummary()
     for features in iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name):
         if is_gene_only(features):
@@ -81,27 +107,52 @@ def predict_chunks(bundle: Bundle, src: Source, *, chunk_rows: int = DEFAULT_CHU
         summary.rows += len(frame)
         summary.controls += int((features[schema.CP_TYPE] == schema.CONTROL).sum())
         summary.chunks += 1
-        yield frame
+        yield features, frame
 
 
 def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
-                 keep_columns: bool = False, progress: bool = True, name: str | None = None) -> StreamSummary:
+                 keep_columns: bool = False, progress: bool = True, name: str | None = None,
+                 sets_out: str | os.PathLike | None = None, set_level: float | None = None) -> StreamSummary:
     """Predict every profile of `src` into `out` (``.parquet`` → Parquet, else CSV), chunk by chunk, atomically.
+
+    With `sets_out`, each profile's MoA set at `set_level` (default: the bundle's) goes there too (``set_frame``);
+    ``summary.extra`` then holds the level, its measured recall, and the counts of sets and abstentions. Both
+    files appear only when every chunk succeeded.
 
     A progress bar counts profiles (with an ETA when the total is known cheaply: the size of a GCTX/h5ad file's
     sample axis is not read here, so the bar shows the rate)."""
     out = Path(out)
     summary = StreamSummary()
+    if sets_out is not None:
+        if bundle.trust is None:
+            raise DataError("this bundle has no MoA-set calibration (trained without cross-validation, or before "
+                            "moa-predict made sets); retrain it with 'moa train' (with CV) to get --sets-out.",
+                            source=str(bundle.path or "bundle"))
+        set_level = bundle.trust.default_level if set_level is None else set_level
+        bundle.trust.level_index(set_level)  # a bad level fails before any work
+        summary.extra.update({"set_level": set_level, "with_set": 0, "abstentions": {},
+                              "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"]})
     t0 = time.perf_counter()
-    with atomic_path(out) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(out))
         writer = _Writer(tmp, out.suffix.lower() == ".parquet")
-        try:
-            with tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False, delay=1.0) as bar:
-                for frame in predict_chunks(bundle, src, chunk_rows=chunk_rows, keep_columns=keep_columns,
-                                            name=name, summary=summary):
-                    writer.write(frame)
-                    bar.update(len(frame))
-        finally:
-            writer.close()
+        stack.callback(writer.close)
+        sets_writer = None
+        if sets_out is not None:
+            sets_out = Path(sets_out)
+            sets_writer = _Writer(stack.enter_context(atomic_path(sets_out)), sets_out.suffix.lower() == ".parquet")
+            stack.callback(sets_writer.close)
+        bar = stack.enter_context(tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False,
+                                       delay=1.0))
+        for features, frame in _chunks(bundle, src, chunk_rows, keep_columns, name, summary):
+            writer.write(frame)
+            if sets_writer is not None:
+                sets = set_frame(bundle, features, frame, set_level)
+                sets_writer.write(sets)
+                summary.extra["with_set"] += int((sets["abstention"] == "").sum())
+                counts = summary.extra["abstentions"]
+                for why, n in sets.loc[sets["abstention"] != "", "abstention"].value_counts().items():
+                    counts[why] = counts.get(why, 0) + int(n)
+            bar.update(len(frame))
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -46,6 +46,9 @@ class Bundle:
     reference: Any = None
     """Optional ``explain.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
     saved as arrays under ``reference.`` and settings under ``"reference"`` in bundle.json."""
+    trust: Any = None
+    """Optional ``evaluation.trust.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
+    saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
     profiles without cell-viability columns (CMap / L1000 signatures)."""
@@ -121,6 +124,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
         "weights": sorted(arrays),
         **bundle.info,
         **({"reference": reference} if reference is not None else {}),
+        **({"trust": bundle.trust.to_dict()} if bundle.trust is not None else {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -209,11 +213,20 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if model.n_targets_ != len(target_names):
         raise DataError(f"model has {model.n_targets_} outputs but the bundle lists {len(target_names)} "
                         "targets. The bundle is corrupt; retrain it.", source=str(path))
+    trust = None
+    if isinstance(meta.get("trust"), dict):
+        from ..evaluation.trust import TrustModel
+
+        try:
+            trust = TrustModel.from_dict(meta["trust"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"the MoA-set calibration is damaged ({type(exc).__name__}: {exc}). The bundle is "
+                            "corrupt; retrain it.", source=str(path)) from None
     info = {k: v for k, v in meta.items()
             if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights",
-                         "reference"}}
+                         "reference", "trust"}}
     gene_only = load_bundle(path / GENE_ONLY_DIR) if (path / GENE_ONLY_DIR).is_dir() else None
-    return Bundle(model, target_names, feature_columns, info, path, reference, gene_only)
+    return Bundle(model, target_names, feature_columns, info, path, reference, trust, gene_only)
 
 
 def _migrate_v1(name: str, params: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

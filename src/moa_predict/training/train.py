@@ -12,6 +12,7 @@ from .. import __version__
 from ..data.dataset import Dataset
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import per_target_skill
+from ..evaluation.trust import fit_trust
 from ..explain.neighbours import ReferenceIndex
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
@@ -37,7 +38,10 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
 
     With `gene_only` (and data that has a c- block, and a model that can be fit on a subset of the features),
     the same model is also trained, cross-validated on the same folds, on the gene block alone: the bundle's
-    ``gene_only`` companion answers profiles that have no cell-viability block (CMap / L1000 signatures)."""
+    ``gene_only`` companion answers profiles that have no cell-viability block (CMap / L1000 signatures).
+
+    With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``evaluation.trust``) is
+    fit on the out-of-fold predictions."""
     companion = None
     if gene_only and not model.needs_full_layout and any(c.startswith("c-") for c in data.feature_columns):
         companion, _ = train_bundle(model, data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
@@ -77,6 +81,10 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
         info["cv"]["not_predictable"] = [name for name, s in skill.items() if not s["predictable"]]
     if is_blend:
         info["stack"] = NO_CV_STACK if stack is None else CV_STACK
+    trust = None
+    if result is not None and data.targets is not None:
+        trust = fit_trust(result, data)
+        info["cv"]["trust"] = trust.summary()  # in cv_report.json and the printed CV table
     index = None
     if reference:
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
@@ -86,4 +94,5 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
                              {k: companion.info["cv"][k] for k in ("score", "rows", "folds", "grouped_by_drug", "seed")},
                              "features": f"{len(companion.feature_columns)} gene columns (no cell-viability block)",
                              "final_fit_seconds": companion.info["final_fit_seconds"]}
-    return Bundle(final, data.target_names, data.feature_columns, info, reference=index, gene_only=companion), result
+    return Bundle(final, data.target_names, data.feature_columns, info, reference=index, trust=trust,
+                  gene_only=companion), result

@@ -114,6 +114,8 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
         "training_data": jsonable(training) or None,
         "simulated_training_data": simulated,
         "cv": card_cv,
+        "trust": None if getattr(bundle, "trust", None) is None else jsonable(bundle.trust.summary()),
+        "gene_only": jsonable(info.get("gene_only")),
         "n_features": len(bundle.feature_columns),
         "feature_blocks": block_summary(list(bundle.feature_columns)),
         "n_targets": len(bundle.target_names),

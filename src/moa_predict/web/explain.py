@@ -145,7 +145,8 @@ class Explainer:
             hit = pred.derived.get("compounds")
         if hit is not None:
             return hit
-        from ..explain.compounds import compound_calls, find_compound_column
+        from ..data.dataset import find_compound_column
+        from ..explain.compounds import compound_calls
 
         column = None if pred.features is None else find_compound_column(pred.features)
         calls = None

@@ -37,9 +37,12 @@ class PredictOptions(BaseModel):
 
     top: int
     probabilities: bool = True
+    set_level: float | None = None
 
     HELP: ClassVar[dict[str, str]] = {"top": "how many top MoAs to list per profile",
-            "probabilities": "include all probabilities (in 'targets' order)"}
+            "probabilities": "include all probabilities (in 'targets' order)",
+            "set_level": "level of the MoA sets: the share of true MoAs the sets should contain on compounds the "
+                         "model has not seen, 0.5-0.99 (default: the model's, 0.9)"}
 
     @classmethod
     def parse(cls, values: Mapping[str, Any], settings: WebSettings) -> "PredictOptions":
@@ -48,7 +51,31 @@ class PredictOptions(BaseModel):
             probabilities = True if raw is None else _BOOL.validate_python(raw)
         except ValidationError:
             raise DataError(f"invalid request: probabilities must be true or false (got {str(raw)[:40]!r}).") from None
-        return cls(top=settings.top.read("top", values.get("top")), probabilities=probabilities)
+        return cls(top=settings.top.read("top", values.get("top")), probabilities=probabilities,
+                   set_level=read_set_level(values.get("set_level")))
+
+
+SET_LEVELS = (0.5, 0.99)
+
+
+def read_set_level(raw: Any) -> float | None:
+    """A set level (0.5-0.99, as a share; 90 is read as 0.90) or None when missing; else DataError."""
+    if isinstance(raw, (list, tuple)):
+        raw = raw[-1] if raw else None
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        level = float(raw.strip().rstrip("%")) if isinstance(raw, str) else float(raw)
+    except (TypeError, ValueError):
+        level = float("nan")
+    if 1 < level <= 100:
+        level /= 100
+    if not SET_LEVELS[0] <= level <= SET_LEVELS[1]:
+        raise DataError(f"invalid request: set_level must be a share from {SET_LEVELS[0]} to {SET_LEVELS[1]} "
+                        f"(e.g. 0.9; got {str(raw)[:40]!r}).")
+    return round(level, 2)
 
 
 class ExplainOptions(BaseModel):
@@ -126,5 +153,7 @@ def query_parameters(settings: WebSettings) -> dict[str, list[dict[str, Any]]]:
     stored = [texts("sig_ids", help_["sig_ids"] + "; also accepted as sig_id"), *explain[1:]]
     predict = [number("top", settings.top, PredictOptions.HELP["top"]),
                {"name": "probabilities", "in": "query", "required": False,
-                "description": PredictOptions.HELP["probabilities"], "schema": {"type": "boolean", "default": True}}]
+                "description": PredictOptions.HELP["probabilities"], "schema": {"type": "boolean", "default": True}},
+               {"name": "set_level", "in": "query", "required": False, "description": PredictOptions.HELP["set_level"],
+                "schema": {"type": "number", "minimum": SET_LEVELS[0], "maximum": SET_LEVELS[1]}}]
     return {"/api/predict": predict, "/api/explain": explain, "/api/results/{result_id}/explain": stored}

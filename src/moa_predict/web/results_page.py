@@ -12,9 +12,9 @@ from .views import ResultsQuery, is_missing, results_view
 
 
 def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, base: str, panels: Panels,
-                 explanations: bool) -> dict[str, Any]:
+                 explanations: bool, set_level: float | None = None) -> dict[str, Any]:
     """Everything ``results.html`` needs (`base`: the result's address; `explanations`: OOD flags, similar
-    profiles and attribution notes on or off)."""
+    profiles and attribution notes on or off; `set_level`: the MoA sets' level, default the bundle's)."""
     explainer = service.explainer_for(pred.features)
     ood = explainer.ood_mask(pred) if explanations else None
     compound_column, calls = explainer.compounds(pred)
@@ -24,7 +24,11 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
     rows = [prof["pos"] for prof in view["profiles"]]
     reference = explainer.reference_rows(pred, rows) if explanations else {}
     panel_data = [(panel, panel.data(service, pred, rows)) for panel in panels.profile]
+    sets = service.sets(pred, set_level)
     for prof in view["profiles"]:
+        if sets["available"]:
+            prof["moa_set"] = [service.targets[j] for j in sets["moa_sets"][prof["pos"]]]
+            prof["abstention"] = sets["abstentions"][prof["pos"]]
         prof["ood"] = reference.get(prof["pos"], {}).get("ood")
         prof["compound"] = None
         if compound_column is not None and not is_missing(compounds.iat[prof["pos"]]):
@@ -47,4 +51,5 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
         "n_compounds": 0 if calls is None or calls.empty else int(calls["compound"].nunique()),
     }
     return {"pred": pred, "summary": pred.summary(), "view": view, "base": base, "targets": service.targets,
-            "page_panels": page_panels, "policy": REJECTION_POLICY, "explain": explain_info}
+            "page_panels": page_panels, "policy": REJECTION_POLICY, "explain": explain_info,
+            "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")}}

@@ -198,10 +198,42 @@ class ModelService:
             ~treated | (not self.predictable_known))
         return frame
 
+    def sets(self, pred: Prediction, level: float | None = None) -> dict[str, Any]:
+        """The MoA sets of a stored result at `level` (default: the bundle's): ``available``, ``level``,
+        ``measured_recall``, ``sentence``, and per row ``moa_sets`` (MoA indices) and ``abstentions``; computed
+        once per level and kept with the result. Without a trust layer: available False and a message."""
+        answer = self.answering(pred.features)
+        trust = getattr(answer, "trust", None)
+        if trust is None:
+            return {"available": False, "message": "this model was trained before MoA sets existed (or without "
+                                                   "cross-validation): retrain it with 'moa train' to get them"}
+        level = trust.levels[trust.level_index(trust.default_level if level is None else level)]
+        key = f"sets@{level:.2f}"
+        with pred.lock:
+            cached = pred.derived.get(key)
+        if cached is not None:
+            return cached
+        ood = self.explainer_for(pred.features).ood_mask(pred)  # cached with the result
+        S, why = trust.profile_sets(pred.proba, level, pred.is_control, ood)
+        order = np.argsort(-pred.proba, axis=1, kind="stable")
+        members = [[int(j) for j in order[i] if S[i, j]] for i in range(pred.n_rows)]
+        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        compounds = None if pred.features is None else trust.compound_consensus(
+            pred.features, pred.proba, self.targets, level, ood=ood)
+        recall = round(trust.measured_at(level)["pooled_recall"], 4)
+        out = {"available": True, "level": level, "measured_recall": recall,
+               "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
+               "moa_sets": members, "abstentions": why}
+        with pred.lock:
+            pred.derived[key] = out
+        return out
+
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
-                    base_url: str = "") -> dict[str, Any]:
-        """The API's answer (and the JSON download): summary, then per profile the top-N and all probabilities."""
+                    base_url: str = "", set_level: float | None = None) -> dict[str, Any]:
+        """The API's answer (and the JSON download): summary, then per profile the top-N, its MoA set and
+        abstention, and all probabilities."""
         top = clamp(top, 1, len(self.targets))
+        sets = self.sets(pred, set_level)
         rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
@@ -219,6 +251,9 @@ class ModelService:
                      "predictable": bool(self.predictable[j]) if self.predictable_known else None}
                     for r, j in enumerate(top_idx[i])],
             }
+            if sets["available"]:
+                row["moa_set"] = [self.targets[j] for j in sets["moa_sets"][i]]
+                row["abstention"] = sets["abstentions"][i]
             if probabilities:
                 row["probabilities"] = rounded[i]
             if extras is not None:
@@ -237,6 +272,7 @@ class ModelService:
                     "and their top list is empty",
             "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
                                 "frequency); see GET /api/model",
+            "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
             "predictions": out,
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},

@@ -92,11 +92,19 @@ async def predict(request: Request, service: Service,
     `simulated_training_data` is the simulator's marker when the model was trained on simulated profiles
     (null otherwise). The result is also kept on the server under `result_id` for the results page and the
     downloads in `links` (`top_csv`: one row per profile and MoA, `?n=` MoAs per profile).
+    Each profile also gets its **MoA set** at `set_level` (`moa_set`: the MoAs that, on compounds the model has
+    not seen, contained the stated share of true MoAs) or an `abstention` saying plainly why it has none
+    ("no confident MoA": empty set; "unlike anything in the reference": out of distribution; controls); `sets`
+    gives the level, the MEASURED held-out recall and the sentence, and with a `drug_id`, `compound` or
+    `compound_id` column `sets.compounds`: per compound one pooled call (its profiles' mean logit, calibrated on
+    held-out compounds), its set with each MoA's agreement across the compound's profiles, and its abstention.
+    Models trained before sets existed answer `sets.available = false`.
     A file with any invalid row or column is rejected whole (422) with the row, column and problem."""
     pred = await with_profiles(request, lambda handle, name, _: service.predict_file(handle, name),
                                lambda rows, _: service.predict_rows(rows))
     return await _in_threadpool(lambda: service.result_json(pred, top=options.top,
-                                                            probabilities=options.probabilities))
+                                                            probabilities=options.probabilities,
+                                                            set_level=options.set_level))
 
 
 @router.post("/explain", summary="Explain predictions: attributions, similar reference profiles, OOD flags, "

@@ -22,6 +22,7 @@ from ...data import schema
 from ...data.errors import DataError
 from .. import views
 from ..deps import Explanations, PagePanels, Service, Settings, Store, service_of
+from ..options import read_set_level
 from ..results_page import results_page
 from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
 from ..store import REJECTION_POLICY, Prediction
@@ -126,13 +127,22 @@ def stored(result_id: str, store: Store) -> Prediction:
 Stored = Annotated[Prediction, Depends(stored)]
 
 
+def _lenient_level(raw: str | None) -> float | None:
+    """The page's set level, as lenient as its other parameters: anything unreadable means the default."""
+    try:
+        return read_set_level(raw)
+    except DataError:
+        return None
+
+
 @router.get("/results/{result_id}", response_class=HTMLResponse)
 def results(request: Request, pred: Stored, service: Service, panels: PagePanels, explanations: Explanations,
             n: str | None = None, page: str | None = None, per: str | None = None, q: str | None = None,
-            show: str | None = None) -> HTMLResponse:
+            show: str | None = None, set_level: str | None = None) -> HTMLResponse:
     query = views.ResultsQuery.parse(service.settings.paging, n=n, page=page, per=per, q=q, show=show,
                                      n_targets=len(service.targets))
-    context = results_page(service, pred, query, f"{_root(request)}/results/{pred.id}", panels, explanations)
+    context = results_page(service, pred, query, f"{_root(request)}/results/{pred.id}", panels, explanations,
+                           set_level=_lenient_level(set_level))
     return _page(request, "results.html", **context)
 
 
