@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -68,8 +68,15 @@ def predict_chunks(bundle: Bundle, src: Source, *, chunk_rows: int = DEFAULT_CHU
                    keep_columns: bool = False, name: str | None = None,
                    summary: StreamSummary | None = None) -> Iterator[pd.DataFrame]:
     """Prediction frames (``Bundle.predict_frame``) of successive chunks of `src`; `summary` is updated."""
+    frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
+    yield from predict_features(bundle, frames, keep_columns=keep_columns, summary=summary)
+
+
+def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_columns: bool = False,
+                     summary: StreamSummary | None = None) -> Iterator[pd.DataFrame]:
+    """Prediction frames of validated features frames (one file's chunks, or a cluster partition's)."""
     summary = summary if summary is not None else StreamSummary()
-    for features in iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name):
+    for features in frames:
         if is_gene_only(features):
             summary.gene_only = True
             summary.mapping = features.attrs.get(MAPPING_ATTR)
