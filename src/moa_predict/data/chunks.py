@@ -66,15 +66,28 @@ class _Unparsable(Exception):
     """Raised inside the chunked CSV reader; ``iter_features`` turns it into the precise DataError."""
 
 
-def _parquet_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
+def parquet_frames(path: Path, name: str, rows: int, row_groups: Sequence[int] | None = None
+                   ) -> Iterator[pd.DataFrame]:
+    """Frames of at most `rows` rows of a Parquet file (of `row_groups` only, if given), read one row group at
+    a time: pyarrow's ``iter_batches`` over a whole file keeps what it read (peak memory grew from 0.4 to 2.2
+    GB between a 10,000- and a 300,000-row file of 20,000-row groups), a row group read and released does not.
+    A row group much larger than `rows` is read in batches instead, so memory stays bounded by `rows`."""
     import pyarrow.parquet as pq
 
     try:
-        handle = pq.ParquetFile(path)
-        for batch in handle.iter_batches(batch_size=rows):
-            frame = batch.to_pandas()
-            frame.columns = [str(c).strip() for c in frame.columns]
-            yield frame
+        handle = pq.ParquetFile(path, pre_buffer=False)
+        groups = range(handle.num_row_groups) if row_groups is None else row_groups
+        for g in groups:
+            if handle.metadata.row_group(g).num_rows <= 4 * rows:
+                tables = [handle.read_row_group(g)]
+            else:
+                tables = handle.iter_batches(batch_size=rows, row_groups=[g])
+            for table in tables:
+                for start in range(0, table.num_rows, rows):
+                    frame = table.slice(start, rows).to_pandas()
+                    frame.columns = [str(c).strip() for c in frame.columns]
+                    yield frame
+                del table
     except (OSError, ValueError) as exc:
         raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Save the table again as "
                         "Parquet or CSV.", source=name) from None
@@ -84,7 +97,7 @@ def _table_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
     with open(path, "rb") as raw:
         head = raw.read(4)
     if head == b"PAR1" or name.lower().endswith(".parquet"):
-        yield from _parquet_chunks(path, name, rows)
+        yield from parquet_frames(path, name, rows)
         return
     with open(path, "rb") as raw:
         if head[:2] == b"\x1f\x8b":

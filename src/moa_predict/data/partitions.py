@@ -21,7 +21,8 @@ from typing import Sequence
 import pandas as pd
 
 from . import schema
-from .chunks import DEFAULT_CHUNK_ROWS, _checked, _csv_chunks, _Unparsable, iter_features, validated_chunks
+from .chunks import (DEFAULT_CHUNK_ROWS, _checked, _csv_chunks, _Unparsable, iter_features, parquet_frames,
+                     validated_chunks)
 from .cmap import detect_format, open_genes
 from .errors import DataError
 from .gene_features import iter_gene_features, looks_like_gene_table
@@ -203,15 +204,7 @@ def iter_partition(path: str | os.PathLike, part: Partition, *,
                                                                   max_bytes=None, first=part.first,
                                                                   last=part.last))
     elif part.kind == "row_groups":
-        import pyarrow.parquet as pq
-
-        def batches() -> Iterator[pd.DataFrame]:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, row_groups=list(part.row_groups)):
-                frame = batch.to_pandas()
-                frame.columns = [str(c).strip() for c in frame.columns]
-                yield frame
-
-        yield from validated_chunks(batches(), name, feature_columns)
+        yield from validated_chunks(parquet_frames(path, name, chunk_rows, part.row_groups), name, feature_columns)
     else:
         raw = _HeaderAndRange(path, _csv_header_end(path), part.byte_start, part.byte_stop)
         with io.BufferedReader(raw, buffer_size=1 << 20) as handle:
