@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "moa_predict"
 
-LAYERS: dict[str, int] = {
-    "data": 0, "runtime": 0,
+LAYERS: dict[str, float] = {
+    "data": 0, "runtime": 0.5,
     "features": 1, "evaluation": 1, "simulate": 1,
     "models": 2,
     "explain": 3,

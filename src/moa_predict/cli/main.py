@@ -105,9 +105,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise DataError(str(exc).strip('"')) from None
     console.print(f"training [bold]{name}[/] on {data.source}: {len(data.features):,} rows, "
                   f"{len(data.target_names)} targets")
-    bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
-                                  gene_only=not args.no_gene_only,
-                                  command=_command_line(), device=args.device or "cpu")
+    with _training_cluster(args):
+        bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
+                                      gene_only=not args.no_gene_only, command=_command_line(),
+                                      device=args.device or "cpu")
     path = save_bundle(bundle, args.out)
     if bundle.info.get("stack"):
         console.print(f"blend stack: {bundle.info['stack']}")
@@ -119,16 +120,40 @@ def cmd_train(args: argparse.Namespace) -> None:
     console.print(f"bundle written to {path}")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from ..inference.stream import predict_file
-    from ..training.bundle import load_bundle
+def _training_cluster(args: argparse.Namespace) -> Any:
+    """The blend members' fits sent to a Dask cluster (--scheduler / --dask-workers), else nothing changes."""
+    from contextlib import nullcontext
 
-    bundle = load_bundle(args.bundle)
+    if not (args.scheduler or args.dask_workers):
+        return nullcontext()
+    from ..runtime.cluster import training_on_cluster
+
+    return training_on_cluster(args.scheduler, args.dask_workers)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
-    summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
-                           keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
-                           set_level=args.set_level)
+    if args.scheduler or args.dask_workers:
+        if args.sets_out:
+            raise DataError("--sets-out is not available with --scheduler / --dask-workers yet: predict the sets "
+                            "locally (without the cluster options).")
+        from ..inference.distributed import predict_file_distributed
+        from ..runtime.cluster import dask_client, local_threads
+
+        with dask_client(args.scheduler, args.dask_workers) as client:
+            summary = predict_file_distributed(
+                client, args.bundle, args.features, args.out, chunk_rows=args.chunk_rows,
+                partition_rows=args.partition_rows, keep_columns=args.keep_columns, progress=not args.quiet,
+                threads=None if args.scheduler else local_threads(args.dask_workers))
+    else:
+        from ..inference.stream import predict_file
+        from ..training.bundle import load_bundle
+
+        bundle = load_bundle(args.bundle)
+        summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
+                               keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
+                               set_level=args.set_level)
     if summary.mapping:
         m = summary.mapping
         console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
@@ -270,6 +295,15 @@ def cmd_explain(args: argparse.Namespace) -> None:
     console.print(f"wrote {args.out}")
 
 
+def _cluster_args(p: argparse.ArgumentParser, what: str) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"Dask scheduler of an existing cluster (tcp://HOST:8786): {what}. Needs "
+                            "pip install 'moa-predict[dask]'")
+    group.add_argument("--dask-workers", type=int, metavar="N",
+                       help="the same on a local Dask cluster of N worker processes")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moa", description="Predict mechanisms of action from LISH-MoA profiles.")
     parser.add_argument("--version", action="version", version=f"moa-predict {__version__}")
@@ -300,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, help="train on a random subsample of this many rows")
     p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE", help="model hyper-parameter")
     p.add_argument("--device", help="torch device for neural models (cpu, cuda)")
+    _cluster_args(p, "the blend members' fits (each CV fold's and the final fit's) run on the cluster")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
@@ -316,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "moa_set with MoAs joined by '|', abstention)")
     p.add_argument("--set-level", type=float, metavar="LEVEL",
                    help="share of true MoAs the sets should contain on new compounds, 0.5-0.99 (default 0.9)")
+    _cluster_args(p, "the file is cut into partitions scored on the workers (they must see the files at the "
+                     "same paths)")
+    p.add_argument("--partition-rows", type=int, default=40_000,
+                   help="profiles per cluster partition (default 40,000; a multiple of --chunk-rows)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions against targets")

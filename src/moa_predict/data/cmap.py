@@ -60,8 +60,11 @@ class GeneSource:
     n_samples: int
     orientation: str = "genes as rows"
 
-    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None) -> Iterator[Block]:
-        """Blocks of at most `chunk_size` samples; `genes`: sorted positions of the genes to read (all if None)."""
+    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None, *, first: int = 0,
+               last: int | None = None) -> Iterator[Block]:
+        """Blocks of at most `chunk_size` samples from sample `first` to `last` (exclusive; None: the end);
+        `genes`: sorted positions of the genes to read (all if None). A range lets cluster tasks each read only
+        their own part of one file."""
         raise NotImplementedError
 
     def read_all(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -80,10 +83,12 @@ class MemorySource(GeneSource):
         self.values, self.meta, self.genes, self.source = values, meta, genes, source
         self.n_samples, self.orientation = len(meta), orientation
 
-    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None) -> Iterator[Block]:
+    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None, *, first: int = 0,
+               last: int | None = None) -> Iterator[Block]:
         cols = slice(None) if genes is None else genes
-        for start in range(0, self.n_samples, chunk_size):
-            stop = min(start + chunk_size, self.n_samples)
+        end = self.n_samples if last is None else min(last, self.n_samples)
+        for start in range(first, end, chunk_size):
+            stop = min(start + chunk_size, end)
             yield self.meta.iloc[start:stop], np.asarray(self.values[start:stop][:, cols], dtype=np.float32)
 
 
@@ -150,13 +155,15 @@ class GctxSource(GeneSource):
         # CMap stores the matrix samples x genes; accept the transposed layout other writers produce.
         self.transposed = shape != (self.n_samples, n_genes)
 
-    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None) -> Iterator[Block]:
+    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None, *, first: int = 0,
+               last: int | None = None) -> Iterator[Block]:
         # h5py's fancy indexing is slow: read the span of the wanted genes, then select in memory.
         span = slice(None) if genes is None or not len(genes) else slice(int(genes[0]), int(genes[-1]) + 1)
         within = None if genes is None or not len(genes) else np.asarray(genes) - int(genes[0])
         meta_keys = [k for k in self.col if self.col[k].ndim == 1 and len(self.col[k]) == self.n_samples]
-        for start in range(0, self.n_samples, chunk_size):
-            stop = min(start + chunk_size, self.n_samples)
+        end = self.n_samples if last is None else min(last, self.n_samples)
+        for start in range(first, end, chunk_size):
+            stop = min(start + chunk_size, end)
             if self.transposed:
                 values = _read_dataset(self.matrix, (span, slice(start, stop)), self.source).T
             else:
@@ -230,10 +237,12 @@ class H5adSource(GeneSource):
         data = {str(c): _h5ad_column(group, c, everything, self.source) for c in columns}
         return pd.DataFrame(data, index=pd.Index([str(i) for i in index], name="id"))
 
-    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None) -> Iterator[Block]:
+    def blocks(self, chunk_size: int = DEFAULT_CHUNK, genes: np.ndarray | None = None, *, first: int = 0,
+               last: int | None = None) -> Iterator[Block]:
         n_genes = len(self.genes)
-        for start in range(0, self.n_samples, chunk_size):
-            stop = min(start + chunk_size, self.n_samples)
+        end = self.n_samples if last is None else min(last, self.n_samples)
+        for start in range(first, end, chunk_size):
+            stop = min(start + chunk_size, end)
             if self.sparse:
                 values = self._csr_rows(start, stop, n_genes)
             elif self.transposed:

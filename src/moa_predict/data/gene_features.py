@@ -141,12 +141,14 @@ def _mapping(source: GeneSource) -> GeneMapping:
 
 
 def iter_gene_features(src: Source, *, name: str | None = None, chunk_size: int = DEFAULT_CHUNK,
-                       max_bytes: int | None = DEFAULT_MAX_BYTES) -> Iterator[GeneFeatures]:
+                       max_bytes: int | None = DEFAULT_MAX_BYTES, first: int = 0,
+                       last: int | None = None) -> Iterator[GeneFeatures]:
     """Validated gene-only frames of at most `chunk_size` samples each, for files of any size; only the model's
-    genes are read. The scale check runs on every block."""
+    genes are read (samples `first` to `last`, exclusive: a cluster task's part). The scale check runs on
+    every block."""
     with open_genes(src, name=name, max_bytes=max_bytes, whole=False) as source:
         mapping = _mapping(source)
-        for meta, values in source.blocks(chunk_size, mapping.used):
+        for meta, values in source.blocks(chunk_size, mapping.used, first=first, last=last):
             check_scale(values, source.source)
             frame = _block_frame(meta, values, mapping, source.source)
             _flag(frame, mapping.report)

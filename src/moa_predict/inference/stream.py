@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -44,7 +44,7 @@ class StreamSummary:
         return self.rows / max(self.seconds, 1e-9)
 
 
-class _Writer:
+class Writer:
     """Appends prediction frames to a CSV (header once) or a Parquet file (one row group per chunk)."""
 
     def __init__(self, path: Path, parquet: bool) -> None:
@@ -80,6 +80,9 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
     """``sig_id, moa_set, abstention`` of one chunk: the MoA set at `level` joined by ``|`` (empty when empty),
     and why a profile has no set (control, out of distribution, no confident MoA), empty otherwise."""
     trust = bundle.trust
+    if trust is None:  # a gene-only companion trained without cross-validation
+        raise DataError("the model that answered these profiles has no MoA-set calibration; retrain the bundle "
+                        "with 'moa train' (with cross-validation) to get --sets-out.", source=str(bundle.path or ""))
     proba = frame[bundle.target_names].to_numpy()
     control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
     ood = None
@@ -96,8 +99,16 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
 
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
             summary: StreamSummary | None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
+    yield from predict_features(bundle, frames, keep_columns=keep_columns, summary=summary)
+
+
+def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_columns: bool = False,
+                     summary: StreamSummary | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(features, predictions) of validated features frames (one file's chunks, or a cluster partition's), each
+    answered by the model its columns call for (``Bundle.for_features``); `summary` is updated."""
     summary = summary if summary is not None else StreamSummary()
-    for features in iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name):
+    for features in frames:
         if is_gene_only(features):
             summary.gene_only = True
             summary.mapping = features.attrs.get(MAPPING_ATTR)
@@ -135,19 +146,19 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(out))
-        writer = _Writer(tmp, out.suffix.lower() == ".parquet")
+        writer = Writer(tmp, out.suffix.lower() == ".parquet")
         stack.callback(writer.close)
         sets_writer = None
         if sets_out is not None:
             sets_out = Path(sets_out)
-            sets_writer = _Writer(stack.enter_context(atomic_path(sets_out)), sets_out.suffix.lower() == ".parquet")
+            sets_writer = Writer(stack.enter_context(atomic_path(sets_out)), sets_out.suffix.lower() == ".parquet")
             stack.callback(sets_writer.close)
         bar = stack.enter_context(tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False,
                                        delay=1.0))
         for features, frame in _chunks(bundle, src, chunk_rows, keep_columns, name, summary):
             writer.write(frame)
             if sets_writer is not None:
-                sets = set_frame(bundle, features, frame, set_level)
+                sets = set_frame(bundle.for_features(features), features, frame, set_level)
                 sets_writer.write(sets)
                 summary.extra["with_set"] += int((sets["abstention"] == "").sum())
                 counts = summary.extra["abstentions"]

@@ -11,7 +11,6 @@ Members are persisted under the prefixes ``m0.``, ``m1.``, ... of one bundle; no
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.metrics import smoothed_prevalence
-from ..runtime.workers import cpu_seconds, run_tasks
+from ..runtime.workers import cpu_seconds, run_tasks, task_slots
 from .base import MoAModel, State
 from .default import DEFAULT_MEMBERS, DEFAULT_MIN_GAIN, DEFAULT_WEIGHTS
 from .members import make_member
@@ -120,7 +119,7 @@ class BlendModel(MoAModel):
         todo = [i for i, w in enumerate(weights) if w > 0]  # a zero-weight member is never used: not fitted
         self.member_fit_seconds_ = [0.0] * len(self.members_)
         self.member_fit_cpu_seconds_ = [0.0] * len(self.members_)
-        n_jobs = min(int(self.n_jobs or 1), len(todo), os.cpu_count() or 1)
+        n_jobs = task_slots(self.n_jobs, len(todo))
         self.used_workers_ = n_jobs > 1 and not device.startswith("cuda")
         if not self.used_workers_:
             for i in todo:
