@@ -257,6 +257,9 @@ def test_explanations_compounds_and_ood(base_url, tmp_path):
         assert "baseline" in check and "Σ attributions" in check and ("✓" in check or "⚠" in check)
         ticks = charts.first.locator(".ytick text").all_text_contents()
         assert len(ticks) == 10 and all(re.match(r"^(g-|c-|cp_time|cp_dose)", t) for t in ticks), ticks
+        # dose and time are no bars: one line per chart gives p at every real dose and time
+        dose_time = profile.locator(".attr-dose-time").first.inner_text()
+        assert "24 h" in dose_time and "72 h" in dose_time and "D2" in dose_time and "(this profile)" in dose_time
 
         # similar reference profiles and enriched MoAs
         table = profile.locator("table.neighbours")
