@@ -45,7 +45,8 @@ def _frames(args, bundle):
         path.write_bytes(example_csv())
         example = load_features(path, feature_columns=bundle.feature_columns)
     held_out = load_features(Path(args.data) / "test_features.csv", feature_columns=bundle.feature_columns)
-    return {"example file": example, f"held-out ({min(args.rows, len(held_out)):,} profiles)": held_out.iloc[:args.rows]}
+    held_out = held_out.iloc[:args.rows]
+    return {"example file": example, f"held-out ({len(held_out):,} profiles)": held_out}
 
 
 def measure(bundle, frame, args) -> dict:
@@ -121,8 +122,9 @@ def main(argv=None) -> int:
     console = Console()
     bundle = load_bundle(args.bundle)
     sets = _frames(args, bundle)
+    stack = bundle.info.get("stack")
     run = {"bundle": str(args.bundle), "bundle_command": bundle.info.get("command"),
-           "stack": bundle.info.get("stack") if isinstance(bundle.info.get("stack"), str) else "fit by cross-validation",
+           "stack": stack if isinstance(stack, str) else "fit on out-of-fold predictions (calibration, safeguard)",
            "command": "python bench/completeness.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "code": os.environ.get("PYTHONPATH", ""), "cpu_cores": os.cpu_count(), "torch_threads": 1,
            "sets": {name: measure(bundle, frame, args) for name, frame in sets.items()},
