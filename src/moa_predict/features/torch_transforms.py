@@ -18,7 +18,10 @@ Mirrors (each checked against the numpy/scikit-learn transform in tests/test_exp
 - ``TorchQuantileTable``: ``features.transforms.QuantileTable`` (the lookup table our networks are trained
   through) — the same piecewise-linear function, bit for bit.
 - ``TorchPCA`` (centre, project, optional whitening), ``TorchStandardScaler``, ``TorchVarianceThreshold``
-  (column selection), and ``TorchMoAPreprocessor`` composing them like ``features.transforms.MoAPreprocessor``.
+  (column selection), and ``TorchMoAPreprocessor`` composing them like ``features.transforms.MoAPreprocessor``,
+  in two steps: ``columnwise`` (``TorchColumnwise``: RankGauss per column, the space integrated gradients walks
+  straight in) and ``after_columnwise`` (the rest).
+- ``no_response_baseline``: the attribution baseline, zero response at the profile's own dose and time.
 - ``paper_inputs_torch``: the paper's input (cp_type, cp_time 0/1/2, cp_dose 0/1, then the raw features),
   derived from the one-hot columns, which is linear, so gradients reach dose and time.
 """
