@@ -10,7 +10,7 @@ On the real-label simulated set (``moa simulate --labels-from /work/shared/lish-
    through the generic capability (``explain.attributions``). precision@K = share of the K g-/c- features
    with the largest |attribution| that carry the MoA's signal; chance = |signal set| / 872. Reported next to
    a strong naive ranking, the profile's own largest |z-scores| (MoA-agnostic).
-3. Completeness of the attributions (|sum − (p − p₀)|).
+3. Completeness of the attributions (|sum − (p − p₀)|; bench/completeness.py measures it on the calls users see).
 4. Reference index: single-profile and batch latency of the neighbour search (+ OOD), over the 23,814
    training profiles; MoA agreement of the neighbours; OOD flag rates on held-out, shuffled and noise
    profiles.
@@ -70,7 +70,7 @@ def attribution_overlap(bundle, test, test_y, truth, args, console):
     from sklearn.metrics import roc_auc_score
 
     from moa_predict.data import schema
-    from moa_predict.explain.attributions import attribution_function, integrated_gradients
+    from moa_predict.explain.attributions import attribution_path, completeness_tolerance, integrated_gradients
 
     model, names = bundle.model, list(bundle.target_names)
     treated = (test[schema.CP_TYPE] == schema.TREATED).to_numpy()
@@ -92,10 +92,11 @@ def attribution_overlap(bundle, test, test_y, truth, args, console):
         pairs += [(int(r), j) for r in rows]
     console.print(f"{len(good)} well-predicted MoAs (test AUC ≥ {args.min_auc}); attributing {len(pairs)} "
                   "(profile, MoA) pairs")
-    forward, covers = attribution_function(model)
+    path = attribution_path(model)
+    covers = path.covers
     raw, raw_names = model.attribution_inputs(test.iloc[[r for r, _ in pairs]])
     t0 = time.perf_counter()
-    res = integrated_gradients(forward, raw, [j for _, j in pairs], n_steps=args.steps)
+    res = integrated_gradients(path, raw, [j for _, j in pairs], n_steps=args.steps)
     seconds = time.perf_counter() - t0
     n_feat = len(schema.FEATURE_COLUMNS)
     feat_index = {f: i for i, f in enumerate(raw_names[:n_feat])}
@@ -135,7 +136,8 @@ def attribution_overlap(bundle, test, test_y, truth, args, console):
                      "true_features_pushing_up": round(float(np.mean(v["positive_true"])), 4)
                      if v["positive_true"] else None}
             for k, v in per_k.items()},
-        "completeness": {"max_abs_error": round(float(err.max()), 6),
+        "completeness": {"path": path.space, "max_abs_error": round(float(err.max()), 6),
+                         "failing": int((err > completeness_tolerance(gap)).sum()),
                          "median_abs_error": round(float(np.median(err)), 6),
                          "median_relative_error": round(float(np.median(err / np.maximum(np.abs(gap), 1e-6))), 6)},
         "per_moa_precision_at_%d" % ks[0]: {

@@ -11,8 +11,9 @@ from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
 from moa_predict.data import schema
 from moa_predict.features.torch_transforms import (META_NAMES, TorchMoAPreprocessor, TorchQuantileNormal,
-                                                   TorchQuantileTable, mirror, paper_inputs_torch, raw_baseline,
-                                                   raw_inputs, raw_names)
+                                                   TorchQuantileTable, mirror, no_response_baseline,
+                                                   paper_inputs_torch, raw_inputs, raw_names, same_columnwise,
+                                                   shared_columnwise)
 from moa_predict.features.transforms import MoAPreprocessor, QuantileTable
 from moa_predict.runtime.threads import limit_threads
 
@@ -106,6 +107,26 @@ def test_preprocessor_mirror_equals_its_transform(sim_data):
     np.testing.assert_allclose(mirror(no_rankgauss)(raw).numpy(), no_rankgauss.transform(test), atol=TOL, rtol=1e-5)
 
 
+def test_columnwise_step_is_rankgauss_per_column(sim_data):
+    """The space integrated gradients walks in: RankGauss of each g-/c- column, dose/time as they are."""
+    frame = sim_data.train_features
+    pre = MoAPreprocessor(g_pca=12, c_pca=4, variance_threshold=0.8, seed=0).fit(frame)
+    test = sim_data.test_features
+    raw = torch.as_tensor(raw_inputs(test))
+    torch_pre = TorchMoAPreprocessor(pre)
+    u = torch_pre.columnwise(raw)
+    np.testing.assert_array_equal(u[:, :872].numpy(), pre.rankgauss_block(test))
+    np.testing.assert_array_equal(u[:, 872:].numpy(), raw[:, 872:].numpy())
+    np.testing.assert_array_equal(torch_pre.after_columnwise(u).numpy(), torch_pre(raw).numpy())
+    twin = TorchMoAPreprocessor(MoAPreprocessor(g_pca=3, c_pca=2, seed=0).fit(frame))  # same RankGauss, other PCA
+    other = TorchMoAPreprocessor(MoAPreprocessor(n_quantiles=50, seed=0).fit(frame))
+    assert same_columnwise(torch_pre.columnwise, twin.columnwise)
+    assert not same_columnwise(torch_pre.columnwise, other.columnwise)
+    assert shared_columnwise([torch_pre.columnwise, twin.columnwise]) is torch_pre.columnwise
+    assert shared_columnwise([torch_pre.columnwise, other.columnwise]) is None
+    assert shared_columnwise([torch_pre.columnwise, None]) is None
+
+
 def test_raw_layout_and_paper_inputs(sim_data):
     from moa_predict.models.knn import paper_inputs
 
@@ -116,5 +137,5 @@ def test_raw_layout_and_paper_inputs(sim_data):
     assert raw.shape == (len(treated), 877) and names[-5:] == list(META_NAMES) and names[:2] == ["g-0", "g-1"]
     assert (raw[:, -5:-2].sum(axis=1) == 1).all() and (raw[:, -2:].sum(axis=1) == 1).all()
     np.testing.assert_array_equal(paper_inputs_torch(torch.as_tensor(raw)).numpy(), paper_inputs(treated))
-    base = raw_baseline()
-    assert (base[:872] == 0).all() and np.allclose(base[872:], [1 / 3] * 3 + [0.5] * 2)
+    base = no_response_baseline(raw)
+    assert (base[:, :872] == 0).all() and (base[:, 872:] == raw[:, 872:]).all()  # no response, own dose/time

@@ -49,7 +49,7 @@ def test_moa_explain_json_labels_every_feature(mlp_bundle_dir, sim_dir, tmp_path
     features = [f for p in report["profiles"] for e in p["explanations"] for f in e["features"]]
     assert features, "no attribution in the report"
     kinds = {f["info"]["kind"] for f in features}
-    assert kinds == {"gene", "cell_line", "other"}  # all 874 features of a profile: genes, cell lines, dose/time
+    assert kinds == {"gene", "cell_line"}  # all 872 features of a profile (dose and time are in `dose_time`)
     for f in features:
         _named(f)
     by_name = {f["feature"]: f for f in features}

@@ -3,7 +3,7 @@
 Entry points (every one returns JSON-able dicts/lists, or a DataFrame where said):
 
 - ``explain_upload(bundle, features, ...)``: everything at once (``moa explain``; ``POST /api/explain``);
-- ``explain_profiles(bundle, features, ...)``: attributions only (integrated gradients, raw input space);
+- ``explain_profiles(bundle, features, ...)``: attributions only (integrated gradients per input column);
 - ``global_attributions(model, features, targets, ...)``: per-MoA features over training profiles;
 - ``similar_profiles(bundle, features, k)``: nearest reference profiles + MoA enrichment;
 - ``ood_flags(bundle, features)``: out-of-distribution distance and flag per profile;

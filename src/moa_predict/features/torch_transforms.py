@@ -18,7 +18,10 @@ Mirrors (each checked against the numpy/scikit-learn transform in tests/test_exp
 - ``TorchQuantileTable``: ``features.transforms.QuantileTable`` (the lookup table our networks are trained
   through) — the same piecewise-linear function, bit for bit.
 - ``TorchPCA`` (centre, project, optional whitening), ``TorchStandardScaler``, ``TorchVarianceThreshold``
-  (column selection), and ``TorchMoAPreprocessor`` composing them like ``features.transforms.MoAPreprocessor``.
+  (column selection), and ``TorchMoAPreprocessor`` composing them like ``features.transforms.MoAPreprocessor``,
+  in two steps: ``columnwise`` (``TorchColumnwise``: RankGauss per column, the space integrated gradients walks
+  straight in) and ``after_columnwise`` (the rest).
+- ``no_response_baseline``: the attribution baseline, zero response at the profile's own dose and time.
 - ``paper_inputs_torch``: the paper's input (cp_type, cp_time 0/1/2, cp_dose 0/1, then the raw features),
   derived from the one-hot columns, which is linear, so gradients reach dose and time.
 """
@@ -55,11 +58,20 @@ def raw_inputs(X: pd.DataFrame, feature_columns: Sequence[str] = schema.FEATURE_
     return np.hstack([feature_matrix(X, tuple(feature_columns)), onehot_meta(X)]).astype(np.float32)
 
 
-def raw_baseline(n_features: int = schema.N_GENES + schema.N_CELLS) -> np.ndarray:
-    """The attribution baseline: zero response (the features are z-scores against controls) and the
-    average dose/time one-hot (1/3 per time, 1/2 per dose), so dose and time are compared with "any"."""
-    meta = [1.0 / len(schema.CP_TIMES)] * len(schema.CP_TIMES) + [1.0 / len(schema.CP_DOSES)] * len(schema.CP_DOSES)
-    return np.concatenate([np.zeros(n_features), meta]).astype(np.float32)
+def no_response_baseline(raw: np.ndarray, n_features: int = schema.N_GENES + schema.N_CELLS) -> np.ndarray:
+    """Per-profile attribution baselines for rows `raw` (raw layout): zero response for every g-/c- feature
+    (the features are z-scores against vehicle controls) at the profile's OWN dose and time.
+
+    Dose and time are held at the profile's values, so they move nothing along the path and get no
+    attribution: networks only ever saw one-hot dose/time, and an "averaged" dose/time (1/3, 1/2) is an input
+    no profile has, whose probability made dose and time rank first for some MoAs. Their effect is reported
+    separately, as the probability at each real dose and time (``explain.attributions.dose_time_effects``)."""
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.ndim != 2 or raw.shape[1] != n_features + N_META:
+        raise ValueError(f"raw inputs have shape {raw.shape}; expected (n, {n_features} features + {N_META} meta)")
+    base = np.zeros_like(raw)
+    base[:, n_features:] = raw[:, n_features:]
+    return base
 
 
 def split_raw(raw: torch.Tensor, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,6 +221,25 @@ def mirror(est: Any) -> nn.Module:
     raise TypeError(f"no torch mirror for {name}; add one in features/torch_transforms.py")
 
 
+class TorchColumnwise(nn.Module):
+    """The raw layout with a per-column transform (RankGauss) applied to the g-/c- columns, dose/time unchanged.
+
+    The first, per-column and monotone step of a preprocessing. Integrated gradients walks a straight line in
+    THIS space (``explain.attributions``), which is a monotone path in each raw column: RankGauss jumps where a
+    column's training values tie at its minimum or maximum (the ±10 floor and ceiling of clipped data), and a
+    straight raw-space path ending on such a value integrates up to the jump and misses it."""
+
+    def __init__(self, transform: nn.Module, n_features: int = schema.N_GENES + schema.N_CELLS) -> None:
+        super().__init__()
+        self.transform = transform
+        self.n_features = int(n_features)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        feats, meta = split_raw(raw, self.n_features)
+        z = self.transform(feats)
+        return torch.cat([z, meta.to(z.dtype)], dim=1)
+
+
 class TorchMoAPreprocessor(nn.Module):
     """``features.transforms.MoAPreprocessor.transform`` on the raw layout (features + one-hot dose/time).
 
@@ -236,10 +267,12 @@ class TorchMoAPreprocessor(nn.Module):
         selector = getattr(pre, "selector_", None)
         self.selector = None if selector is None else TorchVarianceThreshold(selector)
         self.meta = bool(pre.meta)
+        self.columnwise = None if self.rankgauss is None else TorchColumnwise(self.rankgauss, self.n_features)
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        feats, meta = split_raw(raw, self.n_features)
-        z = feats if self.rankgauss is None else self.rankgauss(feats)
+    def after_columnwise(self, u: torch.Tensor) -> torch.Tensor:
+        """The rest of the preprocessing (PCA, variance threshold, dose/time) on ``columnwise``'s output (on the
+        raw layout itself when there is no RankGauss)."""
+        z, meta = split_raw(u, self.n_features)
         parts = [z] if self.keep_raw else []
         for block, cols in (("g", slice(0, schema.N_GENES)), ("c", slice(schema.N_GENES, self.n_features))):
             if block in self.blocks:
@@ -248,3 +281,25 @@ class TorchMoAPreprocessor(nn.Module):
         if self.selector is not None:
             body = self.selector(body)
         return torch.cat([body, meta], dim=1) if self.meta else body
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        return self.after_columnwise(raw if self.columnwise is None else self.columnwise(raw))
+
+
+def same_columnwise(a: nn.Module | None, b: nn.Module | None) -> bool:
+    """Two columnwise transforms computing the same function (same class and buffers; None is the identity)."""
+    if a is b:
+        return True
+    if a is None or b is None or type(a) is not type(b):
+        return False
+    ba, bb = dict(a.named_buffers()), dict(b.named_buffers())
+    return (ba.keys() == bb.keys() and all(torch.equal(ba[k], bb[k]) for k in ba)
+            and all(getattr(a, k, None) == getattr(b, k, None) for k in ("grid", "u_min", "u_max")))
+
+
+def shared_columnwise(transforms: Sequence[nn.Module | None]) -> nn.Module | None:
+    """The columnwise transform all of `transforms` share (a blend's members), else None (the identity)."""
+    first = transforms[0] if transforms else None
+    if first is None or not all(same_columnwise(first, t) for t in transforms[1:]):
+        return None
+    return first

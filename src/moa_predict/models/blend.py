@@ -169,23 +169,46 @@ class BlendModel(MoAModel):
         used = [m for m, w in zip(self.members_, self.weights_) if w > 0]
         return bool(used) and all(getattr(m, "supports_attributions", False) for m in used)
 
-    def attribution_forward(self, raw: Any) -> Any:
-        """Weighted mean of the members' probabilities, calibrated, safeguarded targets constant."""
+    def attribution_split(self) -> tuple[Any, Any]:
+        """(columnwise, head) with ``attribution_forward(raw) == head(columnwise(raw))`` (see
+        ``NetworkModel.attribution_split``): the members' shared RankGauss when every used member has the same
+        one (the default blend's members fit identical ones), else None (the identity) and the members' whole
+        functions in the head. The head is the weighted mean of the members' probabilities, calibrated, with the
+        safeguarded targets constant (the prior), as ``predict_proba`` computes it."""
         import torch
+
+        from ..features.torch_transforms import shared_columnwise
 
         if not self.supports_attributions:
             raise NotImplementedError(self._no_attributions())
-        p = sum(float(w) * m.attribution_forward(raw) for m, w in zip(self.members_, self.weights_) if w > 0)
-        prev = torch.as_tensor(self.prevalence_, dtype=p.dtype)
-        if self.stack_.calibration_ is not None:
-            beta = torch.as_tensor(np.asarray(self.stack_.calibration_, dtype=np.float32), dtype=p.dtype)
-            zp = torch.logit(prev.clamp(1e-7, 1 - 1e-7))
-            p = torch.sigmoid(zp + beta * (torch.logit(p.clamp(1e-7, 1 - 1e-7)) - zp))
-        if self.stack_.prior_targets_:
-            mask = torch.zeros(p.shape[1], dtype=torch.bool)
-            mask[list(self.stack_.prior_targets_)] = True
-            p = torch.where(mask, prev.expand_as(p), p)
-        return p
+        used = [(m, float(w)) for m, w in zip(self.members_, self.weights_) if w > 0]
+        splits = [m.attribution_split() for m, _ in used]
+        shared = shared_columnwise([c for c, _ in splits])
+        parts = ([(h, w) for (_, h), (_, w) in zip(splits, used)] if shared is not None
+                 else [(m.attribution_forward, w) for m, w in used])
+        prev = np.asarray(self.prevalence_, dtype=np.float32)
+        calibration = self.stack_.calibration_
+        prior_targets = list(self.stack_.prior_targets_)
+
+        def head(u: Any) -> Any:
+            p = sum(w * f(u) for f, w in parts)
+            prior = torch.as_tensor(prev, dtype=p.dtype)
+            if calibration is not None:
+                beta = torch.as_tensor(np.asarray(calibration, dtype=np.float32), dtype=p.dtype)
+                zp = torch.logit(prior.clamp(1e-7, 1 - 1e-7))
+                p = torch.sigmoid(zp + beta * (torch.logit(p.clamp(1e-7, 1 - 1e-7)) - zp))
+            if prior_targets:
+                mask = torch.zeros(p.shape[1], dtype=torch.bool)
+                mask[prior_targets] = True
+                p = torch.where(mask, prior.expand_as(p), p)
+            return p
+
+        return shared, head
+
+    def attribution_forward(self, raw: Any) -> Any:
+        """Weighted mean of the members' probabilities, calibrated, safeguarded targets constant."""
+        columnwise, head = self.attribution_split()
+        return head(raw if columnwise is None else columnwise(raw))
 
     def predict_members(self, X: pd.DataFrame, *, device: str = "cpu") -> list[np.ndarray | None]:
         """Each member's probabilities (None for a member that was not fitted: weight 0)."""

@@ -201,27 +201,40 @@ class NetworkModel(MoAModel):
         pre = getattr(self, "preprocessor_", None)
         return hasattr(self, "modules_") and (pre is None or pre.full_layout)
 
-    def _torch_inputs(self, raw: torch.Tensor) -> torch.Tensor:
-        """Differentiable mirror of ``_inputs`` on the raw attribution layout (features.torch_transforms):
-        (n, 872 features + 5 one-hot dose/time) → the network's input."""
+    def _torch_mirror(self) -> TorchMoAPreprocessor | None:
+        """Differentiable mirror of the fitted preprocessing (features.torch_transforms), built once."""
         pre = getattr(self, "preprocessor_", None)
         if pre is None:
-            return paper_inputs_torch(raw)
+            return None
         mirror = getattr(self, "_attr_mirror", None)
         if mirror is None or mirror[0] is not pre:
             mirror = self._attr_mirror = (pre, TorchMoAPreprocessor(pre))
-        return mirror[1](raw)
+        return mirror[1]
 
-    def attribution_forward(self, raw: torch.Tensor) -> torch.Tensor:
-        """Mean over seeds of the sigmoid of the scored logits, as ``predict_proba`` computes them."""
+    def attribution_split(self) -> tuple[nn.Module | None, Callable[[torch.Tensor], torch.Tensor]]:
+        """(columnwise, head) with ``attribution_forward(raw) == head(columnwise(raw))``: ``columnwise`` is the
+        per-column RankGauss of the raw layout (None: identity, e.g. the paper's raw inputs), ``head`` the
+        differentiable rest. Integrated gradients walks a straight line in the columnwise space
+        (explain.attributions), so attributions stay per raw column and RankGauss's jumps are not missed."""
         if not self.supports_attributions:
             raise NotImplementedError(self._no_attributions())
-        inputs = self._torch_inputs(raw)
-        out = 0.0
-        for module in self.modules_:
-            module.cpu().eval()
-            out = out + torch.sigmoid(module(inputs)[:, : self.n_targets_])
-        return out / len(self.modules_)
+        mirror = self._torch_mirror()
+
+        def head(u: torch.Tensor) -> torch.Tensor:
+            """Mean over seeds of the sigmoid of the scored logits, as ``predict_proba`` computes them."""
+            inputs = paper_inputs_torch(u) if mirror is None else mirror.after_columnwise(u)
+            out = 0.0
+            for module in self.modules_:
+                module.cpu().eval()
+                out = out + torch.sigmoid(module(inputs)[:, : self.n_targets_])
+            return out / len(self.modules_)
+
+        return (None if mirror is None else mirror.columnwise), head
+
+    def attribution_forward(self, raw: torch.Tensor) -> torch.Tensor:
+        """raw layout → probabilities, as ``predict_proba`` computes them (``attribution_split`` composed)."""
+        columnwise, head = self.attribution_split()
+        return head(raw if columnwise is None else columnwise(raw))
 
     # -- persistence ---------------------------------------------------------------------
     def _get_state(self) -> State:

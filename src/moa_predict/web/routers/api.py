@@ -115,9 +115,10 @@ async def explain(request: Request, service: Service) -> Response:
     fields or as JSON keys next to `rows` (`{"rows": [...], "sig_ids": ["id_1"], "top_moas": 2}`).
 
     Answers, per profile, its top MoAs with **attributions** (`explanations`: per MoA the probability, the
-    baseline probability of a no-response profile, the completeness error, and the `top_k` features pushing
-    it up or down: genes `g-`, cell lines `c-`, `cp_time`, `cp_dose`; each with `label`, e.g. `AARS1 (16)`
-    (gene symbol and Entrez id) or `HEYA8 (ovary)` (cell line), and `info`), its most similar **reference
+    baseline probability of a no-response profile at its dose and time, the completeness error and check, the
+    `top_k` features pushing it up or down: genes `g-` and cell lines `c-`, each with `label`, e.g. `AARS1 (16)`
+    (gene symbol and Entrez id) or `HEYA8 (ovary)` (cell line), and `info`; and `dose_time`: the probability at
+    every dose and time), its most similar **reference
     profiles** (`neighbours`: training sig_id, drug, known MoAs, similarity and its percentile), the MoAs
     **enriched** among them (hypergeometric p-value, drugs behind the hits) and an **out-of-distribution**
     flag (`ood`, with reasons); with a `drug_id`, `compound` or `compound_id` column, **compound calls**

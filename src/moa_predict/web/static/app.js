@@ -205,7 +205,21 @@
     var ok = Math.abs(err) <= tol;
     return { ok: ok, text: "p = " + pct(expl.probability) + " · baseline " + pct(expl.baseline_probability) +
       " · change " + signed(change, 3) + " = Σ attributions " + signed(expl.attribution_sum, 3) +
-      (ok ? " ✓ complete" : " ⚠ off") + " (error " + signed(err, 4) + ")" };
+      (ok ? " ✓ complete" : " ⚠ off") + " (error " + signed(err, 4) + ")" +
+      (expl.completeness_note ? ": " + expl.completeness_note : "") };
+  }
+
+  /* dose and time are not bars (held at the profile's values along the path): p at each real dose and time */
+  function doseTimeText(expl) {
+    var dt = expl.dose_time;
+    if (!dt || !dt.cp_time || !dt.cp_dose) return "";
+    function levels(part, unit) {
+      return Object.keys(part.probability_at).map(function (k) {
+        return k + unit + " " + pct(part.probability_at[k]) + (String(part.value) === k ? " (this profile)" : "");
+      }).join(" · ");
+    }
+    return "Dose and time (not in the bars; the baseline keeps this profile's " + dt.cp_time.value + " h, " +
+      dt.cp_dose.value + "): p at " + levels(dt.cp_time, " h") + "; at " + levels(dt.cp_dose, "") + ".";
   }
 
   function fillAttributions(block, body) {
@@ -229,6 +243,13 @@
       check.title = "Completeness: the attributions of all " + "features sum to the change from the baseline " +
         "(no-response) probability to this profile's probability, up to the reported error. Pushing up " +
         signed(expl.pushing_up, 3) + ", down " + signed(expl.pushing_down, 3) + ".";
+      var dose = doseTimeText(expl);
+      if (dose) {
+        var line = document.createElement("p");
+        line.className = "attr-dose-time small";
+        line.textContent = dose;
+        check.parentNode.insertBefore(line, check.nextSibling);
+      }
       attributionChart(plot, expl);
     });
     block.classList.add("loaded");
