@@ -495,19 +495,16 @@ def _prediction(n: int, targets: int = 4) -> Prediction:
                       extra=None, seconds=0.0)
 
 
-def test_store_is_an_lru_with_caps():
-    store = ResultStore(max_bytes=10**9, max_items=3)
+def test_store_keeps_recent_results_in_memory_and_the_rest_on_disk(tmp_path):
+    store = ResultStore(tmp_path, cache_items=3)
     preds = [_prediction(5) for _ in range(4)]
     for p in preds[:3]:
         store.put(p)
-    assert store.get(preds[0].id) is preds[0]  # touch: preds[1] becomes the oldest
+    assert store.get(preds[0].id) is preds[0]  # touch: preds[1] becomes the oldest in memory
     store.put(preds[3])
-    assert store.get(preds[1].id) is None and store.get(preds[0].id) is preds[0] and len(store) == 3
-    tiny = ResultStore(max_bytes=1, max_items=10)
-    a, b = _prediction(5), _prediction(5)
-    tiny.put(a)
-    tiny.put(b)
-    assert tiny.get(a.id) is None and tiny.get(b.id) is b  # the newest is always kept
+    again = store.get(preds[1].id)  # dropped from memory, read back from disk
+    assert again is not preds[1] and np.array_equal(again.proba, preds[1].proba) and len(store) == 4
+    assert store.get(preds[0].id) is preds[0]
     assert store.get("../../etc/passwd") is None
     assert len({_prediction(1).id for _ in range(50)}) == 50
 
