@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 SIM_TRAIN_ROWS, SIM_TEST_ROWS, SIM_SEED = 600, 100, 0
+
+# Never the user's real data directory: `moa serve` without --data-dir keeps results under $XDG_DATA_HOME.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="moa-tests-data-")
+os.environ.pop("MOA_TOKEN", None)
 
 
 @pytest.fixture(scope="session")

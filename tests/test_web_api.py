@@ -532,10 +532,12 @@ def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_pa
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
     save_bundle(bundle, tmp_path / "bundle")
-    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", "9123", "--max-upload-mb", "0.2"])
+    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", "9123", "--max-upload-mb", "0.2",
+          "--data-dir", str(tmp_path / "data")])
     (app, kw), = started
     assert kw["port"] == 9123 and kw["host"] == "127.0.0.1" and kw["reload"] is False and kw["workers"] == 1
     assert "open http://127.0.0.1:9123/" in capsys.readouterr().err
+    assert app.state.settings.data_dir == str((tmp_path / "data").resolve()) and (tmp_path / "data").is_dir()
     served = TestClient(app, raise_server_exceptions=False)
     assert served.get("/api/health").json()["max_upload_mb"] == pytest.approx(0.2)
     assert post_file(served, csv_bytes(features)).status_code == 413

@@ -118,7 +118,7 @@ class WebSettings(BaseModel):
     """Results older than this expire (``moa serve --max-age-days``): their link says so (410)."""
     max_disk_bytes: int = 2 * 1024**3
     """Stored results' total size on disk; the oldest expire beyond it (``moa serve --max-store-mb``)."""
-    job_threshold_bytes: int = 20 * MB
+    job_threshold_bytes: int = 50 * MB
     """Uploaded files larger than this are predicted by a background job (202 + a job URL; the page shows its
     progress) instead of during the request (``moa serve --job-threshold-mb``)."""
     job_workers: int = 1
