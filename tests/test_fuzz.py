@@ -5,6 +5,7 @@ damaged tables: a DataError, never another exception). The full run is ``bench/s
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from moa_predict.data.dataset import load_features  # noqa: E402
 from moa_predict.data.errors import DataError  # noqa: E402
 from moa_predict.data.io import read_table  # noqa: E402
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = int(os.environ.get("MOA_FUZZ_EXAMPLES", "40"))
 QUIET = settings(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
