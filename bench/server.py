@@ -290,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=1))
     print(table(report))
     ok = (load["correct"] == load["uploads"] and load["health"]["failures"] == 0
-          and restarts["served_after_restart"] == restarts["links"] and restarts["job"]["status_after_restart"] == "failed"
+          and restarts["served_after_restart"] == restarts["links"]
+          and restarts["job"]["status_after_restart"] == "failed"
           and kill9["integrity_check"] == "ok" and kill9["served"] == kill9["results_in_db"]
           and not kill9["stray_files_after_restart"] and (fuzzing is None or fuzzing["passed"]))
     return 0 if ok else 1
@@ -311,8 +312,8 @@ def table(r: dict) -> str:
                                   f"{len(k['stray_files_after_restart'])} stray files"),
     ]
     if f:
-        rows.append(("Schemathesis, every API operation", f"{f['examples_per_operation']} examples each: "
-                                                          f"{'no 5xx, no schema violation' if f['passed'] else 'FAILED'}"))
+        verdict = "no 5xx, no schema violation" if f["passed"] else "FAILED"
+        rows.append(("Schemathesis, every API operation", f"{f['examples_per_operation']} examples each: {verdict}"))
     return "\n".join(["| check | result |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
 
 

@@ -132,7 +132,8 @@ def test_mixed_type_pass_through_columns_are_kept(tmp_path):
     pred = prediction(extra=extra)
     ResultStore(tmp_path).put(pred)
     back = ResultStore(tmp_path).get(pred.id)
-    assert back.extra["note"].tolist()[:2] == ["1", "two"] and back.extra["dose_um"].tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert back.extra["note"].tolist()[:2] == ["1", "two"]
+    assert back.extra["dose_um"].tolist() == [0.1, 0.2, 0.3, 0.4, 0.5]
     assert np.array_equal(back.proba, pred.proba) and back.proba.dtype == np.float32
 
 

@@ -35,9 +35,9 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | Non
 
     `settings` hold every limit and option (default: :class:`WebSettings`); `max_upload_mb` overrides their
     upload limit (ValueError unless positive). Results and jobs are kept in `settings.data_dir` (or `store`);
-    without either, in a temporary directory removed with the app. With `explanations` (default) the results page shows, per
-    profile, the attribution charts, the similar reference profiles and the OOD warning; `panels` are added
-    after them."""
+    without either, in a temporary directory removed with the app. With `explanations` (default) the results
+    page shows, per profile, the attribution charts, the similar reference profiles and the OOD warning;
+    `panels` are added after them."""
     settings = settings or WebSettings()
     if max_upload_mb is not None:
         settings = settings.with_upload_mb(max_upload_mb)
