@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 SIM_TRAIN_ROWS, SIM_TEST_ROWS, SIM_SEED = 600, 100, 0
+
+# Never the user's real data directory: `moa serve` without --data-dir keeps results under $XDG_DATA_HOME.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="moa-tests-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
+os.environ.pop("MOA_TOKEN", None)
 
 
 @pytest.fixture(scope="session")

@@ -496,19 +496,16 @@ def _prediction(n: int, targets: int = 4) -> Prediction:
                       extra=None, seconds=0.0)
 
 
-def test_store_is_an_lru_with_caps():
-    store = ResultStore(max_bytes=10**9, max_items=3)
+def test_store_keeps_recent_results_in_memory_and_the_rest_on_disk(tmp_path):
+    store = ResultStore(tmp_path, cache_items=3)
     preds = [_prediction(5) for _ in range(4)]
     for p in preds[:3]:
         store.put(p)
-    assert store.get(preds[0].id) is preds[0]  # touch: preds[1] becomes the oldest
+    assert store.get(preds[0].id) is preds[0]  # touch: preds[1] becomes the oldest in memory
     store.put(preds[3])
-    assert store.get(preds[1].id) is None and store.get(preds[0].id) is preds[0] and len(store) == 3
-    tiny = ResultStore(max_bytes=1, max_items=10)
-    a, b = _prediction(5), _prediction(5)
-    tiny.put(a)
-    tiny.put(b)
-    assert tiny.get(a.id) is None and tiny.get(b.id) is b  # the newest is always kept
+    again = store.get(preds[1].id)  # dropped from memory, read back from disk
+    assert again is not preds[1] and np.array_equal(again.proba, preds[1].proba) and len(store) == 4
+    assert store.get(preds[0].id) is preds[0]
     assert store.get("../../etc/passwd") is None
     assert len({_prediction(1).id for _ in range(50)}) == 50
 
@@ -536,10 +533,12 @@ def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_pa
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
     save_bundle(bundle, tmp_path / "bundle")
-    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", "9123", "--max-upload-mb", "0.2"])
+    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", "9123", "--max-upload-mb", "0.2",
+          "--data-dir", str(tmp_path / "data")])
     (app, kw), = started
     assert kw["port"] == 9123 and kw["host"] == "127.0.0.1" and kw["reload"] is False and kw["workers"] == 1
     assert "open http://127.0.0.1:9123/" in capsys.readouterr().err
+    assert app.state.settings.data_dir == str((tmp_path / "data").resolve()) and (tmp_path / "data").is_dir()
     served = TestClient(app, raise_server_exceptions=False)
     assert served.get("/api/health").json()["max_upload_mb"] == pytest.approx(0.2)
     assert post_file(served, csv_bytes(features)).status_code == 413

@@ -259,7 +259,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     if args.max_upload_mb <= 0:
         raise DataError("--max-upload-mb must be a positive number of megabytes.")
-    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    for flag in ("max_age_days", "max_store_mb", "job_threshold_mb"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise DataError(f"--{flag.replace('_', '-')} must be a positive number.")
+    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
+          token=args.token, max_age_days=args.max_age_days, max_store_mb=args.max_store_mb,
+          job_threshold_mb=args.job_threshold_mb)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -417,6 +422,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")
+    p.add_argument("--data-dir", default=None,
+                   help="where results and jobs are kept (SQLite + one file per result; default: the user's data "
+                        "directory, e.g. ~/.local/share/moa-predict)")
+    p.add_argument("--max-age-days", type=float, default=None, help="results expire after this (default 30 days)")
+    p.add_argument("--max-store-mb", type=float, default=None,
+                   help="stored results' total size; the oldest expire beyond it (default 2147 MB = 2 GiB)")
+    p.add_argument("--job-threshold-mb", type=float, default=None,
+                   help="files larger than this are predicted in the background with a progress page (default 50)")
+    p.add_argument("--token", default=None,
+                   help="access token every page and API call needs (default: $MOA_TOKEN, else none; use one "
+                        "whenever --host is not 127.0.0.1)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("explain", help="explain predictions: attributions, similar reference profiles, OOD, compounds",

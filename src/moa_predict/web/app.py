@@ -8,6 +8,7 @@ spooled to temporary files by Starlette, and every error ends as a readable mess
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +17,8 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from ..training.bundle import Bundle, load_bundle
 from . import middleware
+from .auth import LoginRoute, TokenMiddleware
+from .jobs import JobQueue
 from .options import query_parameters
 from .panels import Panels, explanation_panels
 from .routers import api, pages
@@ -31,9 +34,10 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | Non
     """Build the app around one bundle (a loaded Bundle or a bundle directory), loaded once, read-only.
 
     `settings` hold every limit and option (default: :class:`WebSettings`); `max_upload_mb` overrides their
-    upload limit (ValueError unless positive). With `explanations` (default) the results page shows, per
-    profile, the attribution charts, the similar reference profiles and the OOD warning; `panels` are added
-    after them."""
+    upload limit (ValueError unless positive). Results and jobs are kept in `settings.data_dir` (or `store`);
+    without either, in a temporary directory removed with the app. With `explanations` (default) the results
+    page shows, per profile, the attribution charts, the similar reference profiles and the OOD warning;
+    `panels` are added after them."""
     settings = settings or WebSettings()
     if max_upload_mb is not None:
         settings = settings.with_upload_mb(max_upload_mb)
@@ -50,8 +54,13 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | Non
         openapi_url="/openapi.json",
         debug=False,
     )
+    if store is None and settings.data_dir is None:  # a library or test app: a store that goes with the app
+        app.state.tempdir = tempfile.TemporaryDirectory(prefix="moa-predict-")
+        settings = settings.replace(data_dir=app.state.tempdir.name)
     app.state.settings = settings
     app.state.service = ModelService(bundle, settings, store=store)
+    app.state.jobs = JobQueue(app.state.service.store.db, app.state.service,
+                              threshold_bytes=settings.job_threshold_bytes, workers=settings.job_workers)
     app.state.panels = (explanation_panels() if explanations else Panels()) + (panels or Panels())
     app.state.explanations = explanations
 
@@ -59,6 +68,9 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | Non
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     _document_options(app, settings)
+    app.add_middleware(LoginRoute, token=settings.token)
+    if settings.token:
+        app.add_middleware(TokenMiddleware, token=settings.token)
     middleware.install(app, max_body_bytes=settings.max_body_bytes, max_upload_bytes=settings.max_upload_bytes)
     return app
 

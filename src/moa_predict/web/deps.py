@@ -1,5 +1,5 @@
 """Dependencies (``Depends``) that hand the routers what ``create_app`` built: the service, the settings,
-the result store, the page panels, and the request options validated against the settings."""
+the result store, the job queue, the page panels, and the request options validated against the settings."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from .options import ExplainOptions, PredictOptions, query_values
 from .panels import Panels
 from .service import ModelService
+from .jobs import JobQueue
 from .settings import WebSettings
 from .store import ResultStore
 
@@ -26,6 +27,10 @@ def store_of(request: Request) -> ResultStore:
     return service_of(request).store
 
 
+def jobs_of(request: Request) -> JobQueue:
+    return request.app.state.jobs
+
+
 def panels_of(request: Request) -> Panels:
     """The results page's panels (none for the explanations when the app was built without them)."""
     return request.app.state.panels
@@ -38,6 +43,7 @@ def explanations_on(request: Request) -> bool:
 Service = Annotated[ModelService, Depends(service_of)]
 Settings = Annotated[WebSettings, Depends(settings_of)]
 Store = Annotated[ResultStore, Depends(store_of)]
+Jobs = Annotated[JobQueue, Depends(jobs_of)]
 PagePanels = Annotated[Panels, Depends(panels_of)]
 Explanations = Annotated[bool, Depends(explanations_on)]
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.errors import DataError
 from .deps import service_of
+from .store import ResultUnavailable
 from .templating import render_error_page
 
 log = logging.getLogger("moa_predict.web")
@@ -149,6 +150,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def data_error(request: Request, exc: DataError) -> Response:
         return error_response(request, str(exc), 422, card=card(request), **exc.to_dict())
+
+    @app.exception_handler(ResultUnavailable)
+    async def result_unavailable(request: Request, exc: ResultUnavailable) -> Response:
+        return error_response(request, exc.message, exc.status, card=card(request))
 
     @app.exception_handler(UploadTooLarge)
     async def upload_too_large(request: Request, exc: UploadTooLarge) -> Response:

@@ -1,29 +1,63 @@
-"""The launcher: ``serve(bundle_path, host, port, max_upload_mb)``, used by ``moa serve`` and ``moa demo``."""
+"""The launcher: ``serve(bundle_path, host, port, max_upload_mb, ...)``, used by ``moa serve`` and ``moa demo``."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from .app import create_app
+from .settings import MB, WebSettings
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def default_data_dir() -> Path:
+    """Where ``moa serve`` keeps results without ``--data-dir``: the user's data directory
+    (``$XDG_DATA_HOME/moa-predict`` or ``~/.local/share/moa-predict`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("moa-predict", appauthor=False))
+
+
+def serve_settings(*, max_upload_mb: float | None = None, data_dir: str | os.PathLike | None = None,
+                   token: str | None = None, max_age_days: float | None = None, max_store_mb: float | None = None,
+                   job_threshold_mb: float | None = None) -> WebSettings:
+    """The settings of a served app: the defaults, with the options given (token: `token`, else ``MOA_TOKEN``)."""
+    changes: dict = {"data_dir": str(Path(data_dir or default_data_dir()).expanduser().resolve()),
+                     "token": token or os.environ.get("MOA_TOKEN") or None}
+    if max_upload_mb is not None:
+        changes["max_upload_bytes"] = int(max_upload_mb * MB)
+    if max_age_days is not None:
+        changes["max_age_days"] = max_age_days
+    if max_store_mb is not None:
+        changes["max_disk_bytes"] = int(max_store_mb * MB)
+    if job_threshold_mb is not None:
+        changes["job_threshold_bytes"] = int(job_threshold_mb * MB)
+    return WebSettings().replace(**changes)
 
 
 def serve(bundle_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float | None = None, *, log_level: str = "info") -> None:
+          max_upload_mb: float | None = None, *, log_level: str = "info", **options) -> None:
     """Load the bundle once and run the web app with uvicorn (one process, never debug or reload).
 
     Blocks until interrupted (Ctrl+C). Bad bundles raise DataError before anything starts; `max_upload_mb`
-    defaults to the settings' limit."""
+    defaults to the settings' limit; `options` are :func:`serve_settings`'s (data_dir, token, retention,
+    job threshold)."""
     import uvicorn
 
-    app = create_app(bundle_path, max_upload_mb=max_upload_mb)
+    settings = serve_settings(max_upload_mb=max_upload_mb, **options)
+    app = create_app(bundle_path, settings=settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     shown = f"[{shown}]" if ":" in shown else shown
     model = app.state.service.bundle.model_name
     print(f"moa-predict web app: open http://{shown}:{port}/ in a browser (model '{model}', uploads up to "
-          f"{app.state.settings.max_upload_mb:g} MB). Press Ctrl+C to stop.", file=sys.stderr, flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"note: listening on {host}: anyone who can reach this address can use the app (no login).",
+          f"{settings.max_upload_mb:g} MB; results kept {settings.max_age_days:g} days in {settings.data_dir}"
+          f"{', access token required' if settings.token else ''}). Press Ctrl+C to stop.",
+          file=sys.stderr, flush=True)
+    if host not in LOOPBACK and not settings.token:
+        print(f"warning: listening on {host} without an access token: anyone who can reach this address can use "
+              "the app and open every result. Start it with --token (or MOA_TOKEN) on a shared network.",
               file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, reload=False, workers=1, log_level=log_level, server_header=False,
                 timeout_graceful_shutdown=5)

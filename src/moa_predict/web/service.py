@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from functools import lru_cache
+from collections.abc import Callable
 from typing import IO, Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from .card import NOT_PREDICTABLE, model_card, predictable_mask
 from .explain import Explainer
 from .options import ExplainOptions
 from .settings import WebSettings
-from .store import Prediction, ResultStore
+from .store import Prediction, ResultStore, open_store
 
 EXAMPLE_ROWS = 40
 EXAMPLE_SEED = 0
@@ -50,7 +51,7 @@ class ModelService:
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
-        self.store = store or ResultStore(max_bytes=settings.store_max_bytes, max_items=settings.store_max_items)
+        self.store = store or open_store(settings)
         self._slots = threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
         self.predictable = predictable_mask(self.card)
@@ -99,12 +100,17 @@ class ModelService:
         return validate_features(frame, source, self.bundle.feature_columns)
 
     # -- predicting ----------------------------------------------------------------
-    def predict_file(self, handle: IO[bytes], filename: str | None) -> Prediction:
-        """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file)."""
+    def predict_file(self, handle: IO[bytes], filename: str | None,
+                     progress: Callable[[str, float], None] | None = None) -> Prediction:
+        """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file);
+        `progress(stage, fraction)` is told each step (background jobs show it)."""
         t0 = time.perf_counter()
+        step = progress or (lambda stage, fraction: None)
         with self._slots:
+            step("reading and validating the file", 0.1)
             features, name = self.read_file(handle, filename)
-            return self._predict(features, name, t0)
+            step(f"predicting {len(features):,} profiles", 0.5)
+            return self._predict(features, name, t0, step)
 
     def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
         """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
@@ -130,7 +136,8 @@ class ModelService:
         with self._slots:
             return self.explainer_for(pred.features).explain_stored(pred, options)
 
-    def _predict(self, features: pd.DataFrame, source: str, t0: float) -> Prediction:
+    def _predict(self, features: pd.DataFrame, source: str, t0: float,
+                 step: Callable[[str, float], None] = lambda stage, fraction: None) -> Prediction:
         answer = self.answering(features)
         frame = answer.predict_frame(features)
         proba = frame[self.targets].to_numpy(dtype=np.float32)
@@ -148,6 +155,7 @@ class ModelService:
             seconds=time.perf_counter() - t0,
             features=features,
         )
+        step("saving the result", 0.9)
         self.store.put(pred)
         return pred
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..data.errors import DataError
 
@@ -110,11 +110,26 @@ class WebSettings(BaseModel):
     """Uploads read, validated and predicted at the same time."""
     store_max_bytes: int = 512 * 1024**2
     store_max_items: int = 100
-    """The result store's caps (least recently used results are dropped first)."""
+    """The in-memory cache of stored results (least recently used dropped first; they stay on disk)."""
     confident: float = 0.5
     """A call counts as confident at this probability or above: the results summary's most frequent top MoA
     and the compound page's agreement count only such calls (the rest are counted as "no confident MoA");
     both pages state it."""
+    data_dir: str | None = None
+    """Where results and jobs are kept (``moa serve --data-dir``; default there: the user's data directory).
+    None in ``create_app``: a temporary directory removed with the app (tests, notebooks)."""
+    max_age_days: float = 30.0
+    """Results older than this expire (``moa serve --max-age-days``): their link says so (410)."""
+    max_disk_bytes: int = 2 * 1024**3
+    """Stored results' total size on disk; the oldest expire beyond it (``moa serve --max-store-mb``)."""
+    job_threshold_bytes: int = 50 * MB
+    """Uploaded files larger than this are predicted by a background job (202 + a job URL; the page shows its
+    progress) instead of during the request (``moa serve --job-threshold-mb``)."""
+    job_workers: int = 1
+    """Background jobs run at the same time (each also takes one of ``max_parallel``'s slots)."""
+    token: str | None = Field(default=None, repr=False)
+    """Access token (``moa serve --token`` / ``MOA_TOKEN``): when set, every page and API call but
+    ``/api/health`` needs it (``Authorization: Bearer ...`` or the cookie the login form sets)."""
     explain: ExplainSettings = ExplainSettings()
     paging: PagingSettings = PagingSettings()
 
@@ -126,9 +141,24 @@ class WebSettings(BaseModel):
             raise ValueError("max_upload_mb must be positive")
         return value
 
+    @field_validator("max_age_days", "max_disk_bytes", "job_threshold_bytes", "job_workers")
+    @classmethod
+    def _retention_positive(cls, value: float, info: Any) -> float:
+        if value <= 0:
+            raise ValueError(f"{info.field_name} must be positive")
+        return value
+
     def with_upload_mb(self, max_upload_mb: float) -> "WebSettings":
         """These settings with another upload limit, in megabytes (ValueError unless positive)."""
-        return self.model_validate({**self.model_dump(), "max_upload_bytes": int(max_upload_mb * MB)})
+        return self.replace(max_upload_bytes=int(max_upload_mb * MB))
+
+    def replace(self, **changes: Any) -> "WebSettings":
+        """These settings with some values changed, validated again."""
+        return self.model_validate({**self.model_dump(), **changes})
+
+    @property
+    def max_age_seconds(self) -> float:
+        return self.max_age_days * 86400
 
     @property
     def max_upload_mb(self) -> float:

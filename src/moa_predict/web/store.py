@@ -1,23 +1,41 @@
-"""Server-side keeping of prediction results: an in-memory LRU under a size cap.
+"""Server-side keeping of prediction results: SQLite rows plus one pair of array files per result, in the
+data directory, with an in-memory LRU of the recently used ones in front.
 
-Results are addressed by a random id (never by anything the user chose), so paging and
-download links work without writing any file. When the cap is reached the least recently
-used results are dropped; their links then answer 404 with a clear message.
+Storage choice: the metadata is a row in ``moa-predict.sqlite3`` (web/db.py); the arrays are files named by the
+result's random id (never by anything the user chose): ``results/<id>.npy`` (probabilities, float32, read with
+``allow_pickle=False``) and ``results/<id>.parquet`` (the validated profiles as the model saw them, float32,
+with sig_id, the meta columns and the upload's extra columns, whatever their types). Files rather than BLOBs:
+a 4,000-row result is ~17 MB, which would bloat the WAL and the database's pages on every write and every
+retention delete; files are written atomically (temp + rename) and read back with no copy through SQLite.
+The row is committed only after both files are in place, so a result is never served half-written; files
+without a row (a crash between the two) are deleted on the next start.
+
+Retention: results older than ``max_age_seconds``, and the oldest beyond ``max_disk_bytes`` in total, are
+expired: their files are deleted and their row is kept (a few bytes) so that the link answers "this result
+has expired" (410) rather than a generic 404.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..data import schema
+from ..data.io import atomic_path
+from .db import Database
+
+log = logging.getLogger("moa_predict.web")
 
 RESULT_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -97,42 +115,213 @@ REJECTION_POLICY = ("all or nothing: a file with any invalid row or column is re
                     "naming the row, the column and the problem; nothing is predicted from a partly bad file")
 
 
+UNKNOWN = ("this result is no longer available on this server (or the link is mistyped). Upload the file "
+           "again.")
+
+
+def expired_message(max_age_seconds: float) -> str:
+    days = max_age_seconds / 86400
+    return (f"this result has expired: this server keeps results for {days:g} days (and removes the oldest when "
+            "its storage is full). Upload the file again to get a new link.")
+
+
+class ResultUnavailable(LookupError):
+    """A result link that answers no result: 404 (unknown id) or 410 (expired), with the sentence to show."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
 class ResultStore:
-    """Thread-safe LRU of :class:`Prediction` objects, capped in bytes and in count.
+    """Results persisted in `data_dir` (SQLite + array files), safe to use from many threads.
 
-    The newest result is always kept, even when it alone exceeds the byte cap.
-    """
+    ``put`` writes the files, then commits the row; ``get`` answers from the in-memory LRU (capped at
+    `cache_bytes` / `cache_items`, the newest always kept) or loads the files. ``require`` is ``get`` that
+    raises :class:`ResultUnavailable` saying unknown (404) or expired (410)."""
 
-    def __init__(self, max_bytes: int = 512 * 1024**2, max_items: int = 100) -> None:
-        self.max_bytes = max_bytes
-        self.max_items = max_items
+    def __init__(self, data_dir: str | os.PathLike | Database, *, max_age_seconds: float = 30 * 86400,
+                 max_disk_bytes: int = 2 * 1024**3, cache_bytes: int = 512 * 1024**2, cache_items: int = 100,
+                 clock=time.time) -> None:
+        self.db = data_dir if isinstance(data_dir, Database) else Database(data_dir)
+        self.files = self.db.dir / "results"
+        self.files.mkdir(exist_ok=True)
+        self.max_age_seconds = max_age_seconds
+        self.max_disk_bytes = max_disk_bytes
+        self.cache_bytes = cache_bytes
+        self.cache_items = cache_items
+        self.clock = clock
         self._items: OrderedDict[str, Prediction] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._remove_orphans()
+        self.sweep()
 
+    # -- writing ----------------------------------------------------------------------------------------
     def put(self, prediction: Prediction) -> str:
+        """Persist the result (files first, then the row), keep it in memory, apply the retention policy."""
+        frame = _table(prediction)
+        with atomic_path(self._path(prediction.id, ".parquet")) as tmp:
+            _write_parquet(frame, tmp)
+        with atomic_path(self._path(prediction.id, ".npy")) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(prediction.proba, dtype=np.float32), allow_pickle=False)
+        size = sum(self._path(prediction.id, s).stat().st_size for s in (".parquet", ".npy"))
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO results (id, source, created, seconds, n_rows, bytes, extra_columns, "
+                         "has_features, expired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                         (prediction.id, prediction.source, prediction.created, prediction.seconds,
+                          prediction.n_rows, size, json.dumps(prediction.extra_columns),
+                          int(prediction.features is not None)))
+        self._remember(prediction)
+        self.sweep(keep=prediction.id)
+        return prediction.id
+
+    def sweep(self, keep: str | None = None) -> list[str]:
+        """Expire what the retention policy says (too old; the oldest beyond the size cap, never `keep`);
+        the ids expired."""
+        now = self.clock()
+        rows = self.db.all("SELECT id, created, bytes FROM results WHERE expired IS NULL ORDER BY created DESC")
+        total, gone = 0, []
+        for row in rows:
+            total += row["bytes"]
+            too_old = now - row["created"] > self.max_age_seconds
+            if row["id"] != keep and (too_old or total > self.max_disk_bytes):
+                gone.append(row["id"])
+                total -= row["bytes"]
+        if gone:
+            with self.db.transaction() as conn:
+                conn.executemany("UPDATE results SET expired = ? WHERE id = ?", [(now, i) for i in gone])
+            for rid in gone:
+                self._forget(rid)
+                for suffix in (".parquet", ".npy"):
+                    self._path(rid, suffix).unlink(missing_ok=True)
+        return gone
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def get(self, result_id: str) -> Prediction | None:
+        """The result, or None when it is unknown or expired."""
+        try:
+            return self.require(result_id)
+        except ResultUnavailable:
+            return None
+
+    def require(self, result_id: str) -> Prediction:
+        if not RESULT_ID.match(result_id or ""):
+            raise ResultUnavailable(404, UNKNOWN)
+        row = self.db.one("SELECT * FROM results WHERE id = ?", (result_id,))
+        if row is None:
+            raise ResultUnavailable(404, UNKNOWN)
+        if row["expired"] is not None or self.clock() - row["created"] > self.max_age_seconds:
+            if row["expired"] is None:
+                self.sweep()
+            raise ResultUnavailable(410, expired_message(self.max_age_seconds))
+        with self._lock:
+            item = self._items.get(result_id)
+            if item is not None:
+                self._items.move_to_end(result_id)
+                return item
+        try:
+            item = self._load(row)
+        except FileNotFoundError:  # expired by another thread between the row and the files
+            raise ResultUnavailable(410, expired_message(self.max_age_seconds)) from None
+        return self._remember(item)
+
+    def expired(self, result_id: str) -> bool:
+        try:
+            self.require(result_id)
+        except ResultUnavailable as exc:
+            return exc.status == 410
+        return False
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes on disk of the results kept."""
+        row = self.db.one("SELECT COALESCE(SUM(bytes), 0) AS n FROM results WHERE expired IS NULL")
+        return int(row["n"])
+
+    def __len__(self) -> int:
+        return int(self.db.one("SELECT COUNT(*) AS n FROM results WHERE expired IS NULL")["n"])
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _path(self, result_id: str, suffix: str) -> Path:
+        return self.files / f"{result_id}{suffix}"
+
+    def _load(self, row) -> Prediction:
+        frame = pd.read_parquet(self._path(row["id"], ".parquet"))
+        proba = np.load(self._path(row["id"], ".npy"), allow_pickle=False)
+        extra_cols = json.loads(row["extra_columns"])
+        return Prediction(
+            source=row["source"], sig_ids=frame.index.to_numpy(dtype=object),
+            cp_type=frame[schema.CP_TYPE].to_numpy(dtype=object), cp_time=frame[schema.CP_TIME].to_numpy(),
+            cp_dose=frame[schema.CP_DOSE].to_numpy(dtype=object), proba=proba,
+            extra=frame[extra_cols].reset_index(drop=True) if extra_cols else None, seconds=row["seconds"],
+            features=frame if row["has_features"] else None, id=row["id"], created=row["created"])
+
+    def _remember(self, prediction: Prediction) -> Prediction:
         size = prediction.nbytes
         with self._lock:
             self._items[prediction.id] = prediction
             self._sizes[prediction.id] = size
             self._items.move_to_end(prediction.id)
-            while len(self._items) > 1 and (len(self._items) > self.max_items or self.total_bytes > self.max_bytes):
+            while len(self._items) > 1 and (len(self._items) > self.cache_items
+                                            or sum(self._sizes.values()) > self.cache_bytes):
                 old, _ = self._items.popitem(last=False)
                 del self._sizes[old]
-        return prediction.id
+        return prediction
 
-    def get(self, result_id: str) -> Prediction | None:
-        if not RESULT_ID.match(result_id or ""):
-            return None
+    def _forget(self, result_id: str) -> None:
         with self._lock:
-            item = self._items.get(result_id)
-            if item is not None:
-                self._items.move_to_end(result_id)
-            return item
+            self._items.pop(result_id, None)
+            self._sizes.pop(result_id, None)
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(self._sizes.values())
+    def _remove_orphans(self) -> None:
+        """Files a crash left behind: temporary files, and array files whose row was never committed."""
+        live = {r["id"] for r in self.db.all("SELECT id FROM results WHERE expired IS NULL")}
+        for path in self.files.iterdir():
+            if path.name.startswith(".") or path.name.split(".")[0] not in live:
+                log.info("removing %s: left by an interrupted write or an expired result", path.name)
+                path.unlink(missing_ok=True)
 
-    def __len__(self) -> int:
-        return len(self._items)
+
+def _table(prediction: Prediction) -> pd.DataFrame:
+    """The result's rows as one frame indexed by sig_id: the validated profiles when kept (else the meta
+    columns), plus the upload's extra columns."""
+    if prediction.features is not None:
+        frame = prediction.features.copy(deep=False)
+    else:
+        frame = pd.DataFrame({schema.CP_TYPE: prediction.cp_type, schema.CP_TIME: prediction.cp_time,
+                              schema.CP_DOSE: prediction.cp_dose})
+    frame.index = pd.Index(prediction.sig_ids, name=schema.SIG_ID)
+    if prediction.extra is not None:
+        for col in prediction.extra.columns:
+            if col not in frame.columns:
+                frame[col] = prediction.extra[col].to_numpy()
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Parquet, with pass-through columns of mixed types (JSON rows may mix numbers and text) kept as text."""
+    try:
+        frame.to_parquet(path, index=True)
+    except (TypeError, ValueError, ArithmeticError) as exc:  # pyarrow's ArrowTypeError/ArrowInvalid derive from these
+        log.info("storing mixed-type columns as text (%s)", exc)
+        fixed = frame.copy()
+        for col in fixed.columns:
+            if fixed[col].dtype == object:
+                fixed[col] = fixed[col].map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v))
+        fixed.to_parquet(path, index=True)
+
+
+def open_store(settings) -> ResultStore:
+    """The store `settings` describe (``data_dir`` must be set: ``create_app`` fills it in)."""
+    if settings.data_dir is None:
+        raise ValueError("settings.data_dir is not set")
+    return ResultStore(settings.data_dir, max_age_seconds=settings.max_age_seconds,
+                       max_disk_bytes=settings.max_disk_bytes, cache_bytes=settings.store_max_bytes,
+                       cache_items=settings.store_max_items)

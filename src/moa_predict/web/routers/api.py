@@ -1,5 +1,5 @@
 """JSON API: ``POST /api/predict``, ``POST /api/explain``, ``GET /api/results/{id}/explain``,
-``GET /api/model``, ``GET /api/health``.
+``GET /api/jobs/{id}``, ``GET /api/model``, ``GET /api/health``.
 
 Each route parses its request (options validated once, uploads read by ``web/uploads.py``), makes one call
 into the service, and answers JSON. Uploads go through the same reader and validation as ``moa predict``;
@@ -19,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ... import __version__
-from ..deps import Service, Store, explain_query_options, predict_options
+from ..deps import Jobs, Service, Store, explain_query_options, predict_options
 from ..options import ExplainOptions, PredictOptions
+from ..service import display_name
 from ..uploads import with_profiles
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -65,8 +66,27 @@ PREDICT_BODY = {
 }
 
 
-EXPIRED = ("this result is no longer available: results are kept in the server's memory for the most recent "
-           "uploads only. Upload the file again.")
+GONE = {
+    404: {"description": "no result has this id", "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+    410: {"description": "the result has expired (the server's retention policy)",
+          "content": {"application/json": {"schema": ERROR_SCHEMA}}},
+}
+JOB_SCHEMA = {
+    "type": "object",
+    "required": ["job_id", "status", "stage", "progress", "links"],
+    "properties": {
+        "job_id": {"type": "string"}, "file": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "done", "failed"]},
+        "stage": {"type": "string"}, "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "message": {"type": ["string", "null"]}, "result_id": {"type": ["string", "null"]},
+        "created": {"type": "number"}, "updated": {"type": "number"}, "links": {"type": "object"},
+    },
+}
+PREDICT_RESPONSES = {
+    202: {"description": "a large upload, queued as a background job: poll `links.job`",
+          "content": {"application/json": {"schema": JOB_SCHEMA}}},
+    **ERRORS,
+}
 
 
 def json_response(content: Any) -> Response:
@@ -80,8 +100,8 @@ def _in_threadpool(make: Callable[[], Any]) -> Any:
 
 
 @router.post("/predict", summary="Predict MoA probabilities for uploaded profiles",
-             openapi_extra=PREDICT_BODY, responses=ERRORS)
-async def predict(request: Request, service: Service,
+             openapi_extra=PREDICT_BODY, responses=PREDICT_RESPONSES)
+async def predict(request: Request, service: Service, jobs: Jobs,
                   options: Annotated[PredictOptions, Depends(predict_options)]) -> Response:
     """Send profiles in the LISH-MoA `test_features` layout, either as a **file** (multipart field `file`,
     CSV or Parquet) or as **JSON rows** (`{"rows": [{column: value, ...}, ...]}` or a bare list).
@@ -99,9 +119,19 @@ async def predict(request: Request, service: Service,
     `compound_id` column `sets.compounds`: per compound one pooled call (its profiles' mean logit, calibrated on
     held-out compounds), its set with each MoA's agreement across the compound's profiles, and its abstention.
     Models trained before sets existed answer `sets.available = false`.
-    A file with any invalid row or column is rejected whole (422) with the row, column and problem."""
-    pred = await with_profiles(request, lambda handle, name, _: service.predict_file(handle, name),
-                               lambda rows, _: service.predict_rows(rows))
+    A file with any invalid row or column is rejected whole (422) with the row, column and problem.
+    Files over the server's job threshold are queued instead: `202` with the job (`GET /api/jobs/{id}`
+    says its progress, then the `result_id`)."""
+
+    def on_file(handle: Any, name: str | None, _: Any) -> Any:
+        if jobs.wants(handle):
+            return jobs.submit(handle, name, display_name(name))
+        return service.predict_file(handle, name)
+
+    pred = await with_profiles(request, on_file, lambda rows, _: service.predict_rows(rows))
+    if isinstance(pred, str):  # a background job's id
+        return JSONResponse(job_json(jobs.get(pred), _root(request)), status_code=202,
+                            headers={"Location": f"{_root(request)}/api/jobs/{pred}"})
     return await _in_threadpool(lambda: service.result_json(pred, top=options.top,
                                                             probabilities=options.probabilities,
                                                             set_level=options.set_level))
@@ -135,16 +165,40 @@ async def explain(request: Request, service: Service) -> Response:
         lambda rows, values: json_response(service.explain_rows(rows, options(values))))
 
 
-@router.get("/results/{result_id}/explain", summary="Explain a stored result's profiles", responses=ERRORS)
+@router.get("/results/{result_id}/explain", summary="Explain a stored result's profiles",
+            responses={**ERRORS, **GONE})
 def explain_result(result_id: str, service: Service, store: Store,
                    options: Annotated[ExplainOptions, Depends(explain_query_options)]) -> Response:
     """The `POST /api/explain` answer for profiles of a result kept on the server (`result_id` from
     `POST /api/predict` or the results page), e.g. `?sig_ids=id_000644bb2`. The results page draws its
     attribution charts from here."""
-    pred = store.get(result_id)
-    if pred is None:
-        raise HTTPException(404, EXPIRED)
-    return json_response(service.explain_result(pred, options))
+    return json_response(service.explain_result(store.require(result_id), options))
+
+
+@router.get("/jobs/{job_id}", summary="A background job's progress",
+            responses={200: {"content": {"application/json": {"schema": JOB_SCHEMA}}},
+                       404: {"description": "no such job", "content": {"application/json": {"schema": ERROR_SCHEMA}}}})
+def job(job_id: str, request: Request, jobs: Jobs) -> JSONResponse:
+    """A large upload's job (from `POST /api/predict`'s `202`): `status` queued / running / done / failed,
+    `stage`, `progress` (0-1), `message` (why it failed), and when done `result_id` and its `links`. A job
+    interrupted by a server restart is `failed` with a message saying so. Poll every second or two."""
+    found = jobs.get(job_id)
+    if found is None:
+        raise HTTPException(404, "no job has this id on this server (or the link is mistyped).")
+    return JSONResponse(job_json(found, _root(request)))
+
+
+def job_json(job: dict[str, Any], root: str = "") -> dict[str, Any]:
+    """The job's row plus its links (the job page, and the result's once done)."""
+    links = {"job": f"{root}/api/jobs/{job['job_id']}", "page": f"{root}/jobs/{job['job_id']}"}
+    if job["result_id"]:
+        base = f"{root}/results/{job['result_id']}"
+        links.update(results_page=base, csv=f"{base}/predictions.csv", json=f"{base}/predictions.json")
+    return {**job, "links": links}
+
+
+def _root(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
 
 
 @router.get("/model", summary="The model card")

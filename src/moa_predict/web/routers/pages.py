@@ -21,10 +21,10 @@ from starlette.responses import FileResponse
 from ...data import schema
 from ...data.errors import DataError
 from .. import views
-from ..deps import Explanations, PagePanels, Service, Settings, Store, service_of
+from ..deps import Explanations, Jobs, PagePanels, Service, Settings, Store, service_of
 from ..options import read_set_level
 from ..results_page import results_page
-from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, example_csv
+from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, display_name, example_csv
 from ..store import REJECTION_POLICY, Prediction
 from ..templating import STATIC_DIR, templates
 from ..uploads import multipart, require_file
@@ -83,13 +83,18 @@ def home(request: Request, settings: Settings, n: str | None = None) -> HTMLResp
 
 
 @router.post("/predict", response_class=HTMLResponse)
-async def upload(request: Request, service: Service) -> Response:
-    """The upload form: predict, keep the result, redirect to its page (303, so reloading is harmless)."""
+async def upload(request: Request, service: Service, jobs: Jobs) -> Response:
+    """The upload form: predict, keep the result, redirect to its page (303, so reloading is harmless); a file
+    over the job threshold becomes a background job and the redirect goes to the job's page."""
     query = views.ResultsQuery.parse(service.settings.paging, n_targets=len(service.targets))
     try:
         async with multipart(request) as (upload_file, fields):
             query = views.ResultsQuery.parse(service.settings.paging, n=fields.get("n"), n_targets=len(service.targets))
             upload_file = require_file(upload_file)
+            if await run_in_threadpool(jobs.wants, upload_file.file):
+                job_id = await run_in_threadpool(jobs.submit, upload_file.file, upload_file.filename,
+                                                 display_name(upload_file.filename))
+                return RedirectResponse(query.url(f"{_root(request)}/jobs/{job_id}"), status_code=303)
             pred = await run_in_threadpool(service.predict_file, upload_file.file, upload_file.filename)
     except DataError as exc:
         return _home(request, 422, error=_error_view(exc), n=query.n)
@@ -112,16 +117,22 @@ def _error_view(exc: DataError) -> dict:
     return {"message": str(exc), "details": details}
 
 
-EXPIRED = ("this result is no longer available: results are kept in the server's memory for the most recent "
-           "uploads only (and are lost when it restarts). Upload the file again.")
-
-
 def stored(result_id: str, store: Store) -> Prediction:
-    """The stored result a page is about (dependency), or 404 saying to upload again."""
-    pred = store.get(result_id)
-    if pred is None:
-        raise HTTPException(404, EXPIRED)
-    return pred
+    """The stored result a page is about (dependency); 404 (unknown) or 410 (expired) saying to upload again."""
+    return store.require(result_id)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: str, jobs: Jobs, n: str | None = None) -> Response:
+    """A background job: its progress (the page reloads itself every 2 s), then its results page (303)."""
+    found = jobs.get(job_id)
+    if found is None:
+        raise HTTPException(404, "no job has this id on this server (or the link is mistyped).")
+    if found["status"] == "done":
+        query = views.ResultsQuery.parse(service_of(request).settings.paging, n=n)
+        return RedirectResponse(query.url(f"{_root(request)}/results/{found['result_id']}"), status_code=303)
+    return _page(request, "job.html", job=found, refresh=found["status"] in ("queued", "running"),
+                 percent=round(100 * found["progress"]))
 
 
 Stored = Annotated[Prediction, Depends(stored)]
