@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..data import schema
 from ..data.dataset import control_mask
@@ -84,7 +85,7 @@ def gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
 
 def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], inputs: np.ndarray,
                          targets: Sequence[int], baseline: np.ndarray | None = None, *, n_steps: int = DEFAULT_STEPS,
-                         refine: int = 2) -> dict[str, np.ndarray]:
+                         refine: int = 2, progress: bool = False) -> dict[str, np.ndarray]:
     """Attributions (n, d) of rows `inputs` for output column targets[i] of row i, with the check values.
 
     Returns ``attributions``, ``probability`` (f(x)), ``baseline_probability`` (f(baseline)) and
@@ -105,9 +106,13 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], inputs
     todo = np.arange(n)
     steps = int(n_steps)
     ig = IntegratedGradients(forward)
+    bar = tqdm(total=n, desc="attributions", unit=" (profile, MoA)", disable=not progress, leave=False)
     for round_ in range(refine + 1):
         per_pass = max(1, _ROWS_PER_PASS // steps)
         nodes = gauss_legendre(steps)
+        if round_:  # the rows whose completeness check failed, again with 4x the steps
+            bar.total += len(todo)
+            bar.set_description(f"attributions ({steps} steps)")
         for i in range(0, len(todo), per_pass):
             r = todo[i:i + per_pass]
             # Captum's attribute() would recompute the Gauss-Legendre nodes (an n x n eigenvalue problem) on
@@ -115,12 +120,14 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor], inputs
             (a,) = ig._attribute((x[r],), (base[r],), target=[targets[j] for j in r], n_steps=steps,
                                  method="gausslegendre", step_sizes_and_alphas=nodes)
             attr[r] = a.detach().double().numpy()
+            bar.update(len(r))
         delta[todo] = attr[todo].sum(axis=1) - (fx[todo] - fb[todo])
         tol = np.maximum(TOLERANCE_ABS, TOLERANCE_REL * np.abs(fx - fb))
         todo = np.flatnonzero(np.abs(delta) > tol)
         if not len(todo) or round_ == refine:
             break
         steps *= 4
+    bar.close()
     return {"attributions": attr.astype(np.float32), "probability": fx, "baseline_probability": fb,
             "completeness_error": delta}
 
@@ -152,7 +159,7 @@ def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int) -> list[
 
 def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequence[str], *,
                         proba: np.ndarray | None = None, moas: Sequence[str] | None = None, top_moas: int = 3,
-                        top_k: int = 10, n_steps: int = DEFAULT_STEPS) -> dict[str, Any]:
+                        top_k: int = 10, n_steps: int = DEFAULT_STEPS, progress: bool = False) -> dict[str, Any]:
     """Attributions for each profile and MoA: the MoAs named in `moas`, else each profile's `top_moas` most
     probable. Returns ``{"method": {...}, "profiles": [{"sig_id", "explanations": [...]}, ...]}`` with, per
     explanation, ``moa``, ``probability``, ``baseline_probability``, ``attribution_sum``,
@@ -181,7 +188,7 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
               "baseline_probability": np.zeros(0), "completeness_error": np.zeros(0)}
     if pairs:
         rows = np.array([p[0] for p in pairs])
-        result = integrated_gradients(forward, raw[rows], [p[1] for p in pairs], n_steps=n_steps)
+        result = integrated_gradients(forward, raw[rows], [p[1] for p in pairs], n_steps=n_steps, progress=progress)
     by_row: dict[int, list[dict[str, Any]]] = {}
     for j, (i, t) in enumerate(pairs):
         row = features.iloc[i]
