@@ -322,3 +322,17 @@ def test_evaluate_reports_the_prior_auc_and_average_precision(capsys, workdir, s
     expected = columnwise_log_loss(y, np.broadcast_to(prevalence, y.shape)).mean()
     assert report["prior_score"] == pytest.approx(expected, rel=1e-9)
     assert report["score"] == pytest.approx(report["prior_score"], rel=1e-5)  # the prior bundle is the prior
+
+
+def test_demo_serves_without_cv_and_cross_validates_when_asked(capsys, workdir):
+    demo = workdir / "demo"
+    args = ["demo", "--workdir", demo, "--rows", 300, "--test-rows", 40, "--model", "prior", "--no-serve"]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert "not cross-validated" in err and "moa demo --cv" in err and "CV log loss" not in out
+    bundle = json.loads((demo / "bundle-prior" / "bundle.json").read_text())
+    assert bundle["cv"] is None and (demo / "predictions.csv").is_file()
+    code, out, err = _run(capsys, *args, "--cv")  # the data are reused, the model is refit with CV
+    assert code == 0, err
+    assert "reusing simulated data" in err and "CV log loss" in out
+    assert json.loads((demo / "bundle-prior" / "bundle.json").read_text())["cv"]["folds"] == 5

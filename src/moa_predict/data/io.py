@@ -60,8 +60,9 @@ def _read_parquet(src: IO[bytes], name: str) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(src)
     except Exception as exc:  # pyarrow raises many types for corrupt files
-        raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Check that the file "
-                        "is complete (not truncated), or save the table again as Parquet or CSV.", source=name) from None
+        raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Check that the file is "
+                        "complete (not truncated), or save the table again as Parquet or CSV.",
+                        source=name) from None
     if any(n is not None for n in frame.index.names):  # e.g. df.set_index("sig_id").to_parquet(...)
         frame = frame.reset_index()
     frame.columns = [str(c).strip() for c in frame.columns]

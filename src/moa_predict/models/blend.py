@@ -43,7 +43,8 @@ def member_label(name: str, params: dict[str, Any]) -> str:
     if "width" in params:
         parts.append(f"{params['width']}x{params.get('n_blocks', '?')}")
     if "g_pca" in params or "c_pca" in params:
-        parts.append(f"{'raw+' if params.get('keep_raw') else ''}PCA {params.get('g_pca', '-')}/{params.get('c_pca', '-')}")
+        raw = "raw+" if params.get("keep_raw") else ""
+        parts.append(f"{raw}PCA {params.get('g_pca', '-')}/{params.get('c_pca', '-')}")
     if "epochs" in params:
         parts.append(f"{params['epochs']} ep")
     if params.get("seed"):
