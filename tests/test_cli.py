@@ -336,3 +336,10 @@ def test_demo_serves_without_cv_and_cross_validates_when_asked(capsys, workdir):
     assert code == 0, err
     assert "reusing simulated data" in err and "CV log loss" in out
     assert json.loads((demo / "bundle-prior" / "bundle.json").read_text())["cv"]["folds"] == 5
+
+
+def test_long_output_paths_are_printed_whole(capsys, workdir, simulated):
+    out = workdir / ("a_rather_long_directory_name_for_the_bundle_" * 3) / "bundle"
+    code, _, err = _run(capsys, "train", "--data", simulated, "--model", "prior", "--no-cv", "--out", out)
+    assert code == 0 and len(str(out)) > 100
+    assert f"bundle written to {out}" in err  # one line: never broken at the console width
