@@ -158,14 +158,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     prior, prior_note = _evaluation_prior(args.bundle, list(targets.columns))
     if prior is None:
         prior = smoothed_prevalence(y)
-        prior_note = ("the targets' own frequency (optimistic: a real prior only knows the training data; "
-                      "give --bundle for its training prevalence)")
+        prior_note = ("each MoA's frequency in these targets; optimistic: a real prior knows only the training "
+                      "data, give --bundle for its training frequency")
     per = columnwise_log_loss(y, p)
     per_prior = columnwise_log_loss(y, np.broadcast_to(prior, y.shape))
     auc, ap = columnwise_ranking(y, p)
     defined = [a for a in auc if a is not None]
     out.print(f"mean column-wise log loss: {per.mean():.5f} on {rows}")
-    out.print(f"prior (predicts every profile {prior_note}): {per_prior.mean():.5f}", highlight=False)
+    out.print(f"prior log loss: {per_prior.mean():.5f} (every profile given {prior_note})", highlight=False)
     if defined:
         mean_ap = float(np.mean([a for a in ap if a is not None]))
         out.print(f"mean ROC AUC {np.mean(defined):.3f}, mean average precision {mean_ap:.3f} over the "
@@ -173,8 +173,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
     worst = sorted(range(len(per)), key=lambda j: -per[j])[: args.top]
     table = Table(title=f"{args.top} hardest targets")
-    for col in ("target", "log loss", "prior", "ROC AUC", "avg precision", "positives"):
-        table.add_column(col, justify="left" if col == "target" else "right")
+    table.add_column("target", overflow="fold")  # a narrow console folds a long MoA name, never cuts it
+    for col in ("log loss", "prior", "ROC AUC", "avg precision", "positives"):
+        table.add_column(col, justify="right")
     for j in worst:
         table.add_row(targets.columns[j], f"{per[j]:.5f}", f"{per_prior[j]:.5f}", fmt(auc[j], ".3f"),
                       fmt(ap[j], ".3f"), f"{int(y[:, j].sum()):,}")
@@ -203,7 +204,7 @@ def _evaluation_prior(bundle_path: str | None, names: list[str]) -> tuple[Any, s
         raise DataError(f"the targets file has {len(missing)} target(s) the bundle does not predict, such as "
                         f"{missing[0]!r}. Use the bundle the predictions were made with.", source=str(bundle_path))
     order = [bundle.target_names.index(n) for n in names]
-    return prevalence[order], "its training frequency (from the bundle)"
+    return prevalence[order], "each MoA's training frequency, from the bundle"
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ def elapsed(desc: str, *, enabled: bool = True, every: float = 1.0) -> Iterator[
     if not enabled:
         yield
         return
+    if not sys.stderr.isatty():
+        every = max(every, 30.0)  # a log file gets a line every 30 s, not every second
     bar = tqdm(desc=desc, bar_format="{desc}: {elapsed} elapsed", leave=False)
     done = threading.Event()
 
