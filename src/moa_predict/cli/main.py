@@ -170,15 +170,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         mean_ap = float(np.mean([a for a in ap if a is not None]))
         out.print(f"mean ROC AUC {np.mean(defined):.3f}, mean average precision {mean_ap:.3f} over the "
                   f"{len(defined)} targets with a positive ({len(auc) - len(defined)} without one: no AUC)")
-    fmt = lambda v, spec: "—" if v is None else format(v, spec)  # noqa: E731
     worst = sorted(range(len(per)), key=lambda j: -per[j])[: args.top]
     table = Table(title=f"{args.top} hardest targets")
     table.add_column("target", overflow="fold")  # a narrow console folds a long MoA name, never cuts it
     for col in ("log loss", "prior", "ROC AUC", "avg precision", "positives"):
         table.add_column(col, justify="right")
     for j in worst:
-        table.add_row(targets.columns[j], f"{per[j]:.5f}", f"{per_prior[j]:.5f}", fmt(auc[j], ".3f"),
-                      fmt(ap[j], ".3f"), f"{int(y[:, j].sum()):,}")
+        table.add_row(targets.columns[j], f"{per[j]:.5f}", f"{per_prior[j]:.5f}", _or_dash(auc[j]), _or_dash(ap[j]),
+                      f"{int(y[:, j].sum()):,}")
     out.print(table)
     if args.out:
         names = list(targets.columns)
@@ -187,6 +186,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                   "per_target_prior": dict(zip(names, map(float, per_prior))),
                   "per_target_auc": dict(zip(names, auc)), "per_target_ap": dict(zip(names, ap))}
         write_text(json.dumps(report, indent=1), args.out)
+
+
+def _or_dash(value: float | None) -> str:
+    """A ranking score for the table; '—' where it is undefined (a target without a positive)."""
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _evaluation_prior(bundle_path: str | None, names: list[str]) -> tuple[Any, str]:
