@@ -4,9 +4,8 @@ Two runs of the `moa` command, each in a fresh, empty work directory (nothing re
 (a) `moa demo --no-serve`: simulate, fit the default model, predict the test file; the time of each step is read
     from the demo's own "1/4 … 4/4" lines as they are printed;
 (b) `moa demo --port P`: the same, then the web app; the time until GET / answers 200 (the first served page).
-The venv set-up of `make demo` (pip) is not counted: it depends on the network and the package cache. Beside the
-wall time, the CPU seconds of the demo and its worker processes: on a machine other jobs share, wall time grows
-with the load, CPU time does not (on 2 free cores the wall time lies between CPU/2 and CPU).
+The venv set-up of `make demo` (pip) is not counted: it depends on the network and the package cache. Wall time
+grows with the machine's load (other jobs): the 1-minute load average before and after is recorded with it.
 
     python bench/demo_time.py                       # both runs, default demo settings
     python bench/demo_time.py --only serve --rows 23814
@@ -24,7 +23,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import resource
 import tempfile
 import threading
 import time
@@ -74,7 +72,6 @@ def run_demo(extra: list[str], serve: bool, timeout: float) -> dict:
     marks: dict[str, float] = {}
     log: list[str] = []
     t0 = time.perf_counter()
-    cpu0 = _children_cpu()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     reader = _watch(proc, t0, marks, log)
     total = None
@@ -100,18 +97,11 @@ def run_demo(extra: list[str], serve: bool, timeout: float) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
         reader.join(5)
-        cpu = _children_cpu() - cpu0
         shutil.rmtree(workdir, ignore_errors=True)
     if total is None:
         raise SystemExit(f"demo run failed or timed out ({' '.join(cmd)}):\n" + "\n".join(log[-20:]))
     return {"command": " ".join(shlex.quote(c) for c in cmd[len(_moa()):]), "seconds": round(total, 1),
-            "cpu_seconds": round(cpu, 1), "step_starts_seconds": marks}
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of the finished child processes (and the children they waited for)."""
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+            "step_starts_seconds": marks}
 
 
 def main() -> None:
@@ -129,7 +119,7 @@ def main() -> None:
         if args.only in (None, name):
             print(f"timing moa demo ({name}) in a fresh work directory ...", flush=True)
             runs[name] = run_demo(extra, serve, args.timeout)
-            print(f"  {runs[name]['seconds']:.1f} s wall, {runs[name]['cpu_seconds']:.1f} CPU s, steps start at "
+            print(f"  {runs[name]['seconds']:.1f} s, steps start at "
                   f"{runs[name]['step_starts_seconds']}; load now {os.getloadavg()[0]:.1f}", flush=True)
     report = {
         "benchmark": "moa demo from an empty work directory (features SIMULATED); pip set-up not counted",
@@ -140,13 +130,13 @@ def main() -> None:
         "target_seconds": TARGET_SECONDS,
         "runs": runs,
     }
-    print(f"\n{'run':<10} {'total':>9} {'CPU':>9} {'simulate':>9} {'fit':>9} {'predict':>9}   (seconds)")
+    print(f"\n{'run':<10} {'total':>9} {'simulate':>9} {'fit':>9} {'predict':>9}   (seconds)")
     for name, r in runs.items():
         m, total = r["step_starts_seconds"], r["seconds"]
         spans = [m.get("2/4", 0) - m.get("1/4", 0), m.get("3/4", 0) - m.get("2/4", 0),
                  m.get("4/4", 0) - m.get("3/4", 0)]
         label = "first page" if name == "serve" else "no-serve"
-        print(f"{label:<10} {total:>9.1f} {r['cpu_seconds']:>9.1f} " + " ".join(f"{s:>9.1f}" for s in spans)
+        print(f"{label:<10} {total:>9.1f} " + " ".join(f"{s:>9.1f}" for s in spans)
               + ("   ≤ 5 min: " + ("yes" if total <= TARGET_SECONDS else "NO")))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
