@@ -1,10 +1,13 @@
 # Two entry points on a fresh machine (each installs what it needs into .venv):
-#   make demo   simulate data, train the default model with CV, predict the test file, serve the web app
+#   make demo   simulate data, train the default model (no CV), predict the test file, serve the web app
+#               (make demo PORT=8010: another port; make demo DEMO_ARGS=--cv: cross-validate first)
 #   make test   run the test suite
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
+PORT ?= 8000
+DEMO_ARGS ?=
 
 .PHONY: install install-test demo test bench clean
 
@@ -24,7 +27,7 @@ install-test: install
 		|| echo "WARNING: could not install chromium; the browser test will be SKIPPED"
 
 demo: install
-	$(BIN)/moa demo --workdir $(DEMO)
+	$(BIN)/moa demo --workdir $(DEMO) --port $(PORT) $(DEMO_ARGS)
 
 test: install-test
 	$(BIN)/python -m pytest

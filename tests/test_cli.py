@@ -161,3 +161,185 @@ def test_version_and_models(capsys):
     assert info.value.code == 0
     assert main(["models"]) == 0
     assert "prior" in capsys.readouterr().out.split()
+
+
+# -- input formats through `moa predict` (the chunked reader) ------------------------------------------------
+
+
+def _predict(capsys, bundle, src, out) -> tuple[int, str]:
+    code, _, err = _run(capsys, "predict", "--bundle", bundle, "--features", src, "--out", out, "--quiet")
+    return code, err
+
+
+def test_gzip_and_semicolon_files_predict_like_the_plain_csv(capsys, workdir, simulated, bundle):
+    import gzip
+
+    plain = simulated / "test_features.csv"
+    assert _predict(capsys, bundle, plain, workdir / "plain.csv")[0] == 0
+    expected = pd.read_csv(workdir / "plain.csv")
+    test = pd.read_csv(plain)
+    packed = workdir / "test_features.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    semicolon = workdir / "semicolon.csv"  # a spreadsheet in a European locale: ';' and decimal commas
+    test.to_csv(semicolon, index=False, sep=";", decimal=",")
+    for src in (packed, semicolon):
+        code, err = _predict(capsys, bundle, src, workdir / "other.csv")
+        assert code == 0, err
+        pd.testing.assert_frame_equal(pd.read_csv(workdir / "other.csv"), expected)
+
+
+def test_decimal_comma_in_a_comma_file_is_one_error_line(capsys, workdir, simulated, bundle):
+    test = pd.read_csv(simulated / "test_features.csv").astype({"g-3": object})
+    test.loc[2, "g-3"] = "1,25"
+    bad = workdir / "decimal_comma.csv"
+    test.to_csv(bad, index=False)
+    code, err = _predict(capsys, bundle, bad, workdir / "w.csv")
+    _assert_one_error_line(code, err, "decimal_comma.csv: row 3", "column g-3", "decimal comma")
+
+
+# -- the port, help, seeds, permissions, wording -------------------------------------------------------------
+
+
+def test_taken_port_is_one_error_line_with_the_fix(capsys, workdir, bundle):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        code, _, err = _run(capsys, "serve", "--bundle", bundle, "--port", port)
+        _assert_one_error_line(code, err, f"port {port} on 127.0.0.1 is already in use", "--port",
+                               "make demo PORT=")
+        assert "Errno" not in err
+        # the demo checks the port before simulating and training anything
+        demo_dir = workdir / "demo_port"
+        code, _, err = _run(capsys, "demo", "--workdir", demo_dir, "--port", port, "--rows", 300)
+        _assert_one_error_line(code, err, "already in use")
+        assert not demo_dir.exists()
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from moa_predict.cli.main import build_parser
+
+    def options(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from options(sub, f"{path} {name}")
+            elif action.option_strings:
+                yield path, action
+
+    missing = [f"{path} {a.option_strings[0]}" for path, a in options(build_parser(), "moa") if not a.help]
+    assert missing == []
+
+
+def test_train_seed_reaches_the_network(capsys, workdir, simulated):
+    def train(*extra):
+        out = workdir / f"seeded{'_'.join(map(str, extra))}"
+        args = ["train", "--data", simulated, "--model", "logreg", "--no-cv", "--param", "epochs=1", "--out", out]
+        assert _run(capsys, *args, *extra)[0] == 0
+        params = json.loads((out / "bundle.json").read_text())["model"]["params"]
+        preds = workdir / f"{out.name}.csv"
+        assert _predict(capsys, out, simulated / "test_features.csv", preds)[0] == 0
+        return params["seed"], pd.read_csv(preds).iloc[:, 1:].to_numpy()
+
+    seed0, p0 = train()
+    seed3, p3 = train("--seed", 3)
+    kept, _ = train("--seed", 3, "--param", "seed=5")  # an explicit --param seed wins
+    assert (seed0, seed3, kept) == (0, 3, 5)
+    assert not (p0 == p3).all(), "--seed must change the network's initialisation"
+
+
+def test_written_files_have_the_mode_predictions_get(capsys, workdir, simulated, bundle):
+    import stat
+
+    assert _predict(capsys, bundle, simulated / "test_features.csv", workdir / "mode.csv")[0] == 0
+    expected = stat.S_IMODE((workdir / "mode.csv").stat().st_mode)
+    files = [p for d in (bundle, simulated) for p in d.iterdir()]
+    assert any(p.name == "weights.safetensors" for p in files)
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(expected) for p in files}
+
+
+def test_cli_reachable_messages_do_not_talk_about_uploads(capsys, workdir, bundle):
+    parquet = workdir / "cut.parquet"
+    parquet.write_bytes(b"PAR1" + b"\x00" * 64)
+    for junk in (parquet, workdir / "binary.csv"):
+        if junk.suffix == ".csv":
+            junk.write_bytes(b"\x00\x01binary")
+        code, err = _predict(capsys, bundle, junk, workdir / "u.csv")
+        assert code == 2 and "upload" not in err.lower(), err
+
+
+def test_cv_table_names_each_member(capsys):
+    from moa_predict.cli.main import print_cv
+    from moa_predict.models import make_model
+
+    report = {"score": 0.015, "rows": "100 treated rows", "folds": 5, "grouped_by_drug": True, "seed": 0,
+              "fit_seconds": 1.0, "fold_scores": [0.015] * 5, "per_target": {"a": 0.01},
+              "stack": {"member_scores": [0.0151, 0.0156, 0.0149, 0.0150, 0.0168], "weights": [0.2] * 5,
+                        "temperature": 1.0, "prior_targets": []}}
+    print_cv(report, "CV", members=make_model("blend").member_labels())
+    text = capsys.readouterr().out
+    assert "mlp 256-256 raw+PCA 150/20 25 ep seed 7: 0.01510" in text
+    assert "resnet 256x2 PCA 250/30 35 ep: 0.01560" in text and "logreg 25 ep: 0.01680" in text
+
+
+# -- evaluate: the prior and ranking metrics beside the log loss -----------------------------------------------
+
+
+def test_evaluate_reports_the_prior_auc_and_average_precision(capsys, workdir, simulated, bundle):
+    import numpy as np
+
+    from moa_predict.evaluation.metrics import smoothed_prevalence
+    from moa_predict.training.bundle import load_bundle
+
+    preds = workdir / "eval_preds.csv"
+    assert _predict(capsys, bundle, simulated / "test_features.csv", preds)[0] == 0
+    args = ["evaluate", "--predictions", preds, "--targets", simulated / "test_targets_scored.csv",
+            "--features", simulated / "test_features.csv"]
+    truth = pd.read_csv(simulated / "test_targets_scored.csv").set_index(schema.SIG_ID)
+    test = pd.read_csv(simulated / "test_features.csv").set_index(schema.SIG_ID).loc[truth.index]
+    y = truth.to_numpy()[(test["cp_type"] == schema.TREATED).to_numpy()]
+
+    code, out, _ = _run(capsys, *args, "--out", workdir / "own.json")
+    assert code == 0 and "prior" in out and "optimistic" in out and "ROC AUC" in out
+    own = json.loads((workdir / "own.json").read_text())
+    own_prior = columnwise_log_loss(y, np.broadcast_to(smoothed_prevalence(y), y.shape)).mean()
+    assert own["prior_score"] == pytest.approx(own_prior, rel=1e-9)
+    no_positive = [t for t in truth.columns if y[:, list(truth.columns).index(t)].sum() == 0]
+    assert no_positive and all(own["per_target_auc"][t] is None and own["per_target_ap"][t] is None
+                               for t in no_positive)
+    with_positive = [t for t in truth.columns if t not in no_positive]
+    assert all(0 <= own["per_target_auc"][t] <= 1 and 0 < own["per_target_ap"][t] <= 1 for t in with_positive)
+
+    # with --bundle: the prior is the bundle's training prevalence (here the prior model's own predictions)
+    code, out, _ = _run(capsys, *args, "--bundle", bundle, "--out", workdir / "bundle.json")
+    assert code == 0 and "from the bundle" in out
+    report = json.loads((workdir / "bundle.json").read_text())
+    prevalence = load_bundle(bundle).training_prevalence()
+    expected = columnwise_log_loss(y, np.broadcast_to(prevalence, y.shape)).mean()
+    assert report["prior_score"] == pytest.approx(expected, rel=1e-9)
+    assert report["score"] == pytest.approx(report["prior_score"], rel=1e-5)  # the prior bundle is the prior
+
+
+def test_demo_serves_without_cv_and_cross_validates_when_asked(capsys, workdir):
+    demo = workdir / "demo"
+    args = ["demo", "--workdir", demo, "--rows", 300, "--test-rows", 40, "--model", "prior", "--no-serve"]
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert "not cross-validated" in err and "moa demo --cv" in err and "CV log loss" not in out
+    bundle = json.loads((demo / "bundle-prior" / "bundle.json").read_text())
+    assert bundle["cv"] is None and (demo / "predictions.csv").is_file()
+    code, out, err = _run(capsys, *args, "--cv")  # the data are reused, the model is refit with CV
+    assert code == 0, err
+    assert "reusing simulated data" in err and "CV log loss" in out
+    assert json.loads((demo / "bundle-prior" / "bundle.json").read_text())["cv"]["folds"] == 5
+
+
+def test_long_output_paths_are_printed_whole(capsys, workdir, simulated):
+    out = workdir / ("a_rather_long_directory_name_for_the_bundle_" * 3) / "bundle"
+    code, _, err = _run(capsys, "train", "--data", simulated, "--model", "prior", "--no-cv", "--out", out)
+    assert code == 0 and len(str(out)) > 100
+    assert f"bundle written to {out}" in err  # one line: never broken at the console width

@@ -81,6 +81,28 @@ def test_trailing_commas_do_not_add_columns(raw_features):
     pd.testing.assert_frame_equal(feats, _load(raw_features))
 
 
+@pytest.mark.parametrize("sep,decimal", [(";", "."), (";", ","), ("\t", ".")])
+def test_semicolon_and_tab_separated_files_read_as_they_are(raw_features, sep, decimal):
+    """Spreadsheet exports in European locales: ';' separators, often decimal commas. Unambiguous, so read."""
+    data = raw_features.to_csv(index=False, sep=sep, decimal=decimal).encode()
+    assert (b"," in data) == (decimal == ",")
+    pd.testing.assert_frame_equal(_load(data), _load(raw_features))
+
+
+def test_decimal_comma_in_a_comma_separated_file_says_so(raw_features):
+    frame = _set(raw_features, 4, "g-7", "0,125")  # quoted by to_csv: one field, but not a number
+    err = _error(frame)
+    assert err.row == 5 and err.column == "g-7"
+    assert "decimal comma" in str(err) and "'.' as the decimal separator" in str(err)
+
+
+def test_ragged_semicolon_file_names_the_separator(raw_features):
+    lines = raw_features.to_csv(index=False, sep=";").splitlines()
+    lines[3] += ";extra"
+    err = _error(("\n".join(lines) + "\n").encode())
+    assert "line 4 has" in str(err) and "semicolon-separated" in str(err)
+
+
 def test_parquet_loads_like_csv(raw_features, tmp_path):
     expected = _load(raw_features)
     path = write_table(raw_features, tmp_path / "features.parquet")

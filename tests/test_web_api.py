@@ -405,6 +405,15 @@ def test_internal_error_does_not_leak(bundle, features, monkeypatch):
     assert post_file(client, csv_bytes(features.head(3))).status_code == 200
 
 
+def test_api_reference_examples_fit_the_page(client):
+    import html
+
+    docs = client.get("/docs").text
+    examples = html.unescape(re.search(r"<pre><code>(.*?)</code></pre>", docs, re.S).group(1))
+    assert "/api/predict" in examples
+    assert max(len(line) for line in examples.splitlines()) <= 80, "an example line would scroll sideways"
+
+
 def test_no_cdn_and_offline_assets(client, features):
     location = upload_page(client, csv_bytes(features.head(5)))
     for url in ("/", "/docs", location):

@@ -19,8 +19,9 @@ from rich.table import Table
 from .. import __version__
 from ..data.errors import DataError
 
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: a long message (a path) is never broken mid-path at the terminal width; tables still fit it
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -37,8 +38,9 @@ def _command_line() -> str:
     return "moa " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
-    """The CV table: overall score, folds, and the best and worst predicted targets."""
+def print_cv(report: dict[str, Any], title: str, top: int = 8, members: list[str] | None = None) -> None:
+    """The CV table: overall score, folds, each blend member's own score (named by `members`), the hardest
+    targets."""
     table = Table(title=title)
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -50,7 +52,9 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
     table.add_row("fit time (all folds)", f"{report['fit_seconds']:.1f} s")
     stack = report.get("stack")
     if stack:
-        table.add_row("members alone", "  ".join(f"{s:.5f}" for s in stack["member_scores"]))
+        names = members or [f"member {i + 1}" for i in range(len(stack["member_scores"]))]
+        for i, (label, score) in enumerate(zip(names, stack["member_scores"])):
+            table.add_row("members alone" if i == 0 else "", f"{label}: {score:.5f}")
         table.add_row("stack (all folds)", f"weights {' '.join(f'{w:.3f}' for w in stack['weights'])}; temperature "
                                            f"{stack['temperature'] or 1.0:.3f}; {len(stack['prior_targets'])} "
                                            "targets predicted by their prevalence (safeguard)")
@@ -66,6 +70,11 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8) -> None:
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
     out.print(table)
+
+
+def _member_labels(model: Any) -> list[str] | None:
+    labels = getattr(model, "member_labels", None)
+    return labels() if labels else None
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -103,6 +112,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             model.set_params(seed=args.seed)  # --seed reaches the model's own random draws, not only the folds
     except (KeyError, TypeError) as exc:
         raise DataError(str(exc).strip('"')) from None
+    if "seed" not in params and "seed" in model.get_params(deep=False):
+        model.set_params(seed=args.seed)  # --seed seeds the networks too, not only the folds
     console.print(f"training [bold]{name}[/] on {data.source}: {len(data.features):,} rows, "
                   f"{len(data.target_names)} targets")
     with _training_cluster(args):
@@ -116,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         report = bundle.info["cv"]
         write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),
                    path / "cv_report.json")
-        print_cv(report, f"{name}: {report['folds']}-fold CV")
+        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model))
     console.print(f"bundle written to {path}")
 
 
@@ -171,9 +182,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from ..data.dataset import load_features, load_predictions, load_targets
     from ..data.validate import align_to
-    from ..evaluation.metrics import columnwise_log_loss
+    from ..evaluation.metrics import columnwise_log_loss, columnwise_ranking, smoothed_prevalence
     from ..data.io import write_text
 
     targets = load_targets(args.targets)
@@ -190,27 +203,77 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     y, p = targets.to_numpy(), preds.to_numpy()
     if keep is not None:
         y, p = y[keep], p[keep]
+    prior, prior_note = _evaluation_prior(args.bundle, list(targets.columns))
+    if prior is None:
+        prior = smoothed_prevalence(y)
+        prior_note = ("each MoA's frequency in these targets; optimistic: a real prior knows only the training "
+                      "data, give --bundle for its training frequency")
     per = columnwise_log_loss(y, p)
+    per_prior = columnwise_log_loss(y, np.broadcast_to(prior, y.shape))
+    auc, ap = columnwise_ranking(y, p)
+    defined = [a for a in auc if a is not None]
     out.print(f"mean column-wise log loss: {per.mean():.5f} on {rows}")
-    worst = sorted(zip(targets.columns, per), key=lambda kv: -kv[1])[: args.top]
+    out.print(f"prior log loss: {per_prior.mean():.5f} (every profile given {prior_note})", highlight=False)
+    if defined:
+        mean_ap = float(np.mean([a for a in ap if a is not None]))
+        out.print(f"mean ROC AUC {np.mean(defined):.3f}, mean average precision {mean_ap:.3f} over the "
+                  f"{len(defined)} targets with a positive ({len(auc) - len(defined)} without one: no AUC)")
+    worst = sorted(range(len(per)), key=lambda j: -per[j])[: args.top]
     table = Table(title=f"{args.top} hardest targets")
-    table.add_column("target")
-    table.add_column("log loss", justify="right")
-    for name, v in worst:
-        table.add_row(name, f"{v:.5f}")
+    table.add_column("target", overflow="fold")  # a narrow console folds a long MoA name, never cuts it
+    for col in ("log loss", "prior", "ROC AUC", "avg precision", "positives"):
+        table.add_column(col, justify="right")
+    for j in worst:
+        table.add_row(targets.columns[j], f"{per[j]:.5f}", f"{per_prior[j]:.5f}", _or_dash(auc[j]), _or_dash(ap[j]),
+                      f"{int(y[:, j].sum()):,}")
     out.print(table)
     if args.out:
-        write_text(json.dumps({"score": float(per.mean()), "rows": rows,
-                               "per_target": dict(zip(targets.columns, map(float, per)))}, indent=1), args.out)
+        names = list(targets.columns)
+        report = {"score": float(per.mean()), "prior_score": float(per_prior.mean()), "prior": prior_note,
+                  "rows": rows, "per_target": dict(zip(names, map(float, per))),
+                  "per_target_prior": dict(zip(names, map(float, per_prior))),
+                  "per_target_auc": dict(zip(names, auc)), "per_target_ap": dict(zip(names, ap))}
+        write_text(json.dumps(report, indent=1), args.out)
+
+
+def _or_dash(value: float | None) -> str:
+    """A ranking score for the table; '—' where it is undefined (a target without a positive)."""
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _evaluation_prior(bundle_path: str | None, names: list[str]) -> tuple[Any, str]:
+    """The bundle's training prevalence for these targets, or (None, "") without a bundle."""
+    if not bundle_path:
+        return None, ""
+    from ..training.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    prevalence = bundle.training_prevalence()
+    if prevalence is None:
+        return None, ""
+    missing = [n for n in names if n not in bundle.target_names]
+    if missing:
+        raise DataError(f"the targets file has {len(missing)} target(s) the bundle does not predict, such as "
+                        f"{missing[0]!r}. Use the bundle the predictions were made with.", source=str(bundle_path))
+    order = [bundle.target_names.index(n) for n in names]
+    return prevalence[order], "each MoA's training frequency, from the bundle"
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
+    if not args.no_serve:
+        from ..web.server import check_port
+
+        check_port(args.host, args.port)  # before minutes of training, not after
     result = run_demo(args.workdir, rows=args.rows, test_rows=args.test_rows, seed=args.seed, model=args.model,
-                      log=lambda m: console.print(m, highlight=False))
+                      cv=args.cv, log=lambda m: console.print(m, highlight=False))
     if result.cv:
-        print_cv(result.cv, f"default model on SIMULATED data: {result.cv['folds']}-fold CV")
+        print_cv(result.cv, f"default model on SIMULATED data: {result.cv['folds']}-fold CV",
+                 members=_member_labels(result.bundle.model))
+    else:
+        console.print(f"not cross-validated (the demo serves as soon as the model is fit). For the 5-fold "
+                      f"drug-grouped CV: moa demo --cv --workdir {args.workdir}", highlight=False)
     if result.test_score is not None:
         out.print(f"log loss on the simulated test profiles (treated rows): {result.test_score:.5f}")
     if not args.no_serve:
@@ -279,7 +342,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     report = explain_upload(bundle, features, sig_ids=args.sig_id, moas=args.moa, top_moas=args.top_moas,
                             top_k=args.top, neighbours=args.neighbours, n_steps=args.steps,
                             attributions=not args.no_attributions, compound_column=args.compound_column,
-                            global_data=global_data)
+                            global_data=global_data, progress=not args.quiet)
     write_text(json.dumps(report, indent=1), args.out)
     attr = report["attributions"]
     if attr["available"]:
@@ -320,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory")
     p.add_argument("--rows", type=int, default=23814, help="train rows in synthetic mode (default 23814)")
     p.add_argument("--test-rows", type=int, default=3982, help="test rows in synthetic mode (default 3982)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
     p.add_argument("--labels-from", metavar="DIR",
                    help="directory with the real label files: keep their sig_ids, drugs and labels")
     p.add_argument("--check", action="store_true", help="print feature statistics next to the real data's")
@@ -330,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
     p.add_argument("--model", help="model name (default: the best blend); see 'moa models'")
     p.add_argument("--out", required=True, help="bundle directory to write")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the folds, the --rows subsample and the networks (unless --param seed=... is "
+                        "given; default 0)")
     p.add_argument("--no-cv", action="store_true", help="skip cross-validation, only fit on all rows")
     p.add_argument("--no-gene-only", action="store_true",
                    help="do not also train the gene-only model (it answers CMap/L1000 profiles, which have no "
@@ -343,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
     p.add_argument("--features", required=True,
                    help="profiles: CSV/Parquet in the test_features layout, or CMap files (GCTX, GCT, h5ad, tables "
                         "with genes named by Entrez id or symbol)")
@@ -363,22 +428,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score predictions against targets")
-    p.add_argument("--predictions", required=True)
-    p.add_argument("--targets", required=True)
+    p.add_argument("--predictions", required=True, help="predictions file written by 'moa predict' (CSV/Parquet)")
+    p.add_argument("--targets", required=True, help="true 0/1 targets (train_targets_scored layout)")
+    p.add_argument("--bundle", help="the bundle that made the predictions: the prior is then its training "
+                                    "frequency (without it, the targets' own frequency: optimistic)")
     p.add_argument("--features", help="features file, to exclude control rows from the score")
     p.add_argument("--top", type=int, default=10, help="how many hardest targets to list")
     p.add_argument("--out", help="write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the main job: simulate, train the default model, predict, serve the web app")
+    p = sub.add_parser("demo", help="the main job: simulate, train the default model, predict, serve the web app",
+                       description="Simulate a data set (SIMULATED features), fit the default model on it, predict "
+                                   "the test profiles and serve the web app. Without --cv the model is not "
+                                   "cross-validated (a few minutes to the web page); --cv adds the 5-fold "
+                                   "drug-grouped CV and fits the blend's stack on it (about 15 more minutes on "
+                                   "2 cores).")
     p.add_argument("--workdir", default="runs/demo", help="where data, bundle and predictions go")
     p.add_argument("--rows", type=int, default=23814, help="simulated training rows")
     p.add_argument("--test-rows", type=int, default=3982, help="simulated test rows")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation, folds and networks (default 0)")
     p.add_argument("--model", help="model to train (default: the default model)")
+    p.add_argument("--cv", action="store_true",
+                   help="cross-validate first (5 drug-grouped folds; fits the blend's stack; much slower)")
     p.add_argument("--no-serve", action="store_true", help="stop after writing predictions")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port of the web app (default 8000)")
     p.set_defaults(func=cmd_demo)
 
     # `moa benchmark NAME`: one sub-subcommand per benchmark; add more with bench_sub.add_parser(...)
@@ -390,8 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
     b.add_argument("--quick", action="store_true", help="fewer k values and epochs on a ~6,000-row subsample")
     b.add_argument("--out", default="docs/paper", help="output directory (default docs/paper)")
-    b.add_argument("--folds", type=int, default=5)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the folds and the models (default 0)")
     b.add_argument("--device", help="torch device for the net (cpu, cuda)")
     b.add_argument("--torch-threads", type=int, default=1,
                    help="torch CPU threads for the net (default 1, fastest for this small net; 0: torch's default)")
@@ -405,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
     b.add_argument("--quick", action="store_true", help="a 6,000-row subsample, 3 folds, a third of the epochs")
     b.add_argument("--out", default="docs/models", help="output directory (default docs/models)")
-    b.add_argument("--folds", type=int, default=5)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the folds and the --quick subsample (default 0)")
     b.add_argument("--device", help="torch device for the networks (cpu, cuda)")
     b.add_argument("--cache", metavar="DIR", help="reuse / store each model's out-of-fold predictions here")
     b.add_argument("--no-paper", action="store_true", help="leave out the paper's four models")
@@ -420,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reference at /docs) with uvicorn; the bundle is loaded once. Ctrl+C stops it.")
     p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train'")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")
     p.add_argument("--data-dir", default=None,
                    help="where results and jobs are kept (SQLite + one file per result; default: the user's data "
@@ -440,8 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "gradients, neural models), the most similar training profiles with their drugs "
                                    "and MoAs, an out-of-distribution flag; per compound (drug_id / compound / "
                                    "compound_id column): one ranked MoA list. Writes JSON.")
-    p.add_argument("--bundle", required=True)
+    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
     p.add_argument("--features", required=True, help="CSV or Parquet in the test_features layout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--sig-id", action="append", metavar="ID", help="explain only this profile (repeatable)")
     p.add_argument("--moa", action="append", metavar="NAME", help="explain this MoA (repeatable; default: the top "

@@ -24,7 +24,7 @@ from . import schema
 from .cmap import detect_format
 from .errors import DataError
 from .gene_features import iter_gene_features, looks_like_gene_table
-from .io import DEFAULT_MAX_BYTES, Source, read_table
+from .io import DEFAULT_MAX_BYTES, Source, read_table, sniff_dialect
 from .validate import validate_features
 
 DEFAULT_CHUNK_ROWS = 20_000
@@ -45,13 +45,15 @@ def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFram
     """CSV chunks; a file pandas cannot parse raises the whole-file reader's error, which names the line."""
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
     try:
-        header = next(csv.reader(text), [])
+        sep, decimal = sniff_dialect(text)  # ';'-separated spreadsheet exports are read as they are
+        header = next(csv.reader(text, delimiter=sep), [])
         text.seek(0)
         names = [h.strip() for h in header]
         dtype = {h: str for h in header if h.strip() == schema.SIG_ID}
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            reader = pd.read_csv(text, chunksize=rows, dtype=dtype, index_col=False, low_memory=False)
+            reader = pd.read_csv(text, chunksize=rows, dtype=dtype, index_col=False, low_memory=False, sep=sep,
+                                 decimal=decimal)
             for chunk in reader:
                 if len(chunk.columns) == len(names):
                     chunk.columns = names

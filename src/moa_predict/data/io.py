@@ -62,20 +62,46 @@ def _read_parquet(src: IO[bytes], name: str) -> pd.DataFrame:
     try:
         frame = pd.read_parquet(src)
     except Exception as exc:  # pyarrow raises many types for corrupt files
-        raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Check that the upload "
-                        "finished, or save the table again as Parquet or CSV.", source=name) from None
+        raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Check that the file is "
+                        "complete (not truncated), or save the table again as Parquet or CSV.",
+                        source=name) from None
     if any(n is not None for n in frame.index.names):  # e.g. df.set_index("sig_id").to_parquet(...)
         frame = frame.reset_index()
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
 
-def _ragged_line(text: IO[str], n_fields: int) -> tuple[int, int] | None:
+_SNIFF_CHARS = 1 << 16
+
+
+def sniff_dialect(text: IO[str]) -> tuple[str, str]:
+    """(separator, decimal mark) of a CSV, from its header line and first rows; the stream is rewound.
+
+    Comma-separated unless the header has no comma but a ';' (or a tab): spreadsheets in European locales
+    export ';'-separated files, often with decimal commas. With ';' or tab separators a comma inside a number
+    can only be a decimal mark, so such files are read as they are, not refused: the decimal mark is ',' when
+    a value of the first rows is written '0,123'. A comma-separated file with decimal commas is ambiguous
+    (the commas split the numbers) and is refused by validation with the fix."""
+    from .validate import DECIMAL_COMMA
+
+    sample = text.read(_SNIFF_CHARS)
+    text.seek(0)
+    header = sample.split("\n", 1)[0]
+    if "," in header or not any(sep in header for sep in ";\t"):
+        return ",", "."
+    sep = ";" if header.count(";") >= header.count("\t") else "\t"
+    rows = sample.splitlines()[1:-1] or sample.splitlines()[1:]  # the last line of the sample may be cut
+    decimal = "," if any(DECIMAL_COMMA.fullmatch(v.strip().strip('"')) for r in rows[:20] for v in r.split(sep)) \
+        else "."
+    return sep, decimal
+
+
+def _ragged_line(text: IO[str], n_fields: int, sep: str = ",") -> tuple[int, int] | None:
     """(line number, field count) of the first line whose field count differs from the header's.
 
     Only called when pandas has already found such a line, to name it in the error message."""
     text.seek(0)
-    reader = csv.reader(text)
+    reader = csv.reader(text, delimiter=sep)
     try:
         for fields in reader:
             if fields and len(fields) != n_fields:
@@ -86,28 +112,33 @@ def _ragged_line(text: IO[str], n_fields: int) -> tuple[int, int] | None:
 
 
 def _read_csv(src: IO[bytes], name: str) -> pd.DataFrame:
-    """Read a UTF-8 CSV (BOM and Windows line endings allowed) with the header's names kept verbatim."""
+    """Read a UTF-8 CSV (BOM and Windows line endings allowed; ',' or ';' separated, see ``sniff_dialect``) with
+    the header's names kept verbatim."""
     text = io.TextIOWrapper(src, encoding="utf-8-sig", newline="")
+    sep = ","
     try:
-        header = next(csv.reader(text), [])
+        sep, decimal = sniff_dialect(text)
+        header = next(csv.reader(text, delimiter=sep), [])
         text.seek(0)
         with warnings.catch_warnings():
             # index_col=False: pandas would otherwise turn a first column that has no header name (a line with
             # one field too many) into the index and shift every column by one, silently.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             sig_id_as_text = {h: str for h in header if h.strip() == schema.SIG_ID}  # keep '001' as '001'
-            frame = pd.read_csv(text, low_memory=False, dtype=sig_id_as_text, index_col=False)
+            frame = pd.read_csv(text, low_memory=False, dtype=sig_id_as_text, index_col=False, sep=sep,
+                                decimal=decimal)
     except UnicodeDecodeError:
         raise DataError("this is not a UTF-8 text CSV file. Save it as CSV (UTF-8) and try again.",
                         source=name) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file has no header line or data. Provide a CSV with a header line.", source=name) from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
-        where = _ragged_line(text, len(header))
+        where = _ragged_line(text, len(header), sep)
         detail = (f"line {where[0]} has {where[1]} fields but the header has {len(header)}" if where
                   else str(exc).strip())
+        what = {",": "comma", ";": "semicolon", "\t": "tab"}[sep]
         raise DataError(f"not a well-formed CSV file ({detail}). Check that every line has the same number of "
-                        "comma-separated fields as the header.", source=name,
+                        f"{what}-separated fields as the header.", source=name,
                         row=None if where is None else where[0] - 1) from None
     finally:
         text.detach()  # leave the caller's handle open
@@ -176,7 +207,7 @@ def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = 
     if _is_parquet(name, head):
         return _read_parquet(src, name)
     if b"\x00" in head:
-        raise DataError("this is not a CSV file (it contains binary data). Upload a comma-separated text file "
+        raise DataError("this is not a CSV file (it contains binary data). Provide a comma-separated text file "
                         "or a Parquet file.", source=name)
     return _read_csv(src, name)
 

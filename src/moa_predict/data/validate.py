@@ -7,6 +7,7 @@ vectorised so a 24k x 876 table validates in well under a second.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -105,6 +106,10 @@ def _check_values(df: pd.DataFrame, column: str, allowed: Sequence[object], sour
     return values.astype(int) if numeric else values.astype(str)
 
 
+DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+(?:[eE][-+]?\d+)?")
+"""'0,123' or '-1,5E-02': a number written with a decimal comma (a spreadsheet in a European locale)."""
+
+
 def _numeric_block(df: pd.DataFrame, columns: Sequence[str], source: str, what: str) -> np.ndarray:
     """Convert columns to float32, naming the first non-numeric, NaN or infinite cell."""
     block = df.loc[:, list(columns)]
@@ -117,7 +122,10 @@ def _numeric_block(df: pd.DataFrame, columns: Sequence[str], source: str, what: 
         nonnumeric = np.isnan(values) & block.notna().to_numpy()
     checks = (
         (nonnumeric, lambda i, j, n: f"{_show(block.iat[i, j])} is not a number ({n} non-numeric {what} value(s) "
-                                     f"in all). {what.capitalize()} values must be plain decimal numbers."),
+                                     f"in all). {what.capitalize()} values must be plain decimal numbers."
+                                     + (" It has a decimal comma: save the file with '.' as the decimal separator "
+                                        "(in a spreadsheet: set the language to English before exporting as CSV)."
+                                        if DECIMAL_COMMA.fullmatch(str(block.iat[i, j]).strip()) else "")),
         (np.isnan(values), lambda i, j, n: f"value is missing (NaN/empty; {n} missing {what} value(s) in all). "
                                            "Fill or drop incomplete profiles."),
         (np.isinf(values), lambda i, j, n: f"value is infinite ({n} infinite {what} value(s) in all). Replace it "

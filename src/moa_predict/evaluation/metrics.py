@@ -34,3 +34,25 @@ def smoothed_prevalence(Y: np.ndarray) -> np.ndarray:
     would be clipped to 1e-15 and cost 34.5 per positive. The prior model and the blend's stack use it."""
     Y = np.asarray(Y)
     return (Y.sum(axis=0) + 0.5) / (len(Y) + 1.0)
+
+
+def columnwise_ranking(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[list[float | None], list[float | None]]:
+    """Per target: ROC AUC and average precision, None where the target has no positive (or no negative).
+
+    What a biologist reads beside the log loss: does the model rank this MoA's profiles first, whatever its
+    calibration? Undefined without both classes, so None rather than sklearn's warning and NaN."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.asarray(y_true)
+    p = np.asarray(y_pred, dtype=np.float64)
+    auc: list[float | None] = []
+    ap: list[float | None] = []
+    for j in range(y.shape[1]):
+        n_pos = int(y[:, j].sum())
+        if n_pos == 0 or n_pos == len(y):
+            auc.append(None)
+            ap.append(None)
+        else:
+            auc.append(float(roc_auc_score(y[:, j], p[:, j])))
+            ap.append(float(average_precision_score(y[:, j], p[:, j])))
+    return auc, ap

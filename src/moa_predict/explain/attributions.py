@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from ..data import schema
 from ..data.dataset import control_mask
@@ -137,7 +138,7 @@ def gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
 
 def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | AttributionPath, inputs: np.ndarray,
                          targets: Sequence[int], baseline: np.ndarray | None = None, *, n_steps: int = DEFAULT_STEPS,
-                         refine: int = 2) -> dict[str, np.ndarray]:
+                         refine: int = 2, progress: bool = False) -> dict[str, np.ndarray]:
     """Attributions (n, d) of raw rows `inputs` for output column targets[i] of row i, with the check values.
 
     `forward`: an ``AttributionPath`` (the path is straight in its columnwise space) or a plain function of the
@@ -167,9 +168,13 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | Attri
     steps = int(n_steps)
     ig = IntegratedGradients(path.head)
     tol = completeness_tolerance(fx - fb)
+    bar = tqdm(total=n, desc="attributions", unit=" (profile, MoA)", disable=not progress, leave=False)
     for round_ in range(refine + 1):
         per_pass = max(1, _ROWS_PER_PASS // steps)
         nodes = gauss_legendre(steps)
+        if round_:  # the rows whose completeness check failed, again with 4x the steps
+            bar.total += len(todo)
+            bar.set_description(f"attributions ({steps} steps)")
         for i in range(0, len(todo), per_pass):
             r = todo[i:i + per_pass]
             # Captum's attribute() would recompute the Gauss-Legendre nodes (an n x n eigenvalue problem) on
@@ -178,11 +183,13 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | Attri
                                  method="gausslegendre", step_sizes_and_alphas=nodes)
             attr[r] = a.detach().double().numpy()
         used[todo] = steps
+            bar.update(len(r))
         delta[todo] = attr[todo].sum(axis=1) - (fx[todo] - fb[todo])
         todo = todo[np.abs(delta[todo]) > tol[todo]]
         if not len(todo) or round_ == refine:
             break
         steps *= 4
+    bar.close()
     return {"attributions": attr.astype(np.float32), "probability": fx, "baseline_probability": fb,
             "completeness_error": delta, "tolerance": tol, "steps": used}
 
@@ -247,7 +254,7 @@ def _completeness_note(ok: bool, constant: bool, steps: int) -> str | None:
 
 def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequence[str], *,
                         proba: np.ndarray | None = None, moas: Sequence[str] | None = None, top_moas: int = 3,
-                        top_k: int = 10, n_steps: int = DEFAULT_STEPS) -> dict[str, Any]:
+                        top_k: int = 10, n_steps: int = DEFAULT_STEPS, progress: bool = False) -> dict[str, Any]:
     """Attributions for each profile and MoA: the MoAs named in `moas`, else each profile's `top_moas` most
     probable. Returns ``{"method": {...}, "profiles": [{"sig_id", "explanations": [...]}, ...]}`` with, per
     explanation, ``moa``, ``probability``, ``baseline_probability`` (no response at the profile's dose and
@@ -282,7 +289,8 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     effects = np.zeros((0, len(schema.CP_TIMES), len(schema.CP_DOSES)))
     if pairs:
         rows = np.array([p[0] for p in pairs])
-        result = integrated_gradients(path, raw[rows], [p[1] for p in pairs], n_steps=n_steps)
+        result = integrated_gradients(path, raw[rows], [p[1] for p in pairs], n_steps=n_steps,
+                                      progress=progress)
         effects = dose_time_effects(path.forward, raw[rows], [p[1] for p in pairs])
     by_row: dict[int, list[dict[str, Any]]] = {}
     for j, (i, t) in enumerate(pairs):

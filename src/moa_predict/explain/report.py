@@ -30,7 +30,7 @@ def select_profiles(features: pd.DataFrame, sig_ids: Sequence[str] | None) -> pd
     unknown = [s for s in wanted if s not in features.index]
     if unknown:
         raise DataError(f"sig_id(s) not in the features: {', '.join(unknown[:5])}"
-                        f"{' ...' if len(unknown) > 5 else ''}. Use ids from the uploaded file's sig_id column.",
+                        f"{' ...' if len(unknown) > 5 else ''}. Use ids from the file's sig_id column.",
                         column=schema.SIG_ID)
     return features.loc[wanted]
 
@@ -39,7 +39,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
                    moas: Sequence[str] | None = None, top_moas: int = 3, top_k: int = 10, neighbours: int = 10,
                    n_steps: int = DEFAULT_STEPS, attributions: bool = True, max_attributed: int | None = None,
                    compound_column: str | None = None, compound_top_k: int = 5,
-                   global_data: Any = None, global_profiles: int = 32) -> dict[str, Any]:
+                   global_data: Any = None, global_profiles: int = 32, progress: bool = False) -> dict[str, Any]:
     """Explain validated `features` with `bundle` (see the module docstring for the parts).
 
     Returns ``{"model", "simulated_training_data" (the simulator's marker kept in the bundle, or None),
@@ -49,7 +49,8 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     ``cv.not_predictable``, None when the bundle does not say), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
     "global": {moa: ...} | None, "warnings": [...]}``. `max_attributed` caps how many treated profiles
     get attributions (the first ones; the web layer should set it, attributions cost ~0.1 s per profile
-    and MoA); `global_data` (a training ``Dataset``) adds the per-MoA global view of the explained MoAs."""
+    and MoA); `global_data` (a training ``Dataset``) adds the per-MoA global view of the explained MoAs;
+    `progress` shows a progress bar over the attributed (profile, MoA) pairs on stderr (the CLI)."""
     features = select_profiles(features, sig_ids)
     model = bundle.model
     names = list(bundle.target_names)
@@ -73,7 +74,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
         try:
             sub_proba = proba[features.index.get_indexer(subset.index)]
             res = explain_predictions(model, subset, names, proba=sub_proba, moas=moas, top_moas=top_moas,
-                                      top_k=top_k, n_steps=n_steps)
+                                      top_k=top_k, n_steps=n_steps, progress=progress)
             attr_part = {"available": True, "message": None, "method": res["method"]}
             explained = {p["sig_id"]: p["explanations"] for p in res["profiles"]}
             if res["method"]["forward_consistency"] > 1e-3:

@@ -34,6 +34,23 @@ def _fit_member(name: str, params: dict[str, Any], X: pd.DataFrame, Y: np.ndarra
     return settings, arrays, time.perf_counter() - t0, cpu_seconds() - c0
 
 
+def member_label(name: str, params: dict[str, Any]) -> str:
+    """'mlp 256-256 raw+PCA 150/20 25 ep seed 7': what distinguishes one member of a blend from another."""
+    parts = [name]
+    if "hidden" in params:
+        parts.append("-".join(str(h) for h in params["hidden"]))
+    if "width" in params:
+        parts.append(f"{params['width']}x{params.get('n_blocks', '?')}")
+    if "g_pca" in params or "c_pca" in params:
+        raw = "raw+" if params.get("keep_raw") else ""
+        parts.append(f"{raw}PCA {params.get('g_pca', '-')}/{params.get('c_pca', '-')}")
+    if "epochs" in params:
+        parts.append(f"{params['epochs']} ep")
+    if params.get("seed"):
+        parts.append(f"seed {params['seed']}")
+    return " ".join(parts)
+
+
 def _as_members(members: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for m in members:
@@ -81,6 +98,10 @@ class BlendModel(MoAModel):
         return any(make_member(name).needs_full_layout for name, _ in self.member_specs())
 
     # -- the stack --------------------------------------------------------------------------
+    def member_labels(self) -> list[str]:
+        """One short name per member for tables: registry name + the hyper-parameters that tell members apart."""
+        return [member_label(name, params) for name, params in self.member_specs()]
+
     def member_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The members as (registry name, hyper-parameters)."""
         if not self.members:

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 from .. import __version__
 from ..data import schema
 from ..data.errors import DataError
-from ..data.io import DIR_MODE, jsonable
+from ..data.io import DIR_MODE, FILE_MODE, jsonable
 from ..models.base import MoAModel
 from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
@@ -89,6 +89,19 @@ class Bundle:
         map_row_chunks(run, len(features), n_threads, chunk)
         return out
 
+    def training_prevalence(self) -> np.ndarray | None:
+        """Each target's smoothed frequency among the treated training profiles (the prior a model must beat),
+        from the reference index's labels, else the model's own (prior, blend); None when neither has it."""
+        ref = self.reference
+        if ref is not None and getattr(ref, "n_scored", 0) == len(self.target_names):
+            from ..evaluation.metrics import smoothed_prevalence
+
+            names = list(ref.label_names[: ref.n_scored])
+            labels = ref.label_matrix(np.flatnonzero(np.asarray(ref.is_control) == 0))
+            return smoothed_prevalence(labels)[[names.index(t) for t in self.target_names]]
+        prevalence = getattr(self.model, "prevalence_", None)
+        return None if prevalence is None else np.asarray(prevalence, dtype=np.float64)
+
     def predict_frame(self, features: pd.DataFrame, keep_columns: bool = False) -> pd.DataFrame:
         """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target; with
         `keep_columns`, then the input's pass-through columns (neither features nor cp_*), e.g. a compound."""
@@ -132,6 +145,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp / WEIGHTS_FILE))
         (tmp / META_FILE).write_text(json.dumps(jsonable(meta, strict=True), indent=1), encoding="utf-8")
+        for written in tmp.iterdir():  # safetensors writes 0600; a bundle is as readable as any other output
+            os.chmod(written, FILE_MODE)
         if bundle.gene_only is not None:
             save_bundle(bundle.gene_only, tmp / GENE_ONLY_DIR)
         if path.exists():

@@ -16,6 +16,7 @@ from ..evaluation.trust import fit_trust
 from ..explain.neighbours import ReferenceIndex
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
+from ..runtime.progress import elapsed
 from .bundle import Bundle
 from .stacking import cross_validate_blend
 
@@ -59,10 +60,12 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     # float32 as in cross-validation, so the final fit sees exactly what the CV folds saw
     X, Y = data.features, data.targets.to_numpy(np.float32)
     Y_aux = None if data.nonscored is None else data.nonscored.to_numpy(np.float32)
-    if is_blend:
-        final.fit(X, Y, Y_aux, stack=stack, device=device)
-    else:
-        final.fit(X, Y, Y_aux, device=device)
+    what = f"final fit ({len(final.member_specs())} members)" if is_blend else "final fit"
+    with elapsed(what, enabled=progress):
+        if is_blend:
+            final.fit(X, Y, Y_aux, stack=stack, device=device)
+        else:
+            final.fit(X, Y, Y_aux, device=device)
     info = {
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 
+from ..data.errors import DataError
 from .app import create_app
 from .settings import MB, WebSettings
 
@@ -37,6 +40,27 @@ def serve_settings(*, max_upload_mb: float | None = None, data_dir: str | os.Pat
     return WebSettings().replace(**changes)
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program holds, with the fix, before anything loads (uvicorn would only log
+    its raw ``[Errno 98]`` after the bundle is loaded)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as uvicorn sets it: a port left in TIME_WAIT by a stopped server is free to use
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise DataError(f"port {port} on {host} is already in use (another server, perhaps an earlier "
+                                f"'moa serve' or 'make demo' still running). Stop it, or choose another port: "
+                                f"'moa serve --port {port + 10}' or 'make demo PORT={port + 10}'.") from None
+            if exc.errno == errno.EACCES:
+                raise DataError(f"no permission to listen on port {port} (ports below 1024 need root). Choose "
+                                f"another port: 'moa serve --port 8000' or 'make demo PORT=8000'.") from None
+            raise DataError(f"cannot listen on {host}:{port} ({exc.strerror or exc}). Check --host, or choose "
+                            "another port with --port.") from None
+
+
 def serve(bundle_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float | None = None, *, log_level: str = "info", **options) -> None:
     """Load the bundle once and run the web app with uvicorn (one process, never debug or reload).
@@ -46,6 +70,7 @@ def serve(bundle_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8
     job threshold)."""
     import uvicorn
 
+    check_port(host, port)
     settings = serve_settings(max_upload_mb=max_upload_mb, **options)
     app = create_app(bundle_path, settings=settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
