@@ -257,9 +257,12 @@ def test_written_files_have_the_mode_predictions_get(capsys, workdir, simulated,
 
     assert _predict(capsys, bundle, simulated / "test_features.csv", workdir / "mode.csv")[0] == 0
     expected = stat.S_IMODE((workdir / "mode.csv").stat().st_mode)
-    files = [p for d in (bundle, simulated) for p in d.iterdir()]
-    assert any(p.name == "weights.safetensors" for p in files)
-    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(expected) for p in files}
+    from moa_predict.data.io import DIR_MODE
+
+    files = [p for d in (bundle, simulated) for p in d.rglob("*")]  # the gene-only model's directory too
+    assert any(p.name == "weights.safetensors" for p in files) and any(p.is_dir() for p in files)
+    assert {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
+        str(p): oct(DIR_MODE if p.is_dir() else expected) for p in files}
 
 
 def test_cli_reachable_messages_do_not_talk_about_uploads(capsys, workdir, bundle):

@@ -182,8 +182,8 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | Attri
             (a,) = ig._attribute((x[r],), (base[r],), target=[targets[j] for j in r], n_steps=steps,
                                  method="gausslegendre", step_sizes_and_alphas=nodes)
             attr[r] = a.detach().double().numpy()
-        used[todo] = steps
             bar.update(len(r))
+        used[todo] = steps
         delta[todo] = attr[todo].sum(axis=1) - (fx[todo] - fb[todo])
         todo = todo[np.abs(delta[todo]) > tol[todo]]
         if not len(todo) or round_ == refine:
