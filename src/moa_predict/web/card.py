@@ -8,12 +8,12 @@ Read with ``.get()`` throughout: bundles written before ``training_data.simulate
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 import numpy as np
 
+from ..data.io import jsonable
 from ..data.identities import block_summary
 from ..training.bundle import Bundle
 
@@ -21,21 +21,6 @@ NOT_PREDICTABLE = "not predictable from this training data"
 """What every page, chart and download says of a MoA the model answers with its training frequency."""
 
 SKILL_KEYS = ("drugs", "positives", "auc", "ap", "gain", "log_loss", "prior_log_loss")
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON types (NaN and infinities become None)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    return str(value)
 
 
 def simulated_training_data(bundle: Bundle) -> dict[str, Any] | None:

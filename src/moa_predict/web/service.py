@@ -22,6 +22,7 @@ import pandas as pd
 from ..training.bundle import Bundle
 from ..data import schema
 from ..data.dataset import load_features
+from ..data.io import jsonable
 from ..data.errors import DataError
 from ..data.validate import validate_features
 from .card import NOT_PREDICTABLE, model_card, predictable_mask
@@ -297,17 +298,7 @@ def _id_text(value: Any) -> str | None:
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-safe dicts (NaN -> None, numpy scalars -> Python)."""
-    obj = frame.astype(object).where(frame.notna(), None)
-    rows = obj.to_dict("records")
-    for row in rows:
-        for k, v in row.items():
-            if isinstance(v, np.generic):
-                row[k] = v.item()
-            elif isinstance(v, float) and not math.isfinite(v):
-                row[k] = None
-            elif not isinstance(v, (str, int, float, bool, type(None))):
-                row[k] = str(v)
-    return rows
+    return [jsonable(row) for row in frame.astype(object).where(frame.notna(), None).to_dict("records")]
 
 
 def clamp(value: int, low: int, high: int) -> int:
