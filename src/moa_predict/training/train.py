@@ -16,6 +16,7 @@ from ..evaluation.trust import fit_trust
 from ..explain.neighbours import ReferenceIndex
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
+from ..models.default import GENE_ONLY_MEMBERS
 from ..runtime.progress import elapsed
 from .bundle import Bundle
 from .stacking import cross_validate_blend
@@ -23,6 +24,14 @@ from .stacking import cross_validate_blend
 NO_CV_STACK = ("not fit: without cross-validation the blend keeps the default member weights, with no temperature "
                "or per-target safeguard (train with cross-validation to fit them on this data)")
 CV_STACK = "fit on this data's out-of-fold predictions (weights, temperature, per-target safeguard; CV score nested)"
+
+
+def gene_only_model(model: MoAModel) -> MoAModel:
+    """The model trained on the gene block alone: the default blend's lighter gene-only recipe
+    (``models.default.GENE_ONLY_MEMBERS``), else the same model."""
+    if isinstance(model, BlendModel) and model.member_specs() == BlendModel().member_specs():
+        return clone(model).set_params(members=[list(m) for m in GENE_ONLY_MEMBERS], weights=None)
+    return clone(model)
 
 
 def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
@@ -45,7 +54,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     fit on the out-of-fold predictions."""
     companion = None
     if gene_only and not model.needs_full_layout and any(c.startswith("c-") for c in data.feature_columns):
-        companion, _ = train_bundle(model, data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
+        companion, _ = train_bundle(gene_only_model(model), data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
                                     progress=progress, command=command, reference=reference, device=device,
                                     gene_only=False)
     is_blend = isinstance(model, BlendModel)
