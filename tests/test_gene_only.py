@@ -3,6 +3,7 @@ saved inside the bundle, and used automatically for profiles without a cell-viab
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,20 @@ def test_real_level5_signatures_go_through_the_web_upload(bundle_dir):
     assert api.status_code == 200, api.text
     assert len(api.json()["predictions"]) == 272 and "gene-only" in api.json()["answered_by"]
     assert page.status_code == 200 and "gene-only model" in page.text
+
+
+def test_moa_explain_on_a_selection_of_a_cmap_file(bundle_dir, tmp_path):
+    """`moa explain --sig-id` reads the file in chunks and keeps the selection; a GCTX is explained by the
+    gene-only model (similar references and OOD; no attributions, which need the full input layout)."""
+    import h5py
+
+    gctx = simulate_gctx(tmp_path / "sel.gctx", 60, seed=2, chunk_size=16)
+    with h5py.File(gctx) as h:
+        ids = [v.decode() if isinstance(v, bytes) else str(v) for v in h["0/META/COL/id"][[3, 41]]]
+    out = tmp_path / "explain.json"
+    assert main(["explain", "--bundle", str(bundle_dir[0]), "--features", str(gctx), "--sig-id", ids[0],
+                 "--sig-id", ids[1], "--out", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert sorted(p["sig_id"] for p in report["profiles"]) == sorted(ids)
+    assert main(["explain", "--bundle", str(bundle_dir[0]), "--features", str(gctx), "--sig-id", "nope",
+                 "--out", str(out), "--quiet"]) == 2

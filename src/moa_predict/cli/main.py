@@ -331,13 +331,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from ..training.bundle import load_bundle
+    from ..data.chunks import select_features
     from ..data.dataset import load_dataset, load_features
     from ..data.io import write_text
     from ..explain.report import explain_upload
+    from ..training.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
-    features = load_features(args.features, feature_columns=bundle.feature_columns)
+    if args.sig_id:  # a selection: the file is read in chunks and only these profiles are kept
+        features = select_features(args.features, args.sig_id, feature_columns=bundle.feature_columns)
+    else:
+        features = load_features(args.features, feature_columns=bundle.feature_columns,
+                                 allow_gene_only=bundle.gene_only is not None)
+    bundle = bundle.for_features(features)  # CMap files: the gene-only model
     global_data = load_dataset(args.global_data) if args.global_data else None
     report = explain_upload(bundle, features, sig_ids=args.sig_id, moas=args.moa, top_moas=args.top_moas,
                             top_k=args.top, neighbours=args.neighbours, n_steps=args.steps,

@@ -188,3 +188,21 @@ def validated_chunks(chunks: Iterator[pd.DataFrame], name: str, feature_columns:
         seen.add(frame.index, offset)
         offset += len(chunk)
         yield frame
+
+
+def select_features(src: Source, sig_ids: Sequence[str], *, feature_columns: Sequence[str] = schema.FEATURE_COLUMNS,
+                    chunk_rows: int = DEFAULT_CHUNK_ROWS, name: str | None = None) -> pd.DataFrame:
+    """The validated profiles `sig_ids` of a file of any size, read chunk by chunk (only the selection is kept:
+    ``moa explain --sig-id`` on a whole CMap file). Every chunk is still validated; a sig_id not in the file is
+    a DataError naming it."""
+    wanted = {str(s) for s in sig_ids}
+    kept = [chunk[chunk.index.isin(wanted)] for chunk in iter_features(src, feature_columns=feature_columns,
+                                                                      chunk_rows=chunk_rows, name=name)]
+    frame = pd.concat(kept) if kept else pd.DataFrame()
+    missing = sorted(wanted - set(frame.index))
+    if missing:
+        raise DataError(f"sig_id {missing[0]} is not in the file ({len(missing)} of the {len(wanted)} asked for are "
+                        "missing). Check the ids.", source=name or os.path.basename(str(src)), column=schema.SIG_ID)
+    if kept:
+        frame.attrs.update(kept[0].attrs)  # gene-only marker and mapping report of CMap files
+    return frame
