@@ -153,6 +153,7 @@ def iter_gene_features(src: Source, *, name: str | None = None, chunk_size: int 
             frame = _block_frame(meta, values, mapping, source.source)
             _flag(frame, mapping.report)
             yield GeneFeatures(frame, mapping.report)
+            del meta, values, frame  # the next block is read with this one already released: flat memory
 
 
 def load_gene_features(src: Source, *, name: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,

@@ -22,6 +22,7 @@ from ..data.errors import DataError
 from ..data.chunks import DEFAULT_CHUNK_ROWS, iter_features
 from ..data.gene_features import MAPPING_ATTR, is_gene_only
 from ..data.io import Source, atomic_path
+from ..runtime.workers import release_memory
 from ..training.bundle import Bundle
 
 
@@ -119,6 +120,7 @@ def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_col
         summary.controls += int((features[schema.CP_TYPE] == schema.CONTROL).sum())
         summary.chunks += 1
         yield features, frame
+        del features, frame  # released before the next chunk is read: one chunk in memory at a time
 
 
 def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -164,6 +166,9 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                 counts = summary.extra["abstentions"]
                 for why, n in sets.loc[sets["abstention"] != "", "abstention"].value_counts().items():
                     counts[why] = counts.get(why, 0) + int(n)
+                del sets
             bar.update(len(frame))
+            del features, frame  # one chunk in memory at a time
+            release_memory()
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -68,3 +68,26 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], n_jobs: int) -> li
     # build a second instance that passes its nesting level on to the Dask tasks (joblib 1.6)
     parallel = Parallel(n_jobs=n_jobs) if backend else Parallel(n_jobs=n_jobs, backend="loky")
     return parallel(delayed(_single_threaded)(fn, tuple(t)) for t in tasks)
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the operating system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    A long streamed prediction allocates and frees one chunk's arrays per step from several threads; glibc keeps
+    the freed pages in its per-thread arenas, so without a trim the resident size creeps up with the number of
+    chunks although the live data stay one chunk."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+
+        name = ctypes.util.find_library("c")
+        try:
+            _LIBC = ctypes.CDLL(name) if name else False
+        except OSError:
+            _LIBC = False
+    if _LIBC and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+_LIBC: Any = None
