@@ -93,3 +93,13 @@ def _with_display_info(bundle, every: int = 3):
 def with_display_info():
     """A function adding a hand-made skill report (see above) to a test bundle."""
     return _with_display_info
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks train fastest on one thread (and multi-threaded OpenMP crawls on a busy machine): for a
+    test module, ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    from moa_predict.runtime.threads import limit_threads
+
+    with limit_threads(1):
+        yield

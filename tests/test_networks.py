@@ -22,12 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY = {"hidden": [16], "g_pca": 4, "c_pca": 2, "epochs": 2, "batch_size": 64}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _plain(params: dict) -> dict:

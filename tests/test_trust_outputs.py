@@ -127,3 +127,19 @@ def test_api_pools_each_compound(client, upload):
     for c in calls.values():
         assert all(0 <= m["agreement"] <= 1 for m in c["set"])
         assert (c["abstention"] is None) == bool(c["set"])
+
+
+
+def test_the_sets_download_matches_the_api(client, upload):
+    body = upload.to_csv(index=False).encode()
+    answer = client.post("/api/predict?set_level=0.8&probabilities=false",
+                         files={"file": ("in.csv", io.BytesIO(body), "text/csv")}).json()
+    result_id = answer["result_id"]
+    assert 'id="download-sets"' in client.get(f"/results/{result_id}").text
+    r = client.get(f"/results/{result_id}/sets.csv?set_level=0.8")
+    assert r.status_code == 200 and "set80" in r.headers["content-disposition"]
+    table = pd.read_csv(io.BytesIO(r.content), keep_default_na=False, dtype=str)
+    assert list(table.columns) == ["sig_id", "moa_set", "abstention"]
+    got = {row.sig_id: (set(filter(None, row.moa_set.split("|"))), row.abstention) for row in table.itertuples()}
+    for p in answer["predictions"]:
+        assert got[p["sig_id"]] == (set(p["moa_set"]), p["abstention"] or "")

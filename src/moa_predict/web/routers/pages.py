@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -204,12 +205,29 @@ async def download_top_csv(pred: Stored, service: Service, explanations: Explana
     top = views.ResultsQuery.parse(service.settings.paging, n=n, n_targets=len(service.targets)).n
 
     def make() -> bytes:
-        ood = service.explainer.ood_mask(pred) if explanations else None
+        ood = service.explainer_for(pred.features).ood_mask(pred) if explanations else None
         return service.top_frame(pred, top, ood).to_csv(index=False).encode("utf-8")
 
     data = await run_in_threadpool(make)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", f"top{top}")}"'})
+
+
+@router.get("/results/{result_id}/sets.csv")
+async def download_sets_csv(pred: Stored, service: Service, set_level: str | None = None) -> Response:
+    """Each profile's MoA set (``sig_id, moa_set, abstention``: MoAs joined by ``|``, as ``moa predict
+    --sets-out`` writes them) at `set_level` (default: the bundle's)."""
+    sets = await run_in_threadpool(service.sets, pred, _lenient_level(set_level))
+    if not sets["available"]:
+        return Response(sets["message"] + "\n", status_code=404, media_type="text/plain; charset=utf-8",
+                        headers=NO_STORE)
+    names = service.targets
+    frame = pd.DataFrame({"sig_id": [str(s) for s in pred.sig_ids],
+                          "moa_set": ["|".join(names[j] for j in members) for members in sets["moa_sets"]],
+                          "abstention": [w or "" for w in sets["abstentions"]]})
+    level = f"set{round(100 * sets['level'])}"
+    return Response(frame.to_csv(index=False).encode("utf-8"), media_type="text/csv; charset=utf-8", headers={
+        **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv", level)}"'})
 
 
 @router.get("/results/{result_id}/predictions.json")
