@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..evaluation.metrics import smoothed_prevalence
 from .base import MoAModel, State
 
 
@@ -19,7 +20,7 @@ class PriorModel(MoAModel):
     name = "prior"
 
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
-        self.prevalence_ = ((Y.sum(axis=0) + 0.5) / (len(Y) + 1.0)).astype(np.float32)
+        self.prevalence_ = smoothed_prevalence(Y).astype(np.float32)
 
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return np.broadcast_to(self.prevalence_, (len(X), len(self.prevalence_))).copy()
