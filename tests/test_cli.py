@@ -58,6 +58,7 @@ def test_predict_and_evaluate(capsys, workdir, simulated, bundle):
     code, _, err = _run(capsys, "predict", "--bundle", bundle, "--features", simulated / "test_features.csv",
                         "--out", preds)
     assert code == 0 and "wrote 100 predictions" in err
+    assert "trained on SIMULATED profiles" in err  # the bundle keeps the simulator's marker and says so
     frame = pd.read_csv(preds)
     sample = pd.read_csv(simulated / "sample_submission.csv")
     assert list(frame.columns) == list(sample.columns) and len(frame) == 100

@@ -165,6 +165,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                                keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
                                set_level=args.set_level)
+    marker = _simulated_marker(args.bundle)
+    if marker:
+        console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
+                      f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
     if summary.mapping:
         m = summary.mapping
         console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
@@ -179,6 +183,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
         console.print(f"wrote MoA sets at the {100 * x['set_level']:.0f} % level to {args.sets_out}: "
                       f"{x['with_set']:,} profiles with a set{'; ' + why if why else ''}. "
                       f"{bundle.trust.sentence(x['set_level'], simulated)}", highlight=False)
+
+
+def _simulated_marker(bundle_path: str) -> dict | None:
+    """The simulator's marker a bundle keeps (``training_data.simulated``), read from its bundle.json."""
+    try:
+        meta = json.loads((Path(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    marker = (meta.get("training_data") or {}).get("simulated")
+    return marker if isinstance(marker, dict) else ({"note": "simulated"} if marker else None)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
