@@ -392,6 +392,16 @@ def _cluster_args(p: argparse.ArgumentParser, what: str) -> None:
                        help="the same on a local Dask cluster of N worker processes")
 
 
+def _benchmark_args(b: argparse.ArgumentParser, out: str, *, quick: str, seed: str, device: str) -> None:
+    """The options every `moa benchmark` shares: data, quick mode, output directory, folds, seed, device."""
+    b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
+    b.add_argument("--quick", action="store_true", help=quick)
+    b.add_argument("--out", default=out, help=f"output directory (default {out})")
+    b.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
+    b.add_argument("--seed", type=int, default=0, help=seed)
+    b.add_argument("--device", help=f"torch device for {device} (cpu, cuda)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moa", description="Predict mechanisms of action from LISH-MoA profiles.")
     parser.add_argument("--version", action="version", version=f"moa-predict {__version__}")
@@ -481,12 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = bench_sub.add_parser("paper", help="the paper's four models and results tables, side by side",
                              description="BRkNN-a/-b and ML-kNN over k, the paper's net over epochs, and the best "
                                          "of each next to the published numbers; drug-grouped CV, treated rows.")
-    b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
-    b.add_argument("--quick", action="store_true", help="fewer k values and epochs on a ~6,000-row subsample")
-    b.add_argument("--out", default="docs/paper", help="output directory (default docs/paper)")
-    b.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the folds and the models (default 0)")
-    b.add_argument("--device", help="torch device for the net (cpu, cuda)")
+    _benchmark_args(b, "docs/paper", quick="fewer k values and epochs on a ~6,000-row subsample",
+                    seed="seed of the folds and the models (default 0)", device="the net")
     b.add_argument("--torch-threads", type=int, default=1,
                    help="torch CPU threads for the net (default 1, fastest for this small net; 0: torch's default)")
     b.set_defaults(func=cmd_benchmark_paper)
@@ -496,12 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "throughput of the prior, the paper's four models at their best published "
                                          "settings, the public-recipe MLP, each member of the default blend and the "
                                          "blend itself (weights nested: fit on 4 folds' OOF, scored on the 5th).")
-    b.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
-    b.add_argument("--quick", action="store_true", help="a 6,000-row subsample, 3 folds, a third of the epochs")
-    b.add_argument("--out", default="docs/models", help="output directory (default docs/models)")
-    b.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the folds and the --quick subsample (default 0)")
-    b.add_argument("--device", help="torch device for the networks (cpu, cuda)")
+    _benchmark_args(b, "docs/models", quick="a 6,000-row subsample, 3 folds, a third of the epochs",
+                    seed="seed of the folds and the --quick subsample (default 0)", device="the networks")
     b.add_argument("--cache", metavar="DIR", help="reuse / store each model's out-of-fold predictions here")
     b.add_argument("--no-paper", action="store_true", help="leave out the paper's four models")
     b.add_argument("--torch-threads", type=int, default=1,
@@ -535,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and MoAs, an out-of-distribution flag; per compound (drug_id / compound / "
                                    "compound_id column): one ranked MoA list. Writes JSON.")
     p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
-    p.add_argument("--features", required=True, help="CSV or Parquet in the test_features layout")
+    p.add_argument("--features", required=True,
+                   help="CSV or Parquet in the test_features layout, or a CMap file (GCTX, GCT, h5ad, gene-named table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--sig-id", action="append", metavar="ID", help="explain only this profile (repeatable)")
