@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from .errors import DataError
 from .cmap import detect_format
 from .gene_features import load_gene_features, looks_like_gene_table
 from .io import Source, find_table, read_table
+from .layout import Layout
 from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
                        validate_drugs, validate_features, validate_targets)
 
@@ -31,15 +32,26 @@ class Dataset:
     source: str = ""
     simulated: dict | None = None
     """The simulator's marker (``schema.SIMULATED_MARKER``) when the features are simulated, else None."""
+    layout: "Layout | None" = None
+    """How the table was read (``data.profiles.load_profiles``); None for the LISH-MoA layout."""
+    notes: dict = field(default_factory=dict)
+    """What reading did to the table (unlabelled rows, normalisation, filled cells), for reports."""
 
     @property
     def feature_columns(self) -> list[str]:
+        spec = self.features.attrs.get("moa_layout")
+        if spec is not None:
+            return [c for cols in spec["blocks"].values() for c in cols]
         return [c for c in self.features.columns if c in _FEATURE_SET]
 
     @property
     def extra_columns(self) -> list[str]:
-        known = set(schema.META_COLUMNS) | _FEATURE_SET
+        known = set(schema.META_COLUMNS) | set(self.feature_columns)
         return [c for c in self.features.columns if c not in known]
+
+    @property
+    def single_label(self) -> bool:
+        return self.layout is not None and self.layout.single_label
 
     @property
     def target_names(self) -> list[str]:
@@ -65,13 +77,14 @@ class Dataset:
     def genes_only(self) -> "Dataset":
         """The same profiles without the c- (cell viability) block: what a gene-only model trains on."""
         features = self.features.drop(columns=[c for c in schema.CELL_COLUMNS if c in self.features.columns])
-        return Dataset(features, self.targets, self.nonscored, self.drugs, self.source, self.simulated)
+        return Dataset(features, self.targets, self.nonscored, self.drugs, self.source, self.simulated, self.layout,
+                       self.notes)
 
     def subset(self, rows: np.ndarray) -> "Dataset":
         """The rows at positions `rows` (used for subsampling and folds)."""
         take = lambda t: None if t is None else t.iloc[rows]  # noqa: E731
         return Dataset(self.features.iloc[rows], take(self.targets), take(self.nonscored), take(self.drugs),
-                       self.source, self.simulated)
+                       self.source, self.simulated, self.layout, self.notes)
 
 
 _FEATURE_SET = set(schema.FEATURE_COLUMNS)

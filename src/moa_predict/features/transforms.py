@@ -32,6 +32,7 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer
 
 from ..data import schema
+from ..data.profiles import layout_spec, spec_feature_columns
 from ..runtime.threads import limit_threads
 from ..data.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta
@@ -176,11 +177,24 @@ class MoAPreprocessor(BaseEstimator):
             return self._fit_transform(X)
 
     def _fit_transform(self, X: pd.DataFrame) -> np.ndarray:
-        # the g-/c- columns X has, in layout order: all 872 for LISH-MoA profiles, the 772 genes for a gene-only
-        # model (CMap signatures have no viability block)
-        self.columns_ = [c for c in schema.FEATURE_COLUMNS if c in X.columns]
-        if not self.columns_:
-            raise ValueError("no g- or c- feature columns to fit on")
+        spec = layout_spec(X)
+        if spec is None:
+            # the g-/c- columns X has, in layout order: all 872 for LISH-MoA profiles, the 772 genes for a gene-only
+            # model (CMap signatures have no viability block)
+            self.columns_ = [c for c in schema.FEATURE_COLUMNS if c in X.columns]
+            if not self.columns_:
+                raise ValueError("no g- or c- feature columns to fit on")
+            n_genes = sum(1 for c in self.columns_ if c.startswith("g-"))
+            self.blocks_ = {"g": [0, n_genes, int(self.g_pca)], "c": [n_genes, len(self.columns_), int(self.c_pca)]}
+            self.meta_ = None
+        else:
+            # any other layout (``data.layout``): its named blocks, each with its own PCA, and its meta columns
+            self.columns_ = spec_feature_columns(spec)
+            self.blocks_, start = {}, 0
+            for name, cols in spec["blocks"].items():
+                self.blocks_[name] = [start, start + len(cols), int(spec["pca"].get(name, 0))]
+                start += len(cols)
+            self.meta_ = _fit_meta(X, spec, self.meta)
         raw = feature_matrix(X, self.columns_)
         self.quantile_ = None
         if self.rankgauss:
@@ -189,7 +203,7 @@ class MoAPreprocessor(BaseEstimator):
                                                  subsample=100_000).fit(raw)
         z = self._rankgauss(raw)
         self.pca_ = {}
-        for block, n_comp in (("g", self.g_pca), ("c", self.c_pca)):
+        for block, (_, _, n_comp) in self.blocks_.items():
             cols = self._block(block)
             n_comp = min(int(n_comp), cols.stop - cols.start, len(raw) - 1)
             if n_comp > 0:
@@ -211,8 +225,8 @@ class MoAPreprocessor(BaseEstimator):
 
     @property
     def full_layout(self) -> bool:
-        """Fit on all 872 LISH-MoA features (not a gene-only model)."""
-        return len(self.columns_) == len(schema.FEATURE_COLUMNS)
+        """Fit on all 872 LISH-MoA features (not a gene-only model, not another layout)."""
+        return self.meta_ is None and len(self.columns_) == len(schema.FEATURE_COLUMNS)
 
     def transform(self, X: pd.DataFrame, rankgaussed: np.ndarray | None = None) -> np.ndarray:
         """The input matrix of X; `rankgaussed` (``rankgauss_block(X)`` of an identical fitted RankGauss)
@@ -235,7 +249,7 @@ class MoAPreprocessor(BaseEstimator):
             parts.append(("raw", None if len(kept) == n_in else kept, slice(pos, pos + len(kept))))
             pos += len(kept)
         start = n_in if self.keep_raw else 0
-        for block in ("g", "c"):
+        for block in self.blocks_:
             pca = self.pca_.get(block)
             if pca is None:
                 continue
@@ -247,7 +261,7 @@ class MoAPreprocessor(BaseEstimator):
             bias = (np.asarray(pca.mean_, dtype=np.float64) @ proj.astype(np.float64)).astype(np.float32)
             parts.append((block, (bias, proj), slice(pos, pos + len(comps))))
             pos += len(comps)
-        n_out = pos + (5 if self.meta else 0)
+        n_out = pos + (self._n_meta() if self.meta else 0)
         self._plan = {"of": self.selector_, "pca": {b: id(p) for b, p in self.pca_.items()}, "parts": parts,
                       "n_out": n_out}
         return self._plan
@@ -264,13 +278,32 @@ class MoAPreprocessor(BaseEstimator):
                 np.matmul(z[:, self._block(kind)], proj, out=out[:, cols])
                 out[:, cols] -= bias
         if self.meta:
-            out[:, plan["n_out"] - 5:] = onehot_meta(X)
+            out[:, plan["n_out"] - self._n_meta():] = self.meta_matrix(X)
         return out
+
+    def _n_meta(self) -> int:
+        if self.meta_ is None:  # LISH-MoA: cp_time 24/48/72 and cp_dose D1/D2
+            return 5
+        return sum(len(v) for v in self.meta_["categorical"].values()) + len(self.meta_["numeric"])
+
+    def meta_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The meta inputs: one-hot dose and time for LISH-MoA; for other layouts one-hot categorical meta columns
+        (categories seen in training; unseen ones get all zeros) and standardised numeric meta columns."""
+        if self.meta_ is None:
+            return onehot_meta(X)
+        cols = []
+        for col, cats in self.meta_["categorical"].items():
+            values = X[col].astype(str).to_numpy()
+            cols += [(values == c).astype(np.float32) for c in cats]
+        for col, (mean, std) in self.meta_["numeric"].items():
+            cols.append(((pd.to_numeric(X[col], errors="coerce").fillna(mean).to_numpy(np.float64) - mean) / std)
+                        .astype(np.float32))
+        return np.column_stack(cols) if cols else np.zeros((len(X), 0), np.float32)
 
     # -- pieces --------------------------------------------------------------------------
     def _block(self, block: str) -> slice:
-        n_genes = sum(1 for c in self.columns_ if c.startswith("g-"))
-        return slice(0, n_genes) if block == "g" else slice(n_genes, len(self.columns_))
+        start, stop, _ = self.blocks_[block]
+        return slice(start, stop)
 
     def _rankgauss(self, raw: np.ndarray) -> np.ndarray:
         if self.quantile_ is None:
@@ -281,7 +314,7 @@ class MoAPreprocessor(BaseEstimator):
 
     def _body(self, z: np.ndarray) -> np.ndarray:
         parts = [z] if self.keep_raw else []
-        for block in ("g", "c"):
+        for block in self.blocks_:
             pca = self.pca_.get(block)
             if pca is not None:
                 cols = self._block(block)
@@ -298,9 +331,12 @@ class MoAPreprocessor(BaseEstimator):
         settings: dict[str, Any] = {"n_features_out_": int(self.n_features_out_)}
         if not self.full_layout:  # bundles of the full layout keep their old form
             settings["columns"] = list(self.columns_)
+        if self.meta_ is not None:  # another layout: its blocks and meta encoding
+            settings["blocks"] = {k: list(v) for k, v in self.blocks_.items()}
+            settings["meta"] = self.meta_
         arrays: dict[str, np.ndarray] = {}
         for key, est in (("quantile", self.quantile_), ("selector", self.selector_),
-                         ("pca_g", self.pca_.get("g")), ("pca_c", self.pca_.get("c"))):
+                         *((f"pca_{b}", self.pca_.get(b)) for b in self.blocks_)):
             if est is None:
                 settings[key] = None
                 continue
@@ -313,12 +349,34 @@ class MoAPreprocessor(BaseEstimator):
             return None if settings.get(key) is None else estimator_from_state(settings[key], arrays)
 
         self.columns_ = list(settings.get("columns", schema.FEATURE_COLUMNS))
+        self.meta_ = settings.get("meta")
+        if "blocks" in settings:
+            self.blocks_ = {k: list(v) for k, v in settings["blocks"].items()}
+        else:
+            n_genes = sum(1 for c in self.columns_ if c.startswith("g-"))
+            self.blocks_ = {"g": [0, n_genes, int(self.g_pca)], "c": [n_genes, len(self.columns_), int(self.c_pca)]}
         self.quantile_ = load("quantile")
         self._table = None
         if self.quantile_ is not None:  # build the lookup table now, not inside the first prediction
             self._table, self._table_of = QuantileTable(self.quantile_), self.quantile_
         self.selector_ = load("selector")
-        self.pca_ = {b: est for b in ("g", "c") if (est := load(f"pca_{b}")) is not None}
+        self.pca_ = {b: est for b in self.blocks_ if (est := load(f"pca_{b}")) is not None}
         self._plan = None
         self.n_features_out_ = int(settings["n_features_out_"])
         return self
+
+
+def _fit_meta(X: pd.DataFrame, spec: dict[str, Any], use: bool) -> dict[str, Any]:
+    """The meta encoding of a non-LISH layout, learnt on the training rows: categories of each categorical meta
+    column, mean and standard deviation of each numeric one (log10 of positive values such as concentrations is the
+    caller's choice: the layout can name a log column)."""
+    if not use:
+        return {"categorical": {}, "numeric": {}}
+    categorical = {c: sorted(X[c].astype(str).unique().tolist()) for c in spec["meta_categorical"]}
+    numeric = {}
+    for c in spec["meta_numeric"]:
+        v = pd.to_numeric(X[c], errors="coerce").to_numpy(np.float64)
+        mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
+        std = float(np.nanstd(v)) if np.isfinite(v).any() else 1.0
+        numeric[c] = [mean, std if std > 0 else 1.0]
+    return {"categorical": categorical, "numeric": numeric}

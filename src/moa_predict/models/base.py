@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.dataset import control_mask
+from ..data.profiles import layout_spec
 
 State = tuple[dict[str, Any], dict[str, np.ndarray]]
 """A model's persisted form: JSON-able settings and named arrays (saved as safetensors)."""
@@ -57,12 +58,17 @@ class MoAModel(BaseEstimator):
         if len(X) == 0:
             raise ValueError("no treated rows to train on")
         self.n_targets_ = Y.shape[1]
+        spec = layout_spec(X)
+        # single-label data (one MoA per profile, e.g. BBBC021's 12 classes): networks train a softmax head
+        self.single_label_ = bool(spec and spec.get("single_label"))
         self._fit(X, Y, Y_aux if self.uses_aux_targets else None, **self._device_kw(device))
         return self
 
     def predict_proba(self, X: pd.DataFrame, *, device: str = "cpu") -> np.ndarray:
         check_is_fitted(self, "n_targets_")
         proba = np.asarray(self._predict_proba(X, **self._device_kw(device)), dtype=np.float32)
+        if self.single_label_:  # rows of a single-label model sum to 1 (a blend's stack may nudge them)
+            proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-12)
         proba[control_mask(X)] = 0.0
         return proba
 
@@ -96,10 +102,12 @@ class MoAModel(BaseEstimator):
     def get_state(self) -> State:
         check_is_fitted(self, "n_targets_")
         settings, arrays = self._get_state()
-        return {"n_targets_": int(self.n_targets_), **settings}, arrays
+        extra = {"single_label_": True} if self.single_label_ else {}  # multi-label bundles keep their old form
+        return {"n_targets_": int(self.n_targets_), **extra, **settings}, arrays
 
     def set_state(self, settings: dict[str, Any], arrays: dict[str, np.ndarray]) -> "MoAModel":
         self.n_targets_ = int(settings["n_targets_"])
+        self.single_label_ = bool(settings.get("single_label_", False))
         self._set_state(settings, arrays)
         return self
 

@@ -34,7 +34,7 @@ from .linear import LogisticNet, prevalence_logit
 from .mlp import MLPNet
 from .paper_nn import PaperNet
 from .resnet import ResNetMLP
-from .training import TrainConfig, predict_logits, sigmoid, train_network
+from .training import TrainConfig, predict_logits, sigmoid, softmax, train_network
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mlp": MLPNet, "resnet": ResNetMLP, "cnn1d": CNN1DNet, "logistic": LogisticNet, "paper": PaperNet,
@@ -173,7 +173,7 @@ class NetworkModel(MoAModel):
         self.modules_, self.history_ = [], []
         for s in range(self.n_seeds):
             module, history = train_network(lambda: self._build_module(targets), inputs, targets, cfg,
-                                            seed=self.seed + s, device=device,
+                                            seed=self.seed + s, device=device, softmax=self.single_label_,
                                             on_epoch_end=self._on_epoch_end(s, device))
             self.modules_.append(module)
             self.history_.append(history)
@@ -189,8 +189,9 @@ class NetworkModel(MoAModel):
         """Probabilities from an input matrix already built by ``_inputs`` (a blend shares one matrix
         between members with identical preprocessing). Control rows are not zeroed here."""
         proba = np.zeros((len(inputs), self.n_targets_), dtype=np.float32)
+        link = softmax if self.single_label_ else sigmoid
         for module in self.modules_:
-            proba += sigmoid(predict_logits(module, inputs, device)[:, : self.n_targets_])
+            proba += link(predict_logits(module, inputs, device)[:, : self.n_targets_])
         return proba / len(self.modules_)
 
     # -- attributions --------------------------------------------------------------------
@@ -226,7 +227,8 @@ class NetworkModel(MoAModel):
             out = 0.0
             for module in self.modules_:
                 module.cpu().eval()
-                out = out + torch.sigmoid(module(inputs)[:, : self.n_targets_])
+                logits = module(inputs)[:, : self.n_targets_]
+                out = out + (torch.softmax(logits, dim=1) if self.single_label_ else torch.sigmoid(logits))
             return out / len(self.modules_)
 
         return (None if mirror is None else mirror.columnwise), head

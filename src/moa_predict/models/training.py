@@ -92,7 +92,7 @@ def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int) -> to
 
 
 def train_network(build: Callable[[], nn.Module], X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, *,
-                  seed: int, device: str = "cpu",
+                  seed: int, device: str = "cpu", softmax: bool = False,
                   on_epoch_end: Callable[[int, nn.Module], None] | None = None) -> tuple[nn.Module, list[float]]:
     """Build a network with ``build()`` and train it (logits out) on X → Y; returns it (on the CPU, in eval
     mode) and the mean training loss per epoch.
@@ -100,28 +100,32 @@ def train_network(build: Callable[[], nn.Module], X: np.ndarray, Y: np.ndarray, 
     `seed` seeds the weight initialisation, then (re-seeded, so they do not depend on how many numbers the
     initialisation drew) the dropout masks and the data order. `on_epoch_end(epoch, module)`, if given, is
     called after each epoch (1-based) with the module in eval mode (e.g. to snapshot validation predictions).
+    With `softmax` (single-label data: one MoA per profile) the loss is the cross-entropy of a softmax over the
+    outputs instead of one binary cross-entropy per output.
     """
     dev = resolve_device(device)
     with seeded(seed, dev), exact_float32(dev):
         module = build()
         torch.manual_seed(seed)
-        history = _fit(module, X, Y, cfg, dev, torch.Generator().manual_seed(seed), on_epoch_end)
+        history = _fit(module, X, Y, cfg, dev, torch.Generator().manual_seed(seed), on_epoch_end, softmax)
     return module.cpu().eval(), history
 
 
 def _fit(module: nn.Module, X: np.ndarray, Y: np.ndarray, cfg: TrainConfig, device: torch.device,
-         gen: torch.Generator, on_epoch_end: Callable[[int, nn.Module], None] | None) -> list[float]:
+         gen: torch.Generator, on_epoch_end: Callable[[int, nn.Module], None] | None,
+         softmax: bool = False) -> list[float]:
     module.to(device).train()
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32))
     Yt = torch.as_tensor(np.ascontiguousarray(Y, dtype=np.float32))
-    if cfg.label_smoothing:
+    if cfg.label_smoothing and not softmax:
         Yt = Yt * (1.0 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     n = len(Xt)
     steps = math.ceil(n / cfg.batch_size)
     sched = one_cycle(opt, cfg.max_lr, cfg.epochs * steps) if cfg.schedule == "onecycle" else None
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = (nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing) if softmax  # targets: one-hot rows
+               else nn.BCEWithLogitsLoss())
     history = []
     for epoch in tqdm(range(cfg.epochs), desc="epochs", disable=not cfg.progress, leave=False):
         order = torch.randperm(n, generator=gen)
@@ -164,6 +168,11 @@ def predict_logits(module: nn.Module, X: np.ndarray, device: str = "cpu", batch_
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """float32 softmax over each row (single-label data)."""
+    return torch.softmax(torch.as_tensor(np.asarray(z, dtype=np.float32)), dim=1).numpy()
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

@@ -1,0 +1,300 @@
+"""A profile layout: which columns of a lab's table are the id, the compound, the plate, the controls, the feature
+blocks and the labels. LISH-MoA is one built-in layout (``Layout.lish_moa()``); any other table is described by a
+small TOML file (``docs/layout.md``) or the same settings as CLI flags, and ``infer_layout`` writes a starting one.
+
+A layout is data, not code: it is stored in every bundle trained on it, so ``moa predict`` and the web app read an
+upload exactly as the training table was read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import DataError
+
+LABEL_SOURCES = ("wide", "column", "annotation")
+NORMALIZATIONS = ("none", "robust_z")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A feature block: the columns whose name starts with `prefix` or matches `regex`. Each block gets its own
+    PCA (`pca` components appended to the inputs; 0 for none), as the gene and cell-viability blocks do."""
+
+    name: str
+    prefix: str | None = None
+    regex: str | None = None
+    pca: int = 0
+
+    def matches(self, column: str) -> bool:
+        if self.regex is not None:
+            return re.search(self.regex, column) is not None
+        return column.startswith(self.prefix or "")
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Rows whose `column` holds one of `values` are controls (vehicle wells): never labelled, used to normalise."""
+
+    column: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Where the MoA labels come from.
+
+    * ``wide``: a 0/1 table (one column per MoA) in `file`, rows matched on `key` (LISH-MoA's targets file).
+    * ``column``: the table's own `column`; several MoAs per row joined by `separator` (Repurposing Hub: ``|``),
+      one MoA per row when `separator` is empty (single-label: a softmax over the classes).
+    * ``annotation``: a separate table `file` joined on `on` (table column → annotation column, e.g. compound
+      name → ``pert_iname``, or compound + concentration), its `column` holding the MoA (split on `separator`).
+    """
+
+    source: str
+    column: str | None = None
+    separator: str = ""
+    file: str | None = None
+    key: str | None = None
+    on: tuple[tuple[str, str], ...] = ()
+    comment: str | None = None
+    """Lines of `file` starting with this are skipped (the Repurposing Hub's header lines start with ``!``)."""
+
+    @property
+    def single_label(self) -> bool:
+        return self.source != "wide" and not self.separator
+
+
+@dataclass(frozen=True)
+class MetadataTable:
+    """Another table joined onto the profiles (BBBC021's image table: plate + well → compound, concentration)."""
+
+    file: str
+    on: tuple[tuple[str, str], ...]
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How to read one lab's profile table. Column names are the table's own; see ``docs/layout.md``."""
+
+    name: str = "custom"
+    id: tuple[str, ...] = ()
+    """The profile id column, or several joined with ``_`` (plate + well); empty: row numbers."""
+    group: str | None = None
+    """The compound column: cross-validation folds are grouped by it, never split."""
+    treatment: tuple[str, ...] = ()
+    """Columns that define a treatment (compound, concentration): wells averaged for treatment-level calls."""
+    plate: str | None = None
+    batch: str | None = None
+    batch_from_plate: str | None = None
+    """A regex with one group taking the batch out of the plate name (BBBC021: ``^(Week\\d+)_``)."""
+    meta_categorical: tuple[str, ...] = ()
+    meta_numeric: tuple[str, ...] = ()
+    controls: Controls | None = None
+    blocks: tuple[Block, ...] = ()
+    labels: Labels | None = None
+    normalize: str = "none"
+    metadata: tuple[MetadataTable, ...] = ()
+    base_dir: str = field(default="", compare=False)
+    """The directory of the TOML file: relative file paths in it are read from there."""
+
+    # -- built-in --------------------------------------------------------------------------------
+    @classmethod
+    def lish_moa(cls) -> "Layout":
+        """The LISH-MoA layout, for display and documentation: its data keep their dedicated reader."""
+        return cls(name="lish-moa", id=("sig_id",), group="drug_id", treatment=("drug_id", "cp_dose", "cp_time"),
+                   meta_categorical=("cp_time", "cp_dose"), controls=Controls("cp_type", ("ctl_vehicle",)),
+                   blocks=(Block("genes", prefix="g-", pca=50), Block("cells", prefix="c-", pca=15)),
+                   labels=Labels("wide", file="train_targets_scored.csv", key="sig_id"))
+
+    @property
+    def is_lish_moa(self) -> bool:
+        return self.name == "lish-moa"
+
+    @property
+    def single_label(self) -> bool:
+        return self.labels is not None and self.labels.single_label
+
+    def resolve(self, file: str) -> Path:
+        path = Path(file)
+        return path if path.is_absolute() or not self.base_dir else Path(self.base_dir) / path
+
+    # -- columns ---------------------------------------------------------------------------------
+    def meta_columns(self) -> list[str]:
+        """Every non-feature column the layout names, in a stable order, without repeats."""
+        cols: list[str] = [*self.id]
+        for c in (self.group, *self.treatment, self.plate, self.batch, *self.meta_categorical, *self.meta_numeric,
+                  self.controls.column if self.controls else None,
+                  self.labels.column if self.labels and self.labels.source == "column" else None):
+            if c and c not in cols:
+                cols.append(c)
+        return cols
+
+    def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
+        """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
+        blocks, a named meta column caught by a block pattern."""
+        meta = set(self.meta_columns())
+        out: dict[str, list[str]] = {}
+        seen: dict[str, str] = {}
+        for block in self.blocks:
+            cols = [c for c in columns if c not in meta and block.matches(c)]
+            if not cols:
+                how = f"regex {block.regex!r}" if block.regex else f"prefix {block.prefix!r}"
+                raise DataError(f"feature block {block.name!r} ({how}) matches no column. Columns start with: "
+                                f"{', '.join(sorted({c[:12] for c in columns})[:8])} ... Fix the block in the layout "
+                                "(`moa layout infer FILE` proposes blocks).", source=source)
+            for c in cols:
+                if c in seen:
+                    raise DataError(f"column {c!r} is in two feature blocks ({seen[c]!r} and {block.name!r}); make the "
+                                    "block patterns disjoint.", source=source, column=c)
+                seen[c] = block.name
+            out[block.name] = cols
+        return out
+
+    # -- (de)serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-able form (None and empty values left out)."""
+        d = dataclasses.asdict(self)
+        d.pop("base_dir")
+        if d["labels"] is not None:
+            d["labels"]["on"] = dict(d["labels"]["on"])
+        for m in d["metadata"]:
+            m["on"] = dict(m["on"])
+        if d["normalize"] == "none":
+            del d["normalize"]
+        return _drop_empty(d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "layout", base_dir: str = "") -> "Layout":
+        """Parse and check a layout (a TOML file's content, or a bundle's stored copy)."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"base_dir"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise DataError(f"unknown layout key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))} "
+                            "(docs/layout.md).", source=source)
+        try:
+            blocks = tuple(Block(**_check_keys(b, Block, source, "blocks")) for b in d.get("blocks", ()))
+            controls = d.get("controls")
+            if controls is not None:
+                controls = Controls(str(controls["column"]), tuple(str(v) for v in _as_list(controls["values"])))
+            labels = d.get("labels")
+            if labels is not None:
+                labels = dict(_check_keys(labels, Labels, source, "labels"))
+                labels["on"] = _pairs(labels.get("on", ()))
+                labels = Labels(**labels)
+            metadata = tuple(MetadataTable(file=str(m["file"]), on=_pairs(m["on"]),
+                                           columns=tuple(_as_list(m.get("columns", ()))))
+                             for m in d.get("metadata", ()))
+            layout = cls(name=str(d.get("name", "custom")), id=tuple(_as_list(d.get("id", ()))),
+                         group=d.get("group"), treatment=tuple(_as_list(d.get("treatment", ()))),
+                         plate=d.get("plate"), batch=d.get("batch"), batch_from_plate=d.get("batch_from_plate"),
+                         meta_categorical=tuple(_as_list(d.get("meta_categorical", ()))),
+                         meta_numeric=tuple(_as_list(d.get("meta_numeric", ()))), controls=controls, blocks=blocks,
+                         labels=labels, normalize=str(d.get("normalize", "none")), metadata=metadata,
+                         base_dir=base_dir)
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"layout entry is incomplete or of the wrong type ({exc}); see docs/layout.md.",
+                            source=source) from None
+        layout.check(source)
+        return layout
+
+    def check(self, source: str = "layout") -> None:
+        if not self.blocks:
+            raise DataError("the layout names no feature block; add at least one [[blocks]] with a prefix or regex.",
+                            source=source)
+        for b in self.blocks:
+            if (b.prefix is None) == (b.regex is None):
+                raise DataError(f"block {b.name!r} needs exactly one of prefix or regex.", source=source)
+            if b.regex is not None:
+                try:
+                    re.compile(b.regex)
+                except re.error as exc:
+                    raise DataError(f"block {b.name!r}: bad regex {b.regex!r} ({exc}).", source=source) from None
+            if int(b.pca) < 0:
+                raise DataError(f"block {b.name!r}: pca must be >= 0.", source=source)
+        if len({b.name for b in self.blocks}) != len(self.blocks):
+            raise DataError("two feature blocks share a name.", source=source)
+        if self.normalize not in NORMALIZATIONS:
+            raise DataError(f"normalize = {self.normalize!r}; use one of {', '.join(NORMALIZATIONS)}.", source=source)
+        if self.normalize != "none" and (self.plate is None or self.controls is None):
+            raise DataError("normalize = 'robust_z' standardises each plate to its control wells: the layout needs "
+                            "`plate` and [controls].", source=source)
+        if self.batch_from_plate is not None:
+            if self.plate is None:
+                raise DataError("batch_from_plate needs `plate`.", source=source)
+            try:
+                if re.compile(self.batch_from_plate).groups != 1:
+                    raise DataError("batch_from_plate must have exactly one (group).", source=source)
+            except re.error as exc:
+                raise DataError(f"bad batch_from_plate regex ({exc}).", source=source) from None
+        if self.labels is not None:
+            lab = self.labels
+            if lab.source not in LABEL_SOURCES:
+                raise DataError(f"labels.source = {lab.source!r}; use one of {', '.join(LABEL_SOURCES)}.",
+                                source=source)
+            if lab.source == "wide" and not (lab.file and lab.key):
+                raise DataError("labels.source = 'wide' needs `file` (the 0/1 table) and `key` (the id column).",
+                                source=source)
+            if lab.source == "column" and not lab.column:
+                raise DataError("labels.source = 'column' needs `column`.", source=source)
+            if lab.source == "annotation" and not (lab.file and lab.on and lab.column):
+                raise DataError("labels.source = 'annotation' needs `file`, `on` (table column = annotation column) "
+                                "and `column` (the MoA column of the annotation table).", source=source)
+
+
+def _check_keys(d: dict[str, Any], kind: type, source: str, where: str) -> dict[str, Any]:
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise DataError(f"unknown key(s) {', '.join(unknown)} in [{where}]; known: {', '.join(sorted(known))}.",
+                        source=source)
+    return d
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """`on` as ((table column, annotation column), ...) from a TOML table or a list of names (same on both sides)."""
+    if isinstance(value, dict):
+        return tuple((str(k), str(v)) for k, v in value.items())
+    return tuple((str(v), str(v)) if isinstance(v, str) else (str(v[0]), str(v[1])) for v in value)
+
+
+def _drop_empty(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _drop_empty(v) for k, v in d.items() if v not in (None, "", (), [], {})}
+    if isinstance(d, (list, tuple)):
+        return [_drop_empty(v) for v in d]
+    return d
+
+
+def load_layout(path: str | os.PathLike) -> Layout:
+    """Read a layout TOML file (errors name the file and the key)."""
+    path = Path(path)
+    try:
+        d = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("layout file not found; write one with `moa layout infer FEATURES --out layout.toml`.",
+                        source=str(path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not a valid TOML file ({exc}).", source=str(path)) from None
+    return Layout.from_dict(d, source=str(path), base_dir=str(path.parent))
+
+
+def dump_layout(layout: Layout, comment: str = "") -> str:
+    """The layout as TOML text (``tomli_w``), with an optional comment block on top."""
+    head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines())
+    return head + tomli_w.dumps(layout.to_dict())

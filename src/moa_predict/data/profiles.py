@@ -1,0 +1,336 @@
+"""Reading any lab's profile table through its :class:`~moa_predict.data.layout.Layout` into a ``Dataset``.
+
+The internal form is the one every model, explanation and page already speaks: a frame indexed by profile id with
+a ``cp_type`` column (treated / control, from the layout's control rule), the layout's meta columns, and the feature
+columns under their own names. The frame carries its layout spec in ``frame.attrs[SPEC]`` (feature blocks, meta
+columns, single- or multi-label): preprocessing learns its columns from it, so the same models fit any layout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .cmap import detect_format, read_genes
+from .errors import DataError
+from .io import Source, read_table
+from .layout import Labels, Layout
+from .normalize import normalize_plates
+
+SPEC = "moa_layout"
+"""The key of ``DataFrame.attrs`` holding the layout spec of a profile frame (see ``layout_spec``)."""
+
+
+def layout_spec(frame: pd.DataFrame) -> dict[str, Any] | None:
+    """The frame's layout spec: {"blocks": {name: [columns]}, "pca": {name: n}, "meta_categorical": [...],
+    "meta_numeric": [...], "single_label": bool}; None for LISH-MoA frames."""
+    return frame.attrs.get(SPEC)
+
+
+def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
+    return [c for cols in spec["blocks"].values() for c in cols]
+
+
+def _name(src: Source, name: str | None) -> str:
+    if name:
+        return name
+    if isinstance(src, (str, os.PathLike)):
+        return os.path.basename(os.fspath(src))
+    return os.path.basename(str(getattr(src, "name", "") or "profiles"))
+
+
+def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
+    """A table of profiles as rows: CSV/Parquet as they are; GCT/GCTX/h5ad turned to one row per sample (sample
+    metadata, then one column per gene named by its symbol, else its id)."""
+    label = _name(src, name)
+    kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
+    if detect_format(src, label) == "table":
+        return read_table(src, name=label, **kwargs)
+    values, meta, genes = read_genes(src, name=label)
+    names = genes["symbol"].astype(str).tolist() if "symbol" in genes else genes["id"].astype(str).tolist()
+    if len(set(names)) != len(names):
+        names = genes["id"].astype(str).tolist()
+    values.columns = names
+    meta = meta.copy()
+    meta.insert(0, "sample_id", meta.index.astype(str))
+    return pd.concat([meta.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
+
+
+def _key(series: pd.Series) -> pd.Series:
+    """Join keys compared as text, numbers written the same way whatever their source (3 == 3.0 == '3.000')."""
+    num = pd.to_numeric(series, errors="coerce")
+    text = series.astype(str).str.strip()
+    as_num = num.map(lambda v: f"{v:.6g}" if pd.notna(v) else None)
+    return as_num.where(num.notna(), text.str.lower())
+
+
+def _join_metadata(frame: pd.DataFrame, layout: Layout, source: str) -> pd.DataFrame:
+    for meta in layout.metadata:
+        path = layout.resolve(meta.file)
+        table = read_table(path, name=meta.file)
+        left = [a for a, _ in meta.on]
+        right = [b for _, b in meta.on]
+        for col, where, t in [*((c, source, frame) for c in left), *((c, meta.file, table) for c in right)]:
+            if col not in t.columns:
+                raise DataError(f"join column {col!r} not found; the metadata join is on {meta.on}.", source=where,
+                                column=col)
+        keep = list(meta.columns) or [c for c in table.columns if c not in right]
+        missing = [c for c in keep if c not in table.columns]
+        if missing:
+            raise DataError(f"column(s) {', '.join(missing)} not in the metadata table.", source=meta.file,
+                            column=missing[0])
+        sub = table[right + keep].copy()
+        keys = pd.DataFrame({f"_k{i}": _key(sub[c]) for i, c in enumerate(right)})
+        sub = pd.concat([keys, sub[keep].reset_index(drop=True).set_axis(keys.index)], axis=1).drop_duplicates()
+        kcols = list(keys.columns)
+        dup = sub.duplicated(kcols, keep=False)
+        if dup.any():
+            first = sub.loc[dup].iloc[0]
+            raise DataError(f"the metadata table gives different values for the same key "
+                            f"({', '.join(str(first[k]) for k in kcols)}); each key must map to one row.",
+                            source=meta.file)
+        fk = pd.DataFrame({f"_k{i}": _key(frame[c]).to_numpy() for i, c in enumerate(left)})
+        joined = fk.merge(sub, on=kcols, how="left")
+        added = pd.DataFrame({c if c not in frame.columns else f"{c}_joined": joined[c].to_numpy() for c in keep})
+        frame = pd.concat([frame, added], axis=1)
+    return frame
+
+
+def _ids(frame: pd.DataFrame, layout: Layout, source: str) -> pd.Index:
+    if not layout.id:
+        return pd.Index([f"row-{i + 1}" for i in range(len(frame))], name=schema.SIG_ID)
+    for c in layout.id:
+        if c not in frame.columns:
+            raise DataError(f"the layout's id column {c!r} is not in the table.", source=source, column=c)
+    ids = frame[list(layout.id)].astype(str).agg("_".join, axis=1).str.strip()
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        rows = np.flatnonzero(dup.to_numpy())[:2] + 1
+        raise DataError(f"id {ids.iloc[rows[0] - 1]!r} appears more than once (rows {rows[0]} and {rows[1]}); the "
+                        f"id ({' + '.join(layout.id)}) must be unique per profile.", source=source, row=int(rows[1]),
+                        column=layout.id[0])
+    return pd.Index(ids.to_numpy(), name=schema.SIG_ID)
+
+
+def _feature_block(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
+    """The features as float32; text cells are an error naming row and column; missing values are filled with the
+    column's median over the table and counted (CellProfiler leaves a few cells empty)."""
+    block = frame[columns]
+    numeric = block.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & block.notna()
+    if bad.to_numpy().any():
+        r, c = np.argwhere(bad.to_numpy())[0]
+        raise DataError(f"value {block.iat[r, c]!r} is not a number; feature columns must be numeric (or name the "
+                        "column as meta in the layout).", source=source, row=int(r) + 1, column=columns[c])
+    values = numeric.to_numpy(np.float64, copy=True)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, source: str
+            ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """(0/1 targets indexed like the profiles, report). Rows without an annotation get all zeros and are listed."""
+    if labels.source == "wide":
+        path = layout.resolve(labels.file)
+        table = read_table(path, name=labels.file)
+        if labels.key not in table.columns:
+            raise DataError(f"key column {labels.key!r} not in the label table.", source=labels.file,
+                            column=labels.key)
+        table = table.set_index(table[labels.key].astype(str).str.strip()).drop(columns=[labels.key])
+        if table.index.duplicated().any():
+            raise DataError(f"id {table.index[table.index.duplicated()][0]!r} appears twice in the label table.",
+                            source=labels.file)
+        targets = table.reindex(ids).fillna(0).astype(np.int8)
+        missing = int((~ids.isin(table.index)).sum())
+        return targets, {"unannotated_rows": missing}
+    if labels.source == "column":
+        if labels.column not in frame.columns:
+            raise DataError(f"label column {labels.column!r} is not in the table.", source=source,
+                            column=labels.column)
+        raw = frame[labels.column]
+    else:
+        raw = _annotate(frame, labels, layout, source)
+    text = raw.astype("string").str.strip()
+    text = text.where(text.notna() & (text != "") & (text.str.lower() != "nan"), None)
+    if labels.separator:
+        lists = [sorted({m.strip() for m in str(v).split(labels.separator) if m.strip()}) if v is not None else []
+                 for v in text]
+    else:
+        lists = [[str(v)] if v is not None else [] for v in text]
+    classes = sorted({m for ms in lists for m in ms})
+    index = {c: i for i, c in enumerate(classes)}
+    Y = np.zeros((len(lists), len(classes)), np.int8)
+    for r, ms in enumerate(lists):
+        Y[r, [index[m] for m in ms]] = 1
+    return pd.DataFrame(Y, index=ids, columns=classes), {}
+
+
+def _annotate(frame: pd.DataFrame, labels: Labels, layout: Layout, source: str) -> pd.Series:
+    """The MoA of each row from the annotation table, joined on ``labels.on``. Documented rules: key text compared
+    case-insensitively and numbers by value; a key listed twice with the same MoA counts once; a key listed twice
+    with different MoAs is an error (the annotation must be fixed, not guessed)."""
+    path = layout.resolve(labels.file)
+    table = _read_annotation(path, labels)
+    left = [a for a, _ in labels.on]
+    right = [b for _, b in labels.on]
+    for col, where, t in [*((c, source, frame) for c in left), *((c, labels.file, table) for c in right + [labels.column])]:
+        if col not in t.columns:
+            raise DataError(f"column {col!r} not found (labels join on {dict(labels.on)}, MoA column "
+                            f"{labels.column!r}).", source=where, column=col)
+    keys = pd.DataFrame({f"_k{i}": _key(table[c]).to_numpy() for i, c in enumerate(right)})
+    keys["_moa"] = table[labels.column].astype("string").str.strip().to_numpy()
+    keys = keys.dropna(subset=["_moa"]).drop_duplicates()
+    kcols = [c for c in keys.columns if c.startswith("_k")]
+    dup = keys.duplicated(kcols, keep=False)
+    if dup.any():
+        bad = keys.loc[dup]
+        first = bad.iloc[0]
+        moas = bad.loc[(bad[kcols] == first[kcols]).all(axis=1), "_moa"].tolist()
+        raise DataError(f"conflicting annotations for {', '.join(str(first[k]) for k in kcols)}: "
+                        f"{' vs '.join(map(repr, moas))}. Keep one row per key in the annotation table.",
+                        source=labels.file)
+    fk = pd.DataFrame({f"_k{i}": _key(frame[c]).to_numpy() for i, c in enumerate(left)})
+    return fk.merge(keys, on=kcols, how="left")["_moa"]
+
+
+def _read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
+    if not labels.comment:
+        return read_table(path, name=labels.file)
+    import io
+
+    try:
+        lines = [ln for ln in open(path, encoding="utf-8") if not ln.startswith(labels.comment)]
+    except FileNotFoundError:
+        raise DataError("annotation file not found; check the path in the layout (relative paths are read from "
+                        "the layout file's folder).", source=labels.file) from None
+    return read_table(io.BytesIO("".join(lines).encode()), name=labels.file)
+
+
+def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_bytes: int | None = None,
+                  labels: bool = True, feature_columns: list[str] | None = None):
+    """Read a table through `layout` into a :class:`~moa_predict.data.dataset.Dataset`.
+
+    `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
+    label, and are counted in ``dataset.notes``. `feature_columns`: the columns a trained model needs (an upload must
+    have all of them; extra columns are ignored)."""
+    from .dataset import Dataset
+
+    source = _name(src, name)
+    frame = read_raw_table(src, name=source, max_bytes=max_bytes)
+    frame = _join_metadata(frame.reset_index(drop=True), layout, source)
+    if len(frame) == 0:
+        raise DataError("the table has no rows.", source=source)
+    ids = _ids(frame, layout, source)
+    if feature_columns is None:
+        blocks = layout.block_columns(list(frame.columns), source)
+    else:
+        missing = [c for c in feature_columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{len(missing)} feature column(s) the model was trained on are missing "
+                            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}).", source=source,
+                            column=missing[0])
+        wanted = set(feature_columns)
+        blocks = {k: [c for c in v if c in wanted]
+                  for k, v in layout.block_columns(list(frame.columns), source).items()}
+    columns = [c for cols in blocks.values() for c in cols]
+    values = _feature_block(frame, columns, source)
+    notes: dict[str, Any] = {}
+    if layout.controls is not None:
+        if layout.controls.column not in frame.columns:
+            raise DataError(f"the control column {layout.controls.column!r} is not in the table.", source=source,
+                            column=layout.controls.column)
+        wanted_ctl = {v.lower() for v in layout.controls.values}
+        is_control = frame[layout.controls.column].astype(str).str.strip().str.lower().isin(wanted_ctl).to_numpy()
+    else:
+        is_control = np.zeros(len(frame), bool)
+    meta_cols = [c for c in layout.meta_columns() if c in frame.columns]
+    for c in layout.meta_columns():
+        if c not in frame.columns and c not in layout.id and not (labels is False and layout.labels is not None
+                                                                   and c == layout.labels.column):
+            raise DataError(f"the layout names column {c!r}, which is not in the table.", source=source, column=c)
+    meta = frame[meta_cols].copy()
+    meta.index = ids
+    if layout.batch_from_plate:
+        plate = meta[layout.plate].astype(str)
+        batch = plate.str.extract(layout.batch_from_plate, expand=False)
+        meta["batch"] = batch.fillna(plate)
+    if layout.normalize == "robust_z":
+        if layout.plate in meta.columns and is_control.any():
+            values, norm_notes = normalize_plates(values, meta[layout.plate].to_numpy(), is_control, source=source)
+            notes["normalization"] = norm_notes
+        else:
+            notes["normalization"] = ("not applied: the table has no plate column or no control wells; the profiles "
+                                      "are taken as already normalised")
+    n_missing = int(np.isnan(values).sum())
+    if n_missing:
+        med = np.nanmedian(values, axis=0)
+        med = np.where(np.isfinite(med), med, 0.0)
+        r, c = np.nonzero(np.isnan(values))
+        values[r, c] = med[c]
+        notes["missing_values_filled"] = {"cells": n_missing, "columns": int(len(set(c.tolist())))}
+    features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
+                                       index=ids), meta,
+                          pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
+    features.attrs[SPEC] = {"blocks": blocks, "pca": {b.name: int(b.pca) for b in layout.blocks},
+                            "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
+                            "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
+                            "single_label": layout.single_label}
+    targets = drugs = None
+    if layout.group is not None and layout.group in meta.columns:
+        drugs = meta[layout.group].astype(str).rename("drug_id")
+    if labels and layout.labels is not None:
+        targets, report = _labels(frame, ids, layout.labels, layout, source)
+        targets.loc[is_control] = 0
+        # a class only controls carry (BBBC021 annotates DMSO itself) is no MoA
+        targets = targets.loc[:, targets.sum(axis=0).to_numpy() > 0]
+        unlabelled = (targets.sum(axis=1).to_numpy() == 0) & ~is_control
+        notes.update(report)
+        notes["unlabelled_rows"] = int(unlabelled.sum())
+        if drugs is not None:
+            notes["unlabelled_compounds"] = sorted(set(drugs[unlabelled]))[:50]
+        notes["labelled_rows"] = int((~unlabelled & ~is_control).sum())
+        notes["classes"] = len(targets.columns)
+        if layout.single_label and (targets.sum(axis=1) > 1).any():
+            raise DataError("single-label layout but a row has several MoAs; set labels.separator.", source=source)
+    return Dataset(features, targets, None, drugs, source=source, layout=layout, notes=notes)
+
+
+def training_rows(dataset) -> np.ndarray:
+    """Positions a model trains on: controls and labelled rows (rows without an annotation are left out)."""
+    if dataset.targets is None:
+        return np.arange(len(dataset.features))
+    labelled = dataset.targets.to_numpy().sum(axis=1) > 0
+    return np.flatnonzero(labelled | dataset.is_control)
+
+
+def treatment_means(dataset, by: list[str] | None = None):
+    """One profile per treatment (the layout's treatment columns; controls dropped): mean features, first meta value,
+    labels of the treatment (the union). How the field reports image-based MoA calls."""
+    from .dataset import Dataset
+
+    layout = dataset.layout
+    by = list(by or (layout.treatment if layout and layout.treatment else [layout.group]))
+    f = dataset.features.loc[~dataset.is_control]
+    spec = layout_spec(dataset.features)
+    feats = spec_feature_columns(spec)
+    keys = f[by].astype(str).agg(" @ ".join, axis=1)
+    grouped = f.groupby(keys.to_numpy(), sort=True)
+    means = grouped[feats].mean().astype(np.float32)
+    meta = grouped[[c for c in f.columns if c not in feats]].first()
+    out = pd.concat([meta, means], axis=1)
+    out.index = pd.Index([re.sub(r"\s+", " ", str(k)) for k in out.index], name=schema.SIG_ID)
+    out.attrs[SPEC] = spec
+    targets = drugs = None
+    if dataset.targets is not None:
+        t = dataset.targets.loc[~dataset.is_control]
+        targets = t.groupby(keys.to_numpy(), sort=True).max().astype(np.int8)
+        targets.index = out.index
+    if dataset.drugs is not None:
+        drugs = dataset.drugs.loc[~dataset.is_control].groupby(keys.to_numpy(), sort=True).first()
+        drugs.index = out.index
+    return Dataset(out, targets, None, drugs, source=dataset.source, layout=layout, notes=dict(dataset.notes))
