@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .. import __version__
 from ..data.errors import DataError
+from .layout import add_layout_args, add_layout_command
 
 # soft_wrap: a long message (a path) is never broken mid-path at the terminal width; tables still fit it
 console = Console(stderr=True, soft_wrap=True)
@@ -99,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ..models import DEFAULT_MODEL, make_model
     from ..training.train import train_bundle
 
-    data = load_dataset(args.data)
+    data = _training_data(args)
     if args.rows and args.rows < len(data.features):
         import numpy as np
 
@@ -129,6 +130,36 @@ def cmd_train(args: argparse.Namespace) -> None:
                    path / "cv_report.json")
         print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model))
     console.print(f"bundle written to {path}")
+
+
+def _training_data(args: argparse.Namespace) -> Any:
+    """--data DIR (LISH-MoA), or --features FILE read through --layout / the layout flags."""
+    from ..data.dataset import load_dataset
+    from ..data.profiles import load_profiles
+    from .layout import layout_from_args
+
+    layout = layout_from_args(args)
+    if args.data:
+        if layout is not None or args.features:
+            raise DataError("--data reads a LISH-MoA directory; for another layout use --features FILE with "
+                            "--layout FILE.toml (or the layout flags), not both.")
+        return load_dataset(args.data)
+    if not args.features or layout is None:
+        raise DataError("say what to train on: --data DIR (LISH-MoA layout), or --features FILE with --layout "
+                        "FILE.toml or layout flags ('moa layout infer FILE' writes a starting layout).")
+    if layout.labels is None:
+        raise DataError("the layout has no [labels]: say where the MoAs come from (a label column, or an annotation "
+                        "table joined on the compound); see docs/layout.md.")
+    data = load_profiles(args.features, layout)
+    notes = data.notes
+    console.print(f"read {escape(args.features)} through the {escape(layout.name)} layout: {len(data.features):,} "
+                  f"profiles ({int(data.is_control.sum()):,} controls), {len(data.feature_columns):,} features in "
+                  f"{len(layout.blocks)} block(s), {notes.get('classes', 0)} MoAs"
+                  f"{' (single-label)' if layout.single_label else ''}; {notes.get('unlabelled_rows', 0):,} treated "
+                  "profiles without an annotation are left out of training", highlight=False)
+    if "normalization" in notes:
+        console.print(f"normalisation: {escape(str(notes['normalization']))}", highlight=False)
+    return data
 
 
 def _training_cluster(args: argparse.Namespace) -> Any:
@@ -420,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="cross-validate a model and write a bundle")
-    p.add_argument("--data", required=True, help="directory in the LISH-MoA layout")
+    p.add_argument("--data", help="directory in the LISH-MoA layout (or --features with --layout, below)")
     p.add_argument("--model", help="model name (default: the best blend); see 'moa models'")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by drug (default 5)")
@@ -435,7 +466,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", type=_param, metavar="KEY=VALUE", help="model hyper-parameter")
     p.add_argument("--device", help="torch device for neural models (cpu, cuda)")
     _cluster_args(p, "the blend members' fits (each CV fold's and the final fit's) run on the cluster")
+    add_layout_args(p)
     p.set_defaults(func=cmd_train)
+    add_layout_command(sub)
 
     p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
     p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")

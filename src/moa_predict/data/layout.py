@@ -104,6 +104,8 @@ class Layout:
     labels: Labels | None = None
     normalize: str = "none"
     metadata: tuple[MetadataTable, ...] = ()
+    ignore: tuple[str, ...] = ()
+    """Columns that are neither features nor used meta (QC values, file names): never caught by a block."""
     base_dir: str = field(default="", compare=False)
     """The directory of the TOML file: relative file paths in it are read from there."""
 
@@ -142,7 +144,7 @@ class Layout:
     def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
-        meta = set(self.meta_columns())
+        meta = set(self.meta_columns()) | set(self.ignore)
         out: dict[str, list[str]] = {}
         seen: dict[str, str] = {}
         for block in self.blocks:
@@ -200,7 +202,7 @@ class Layout:
                          meta_categorical=tuple(_as_list(d.get("meta_categorical", ()))),
                          meta_numeric=tuple(_as_list(d.get("meta_numeric", ()))), controls=controls, blocks=blocks,
                          labels=labels, normalize=str(d.get("normalize", "none")), metadata=metadata,
-                         base_dir=base_dir)
+                         ignore=tuple(_as_list(d.get("ignore", ()))), base_dir=base_dir)
         except (KeyError, TypeError) as exc:
             raise DataError(f"layout entry is incomplete or of the wrong type ({exc}); see docs/layout.md.",
                             source=source) from None

@@ -100,7 +100,10 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
 
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
             summary: StreamSummary | None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
+    if bundle.layout is not None:  # a lab's own layout: read whole, as plate normalisation needs whole plates
+        frames: Iterable[pd.DataFrame] = [bundle.read_profiles(src, name=name)]
+    else:
+        frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
     yield from predict_features(bundle, frames, keep_columns=keep_columns, summary=summary)
 
 

@@ -5,6 +5,7 @@ cannot run code; loading checks the format and fails with a clear message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ from safetensors.numpy import load_file, save_file
 from .. import __version__
 from ..data import schema
 from ..data.errors import DataError
-from ..data.io import DIR_MODE, FILE_MODE, jsonable
+from ..data.io import DIR_MODE, FILE_MODE, Source, jsonable
+from ..data.layout import Layout
+from ..data.profiles import load_profiles
 from ..models.base import MoAModel
 from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
@@ -68,8 +71,29 @@ class Bundle:
                         "(moa train does by default).")
 
     @property
+    def layout(self) -> Layout | None:
+        """The layout the model was trained on (``data.layout``); None for LISH-MoA bundles."""
+        d = self.info.get("layout")
+        return None if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
+
+    def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
+        """An upload read as this bundle's training table was: through its layout (plate normalisation included)
+        when it has one, else as LISH-MoA / CMap profiles (``data.dataset.load_features``)."""
+        layout = self.layout
+        if layout is None:
+            from ..data.dataset import load_features
+
+            return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
+                                 allow_gene_only=self.gene_only is not None)
+        layout = dataclasses.replace(layout, metadata=())  # an upload carries its own metadata columns
+        return load_profiles(src, layout, name=name, max_bytes=max_bytes, labels=False,
+                             feature_columns=self.feature_columns).features
+
+    @property
     def answers(self) -> str:
         """Which model this is, for a person: the full model or the gene-only one."""
+        if self.info.get("layout") is not None:
+            return f"model of the {self.info['layout'].get('name', 'custom')} layout"
         if any(c.startswith("c-") for c in self.feature_columns):
             return "full model (gene expression + cell viability)"
         return "gene-only model (gene expression alone; no cell-viability block)"

@@ -10,6 +10,9 @@ from sklearn.base import clone
 
 from .. import __version__
 from ..data.dataset import Dataset
+from ..data.errors import DataError
+from ..data.profiles import training_rows
+from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import per_target_skill
 from ..evaluation.trust import fit_trust
@@ -52,8 +55,18 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
 
     With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``evaluation.trust``) is
     fit on the out-of-fold predictions."""
+    layout_notes = None
+    if data.layout is not None:
+        if model.needs_full_layout:
+            raise DataError(f"model {model.name!r} only works on the LISH-MoA layout (its inputs are the paper's fixed "
+                            "875 columns); for other layouts use knn, logreg, mlp, resnet or the blend (see 'moa "
+                            "models').")
+        # rows whose compound has no annotation are predicted later, never trained on; the report counts them
+        layout_notes = dict(data.notes)
+        data = data.subset(training_rows(data))
     companion = None
-    if gene_only and not model.needs_full_layout and any(c.startswith("c-") for c in data.feature_columns):
+    if (gene_only and data.layout is None and not model.needs_full_layout
+            and any(c.startswith("c-") for c in data.feature_columns)):
         companion, _ = train_bundle(gene_only_model(model), data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
                                     progress=progress, command=command, reference=reference, device=device,
                                     gene_only=False)
@@ -80,10 +93,15 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "training_data": {"source": data.source, "fingerprint": data.fingerprint(), "rows": len(data.features),
-                          "treated_rows": int((~data.is_control).sum()), "simulated": data.simulated},
+                          "treated_rows": int((~data.is_control).sum()), "simulated": data.simulated,
+                          **({"notes": layout_notes} if layout_notes is not None else {})},
         "final_fit_seconds": round(time.perf_counter() - t0, 2),
         "cv": None if result is None else result.to_dict(),
     }
+    if data.layout is not None:
+        info["layout"] = data.layout.to_dict()
+    if result is not None and data.single_label:
+        info["cv"]["single_label"] = single_label_scores(data.targets.to_numpy(), result.oof, result.fold >= 0)
     if result is not None:
         treated_fold = np.where(data.is_control, -1, result.fold)
         skill = per_target_skill(data.targets.to_numpy(np.float64), result.oof, treated_fold, data.target_names,
