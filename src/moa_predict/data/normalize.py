@@ -17,12 +17,16 @@ MAD_TO_SD = 1.4826
 MIN_CONTROLS = 3
 
 
-def robust_z(values: np.ndarray, controls: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """(values - median) / scaled MAD of `controls`; a feature whose control MAD is ~0 uses `floor` instead."""
+def robust_z(values: np.ndarray, controls: np.ndarray) -> np.ndarray:
+    """(values - median) / scaled MAD of `controls`. A feature whose control MAD is 0 on this plate (a count that
+    barely varies) is scaled by its controls' standard deviation instead, and left unscaled (only centred) when the
+    controls are constant: the plate's own controls decide, nothing from other plates."""
     med = np.nanmedian(controls, axis=0)
     mad = MAD_TO_SD * np.nanmedian(np.abs(controls - med), axis=0)
-    mad = np.where(np.isfinite(mad) & (mad > floor), mad, floor)
-    return (values - med) / mad
+    tiny = 1e-9 * np.maximum(np.abs(med), 1.0)
+    sd = np.nanstd(controls, axis=0)
+    scale = np.where(mad > tiny, mad, np.where(sd > tiny, sd, 1.0))
+    return (values - med) / scale
 
 
 def normalize_plates(values: np.ndarray, plates: np.ndarray, is_control: np.ndarray, *, source: str = "profiles"
@@ -31,11 +35,6 @@ def normalize_plates(values: np.ndarray, plates: np.ndarray, is_control: np.ndar
     than ``MIN_CONTROLS`` control wells is an error naming the plate (its scale cannot be estimated)."""
     out = np.empty_like(values, dtype=np.float64)
     plates = np.asarray(plates).astype(str)
-    # a feature whose control wells barely vary on a plate is scaled by a small fraction of its spread over all
-    # control wells, so a near-constant feature cannot blow up to huge z-scores
-    all_ctl = values[is_control]
-    spread = MAD_TO_SD * np.nanmedian(np.abs(all_ctl - np.nanmedian(all_ctl, axis=0)), axis=0)
-    floor = np.maximum(np.where(np.isfinite(spread), spread, 0.0) * 0.1, 1e-6)
     names = sorted(set(plates.tolist()))
     for plate in names:
         rows = plates == plate
@@ -44,5 +43,5 @@ def normalize_plates(values: np.ndarray, plates: np.ndarray, is_control: np.ndar
             raise DataError(f"plate {plate!r} has {int(ctl.sum())} control well(s); robust z-scores need at least "
                             f"{MIN_CONTROLS}. Drop the plate, or set normalize = 'none' in the layout if the profiles "
                             "are already normalised.", source=source)
-        out[rows] = robust_z(values[rows], values[ctl], floor)
+        out[rows] = robust_z(values[rows], values[ctl])
     return out, f"robust z-score to each plate's control wells ({len(names)} plates)"

@@ -157,10 +157,17 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
         raw = _annotate(frame, labels, layout, source)
     text = raw.astype("string").str.strip()
     text = text.where(text.notna() & (text != "") & (text.str.lower() != "nan"), None)
+    text = pd.Series([v if isinstance(v, str) else None for v in text], index=text.index, dtype=object)
     if labels.separator:
         lists = [sorted({m.strip() for m in str(v).split(labels.separator) if m.strip()}) if v is not None else []
                  for v in text]
     else:
+        joined = text.dropna()
+        joined = joined[joined.str.contains("|", regex=False)]
+        if len(joined):
+            raise DataError(f"single-label layout, but the label {joined.iloc[0]!r} holds several MoAs joined by '|'; "
+                            "set separator = '|' under [labels] (multi-label).", source=source,
+                            row=int(np.flatnonzero(text.index == joined.index[0])[0]) + 1)
         lists = [[str(v)] if v is not None else [] for v in text]
     classes = sorted({m for ms in lists for m in ms})
     index = {c: i for i, c in enumerate(classes)}
