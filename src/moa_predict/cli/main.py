@@ -188,6 +188,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 client, args.bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                 partition_rows=args.partition_rows, keep_columns=args.keep_columns, progress=not args.quiet,
                 threads=None if args.scheduler else local_threads(args.dask_workers))
+    elif args.level != "profile":
+        from ..data.io import write_table
+        from ..inference.levels import predict_level
+        from ..training.bundle import load_bundle
+
+        if args.sets_out:
+            raise DataError("--sets-out is per profile; use it with --level profile.")
+        bundle = load_bundle(args.bundle)
+        frame = predict_level(bundle, args.features, args.level)
+        write_table(frame, args.out)
+        console.print(f"wrote {len(frame):,} {args.level}-level predictions (wells averaged per {args.level}) to "
+                      f"{escape(args.out)}", highlight=False)
+        return
     else:
         from ..inference.stream import predict_file
         from ..training.bundle import load_bundle
@@ -477,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with genes named by Entrez id or symbol)")
     p.add_argument("--out", required=True, help="CSV (sample_submission layout) or .parquet")
     p.add_argument("--keep-columns", action="store_true", help="append the input's extra columns (e.g. compound)")
+    p.add_argument("--level", choices=("profile", "treatment", "compound"), default="profile",
+                   help="profile: one call per row (default); treatment / compound: the wells of each treatment "
+                        "(the layout's treatment columns) or compound averaged, then called (bundles of a custom "
+                        "layout)")
     p.add_argument("--chunk-rows", type=int, default=20_000,
                    help="profiles read and predicted at a time (memory stays flat whatever the file size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,188 @@
+"""``moa benchmark real``: MoA calls on REAL data, BBBC021 (Caie et al. 2010; Ljosa et al. 2013), by the field's
+protocol: each plate normalised to its DMSO wells, wells averaged per treatment (compound x concentration), each of
+the 103 treatments classified without ever using its own compound (not-same-compound, NSC) and, stricter, also
+without any treatment from its batch (the week in the plate name; NSCB).
+
+* the field's baseline: 1-nearest neighbour by correlation between treatment means;
+* moa-predict's models, trained through ``training.train.train_bundle`` (what ``moa train`` runs) on the wells of
+  every other compound (NSC; for NSCB also without the wells of the query's batches), then asked for the MoA of the
+  query's treatment mean. Settings are fixed before the loop (declared in ``METHODS``); nothing is chosen on the
+  held-out compounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..data.dataset import Dataset
+from ..data.errors import DataError
+from ..data.layout import Layout, load_layout
+from ..data.profiles import load_profiles, spec_feature_columns, layout_spec, treatment_means
+
+PUBLISHED = {
+    "Ljosa et al. 2013, factor analysis of per-cell features": {"nsc_accuracy": 0.94, "nscb_accuracy": None,
+                                                               "note": "single-cell features, not per-well means"},
+    "Ando et al. 2017, deep embeddings + TVN (per cell)": {"nsc_accuracy": 0.96, "nscb_accuracy": 0.95,
+                                                          "note": "images / single cells, not per-well means"},
+}
+
+
+def bbbc021_layout(data_dir: str | Path) -> Layout:
+    """The shipped BBBC021 layout (``benchmarks/layouts/bbbc021.toml``) reading its files from `data_dir`."""
+    text = resources.files("moa_predict.benchmarks").joinpath("layouts/bbbc021.toml")
+    with resources.as_file(text) as path:
+        layout = load_layout(path)
+    return dataclasses.replace(layout, base_dir=str(data_dir))
+
+
+def load_bbbc021(data_dir: str | Path) -> Dataset:
+    data_dir = Path(data_dir)
+    features = data_dir / "per_well_mean.csv.gz"
+    if not features.is_file():
+        raise DataError(f"{features} not found: --data must be the BBBC021 folder with per_well_mean.csv.gz, "
+                        "image.csv.gz and moa.csv (see ../shared/real/README.md).", source=str(data_dir))
+    return load_profiles(features, bbbc021_layout(data_dir))
+
+
+@dataclasses.dataclass
+class Treatments:
+    """The 103 treatment means and what the protocol needs about each."""
+
+    data: Dataset
+    moa: np.ndarray
+    compound: np.ndarray
+    batches: list[frozenset[str]]
+
+    @classmethod
+    def of(cls, wells: Dataset) -> "Treatments":
+        t = treatment_means(wells)
+        labelled = t.targets.to_numpy().sum(axis=1) == 1
+        t = t.subset(np.flatnonzero(labelled))
+        names = np.asarray(t.targets.columns)
+        treated = wells.features.loc[~wells.is_control]
+        key = treated[list(wells.layout.treatment)].astype(str).agg(" @ ".join, axis=1)
+        batches = treated.groupby(key.to_numpy())["batch"].agg(frozenset)
+        return cls(t, names[t.targets.to_numpy().argmax(axis=1)], t.drugs.to_numpy(),
+                   [batches[k] for k in t.features.index])
+
+
+def _queries(t: Treatments, nscb: bool) -> list[tuple[np.ndarray, str, frozenset[str]]]:
+    """Groups of query treatments that share one exclusion (compound, and for NSCB the batches)."""
+    groups: dict[tuple[str, frozenset[str]], list[int]] = {}
+    for i, (c, b) in enumerate(zip(t.compound, t.batches)):
+        groups.setdefault((c, b if nscb else frozenset()), []).append(i)
+    return [(np.asarray(rows), c, b) for (c, b), rows in groups.items()]
+
+
+def _answerable(t: Treatments, nscb: bool) -> np.ndarray:
+    """Queries whose MoA has at least one treatment left after the exclusion (else no method can be right)."""
+    ok = np.zeros(len(t.moa), bool)
+    for i in range(len(t.moa)):
+        other = (t.compound != t.compound[i]) & (t.moa == t.moa[i])
+        if nscb:
+            other &= np.array([not (b & t.batches[i]) for b in t.batches])
+        ok[i] = other.any()
+    return ok
+
+
+Method = Callable[[Dataset, Treatments, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(wells, treatments, training-well mask, candidate-treatment mask, query rows) -> predicted MoA per query."""
+
+
+def nearest_neighbour(wells: Dataset, t: Treatments, train_wells: np.ndarray, candidates: np.ndarray,
+                      queries: np.ndarray) -> np.ndarray:
+    """The field's baseline: the MoA of the most correlated other treatment mean (Pearson)."""
+    x = t.data.features[spec_feature_columns(layout_spec(t.data.features))].to_numpy(np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sim = x[queries] @ x[candidates].T
+    return t.moa[candidates][sim.argmax(axis=1)]
+
+
+def trained_model(name: str, **params: Any) -> Method:
+    """A registered moa-predict model trained on the allowed wells through ``train_bundle`` (what ``moa train``
+    runs, without CV), asked for the MoA of each query treatment mean."""
+    from ..models.registry import make_model
+    from ..training.train import train_bundle
+
+    def method(wells: Dataset, t: Treatments, train_wells: np.ndarray, candidates: np.ndarray,
+               queries: np.ndarray) -> np.ndarray:
+        model = make_model(name, **params)
+        bundle, _ = train_bundle(model, wells.subset(np.flatnonzero(train_wells)), cv=False, progress=False,
+                                 reference=False, gene_only=False)
+        proba = bundle.predict_proba(t.data.features.iloc[queries])
+        return np.asarray(bundle.target_names)[proba.argmax(axis=1)]
+
+    return method
+
+
+METHODS: dict[str, tuple[str, Method]] = {
+    "1-NN correlation (field baseline)": ("DMSO-normalised treatment means, nearest other treatment by Pearson "
+                                          "correlation", nearest_neighbour),
+    "logreg": ("moa-predict logistic regression (softmax) on robust-z wells", trained_model("logreg")),
+    "mlp": ("moa-predict MLP (softmax head) on robust-z wells", trained_model("mlp")),
+}
+
+
+def evaluate(wells: Dataset, method: Method, *, nscb: bool, progress: bool = False) -> dict[str, Any]:
+    """Accuracy of `method` over the treatments under NSC (or NSCB), with the count of treatments scored."""
+    t = Treatments.of(wells)
+    well_compound = wells.drugs.to_numpy()
+    well_batch = wells.features["batch"].to_numpy()
+    control = wells.is_control
+    predicted = np.empty(len(t.moa), dtype=object)
+    t0 = time.perf_counter()
+    for rows, compound, batches in tqdm(_queries(t, nscb), disable=not progress, leave=False,
+                                        desc="NSCB" if nscb else "NSC"):
+        train = (well_compound != compound) | control
+        train &= ~np.isin(well_batch, list(batches)) | control if nscb else True
+        candidates = t.compound != compound
+        if nscb:
+            candidates &= np.array([not (b & batches) for b in t.batches])
+        predicted[rows] = method(wells, t, train, candidates, rows)
+    scored = _answerable(t, nscb)
+    correct = predicted == t.moa
+    return {"accuracy": float(correct[scored].mean()), "treatments": int(scored.sum()),
+            "accuracy_all_103": float(correct.mean()), "seconds": round(time.perf_counter() - t0, 1),
+            "per_treatment": {k: bool(v) for k, v in zip(t.data.features.index, correct)}}
+
+
+def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: bool = True) -> dict[str, Any]:
+    wells = load_bbbc021(data_dir)
+    t = Treatments.of(wells)
+    out: dict[str, Any] = {
+        "data": {"source": str(data_dir), "wells": len(wells.features), "dmso_wells": int(wells.is_control.sum()),
+                 "treatments": len(t.moa), "compounds": len(set(t.compound)), "moas": len(set(t.moa)),
+                 "features": len(wells.feature_columns), "batches": int(wells.features["batch"].nunique()),
+                 "normalisation": wells.notes.get("normalization"), "real": True},
+        "protocol": ("treatment = compound x concentration, mean of its robust-z wells; NSC: the query's compound is "
+                     "never seen (no training well, no candidate); NSCB: nor any well or treatment of the query's "
+                     "batches (weeks). Accuracy over the treatments whose MoA has another compound left after the "
+                     "exclusion (all 103 for NSC)"),
+        "methods": {}, "published": PUBLISHED,
+    }
+    for name in methods or list(METHODS):
+        if name not in METHODS:
+            raise DataError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+        what, method = METHODS[name]
+        nsc = evaluate(wells, method, nscb=False, progress=progress)
+        nscb = evaluate(wells, method, nscb=True, progress=progress)
+        out["methods"][name] = {"description": what, "nsc_accuracy": nsc["accuracy"],
+                                "nscb_accuracy": nscb["accuracy"], "nsc_treatments": nsc["treatments"],
+                                "nscb_treatments": nscb["treatments"],
+                                "nscb_accuracy_all_103": nscb["accuracy_all_103"],
+                                "seconds": nsc["seconds"] + nscb["seconds"],
+                                "nsc_per_treatment": nsc["per_treatment"], "nscb_per_treatment": nscb["per_treatment"]}
+        if progress:
+            print(f"{name}: NSC {nsc['accuracy']:.3f} ({nsc['treatments']}), NSCB {nscb['accuracy']:.3f} "
+                  f"({nscb['treatments']}), {nsc['seconds'] + nscb['seconds']:.0f} s", flush=True)
+    return out
