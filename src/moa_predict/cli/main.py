@@ -81,6 +81,8 @@ def _member_labels(model: Any) -> list[str] | None:
 def cmd_simulate(args: argparse.Namespace) -> None:
     from ..simulate import compare_statistics, simulate, write_simulated
 
+    if args.layout_kind == "cellpainting":
+        return cmd_simulate_cellpainting(args)
     data = simulate(n_train=args.rows, n_test=args.test_rows, seed=args.seed, labels_from=args.labels_from)
     if args.out:
         paths = write_simulated(data, args.out)
@@ -91,6 +93,30 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
         stats = compare_statistics(pd.concat([data.train_features, data.test_features]))
         out.print(stats.to_string())
+
+
+def cmd_simulate_cellpainting(args: argparse.Namespace) -> None:
+    """``moa simulate --layout-kind cellpainting``: a CellProfiler-style table with its layout.toml."""
+    from ..simulate import simulate_profiles
+
+    if not args.out:
+        raise DataError("--layout-kind cellpainting needs --out DIR (the folder for profiles.csv.gz and layout.toml).")
+    if args.labels_from or args.check:
+        raise DataError("--labels-from and --check are for the LISH-MoA layout, not --layout-kind cellpainting.")
+    path = simulate_profiles(args.out, label_mode=args.label_mode, seed=args.seed)
+    console.print(f"wrote SIMULATED Cell Painting profiles to {path} (profiles.csv.gz, layout.toml"
+                  f"{', annotation.csv' if args.label_mode == 'annotation' else ''}; labels: {args.label_mode}, "
+                  f"seed {args.seed}); read them with the layout {path / 'layout.toml'}", highlight=False)
+
+
+def _simulate_layout_args(p: argparse.ArgumentParser) -> None:
+    """`moa simulate`'s options for a table in another layout than LISH-MoA."""
+    p.add_argument("--layout-kind", choices=("lish-moa", "cellpainting"), default="lish-moa",
+                   help="lish-moa (default): the LISH-MoA files; cellpainting: a CellProfiler-style per-well table "
+                        "(profiles.csv.gz) with its layout.toml")
+    p.add_argument("--label-mode", choices=("single", "multi", "annotation"), default="single",
+                   help="cellpainting labels: one MoA per compound (default), some with two joined by '|', or an "
+                        "annotation.csv beside the table")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -461,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-from", metavar="DIR",
                    help="directory with the real label files: keep their sig_ids, drugs and labels")
     p.add_argument("--check", action="store_true", help="print feature statistics next to the real data's")
+    _simulate_layout_args(p)
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="cross-validate a model and write a bundle")
