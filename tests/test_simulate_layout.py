@@ -88,6 +88,7 @@ def test_single_label_reads_through_its_layout(sims):
     assert layout.labels.source == "column" and layout.single_label and layout.normalize == "robust_z"
     ds = _read(out)
     assert sorted(ds.target_names) == sorted(_truth(out)["moas"])
+    assert ds.simulated and ds.simulated.get("simulated")  # the marker beside the table reaches the data set
     assert int(ds.is_control.sum()) == 3 * 12
     assert (ds.targets.to_numpy()[~ds.is_control].sum(axis=1) == 1).all()
     assert (ds.targets.to_numpy()[ds.is_control] == 0).all()
@@ -138,8 +139,6 @@ def test_annotation_mode_reads_labels_from_the_annotation_file(sims):
     assert (per_moa >= 2).all()
 
 
-@pytest.mark.xfail(strict=True, reason="data.profiles._labels keeps a missing annotation as the class '<NA>' "
-                                       "(`v is not None` on a pandas string column, whose missing value is pd.NA)")
 def test_annotation_mode_counts_the_unannotated_compound(sims):
     out = sims["annotation"]
     ds = _read(out)

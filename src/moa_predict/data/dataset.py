@@ -153,7 +153,7 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
     if not directory.is_dir():
         raise DataError(f"{directory} is not a directory. Point --data at a directory in the LISH-MoA layout.",
                         source=str(directory))
-    simulated = _simulated_marker(directory)
+    simulated = simulated_marker(directory)
     if split == "test":
         path = find_table(directory, schema.TEST_FEATURES)
         return Dataset(load_features(path), source=str(path), simulated=simulated)
@@ -169,7 +169,8 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
     return Dataset(features, targets, nonscored, drugs, source=str(directory), simulated=simulated)
 
 
-def _simulated_marker(directory: Path) -> dict | None:
+def simulated_marker(directory: Path) -> dict | None:
+    """The simulator's marker in `directory` (``SIMULATED.json``), else None: a simulated set never passes for real."""
     path = directory / schema.SIMULATED_MARKER
     if not path.is_file():
         if (directory / "simulation_truth.json").is_file():  # written by simulators before the marker existed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -304,7 +305,12 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         notes["classes"] = len(targets.columns)
         if layout.single_label and (targets.sum(axis=1) > 1).any():
             raise DataError("single-label layout but a row has several MoAs; set labels.separator.", source=source)
-    return Dataset(features, targets, None, drugs, source=source, layout=layout, notes=notes)
+    simulated = None
+    if isinstance(src, (str, os.PathLike)):
+        from .dataset import simulated_marker
+
+        simulated = simulated_marker(Path(src).parent)
+    return Dataset(features, targets, None, drugs, source=source, simulated=simulated, layout=layout, notes=notes)
 
 
 def training_rows(dataset) -> np.ndarray:
