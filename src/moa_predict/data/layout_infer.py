@@ -7,6 +7,7 @@ genes), LISH-MoA (``g-``/``c-``). The user reviews and edits the TOML; nothing h
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections import Counter
@@ -59,6 +60,7 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
     numeric = {c for c in columns if pd.api.types.is_numeric_dtype(frame[c])}
     named_meta = {c for c in columns if re.match(r"^(image_)?metadata_|^(sig_id|cp_type|cp_time|cp_dose|drug_id)$",
                                                  c.lower()) or _short(c) in _COMPOUND + ("sample_id", "pert_type")}
+    named_meta |= set(frame.attrs.get("sample_metadata", ()))  # GCT/GCTX/h5ad: the file's sample metadata
     meta = [c for c in columns if c in named_meta or c not in numeric]
     feats = [c for c in columns if c not in meta]
     reasons.append(f"{len(meta)} meta columns (named Metadata_* or not numeric), {len(feats)} numeric feature "
@@ -102,10 +104,10 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
                     id=ids, group=compound, treatment=tuple(c for c in (compound, dose) if c), plate=plate,
                     batch=batch if batch and batch != plate else None, meta_categorical=meta_cat,
                     controls=controls, blocks=blocks, labels=labels,
-                    ignore=tuple(c for c in meta if c not in {*ids, compound, dose, plate, batch, moa, cell,
-                                                              controls.column if controls else None}),
                     normalize="robust_z" if plate and controls is not None and not _looks_normalised(frame, feats)
                     else "none")
+    used = set(layout.meta_columns())
+    layout = dataclasses.replace(layout, ignore=tuple(c for c in meta if c not in used))
     reasons.append(f"normalize = {layout.normalize!r}" + (
         " (raw values: each plate is scaled to its control wells)" if layout.normalize == "robust_z" else
         " (values look already normalised, or no plate/controls)"))

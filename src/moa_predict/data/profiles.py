@@ -59,7 +59,9 @@ def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | Non
     values.columns = names
     meta = meta.copy()
     meta.insert(0, "sample_id", meta.index.astype(str))
-    return pd.concat([meta.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
+    frame = pd.concat([meta.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
+    frame.attrs["sample_metadata"] = list(meta.columns)  # the file says which columns are metadata
+    return frame
 
 
 def _key(series: pd.Series) -> pd.Series:

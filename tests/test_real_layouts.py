@@ -1,0 +1,88 @@
+"""Real data in real users' layouts through train -> predict -> explain (../shared/real; skipped without it, since
+the simulator cannot stand in for real files). These files are far too small for accuracy claims (one plate each,
+mostly one compound per MoA): the tests check that every step works on them, not how well."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moa_predict.cli import main as cli_main
+from moa_predict.data.layout import load_layout
+
+REAL = Path(os.environ.get("MOA_SHARED_REAL") or Path(__file__).resolve().parents[2] / "shared" / "real")
+CELLPAINTING = REAL / "cellpainting" / "SQ00015054_normalized_feature_select.csv.gz"
+L1000 = REAL / "l1000" / "LJP005_A375_24H_level3.gct"
+HUB = REAL / "repurposing_hub" / "repurposing_drugs_20200324.txt"
+BBBC021 = REAL / "bbbc021"
+
+
+def _need(*paths: Path) -> None:
+    for p in paths:
+        if not p.exists():
+            pytest.skip(f"real data file {p} not found (../shared/real; set MOA_SHARED_REAL)")
+
+
+def _moa(*args: str) -> None:
+    assert cli_main.main([str(a) for a in args]) == 0
+
+
+def _train_predict_explain(features: Path, layout: Path, tmp: Path) -> tuple[pd.DataFrame, dict]:
+    bundle = tmp / "bundle"
+    _moa("train", "--features", features, "--layout", layout, "--model", "logreg", "--param", "epochs=8",
+         "--folds", "3", "--out", bundle)
+    preds = tmp / "preds.csv"
+    _moa("predict", "--bundle", bundle, "--features", features, "--out", preds, "--quiet")
+    report = tmp / "explain"
+    frame = pd.read_csv(preds)
+    first_treated = frame.loc[frame.iloc[:, 1:].sum(axis=1) > 0, "sig_id"].iloc[0]
+    _moa("explain", "--bundle", bundle, "--features", features, "--sig-id", first_treated, "--out", report)
+    return frame, {"bundle": bundle, "report": report}
+
+
+def test_cellpainting_plate_with_pipe_joined_moas(tmp_path: Path) -> None:
+    _need(CELLPAINTING)
+    layout = tmp_path / "cp.toml"
+    _moa("layout", "infer", CELLPAINTING, "--out", layout)
+    spec = load_layout(layout)
+    assert spec.labels is not None and spec.labels.separator == "|"  # Repurposing-Hub-style labels recognised
+    assert {b.name for b in spec.blocks} == {"Cells", "Cytoplasm", "Nuclei"}
+    frame, out = _train_predict_explain(CELLPAINTING, layout, tmp_path)
+    assert len(frame) == 384
+    assert "sig_id" in frame.columns and frame.shape[1] > 10
+    values = frame.drop(columns=["sig_id"]).to_numpy()
+    assert np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()
+    text = " ".join(p.read_text(errors="ignore") for p in out["report"].rglob("*") if p.suffix in {".md", ".json",
+                                                                                                     ".html"})
+    assert any(prefix in text for prefix in ("Cells_", "Nuclei_", "Cytoplasm_"))  # the layout's feature names
+
+
+def test_l1000_plate_labels_joined_from_the_repurposing_hub(tmp_path: Path) -> None:
+    _need(L1000, HUB)
+    layout = tmp_path / "l1000.toml"
+    _moa("layout", "infer", L1000, "--out", layout)
+    text = layout.read_text(encoding="utf-8")
+    text += ('\n[labels]\nsource = "annotation"\n'
+             f'file = "{HUB.as_posix()}"\non = {{ pert_iname = "pert_iname" }}\ncolumn = "moa"\nseparator = "|"\n'
+             'comment = "!"\n')
+    layout.write_text(text, encoding="utf-8")
+    spec = load_layout(layout)
+    assert spec.normalize == "robust_z"  # level 3 plate: each plate scaled to its DMSO wells
+    frame, out = _train_predict_explain(L1000, layout, tmp_path)
+    assert len(frame) == 377
+    card = (out["bundle"] / "bundle.json").read_text(encoding="utf-8")
+    assert "unlabelled_rows" in card  # compounds the Hub does not annotate are counted, not trained on
+
+
+def test_bbbc021_reads_with_the_shipped_layout() -> None:
+    _need(BBBC021 / "per_well_mean.csv.gz")
+    from moa_predict.benchmarks.real import Treatments, load_bbbc021
+
+    wells = load_bbbc021(BBBC021)
+    assert len(wells.features) == 632 and int(wells.is_control.sum()) > 300
+    t = Treatments.of(wells)
+    assert len(t.moa) == 103 and len(set(t.moa)) == 12 and len(set(t.compound)) == 38
