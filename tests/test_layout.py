@@ -183,22 +183,42 @@ def test_plate_normalisation_uses_each_plates_controls_only() -> None:
     plates = np.repeat(["a", "b"], 20)
     x[plates == "b"] = x[plates == "b"] * 4 + 100
     control = np.tile(np.arange(20) < 8, 2)
-    z, note = normalize_plates(x, plates, control)
+    z, _, none = normalize_plates(x, plates, control)
+    assert none is None
     for p in ("a", "b"):
         ctl = z[(plates == p) & control]
         assert np.allclose(np.median(ctl, axis=0), 0, atol=1e-9)
     # a plate's z-scores do not change when another plate's wells change (no leakage across plates or folds)
     x2 = x.copy()
     x2[plates == "b"] += 1000
-    z2, _ = normalize_plates(x2, plates, control)
+    z2, _, _ = normalize_plates(x2, plates, control)
     assert np.array_equal(z[plates == "a"], z2[plates == "a"])
     # treated wells of a plate do not move its statistics
     x3 = x.copy()
     x3[(plates == "a") & ~control] *= 50
-    z3, _ = normalize_plates(x3, plates, control)
-    assert np.array_equal(z[control], z3[control])
+    for pooled in (False, True):
+        base, _, _ = normalize_plates(x, plates, control, pooled=pooled)
+        moved, _, _ = normalize_plates(x3, plates, control, pooled=pooled)
+        assert np.array_equal(base[control], moved[control])
     with pytest.raises(DataError, match="plate 'b' has 2 control"):
         normalize_plates(x, plates, control & ~((plates == "b") & (np.arange(40) > 21)))
+
+
+def test_pooled_scale_is_learnt_once_and_reused() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 2, (40, 3)) + np.repeat([[0.0], [50.0]], 20, axis=0)
+    plates = np.repeat(["a", "b"], 20)
+    control = np.tile(np.arange(20) < 8, 2)
+    z, note, scale = normalize_plates(x, plates, control, pooled=True)
+    assert scale is not None and "pooled" in note
+    # the plate shift is removed before pooling, so the scale is the within-plate spread (about 2), not 25
+    assert np.all((scale > 0.8) & (scale < 4))
+    # a new table is centred on its own controls and scaled by the stored training scale
+    new = rng.normal(0, 9, (10, 3)) + 7
+    ctl = np.arange(10) < 5
+    z_new, note_new, same = normalize_plates(new, np.array(["c"] * 10), ctl, pooled=True, scale=scale)
+    assert np.array_equal(same, scale) and "training" in note_new
+    np.testing.assert_allclose(z_new, (new - np.median(new[ctl], axis=0)) / scale)
 
 
 def test_loading_normalises_per_plate(table_file: Path) -> None:

@@ -21,7 +21,7 @@ import tomli_w
 from .errors import DataError
 
 LABEL_SOURCES = ("wide", "column", "annotation")
-NORMALIZATIONS = ("none", "robust_z")
+NORMALIZATIONS = ("none", "robust_z", "robust_z_pooled")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,9 @@ class Layout:
     metadata: tuple[MetadataTable, ...] = ()
     ignore: tuple[str, ...] = ()
     """Columns that are neither features nor used meta (QC values, file names): never caught by a block."""
+    exclude: tuple[str, ...] = ()
+    """Regexes of columns never used as features, e.g. image-based profiling's blocklist (object locations, object
+    numbers, parent/child counts: ``_Location_``, ``AreaShape_Center_``, ``_Parent_``), decided before training."""
     base_dir: str = field(default="", compare=False)
     """The directory of the TOML file: relative file paths in it are read from there."""
 
@@ -145,6 +148,9 @@ class Layout:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
         meta = set(self.meta_columns()) | set(self.ignore)
+        if self.exclude:
+            pattern = re.compile("|".join(f"(?:{x})" for x in self.exclude))
+            meta |= {c for c in columns if pattern.search(c)}
         out: dict[str, list[str]] = {}
         seen: dict[str, str] = {}
         for block in self.blocks:
@@ -202,7 +208,8 @@ class Layout:
                          meta_categorical=tuple(_as_list(d.get("meta_categorical", ()))),
                          meta_numeric=tuple(_as_list(d.get("meta_numeric", ()))), controls=controls, blocks=blocks,
                          labels=labels, normalize=str(d.get("normalize", "none")), metadata=metadata,
-                         ignore=tuple(_as_list(d.get("ignore", ()))), base_dir=base_dir)
+                         ignore=tuple(_as_list(d.get("ignore", ()))), exclude=tuple(_as_list(d.get("exclude", ()))),
+                         base_dir=base_dir)
         except (KeyError, TypeError) as exc:
             raise DataError(f"layout entry is incomplete or of the wrong type ({exc}); see docs/layout.md.",
                             source=source) from None
@@ -223,13 +230,18 @@ class Layout:
                     raise DataError(f"block {b.name!r}: bad regex {b.regex!r} ({exc}).", source=source) from None
             if int(b.pca) < 0:
                 raise DataError(f"block {b.name!r}: pca must be >= 0.", source=source)
+        for x in self.exclude:
+            try:
+                re.compile(x)
+            except re.error as exc:
+                raise DataError(f"exclude: bad regex {x!r} ({exc}).", source=source) from None
         if len({b.name for b in self.blocks}) != len(self.blocks):
             raise DataError("two feature blocks share a name.", source=source)
         if self.normalize not in NORMALIZATIONS:
             raise DataError(f"normalize = {self.normalize!r}; use one of {', '.join(NORMALIZATIONS)}.", source=source)
         if self.normalize != "none" and (self.plate is None or self.controls is None):
-            raise DataError("normalize = 'robust_z' standardises each plate to its control wells: the layout needs "
-                            "`plate` and [controls].", source=source)
+            raise DataError(f"normalize = {self.normalize!r} standardises each plate to its control wells: the layout "
+                            "needs `plate` and [controls].", source=source)
         if self.batch_from_plate is not None:
             if self.plate is None:
                 raise DataError("batch_from_plate needs `plate`.", source=source)

@@ -222,12 +222,15 @@ def _read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
 
 
 def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_bytes: int | None = None,
-                  labels: bool = True, feature_columns: list[str] | None = None):
+                  labels: bool = True, feature_columns: list[str] | None = None,
+                  plate_scale: dict[str, float] | None = None):
     """Read a table through `layout` into a :class:`~moa_predict.data.dataset.Dataset`.
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
     label, and are counted in ``dataset.notes``. `feature_columns`: the columns a trained model needs (an upload must
-    have all of them; extra columns are ignored)."""
+    have all of them; extra columns are ignored). `plate_scale`: the pooled control scale learnt on the training
+    table (``normalize = "robust_z_pooled"``; a bundle stores it), else it is fit on this table and returned in
+    ``dataset.notes["plate_scale"]``."""
     from .dataset import Dataset
 
     source = _name(src, name)
@@ -269,10 +272,16 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         plate = meta[layout.plate].astype(str)
         batch = plate.str.extract(layout.batch_from_plate, expand=False)
         meta["batch"] = batch.fillna(plate)
-    if layout.normalize == "robust_z":
+    if layout.normalize != "none":
         if layout.plate in meta.columns and is_control.any():
-            values, norm_notes = normalize_plates(values, meta[layout.plate].to_numpy(), is_control, source=source)
+            if plate_scale is not None:
+                plate_scale = [plate_scale[c] for c in columns]
+            values, norm_notes, scale = normalize_plates(values, meta[layout.plate].to_numpy(), is_control,
+                                                         source=source, pooled=layout.normalize == "robust_z_pooled",
+                                                         scale=plate_scale)
             notes["normalization"] = norm_notes
+            if scale is not None:
+                notes["plate_scale"] = dict(zip(columns, scale.tolist()))
         else:
             notes["normalization"] = ("not applied: the table has no plate column or no control wells; the profiles "
                                       "are taken as already normalised")

@@ -33,7 +33,8 @@ def predict_level(bundle: Bundle, src: Source, level: str, *, name: str | None =
     """One row per treatment / compound: its key, the number of wells averaged, then one probability per MoA."""
     by = level_columns(bundle, level)
     layout = dataclasses.replace(bundle.layout, metadata=())
-    data = load_profiles(src, layout, name=name, labels=False, feature_columns=bundle.feature_columns)
+    data = load_profiles(src, layout, name=name, labels=False, feature_columns=bundle.feature_columns,
+                         plate_scale=bundle.info.get("plate_scale"))
     missing = [c for c in by if c not in data.features.columns]
     if missing:
         raise DataError(f"column {missing[0]!r} (needed to group wells at --level {level}) is not in the file.",

@@ -87,7 +87,7 @@ class Bundle:
                                  allow_gene_only=self.gene_only is not None)
         layout = dataclasses.replace(layout, metadata=())  # an upload carries its own metadata columns
         return load_profiles(src, layout, name=name, max_bytes=max_bytes, labels=False,
-                             feature_columns=self.feature_columns).features
+                             feature_columns=self.feature_columns, plate_scale=self.info.get("plate_scale")).features
 
     @property
     def answers(self) -> str:

@@ -62,7 +62,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
                             "875 columns); for other layouts use knn, logreg, mlp, resnet or the blend (see 'moa "
                             "models').")
         # rows whose compound has no annotation are predicted later, never trained on; the report counts them
-        layout_notes = dict(data.notes)
+        layout_notes = {k: v for k, v in data.notes.items() if k != "plate_scale"}
         data = data.subset(training_rows(data))
     companion = None
     if (gene_only and data.layout is None and not model.needs_full_layout
@@ -100,6 +100,8 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     }
     if data.layout is not None:
         info["layout"] = data.layout.to_dict()
+        if "plate_scale" in data.notes:  # applied to every upload as it was to the training table
+            info["plate_scale"] = data.notes["plate_scale"]
     if result is not None and data.single_label:
         info["cv"]["single_label"] = single_label_scores(data.targets.to_numpy(), result.oof, result.fold >= 0)
     if result is not None:
