@@ -401,6 +401,23 @@ def cmd_benchmark_models(args: argparse.Namespace) -> None:
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+def cmd_benchmark_real(args: argparse.Namespace) -> None:
+    from ..benchmarks.real import METHODS, run
+    from ..benchmarks.real_report import print_report, write_outputs
+
+    if args.torch_threads:
+        from ..runtime.threads import set_threads
+
+        set_threads(args.torch_threads)
+    methods = args.method or list(METHODS)
+    console.print(f"BBBC021 benchmark (REAL data) on {escape(args.data)}: {len(methods)} method(s), NSC and NSCB")
+    report = run(args.data, methods, progress=not args.quiet)
+    report["command"] = _command_line()
+    print_report(report, out)
+    paths = write_outputs(report, args.out)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from ..web.server import serve
 
@@ -587,6 +604,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch and BLAS threads in this process (default 1; the default blend fits its members in "
                         "2 worker processes of 1 thread each; 0: the libraries' defaults)")
     b.set_defaults(func=cmd_benchmark_models)
+
+    b = bench_sub.add_parser("real", help="MoA calls on REAL data: BBBC021 by the field's NSC / NSCB protocol",
+                             description="Each plate normalised to its DMSO wells, wells averaged per treatment, each "
+                                         "of the 103 treatments classified without its own compound (NSC) and also "
+                                         "without its batch (NSCB): the field's 1-NN baseline and moa-predict's "
+                                         "models trained leave-one-compound-out through the moa train path.")
+    b.add_argument("--data", required=True, help="the BBBC021 folder (per_well_mean.csv.gz, image.csv.gz, moa.csv)")
+    b.add_argument("--out", default="docs/real", help="output directory (default docs/real)")
+    b.add_argument("--method", action="append", help="only this method (repeat; default: all)")
+    b.add_argument("--torch-threads", type=int, default=0, help="torch and BLAS threads (0: the libraries' default)")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_benchmark_real)
 
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
                        description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "
