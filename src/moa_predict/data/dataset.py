@@ -7,6 +7,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,8 @@ class Dataset:
     """How the table was read (``data.profiles.load_profiles``); None for the LISH-MoA layout."""
     notes: dict = field(default_factory=dict)
     """What reading did to the table (unlabelled rows, normalisation, filled cells), for reports."""
+    normalizer: Any = None
+    """The fitted ``data.normalize.ProfileNormalizer`` of a layout table (stored in bundles), else None."""
 
     @property
     def feature_columns(self) -> list[str]:
@@ -78,13 +81,13 @@ class Dataset:
         """The same profiles without the c- (cell viability) block: what a gene-only model trains on."""
         features = self.features.drop(columns=[c for c in schema.CELL_COLUMNS if c in self.features.columns])
         return Dataset(features, self.targets, self.nonscored, self.drugs, self.source, self.simulated, self.layout,
-                       self.notes)
+                       self.notes, self.normalizer)
 
     def subset(self, rows: np.ndarray) -> "Dataset":
         """The rows at positions `rows` (used for subsampling and folds)."""
         take = lambda t: None if t is None else t.iloc[rows]  # noqa: E731
         return Dataset(self.features.iloc[rows], take(self.targets), take(self.nonscored), take(self.drugs),
-                       self.source, self.simulated, self.layout, self.notes)
+                       self.source, self.simulated, self.layout, self.notes, self.normalizer)
 
 
 _FEATURE_SET = set(schema.FEATURE_COLUMNS)

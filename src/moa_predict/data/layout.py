@@ -21,7 +21,7 @@ import tomli_w
 from .errors import DataError
 
 LABEL_SOURCES = ("wide", "column", "annotation")
-NORMALIZATIONS = ("none", "robust_z", "robust_z_pooled")
+NORMALIZATIONS = ("none", "z", "robust_z", "robust_z_pooled")
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,15 @@ class Layout:
     blocks: tuple[Block, ...] = ()
     labels: Labels | None = None
     normalize: str = "none"
+    """Per-plate normalisation to control wells: none, z (mean / sd), robust_z (median / MAD of the plate's controls),
+    robust_z_pooled (plate median, MAD pooled over every plate's controls: stable with few controls per plate)."""
+    clip: float | None = None
+    """Clip normalised values to ±clip (None: no clipping)."""
+    whiten: int = 0
+    """Whiten on control wells (TVN) keeping this many principal directions (0: off)."""
+    whiten_reg: float = 0.1
+    align_batches: float | None = None
+    """Per-batch alignment to the batch's control wells (CORAL) with this shrinkage alpha (None: off; needs whiten)."""
     metadata: tuple[MetadataTable, ...] = ()
     ignore: tuple[str, ...] = ()
     """Columns that are neither features nor used meta (QC values, file names): never caught by a block."""
@@ -128,6 +137,17 @@ class Layout:
     @property
     def single_label(self) -> bool:
         return self.labels is not None and self.labels.single_label
+
+    def normalizer(self) -> "ProfileNormalizer":
+        """An unfitted ``data.normalize.ProfileNormalizer`` with this layout's settings."""
+        from .normalize import ProfileNormalizer
+
+        return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches)
+
+    @property
+    def batch_column(self) -> str | None:
+        """The batch column of a loaded frame: the layout's, or ``batch`` derived from the plate name."""
+        return "batch" if self.batch_from_plate else self.batch
 
     def resolve(self, file: str) -> Path:
         path = Path(file)
@@ -177,8 +197,9 @@ class Layout:
             d["labels"]["on"] = dict(d["labels"]["on"])
         for m in d["metadata"]:
             m["on"] = dict(m["on"])
-        if d["normalize"] == "none":
-            del d["normalize"]
+        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1)):
+            if d[key] == default:
+                del d[key]
         return _drop_empty(d)
 
     @classmethod
@@ -208,6 +229,9 @@ class Layout:
                          meta_categorical=tuple(_as_list(d.get("meta_categorical", ()))),
                          meta_numeric=tuple(_as_list(d.get("meta_numeric", ()))), controls=controls, blocks=blocks,
                          labels=labels, normalize=str(d.get("normalize", "none")), metadata=metadata,
+                         clip=None if d.get("clip") is None else float(d["clip"]), whiten=int(d.get("whiten", 0)),
+                         whiten_reg=float(d.get("whiten_reg", 0.1)),
+                         align_batches=None if d.get("align_batches") is None else float(d["align_batches"]),
                          ignore=tuple(_as_list(d.get("ignore", ()))), exclude=tuple(_as_list(d.get("exclude", ()))),
                          base_dir=base_dir)
         except (KeyError, TypeError) as exc:
@@ -242,6 +266,13 @@ class Layout:
         if self.normalize != "none" and (self.plate is None or self.controls is None):
             raise DataError(f"normalize = {self.normalize!r} standardises each plate to its control wells: the layout "
                             "needs `plate` and [controls].", source=source)
+        if (self.whiten or self.align_batches is not None) and self.controls is None:
+            raise DataError("whiten / align_batches are fit on control wells: the layout needs [controls].",
+                            source=source)
+        if self.align_batches is not None and not self.whiten:
+            raise DataError("align_batches works in the whitened space: set whiten (e.g. 100) too.", source=source)
+        if self.align_batches is not None and not (self.batch or self.batch_from_plate):
+            raise DataError("align_batches needs `batch` or `batch_from_plate`.", source=source)
         if self.batch_from_plate is not None:
             if self.plate is None:
                 raise DataError("batch_from_plate needs `plate`.", source=source)

@@ -55,12 +55,24 @@ def pooled_scale(centred: np.ndarray, is_control: np.ndarray) -> np.ndarray:
 
 
 def normalize_plates(values: np.ndarray, plates: np.ndarray, is_control: np.ndarray, *, source: str = "profiles",
-                     pooled: bool = False, scale: np.ndarray | None = None) -> tuple[np.ndarray, str, np.ndarray | None]:
+                     pooled: bool = False, scale: np.ndarray | None = None, mean_sd: bool = False
+                     ) -> tuple[np.ndarray, str, np.ndarray | None]:
     """Robust z-scores of `values` (rows x features) against control wells: centred on each plate's control
     median, scaled by that plate's control MAD (default), or with `pooled` by one scale per feature over all control
-    wells: `scale` when given (learnt on the training table, stored in the bundle), else fit here.
+    wells: `scale` when given (learnt on the training table, stored in the bundle), else fit here. With `mean_sd`,
+    the classic z-score: each plate's control mean and standard deviation.
 
     Returns (normalised values, a sentence for reports, the pooled scale or None)."""
+    if mean_sd:
+        out = np.empty_like(values, dtype=np.float64)
+        plates = np.asarray(plates).astype(str)
+        _, names = plate_medians(values, plates, is_control, source)
+        for plate in names:
+            rows = plates == plate
+            ctl = values[rows & is_control]
+            sd = np.nanstd(ctl, axis=0, ddof=1)
+            out[rows] = (values[rows] - np.nanmean(ctl, axis=0)) / np.where(sd > 1e-12, sd, 1.0)
+        return out, f"z-score to each plate's control wells (mean, standard deviation; {len(names)} plates)", None
     if not pooled:
         out = np.empty_like(values, dtype=np.float64)
         plates = np.asarray(plates).astype(str)
@@ -75,3 +87,121 @@ def normalize_plates(values: np.ndarray, plates: np.ndarray, is_control: np.ndar
     how = "fit on this table's control wells" if fitted else "learnt on the training table"
     return (centred / scale, f"centred on each plate's control median ({len(names)} plates), scaled by the control "
                              f"wells' pooled MAD ({how})", scale)
+
+
+def whiten_fit(controls: np.ndarray, components: int, reg: float) -> dict[str, np.ndarray]:
+    """Typical-variation normalisation (TVN; Ando et al. 2017): PCA fit on the control wells only, each of the top
+    `components` directions divided by sqrt(its variance + `reg` x the mean variance). Learnt at training and stored
+    in the bundle."""
+    from sklearn.decomposition import PCA
+
+    k = int(min(components, controls.shape[0] - 1, controls.shape[1]))
+    pca = PCA(k, svd_solver="full", random_state=0).fit(controls)
+    var = pca.explained_variance_
+    return {"mean": pca.mean_, "components": pca.components_, "divisor": np.sqrt(var + reg * var.mean())}
+
+
+def whiten(values: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    """TVN coordinates (rows x components)."""
+    return (values - state["mean"]) @ state["components"].T / state["divisor"]
+
+
+def align_batches(y: np.ndarray, batches: np.ndarray, is_control: np.ndarray, alpha: float, source: str
+                  ) -> np.ndarray:
+    """Per-batch CORAL (as in Ando et al. 2017's TVN + CORAL): each batch's wells re-centred on its control wells and
+    re-sphered with their covariance, shrunk by `alpha` x mean variance towards the identity. Only that batch's
+    control wells are used, so nothing is learnt across batches and nothing needs storing."""
+    out = np.empty_like(y)
+    batches = np.asarray(batches).astype(str)
+    for b in sorted(set(batches.tolist())):
+        rows = batches == b
+        ref = y[rows & is_control]
+        if len(ref) < MIN_CONTROLS:
+            raise DataError(f"batch {b!r} has {len(ref)} control well(s); aligning batches needs at least "
+                            f"{MIN_CONTROLS}. Turn align_batches off in the layout.", source=source)
+        cov = np.cov(ref.T)
+        cov = cov + alpha * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+        ev, vec = np.linalg.eigh(cov)
+        out[rows] = (y[rows] - ref.mean(axis=0)) @ (vec @ np.diag(ev ** -0.5) @ vec.T)
+    return out
+
+
+class ProfileNormalizer:
+    """The profile-level normalisation of a layout, in pycytominer's order: per-plate normalisation to control wells
+    (``normalize``), optional clipping, optional whitening on control wells (TVN), optional per-batch alignment
+    (CORAL). What is learnt on the training table (the pooled control scale, the TVN directions) is kept here and
+    stored in the bundle, so an upload is transformed exactly as the training table was.
+
+    Whitened profiles are mapped back into the feature space (``components.T``: orthonormal rows, so distances and
+    cosines are those of the TVN coordinates) and keep their feature names: attributions still name real features.
+    """
+
+    def __init__(self, method: str = "none", clip: float | None = None, whiten_components: int = 0,
+                 whiten_reg: float = 0.1, align_alpha: float | None = None) -> None:
+        self.method = method
+        self.clip = clip
+        self.whiten_components = whiten_components
+        self.whiten_reg = whiten_reg
+        self.align_alpha = align_alpha
+        self.scale_: np.ndarray | None = None
+        self.whiten_: dict[str, np.ndarray] | None = None
+
+    @property
+    def fitted(self) -> bool:
+        needs_scale = self.method == "robust_z_pooled"
+        return (self.scale_ is not None or not needs_scale) and (self.whiten_ is not None or not self.whiten_components)
+
+    def transform(self, values: np.ndarray, plates: np.ndarray | None, batches: np.ndarray | None,
+                  is_control: np.ndarray, *, source: str = "profiles", fit: bool = False) -> tuple[np.ndarray, list[str]]:
+        """(normalised values, sentences for reports). `fit`: learn the scale / whitening on these control wells."""
+        notes: list[str] = []
+        x = values
+        if self.method != "none":
+            if plates is None or not is_control.any():
+                notes.append("plate normalisation not applied: no plate column or no control wells; the profiles are "
+                             "taken as already normalised")
+            else:
+                x, sentence, scale = normalize_plates(x, plates, is_control, source=source,
+                                                      pooled=self.method == "robust_z_pooled",
+                                                      scale=None if fit else self.scale_,
+                                                      mean_sd=self.method == "z")
+                if fit:
+                    self.scale_ = scale
+                notes.append(sentence)
+        if self.clip:
+            x = np.clip(x, -self.clip, self.clip)
+            notes.append(f"clipped to ±{self.clip:g}")
+        if self.whiten_components:
+            if fit:
+                if is_control.sum() <= MIN_CONTROLS:
+                    raise DataError("whitening (TVN) is fit on the control wells, and this table has too few.",
+                                    source=source)
+                self.whiten_ = whiten_fit(x[is_control], self.whiten_components, self.whiten_reg)
+            y = whiten(x, self.whiten_)
+            notes.append(f"whitened on control wells (TVN, {y.shape[1]} components)")
+            if self.align_alpha is not None:
+                if batches is None or not is_control.any():
+                    notes.append("batch alignment not applied: no batch column or no control wells")
+                else:
+                    y = align_batches(y, batches, is_control, self.align_alpha, source)
+                    notes.append(f"each batch aligned to its control wells (CORAL, alpha {self.align_alpha:g})")
+            x = y @ self.whiten_["components"]  # back in feature coordinates, same geometry
+        return x, notes
+
+    def get_state(self, prefix: str = "normalizer.") -> tuple[dict, dict[str, np.ndarray]]:
+        arrays: dict[str, np.ndarray] = {}
+        if self.scale_ is not None:
+            arrays[prefix + "scale"] = np.asarray(self.scale_, np.float64)
+        for k, v in (self.whiten_ or {}).items():
+            arrays[f"{prefix}whiten.{k}"] = np.asarray(v, np.float64)
+        settings = {"method": self.method, "clip": self.clip, "whiten_components": self.whiten_components,
+                    "whiten_reg": self.whiten_reg, "align_alpha": self.align_alpha}
+        return settings, arrays
+
+    @classmethod
+    def from_state(cls, settings: dict, arrays: dict[str, np.ndarray], prefix: str = "normalizer.") -> "ProfileNormalizer":
+        norm = cls(**settings)
+        norm.scale_ = arrays.get(prefix + "scale")
+        if f"{prefix}whiten.mean" in arrays:
+            norm.whiten_ = {k: arrays[f"{prefix}whiten.{k}"] for k in ("mean", "components", "divisor")}
+        return norm

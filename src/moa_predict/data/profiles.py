@@ -21,7 +21,7 @@ from .cmap import detect_format, read_genes
 from .errors import DataError
 from .io import Source, read_table
 from .layout import Labels, Layout
-from .normalize import normalize_plates
+from .normalize import ProfileNormalizer
 
 SPEC = "moa_layout"
 """The key of ``DataFrame.attrs`` holding the layout spec of a profile frame (see ``layout_spec``)."""
@@ -221,16 +221,26 @@ def _read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
     return read_table(io.BytesIO("".join(lines).encode()), name=labels.file)
 
 
+def _fill_missing(values: np.ndarray, notes: dict[str, Any]) -> np.ndarray:
+    """Missing cells get their column's median over the table; the count goes to the report."""
+    med = np.nanmedian(values, axis=0)
+    med = np.where(np.isfinite(med), med, 0.0)
+    r, c = np.nonzero(np.isnan(values))
+    values[r, c] = med[c]
+    notes["missing_values_filled"] = {"cells": int(len(r)), "columns": int(len(set(c.tolist())))}
+    return values
+
+
 def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_bytes: int | None = None,
                   labels: bool = True, feature_columns: list[str] | None = None,
-                  plate_scale: dict[str, float] | None = None):
+                  normalizer: "ProfileNormalizer | None" = None):
     """Read a table through `layout` into a :class:`~moa_predict.data.dataset.Dataset`.
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
     label, and are counted in ``dataset.notes``. `feature_columns`: the columns a trained model needs (an upload must
-    have all of them; extra columns are ignored). `plate_scale`: the pooled control scale learnt on the training
-    table (``normalize = "robust_z_pooled"``; a bundle stores it), else it is fit on this table and returned in
-    ``dataset.notes["plate_scale"]``."""
+    have all of them; extra columns are ignored). `normalizer`: the fitted normalisation of the training table (a
+    bundle stores it: pooled control scale, whitening), else one is fit on this table's control wells and returned
+    as ``dataset.normalizer``."""
     from .dataset import Dataset
 
     source = _name(src, name)
@@ -272,26 +282,19 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         plate = meta[layout.plate].astype(str)
         batch = plate.str.extract(layout.batch_from_plate, expand=False)
         meta["batch"] = batch.fillna(plate)
-    if layout.normalize != "none":
-        if layout.plate in meta.columns and is_control.any():
-            if plate_scale is not None:
-                plate_scale = [plate_scale[c] for c in columns]
-            values, norm_notes, scale = normalize_plates(values, meta[layout.plate].to_numpy(), is_control,
-                                                         source=source, pooled=layout.normalize == "robust_z_pooled",
-                                                         scale=plate_scale)
-            notes["normalization"] = norm_notes
-            if scale is not None:
-                notes["plate_scale"] = dict(zip(columns, scale.tolist()))
-        else:
-            notes["normalization"] = ("not applied: the table has no plate column or no control wells; the profiles "
-                                      "are taken as already normalised")
-    n_missing = int(np.isnan(values).sum())
-    if n_missing:
-        med = np.nanmedian(values, axis=0)
-        med = np.where(np.isfinite(med), med, 0.0)
-        r, c = np.nonzero(np.isnan(values))
-        values[r, c] = med[c]
-        notes["missing_values_filled"] = {"cells": n_missing, "columns": int(len(set(c.tolist())))}
+    if normalizer is None:
+        normalizer = layout.normalizer()
+    fit = not normalizer.fitted
+    if layout.normalize != "none" or layout.whiten or layout.clip:
+        if np.isnan(values).any():  # statistics over controls must not see holes: fill first (median of the column)
+            values = _fill_missing(values, notes)
+        plates = meta[layout.plate].to_numpy() if layout.plate in meta.columns else None
+        bcol = layout.batch_column
+        batches = meta[bcol].to_numpy() if bcol in meta.columns else None
+        values, sentences = normalizer.transform(values, plates, batches, is_control, source=source, fit=fit)
+        notes["normalization"] = "; ".join(sentences)
+    if np.isnan(values).any():
+        values = _fill_missing(values, notes)
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
@@ -321,7 +324,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         from .dataset import simulated_marker
 
         simulated = simulated_marker(Path(src).parent)
-    return Dataset(features, targets, None, drugs, source=source, simulated=simulated, layout=layout, notes=notes)
+    return Dataset(features, targets, None, drugs, source=source, simulated=simulated, layout=layout, notes=notes,
+                   normalizer=normalizer)
 
 
 def training_rows(dataset) -> np.ndarray:

@@ -34,7 +34,7 @@ def predict_level(bundle: Bundle, src: Source, level: str, *, name: str | None =
     by = level_columns(bundle, level)
     layout = dataclasses.replace(bundle.layout, metadata=())
     data = load_profiles(src, layout, name=name, labels=False, feature_columns=bundle.feature_columns,
-                         plate_scale=bundle.info.get("plate_scale"))
+                         normalizer=bundle.normalizer)
     missing = [c for c in by if c not in data.features.columns]
     if missing:
         raise DataError(f"column {missing[0]!r} (needed to group wells at --level {level}) is not in the file.",

@@ -23,6 +23,7 @@ from ..data import schema
 from ..data.errors import DataError
 from ..data.io import DIR_MODE, FILE_MODE, Source, jsonable
 from ..data.layout import Layout
+from ..data.normalize import ProfileNormalizer
 from ..data.profiles import load_profiles
 from ..models.base import MoAModel
 from ..models.registry import make_model
@@ -34,6 +35,7 @@ FORMAT_VERSION = 2
 META_FILE = "bundle.json"
 GENE_ONLY_DIR = "gene_only"
 WEIGHTS_FILE = "weights.safetensors"
+NORM_PREFIX = "normalizer."
 
 
 @dataclass
@@ -52,6 +54,9 @@ class Bundle:
     trust: Any = None
     """Optional ``evaluation.trust.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
+    normalizer: Any = None
+    """The fitted profile normalisation of a custom layout (``data.normalize.ProfileNormalizer``: pooled control
+    scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
     profiles without cell-viability columns (CMap / L1000 signatures)."""
@@ -87,7 +92,7 @@ class Bundle:
                                  allow_gene_only=self.gene_only is not None)
         layout = dataclasses.replace(layout, metadata=())  # an upload carries its own metadata columns
         return load_profiles(src, layout, name=name, max_bytes=max_bytes, labels=False,
-                             feature_columns=self.feature_columns, plate_scale=self.info.get("plate_scale")).features
+                             feature_columns=self.feature_columns, normalizer=self.normalizer).features
 
     @property
     def answers(self) -> str:
@@ -151,6 +156,10 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
             raise ValueError(f"model arrays may not start with {REF_PREFIX!r} (kept for the reference index)")
         reference, ref_arrays = bundle.reference.get_state(REF_PREFIX)
         arrays = {**arrays, **ref_arrays}
+    normalizer = None
+    if bundle.normalizer is not None:
+        normalizer, norm_arrays = bundle.normalizer.get_state(NORM_PREFIX)
+        arrays = {**arrays, **norm_arrays}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -162,6 +171,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
         **bundle.info,
         **({"reference": reference} if reference is not None else {}),
         **({"trust": bundle.trust.to_dict()} if bundle.trust is not None else {}),
+        **({"normalizer": normalizer} if normalizer is not None else {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -243,6 +253,14 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"the reference index is damaged ({type(exc).__name__}: {exc}). The bundle is "
                             "corrupt; retrain it.", source=str(path)) from None
+    normalizer = None
+    if isinstance(meta.get("normalizer"), dict):
+        norm_arrays = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(NORM_PREFIX)]}
+        try:
+            normalizer = ProfileNormalizer.from_state(meta["normalizer"], norm_arrays, NORM_PREFIX)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"the profile normalisation is damaged ({type(exc).__name__}: {exc}). The bundle is "
+                            "corrupt; retrain it.", source=str(path)) from None
     try:
         model.set_state(spec["state"], arrays)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
@@ -263,9 +281,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                             "corrupt; retrain it.", source=str(path)) from None
     info = {k: v for k, v in meta.items()
             if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights",
-                         "reference", "trust"}}
+                         "reference", "trust", "normalizer"}}
     gene_only = load_bundle(path / GENE_ONLY_DIR) if (path / GENE_ONLY_DIR).is_dir() else None
-    return Bundle(model, target_names, feature_columns, info, path, reference, trust, gene_only)
+    return Bundle(model, target_names, feature_columns, info, path, reference, trust, normalizer, gene_only)
 
 
 def _migrate_v1(name: str, params: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -62,7 +62,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
                             "875 columns); for other layouts use knn, logreg, mlp, resnet or the blend (see 'moa "
                             "models').")
         # rows whose compound has no annotation are predicted later, never trained on; the report counts them
-        layout_notes = {k: v for k, v in data.notes.items() if k != "plate_scale"}
+        layout_notes = dict(data.notes)
         data = data.subset(training_rows(data))
     companion = None
     if (gene_only and data.layout is None and not model.needs_full_layout
@@ -100,8 +100,6 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     }
     if data.layout is not None:
         info["layout"] = data.layout.to_dict()
-        if "plate_scale" in data.notes:  # applied to every upload as it was to the training table
-            info["plate_scale"] = data.notes["plate_scale"]
     if result is not None and data.single_label:
         info["cv"]["single_label"] = single_label_scores(data.targets.to_numpy(), result.oof, result.fold >= 0)
     if result is not None:
@@ -127,4 +125,4 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
                              "features": f"{len(companion.feature_columns)} gene columns (no cell-viability block)",
                              "final_fit_seconds": companion.info["final_fit_seconds"]}
     return Bundle(final, data.target_names, data.feature_columns, info, reference=index, trust=trust,
-                  gene_only=companion), result
+                  normalizer=data.normalizer, gene_only=companion), result
