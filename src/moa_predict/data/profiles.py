@@ -158,10 +158,10 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
     text = raw.astype("string").str.strip()
     text = text.where(text.notna() & (text != "") & (text.str.lower() != "nan"), None)
     if labels.separator:
-        lists = [sorted({m.strip() for m in str(v).split(labels.separator) if m.strip()}) if v is not None else []
+        lists = [sorted({m.strip() for m in str(v).split(labels.separator) if m.strip()}) if pd.notna(v) else []
                  for v in text]
     else:
-        lists = [[str(v)] if v is not None else [] for v in text]
+        lists = [[str(v)] if pd.notna(v) else [] for v in text]
     classes = sorted({m for ms in lists for m in ms})
     index = {c: i for i, c in enumerate(classes)}
     Y = np.zeros((len(lists), len(classes)), np.int8)
