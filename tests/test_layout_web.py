@@ -324,3 +324,33 @@ def test_real_cellpainting_plate_explains(tmp_path):
     names = [f["feature"] for p in report["profiles"] for e in p["explanations"] for f in e["features"]]
     assert names and all(n.split("_")[0] in {"Cells", "Cytoplasm", "Nuclei"} for n in names)
     assert "<NA>" not in bundle.target_names
+
+
+# ------------------------------------------------------------------------------------------------
+# the browser: upload a custom-layout CSV through the page
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists("/usr/bin/chromium"), reason="/usr/bin/chromium is absent")
+def test_browser_upload_of_a_layout_file(bundle, screen):
+    pytest.importorskip("playwright")
+    from test_web_browser import chromium, running, wait_for_attributions, watch
+
+    with running(create_app(bundle)) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        problems = watch(page)
+        page.goto(url + "/")
+        assert "synthetic-cellpainting" in page.locator("#card-layout").inner_text()
+        assert FEATURE in page.locator("#columns").inner_text()
+        page.set_input_files("#file", str(screen / "upload.csv"))
+        page.click("#submit")
+        page.wait_for_url("**/results/**")
+        text = page.locator("main").inner_text()
+        assert any(m in text for m in MOAS) and "Plate9" in text
+        profile = page.locator("article.profile:not(.is-control)").first
+        wait_for_attributions(page, profile)
+        charts = profile.locator(".js-attributions").inner_text()
+        assert any(name in charts for name in feature_names()), charts[:500]
+        assert not [p for p in problems if "favicon" not in p], problems
+        page.close()
