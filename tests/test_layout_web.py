@@ -245,6 +245,8 @@ def test_api_predict_reads_uploads_through_the_layout(predicted):
     assert "cp_time" not in treated and treated["top"][0]["moa"] in MOAS
     assert treated["extra"]["Metadata_compound"].startswith("cpd-") and treated["extra"]["Metadata_Plate"] == "Plate9"
     assert abs(sum(treated["probabilities"]) - 1.0) < 1e-3  # single-label: a softmax
+    pooled = predicted["sets"]["compounds"]  # pooled per compound of the layout's group column
+    assert pooled and {c["compound"] for c in pooled} >= {"cpd-00", "cpd-31"}
 
 
 def test_api_json_rows_go_through_the_layout(client, screen):

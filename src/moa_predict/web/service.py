@@ -239,8 +239,11 @@ class ModelService:
         order = np.argsort(-pred.proba, axis=1, kind="stable")
         members = [[int(j) for j in order[i] if S[i, j]] for i in range(pred.n_rows)]
         simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        group = None  # another layout: its compound (group) column
+        if self.layout is not None and pred.features is not None and self.layout.group in pred.features.columns:
+            group = self.layout.group
         compounds = None if pred.features is None else trust.compound_consensus(
-            pred.features, pred.proba, self.targets, level, ood=ood)
+            pred.features, pred.proba, self.targets, level, column=group, ood=ood)
         recall = round(trust.measured_at(level)["pooled_recall"], 4)
         out = {"available": True, "level": level, "measured_recall": recall,
                "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
