@@ -439,13 +439,20 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from ..training.bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
-    if args.sig_id:  # a selection: the file is read in chunks and only these profiles are kept
+    if bundle.layout is not None:  # a lab's own layout: read through it (plate normalisation needs whole plates)
+        features = bundle.read_profiles(args.features)
+    elif args.sig_id:  # a selection: the file is read in chunks and only these profiles are kept
         features = select_features(args.features, args.sig_id, feature_columns=bundle.feature_columns)
     else:
         features = load_features(args.features, feature_columns=bundle.feature_columns,
                                  allow_gene_only=bundle.gene_only is not None)
     bundle = bundle.for_features(features)  # CMap files: the gene-only model
-    global_data = load_dataset(args.global_data) if args.global_data else None
+    global_data = None
+    if args.global_data:
+        if bundle.layout is not None:
+            raise DataError("--global-data reads a LISH-MoA data directory; this bundle was trained on the "
+                            f"{bundle.layout.name!r} layout (its training table is not read back here).")
+        global_data = load_dataset(args.global_data)
     report = explain_upload(bundle, features, sig_ids=args.sig_id, moas=args.moa, top_moas=args.top_moas,
                             top_k=args.top, neighbours=args.neighbours, n_steps=args.steps,
                             attributions=not args.no_attributions, compound_column=args.compound_column,

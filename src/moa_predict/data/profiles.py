@@ -162,7 +162,7 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
     text = text.where(text.notna() & (text != "") & (text.str.lower() != "nan"), None)
     text = pd.Series([v if isinstance(v, str) else None for v in text], index=text.index, dtype=object)
     if labels.separator:
-        lists = [sorted({m.strip() for m in str(v).split(labels.separator) if m.strip()}) if v is not None else []
+        lists = [sorted({m.strip() for m in str(v).split(labels.separator) if m.strip()}) if pd.notna(v) else []
                  for v in text]
     else:
         joined = text.dropna()

@@ -47,7 +47,8 @@ from tqdm.auto import tqdm
 from ..data import schema
 from ..data.dataset import control_mask
 from ..data.identities import feature_fields
-from ..features.torch_transforms import N_META, no_response_baseline, raw_inputs, raw_names, shared_columnwise
+from ..features.torch_transforms import (N_META, is_generic, no_response_baseline, raw_inputs, raw_names,
+                                         shared_columnwise)
 from ..runtime.threads import limit_threads
 
 DEFAULT_STEPS = 64
@@ -56,12 +57,60 @@ TOLERANCE_REL = 0.02
 """Completeness passes when |Σ attributions − (p − p0)| ≤ max(TOLERANCE_ABS, TOLERANCE_REL · |p − p0|)."""
 _ROWS_PER_PASS = 4096  # rows per forward pass (profiles × steps)
 BASELINE = "every g-/c- feature 0 (no response vs vehicle controls) at the profile's own dose and time"
+BASELINE_LAYOUT = ("every feature 0 (no response: the layout's features are read as normalised to its controls) at "
+                   "the profile's own meta values")
+META_HELD = "not attributed (the layout's meta inputs are held at the profile's own values along the path)"
 DOSE_TIME = ("not attributed (held at the profile's own values along the path); 'dose_time' gives the probability "
              "with the profile's features at each real time and dose, and effect = p - mean over the levels")
 
 
 class AttributionUnavailable(Exception):
     """The model cannot be attributed (not differentiable); the message says so in plain words."""
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    """The raw attribution layout of a model: feature names (then `n_meta` meta inputs), each feature's block."""
+
+    names: list[str]
+    n_features: int
+    blocks: dict[str, str]
+    generic: bool
+    pre: Any = None
+
+    @property
+    def n_meta(self) -> int:
+        return len(self.names) - self.n_features
+
+    def inputs(self, X: pd.DataFrame, model: Any = None) -> np.ndarray:
+        if self.generic:
+            return raw_inputs(X, pre=self.pre)
+        if model is not None and getattr(model, "supports_attributions", False):
+            return model.attribution_inputs(X)[0]
+        return raw_inputs(X)
+
+
+def _layout_preprocessor(model: Any) -> Any:
+    """The fitted preprocessor of a network (or of a blend's first used member) when it was fit on another layout
+    than LISH-MoA, else None."""
+    pre = getattr(model, "preprocessor_", None)
+    if pre is None and getattr(model, "members_", None) is not None and getattr(model, "weights_", None) is not None:
+        members = list(model.members_.values()) if isinstance(model.members_, dict) else list(model.members_)
+        weights = list(model.weights_.values()) if isinstance(model.weights_, dict) else list(model.weights_)
+        pre = next((getattr(m, "preprocessor_", None) for m, w in zip(members, weights)
+                    if w > 0 and getattr(m, "supports_attributions", False)), None)
+    return pre if is_generic(pre) else None
+
+
+def raw_layout(model: Any) -> RawLayout:
+    """What attributions are computed on: LISH-MoA's 872 g-/c- columns + one-hot dose/time, or another layout's
+    feature columns (bundle order) + its meta inputs (``features.torch_transforms``)."""
+    pre = _layout_preprocessor(model)
+    if pre is None:
+        names = raw_names()
+        return RawLayout(names, len(names) - N_META, {}, False)
+    blocks = {c: b for b, (start, stop, _) in pre.blocks_.items() for c in pre.columns_[int(start):int(stop)]}
+    return RawLayout(raw_names(pre=pre), len(pre.columns_), blocks, True, pre)
 
 
 @dataclass(frozen=True)
@@ -138,11 +187,12 @@ def gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
 
 def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | AttributionPath, inputs: np.ndarray,
                          targets: Sequence[int], baseline: np.ndarray | None = None, *, n_steps: int = DEFAULT_STEPS,
-                         refine: int = 2, progress: bool = False) -> dict[str, np.ndarray]:
+                         refine: int = 2, progress: bool = False, n_meta: int = N_META) -> dict[str, np.ndarray]:
     """Attributions (n, d) of raw rows `inputs` for output column targets[i] of row i, with the check values.
 
     `forward`: an ``AttributionPath`` (the path is straight in its columnwise space) or a plain function of the
-    raw layout (straight raw path). `baseline`: one row or one per row; None = ``no_response_baseline``.
+    raw layout (straight raw path). `baseline`: one row or one per row; None = ``no_response_baseline`` (the
+    last `n_meta` columns are meta inputs, held at the row's own values).
     Returns ``attributions``, ``probability`` (f(x)), ``baseline_probability`` (f(baseline)),
     ``completeness_error`` (sum of attributions − (f(x) − f(baseline))), ``tolerance`` and ``steps`` (the
     Gauss-Legendre points each row was last integrated with)."""
@@ -151,7 +201,8 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | Attri
     path = forward if isinstance(forward, AttributionPath) else AttributionPath(None, forward)
     x = torch.as_tensor(np.ascontiguousarray(inputs, dtype=np.float32))
     n, d = x.shape
-    base = no_response_baseline(inputs, d - N_META) if baseline is None else np.asarray(baseline, np.float32)
+    base = (no_response_baseline(inputs, d - n_meta, n_meta) if baseline is None
+            else np.asarray(baseline, np.float32))
     base = torch.as_tensor(np.array(np.broadcast_to(base.reshape(-1, d), (n, d))))
     with torch.no_grad():
         if path.columnwise is not None:  # the path's end points in the columnwise space
@@ -228,7 +279,9 @@ def _dose_time_json(probs: np.ndarray, cp_time: int, cp_dose: str) -> dict[str, 
                              "probability_at": {str(v): round(float(q), 6) for v, q in zip(schema.CP_DOSES, at_dose)}}}
 
 
-def _block(name: str) -> str:
+def _block(name: str, blocks: dict[str, str] | None = None) -> str:
+    if blocks:
+        return blocks.get(name, "meta")
     if name.startswith("g-"):
         return "gene"
     if name.startswith("c-"):
@@ -236,10 +289,11 @@ def _block(name: str) -> str:
     return "treatment"
 
 
-def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int) -> list[dict[str, Any]]:
+def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int,
+         blocks: dict[str, str] | None = None) -> list[dict[str, Any]]:
     order = np.argsort(-np.abs(attr), kind="stable")[:k]
     return [{**feature_fields(names[j]), "value": values[j], "attribution": round(float(attr[j]), 6),
-             "block": _block(names[j])} for j in order]
+             "block": _block(names[j], blocks)} for j in order]
 
 
 def _completeness_note(ok: bool, constant: bool, steps: int) -> str | None:
@@ -274,9 +328,9 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
                             f"{len(target_names)} scored MoAs such as {', '.join(target_names[:3])}.")
     if proba is None:
         proba = model.predict_proba(features)
-    raw, names = (model.attribution_inputs(features) if getattr(model, "supports_attributions", False)
-                  else (raw_inputs(features), raw_names()))
-    n_feat = raw.shape[1] - N_META
+    layout = raw_layout(model)
+    raw, names = layout.inputs(features, model), layout.names
+    n_feat, n_meta = layout.n_features, layout.n_meta
     treated = ~control_mask(features)
     pairs: list[tuple[int, int]] = []
     for i in np.flatnonzero(treated):
@@ -290,8 +344,9 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     if pairs:
         rows = np.array([p[0] for p in pairs])
         result = integrated_gradients(path, raw[rows], [p[1] for p in pairs], n_steps=n_steps,
-                                      progress=progress)
-        effects = dose_time_effects(path.forward, raw[rows], [p[1] for p in pairs])
+                                      progress=progress, n_meta=n_meta)
+        if not layout.generic:
+            effects = dose_time_effects(path.forward, raw[rows], [p[1] for p in pairs])
     by_row: dict[int, list[dict[str, Any]]] = {}
     for j, (i, t) in enumerate(pairs):
         row = features.iloc[i]
@@ -311,8 +366,9 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
             "completeness_ok": ok,
             "pushing_up": round(float(attr[attr > 0].sum()), 6),
             "pushing_down": round(float(attr[attr < 0].sum()), 6),
-            "features": _top(list(names[:n_feat]), attr, values, top_k),
-            "dose_time": _dose_time_json(effects[j], int(row[schema.CP_TIME]), str(row[schema.CP_DOSE])),
+            "features": _top(list(names[:n_feat]), attr, values, top_k, layout.blocks),
+            "dose_time": (None if layout.generic else
+                          _dose_time_json(effects[j], int(row[schema.CP_TIME]), str(row[schema.CP_DOSE]))),
         }
         note = _completeness_note(ok, constant, int(result["steps"][j]))
         if note:
@@ -332,10 +388,13 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
         "method": "integrated gradients (Captum), Gauss-Legendre path integral",
         "n_steps": int(n_steps),
         "max_steps": int(result["steps"].max()) if len(result["steps"]) else int(n_steps),
-        "baseline": BASELINE,
+        "baseline": BASELINE_LAYOUT if layout.generic else BASELINE,
         "path": path.space,
-        "space": "attributions per raw input column: the g-/c- z-scores as uploaded",
-        "dose_time": DOSE_TIME,
+        "space": ("attributions per raw input column: the layout's feature columns as read (after its plate "
+                  "normalisation, when it has one)" if layout.generic
+                  else "attributions per raw input column: the g-/c- z-scores as uploaded"),
+        "dose_time": META_HELD if layout.generic else DOSE_TIME,
+        **({"meta_inputs": names[n_feat:]} if layout.generic else {}),
         "completeness": "sum of attributions = probability - baseline_probability + completeness_error",
         "tolerance": {"abs": TOLERANCE_ABS, "rel": TOLERANCE_REL,
                       "rule": "passes when |completeness_error| <= max(abs, rel * |probability - baseline|)"},
@@ -356,7 +415,8 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
     sign_agreement, block}], "mean_probability", "dose_time": {cp_time, cp_dose: mean |effect|}}}``, features
     ranked by mean |attribution|."""
     path = attribution_path(model)
-    names = list(schema.FEATURE_COLUMNS)
+    layout = raw_layout(model)
+    names = list(layout.names[:layout.n_features])
     n_feat = len(names)
     rng = np.random.default_rng(seed)
     treated = ~control_mask(features)
@@ -374,16 +434,17 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
     rows = np.concatenate([r for _, r in jobs])
     tcol = np.concatenate([[list(targets.columns).index(m)] * len(r) for m, r in jobs])
     frame = features.iloc[rows]
-    raw = raw_inputs(frame)
-    res = integrated_gradients(path, raw, tcol, n_steps=n_steps, refine=0)
-    effects = dose_time_effects(path.forward, raw, tcol)
+    raw = layout.inputs(frame, model)
+    res = integrated_gradients(path, raw, tcol, n_steps=n_steps, refine=0, n_meta=layout.n_meta)
+    effects = None if layout.generic else dose_time_effects(path.forward, raw, tcol)
     start = 0
     for moa, r in jobs:
         a = res["attributions"][start:start + len(r), :n_feat].astype(np.float64)
         p = res["probability"][start:start + len(r)]
-        dt = [_dose_time_json(e, int(ti), str(do)) for e, ti, do in
-              zip(effects[start:start + len(r)], frame[schema.CP_TIME].iloc[start:start + len(r)],
-                  frame[schema.CP_DOSE].iloc[start:start + len(r)])]
+        dt = [] if effects is None else [
+            _dose_time_json(e, int(ti), str(do)) for e, ti, do in
+            zip(effects[start:start + len(r)], frame[schema.CP_TIME].iloc[start:start + len(r)],
+                frame[schema.CP_DOSE].iloc[start:start + len(r)])]
         start += len(r)
         mean_abs, mean = np.abs(a).mean(0), a.mean(0)
         agree = (np.sign(a) == np.sign(mean)[None, :]).mean(0)
@@ -391,8 +452,9 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
         out[moa] = {"n_profiles": int(len(r)), "mean_probability": round(float(p.mean()), 6),
                     "features": [{**feature_fields(names[j]), "mean_abs_attribution": round(float(mean_abs[j]), 6),
                                   "mean_attribution": round(float(mean[j]), 6),
-                                  "sign_agreement": round(float(agree[j]), 3), "block": _block(names[j])}
+                                  "sign_agreement": round(float(agree[j]), 3),
+                                  "block": _block(names[j], layout.blocks)}
                                  for j in order],
-                    "dose_time": {f: round(float(np.mean([abs(d[f]["effect"]) for d in dt])), 6)
-                                  for f in (schema.CP_TIME, schema.CP_DOSE)}}
+                    "dose_time": None if not dt else {f: round(float(np.mean([abs(d[f]["effect"]) for d in dt])), 6)
+                                                      for f in (schema.CP_TIME, schema.CP_DOSE)}}
     return out

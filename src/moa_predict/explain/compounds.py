@@ -12,7 +12,8 @@ call aggregates its TREATED profiles (controls carry no MoA):
 - ``n_profiles`` and the doses and times seen.
 
 The compound column is the first of ``drug_id``, ``compound``, ``compound_id`` present in the upload (or the
-one named explicitly).
+one named explicitly: for a bundle of another layout, the layout's group column). Doses and times are listed
+when the upload has LISH-MoA's ``cp_dose`` / ``cp_time`` columns, else left empty.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def compound_calls(features: pd.DataFrame, proba: np.ndarray, target_names: Sequ
         p = proba[idx]
         mean = p.mean(axis=0)
         order = np.argsort(-mean, kind="stable")[:n_moas]
-        doses = sorted(features[schema.CP_DOSE].iloc[idx].astype(str).unique())
-        times = sorted(int(t) for t in features[schema.CP_TIME].iloc[idx].unique())
+        # dose and time exist in LISH-MoA uploads; another layout's table may have neither
+        doses = (sorted(features[schema.CP_DOSE].iloc[idx].astype(str).unique())
+                 if schema.CP_DOSE in features.columns else [])
+        times = (sorted(int(t) for t in features[schema.CP_TIME].iloc[idx].unique())
+                 if schema.CP_TIME in features.columns else [])
         for r, j in enumerate(order, start=1):
             rows.append({"compound": str(name), "rank": r, "moa": str(names[j]), "mean_probability": float(mean[j]),
                          "min_probability": float(p[:, j].min()), "max_probability": float(p[:, j].max()),

@@ -24,6 +24,10 @@ the training profiles; this is model-independent, so every bundle (kNN and prior
   profiles are correlated, so read "4 hits from 1 drug" as weak evidence).
 
 Search is exact (brute force: one matrix product), a few milliseconds per profile for 23,814 references.
+
+Any profile layout (``data.layout``): the space is the layout's feature columns (all blocks, standardised), and a
+reference is described by the layout's own meta columns (``meta``: e.g. concentration, plate) instead of LISH-MoA's
+``cp_time`` / ``cp_dose``; the compound is the layout's group column.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from scipy.stats import hypergeom
 
 from ..data import schema
 from ..data.errors import DataError
+from ..data.profiles import layout_spec
 from ..features.meta import feature_matrix
 from ..runtime.threads import limit_threads
 
@@ -129,8 +134,9 @@ class ReferenceIndex:
     coords: np.ndarray
     sig_ids: np.ndarray
     drug_ids: np.ndarray
-    cp_time: np.ndarray
-    cp_dose: np.ndarray
+    cp_time: np.ndarray | None
+    cp_dose: np.ndarray | None
+    """LISH-MoA's time and dose codes; None for another layout (its meta columns are in ``meta_codes``)."""
     is_control: np.ndarray
     label_indptr: np.ndarray
     label_indices: np.ndarray
@@ -148,6 +154,11 @@ class ReferenceIndex:
     ood_quantile: float = 0.99
     feature_columns: list[str] = field(default_factory=lambda: list(schema.FEATURE_COLUMNS))
     info: dict[str, Any] = field(default_factory=dict)
+    meta_columns: list[str] = field(default_factory=list)
+    """Another layout's meta columns shown for each reference (concentration, plate, ...); empty for LISH-MoA."""
+    meta_values: dict[str, list[str]] = field(default_factory=dict)
+    """The distinct values of each of ``meta_columns`` (as text); ``meta_codes`` index them (-1: missing)."""
+    meta_codes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.coords = np.ascontiguousarray(self.coords, dtype=np.float32)
@@ -170,17 +181,22 @@ class ReferenceIndex:
     def build(cls, features: pd.DataFrame, targets: pd.DataFrame | None = None,
               nonscored: pd.DataFrame | None = None, drugs: pd.Series | None = None, *, n_components: int = 100,
               ood_quantile: float = 0.99, ood_sample: int = 5000, null_pairs: int = 50_000,
-              seed: int = 0, feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS) -> "ReferenceIndex":
-        """Index every training profile (controls included: 'looks like vehicle' is an answer too)."""
+              seed: int = 0, feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS,
+              meta_columns: list[str] | tuple[str, ...] | None = None) -> "ReferenceIndex":
+        """Index every training profile (controls included: 'looks like vehicle' is an answer too).
+
+        Profiles read through a layout (``features.attrs`` holds its spec) are described by `meta_columns` (default:
+        the layout's categorical and numeric meta columns) instead of LISH-MoA's dose and time."""
         with limit_threads(1):
             return cls._build(features, targets, nonscored, drugs, n_components=n_components,
                               ood_quantile=ood_quantile, ood_sample=ood_sample, null_pairs=null_pairs, seed=seed,
-                              feature_columns=feature_columns)
+                              feature_columns=feature_columns, meta_columns=meta_columns)
 
     @classmethod
     def _build(cls, features: pd.DataFrame, targets: pd.DataFrame | None, nonscored: pd.DataFrame | None,
                drugs: pd.Series | None, *, n_components: int, ood_quantile: float, ood_sample: int,
-               null_pairs: int, seed: int, feature_columns: list[str] | tuple[str, ...]) -> "ReferenceIndex":
+               null_pairs: int, seed: int, feature_columns: list[str] | tuple[str, ...],
+               meta_columns: list[str] | tuple[str, ...] | None = None) -> "ReferenceIndex":
         from sklearn.decomposition import PCA
 
         t0 = time.perf_counter()
@@ -197,8 +213,21 @@ class ReferenceIndex:
         drug_ids = (drugs.astype(str).to_numpy() if drugs is not None
                     else np.array([""] * len(features), dtype=object))
         indptr, indices, names = _sparse_labels(targets, nonscored)
-        time_code = features[schema.CP_TIME].map({t: i for i, t in enumerate(schema.CP_TIMES)}).to_numpy(np.int8)
-        dose_code = features[schema.CP_DOSE].map({d: i for i, d in enumerate(schema.CP_DOSES)}).to_numpy(np.int8)
+        spec = layout_spec(features)
+        time_code = dose_code = meta_codes = None
+        meta_values: dict[str, list[str]] = {}
+        if spec is None:  # LISH-MoA
+            time_code = features[schema.CP_TIME].map({t: i for i, t in enumerate(schema.CP_TIMES)}).to_numpy(np.int8)
+            dose_code = features[schema.CP_DOSE].map({d: i for i, d in enumerate(schema.CP_DOSES)}).to_numpy(np.int8)
+        else:
+            wanted = (list(meta_columns) if meta_columns is not None
+                      else [*spec.get("meta_categorical", ()), *spec.get("meta_numeric", ())])
+            cols = [c for c in dict.fromkeys(wanted) if c in features.columns and c not in feature_columns]
+            meta_codes = np.full((len(features), len(cols)), -1, dtype=np.int32)
+            for j, c in enumerate(cols):
+                codes, uniques = pd.factorize(features[c].astype("string").str.strip(), sort=True)
+                meta_codes[:, j] = codes
+                meta_values[c] = [str(u) for u in uniques]
         index = cls(
             scaler_mean=mean.astype(np.float32), scaler_scale=scale.astype(np.float32),
             components=pca.components_.astype(np.float32), pca_mean=pca.mean_.astype(np.float32),
@@ -210,7 +239,8 @@ class ReferenceIndex:
             n_scored=0 if targets is None else targets.shape[1],
             null_similarity=np.zeros(1001, np.float32), ood_distances=np.zeros(1001, np.float32),
             norms=np.linalg.norm(s, axis=1).astype(np.float32), ood_threshold=float("inf"),
-            ood_quantile=ood_quantile, feature_columns=list(feature_columns))
+            ood_quantile=ood_quantile, feature_columns=list(feature_columns), meta_columns=list(meta_values),
+            meta_values=meta_values, meta_codes=meta_codes)
         # the null of the similarity: random pairs of distinct reference profiles
         n = len(coords)
         if n > 1:
@@ -224,7 +254,9 @@ class ReferenceIndex:
             index.ood_threshold = float(np.quantile(dist, ood_quantile))
         structure = np.linalg.norm(coords, axis=1) / np.maximum(index.norms, 1e-12)
         index.structure_threshold = float(np.quantile(structure, 0.001))
-        index.info = {"space": f"standardised g-/c- z-scores, top {n_comp} principal components",
+        space = ("standardised g-/c- z-scores" if spec is None else
+                 f"the layout's {len(feature_columns)} feature columns ({', '.join(spec['blocks'])}), standardised")
+        index.info = {"space": f"{space}, top {n_comp} principal components",
                       "similarity": "cosine of whitened components", "rows": int(n),
                       "ood_sample": int(min(ood_sample, n)),
                       "explained_variance_ratio": round(float(pca.explained_variance_ratio_.sum()), 4),
@@ -322,18 +354,32 @@ class ReferenceIndex:
         rows.sort(key=lambda r: (r["p_value"], -r["count"]))
         return rows[:max_results]
 
+    @property
+    def generic(self) -> bool:
+        """Built from profiles of another layout than LISH-MoA (no dose/time codes)."""
+        return self.cp_time is None
+
     def describe(self, i: int) -> dict[str, Any]:
-        """One reference profile as a JSON-able dict."""
+        """One reference profile as a JSON-able dict: LISH-MoA references carry ``cp_time`` and ``cp_dose``,
+        those of another layout ``meta`` ({column: value} of the layout's meta columns)."""
         labels = self.labels_of(i)
-        return {
+        out: dict[str, Any] = {
             "sig_id": str(self.sig_ids[i]),
             "drug_id": str(self.drug_ids[i]) or None,
             "cp_type": schema.CONTROL if self.is_control[i] else schema.TREATED,
-            "cp_time": schema.CP_TIMES[self.cp_time[i]] if 0 <= self.cp_time[i] < len(schema.CP_TIMES) else None,
-            "cp_dose": schema.CP_DOSES[self.cp_dose[i]] if 0 <= self.cp_dose[i] < len(schema.CP_DOSES) else None,
-            "moas": [self.label_names[j] for j in labels if j < self.n_scored],
-            "nonscored_moas": [self.label_names[j] for j in labels if j >= self.n_scored],
         }
+        if self.generic:
+            codes = self.meta_codes[i] if self.meta_codes is not None else ()
+            out["meta"] = {c: (self.meta_values[c][k] if k >= 0 else None)
+                           for c, k in zip(self.meta_columns, (int(v) for v in codes))}
+        else:
+            out["cp_time"] = (schema.CP_TIMES[self.cp_time[i]] if 0 <= self.cp_time[i] < len(schema.CP_TIMES)
+                              else None)
+            out["cp_dose"] = (schema.CP_DOSES[self.cp_dose[i]] if 0 <= self.cp_dose[i] < len(schema.CP_DOSES)
+                              else None)
+        out["moas"] = [self.label_names[j] for j in labels if j < self.n_scored]
+        out["nonscored_moas"] = [self.label_names[j] for j in labels if j >= self.n_scored]
+        return out
 
     def neighbours(self, X: pd.DataFrame | np.ndarray, k: int = 10, enrichment: int = 10) -> list[dict[str, Any]]:
         """Per query profile: its k most similar references (described) and the MoA enrichment among them."""
@@ -351,25 +397,47 @@ class ReferenceIndex:
                "cp_dose", "is_control", "label_indptr", "label_indices", "null_similarity", "ood_distances", "norms")
 
     def get_state(self, prefix: str = PREFIX) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays = {f"{prefix}{name}": np.ascontiguousarray(getattr(self, name)) for name in self._ARRAYS}
+        arrays = {f"{prefix}{name}": np.ascontiguousarray(getattr(self, name)) for name in self._ARRAYS
+                  if getattr(self, name) is not None}
+        if self.generic:
+            arrays[f"{prefix}meta_codes"] = np.ascontiguousarray(
+                self.meta_codes if self.meta_codes is not None else np.zeros((len(self), 0), np.int32))
         arrays[f"{prefix}sig_ids"] = _encode_strings(list(self.sig_ids))
         arrays[f"{prefix}drug_ids"] = _encode_strings(list(self.drug_ids))
         settings = {"label_names": list(self.label_names), "n_scored": int(self.n_scored),
                     "ood_threshold": float(self.ood_threshold), "ood_quantile": float(self.ood_quantile),
                     "structure_threshold": float(self.structure_threshold),
                     "feature_columns": list(self.feature_columns), "info": self.info}
+        if self.generic:  # LISH-MoA bundles keep their old form
+            settings["meta_columns"] = list(self.meta_columns)
+            settings["meta_values"] = {c: list(v) for c, v in self.meta_values.items()}
         return settings, arrays
 
     @classmethod
     def from_state(cls, settings: dict[str, Any], arrays: dict[str, np.ndarray],
                    prefix: str = PREFIX) -> "ReferenceIndex":
-        get = {name: np.asarray(arrays[f"{prefix}{name}"]) for name in cls._ARRAYS}
+        optional = {"cp_time", "cp_dose"}  # absent from the index of another layout
+        get = {name: (np.asarray(arrays[f"{prefix}{name}"]) if name not in optional or f"{prefix}{name}" in arrays
+                      else None) for name in cls._ARRAYS}
         return cls(**get, sig_ids=_decode_strings(arrays[f"{prefix}sig_ids"]),
                    drug_ids=_decode_strings(arrays[f"{prefix}drug_ids"]),
                    label_names=list(settings["label_names"]), n_scored=int(settings["n_scored"]),
                    ood_threshold=float(settings["ood_threshold"]), ood_quantile=float(settings["ood_quantile"]),
                    structure_threshold=float(settings.get("structure_threshold", 0.0)),
-                   feature_columns=list(settings["feature_columns"]), info=dict(settings.get("info", {})))
+                   feature_columns=list(settings["feature_columns"]), info=dict(settings.get("info", {})),
+                   meta_columns=list(settings.get("meta_columns", [])),
+                   meta_values={c: list(v) for c, v in (settings.get("meta_values") or {}).items()},
+                   meta_codes=(np.asarray(arrays[f"{prefix}meta_codes"]) if f"{prefix}meta_codes" in arrays
+                               else None))
+
+
+def reference_meta_columns(layout: Any) -> list[str]:
+    """The columns that describe a reference of another layout: its treatment columns other than the compound
+    (concentration), its meta columns, its plate and batch."""
+    cols = [*layout.treatment, *layout.meta_categorical, *layout.meta_numeric, layout.plate, layout.batch]
+    if layout.batch_from_plate:
+        cols.append("batch")
+    return [c for c in dict.fromkeys(cols) if c and c != layout.group]
 
 
 def similar_profiles(bundle: Any, features: pd.DataFrame, k: int = 10, enrichment: int = 10) -> list[dict[str, Any]]:

@@ -19,7 +19,17 @@ from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
 from ..data.dataset import find_compound_column
 from .compounds import compound_calls, compound_calls_json
+from .neighbours import reference_meta_columns
 from .ood import OOD_MESSAGE, ood_scores
+
+
+def _plain(value: Any) -> Any:
+    """A meta cell as JSON: None for missing, Python numbers, else text."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value if isinstance(value, (int, float, bool)) else str(value)
 
 
 def select_profiles(features: pd.DataFrame, sig_ids: Sequence[str] | None) -> pd.DataFrame:
@@ -44,8 +54,8 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
 
     Returns ``{"model", "simulated_training_data" (the simulator's marker kept in the bundle, or None),
     "n_profiles", "attributions": {available, message, method}, "reference":
-    {available, message, info, ood_threshold}, "profiles": [per profile: sig_id, cp_type, cp_time, cp_dose,
-    compound, predictions (top MoAs, each with ``predictable``: False for the bundle's
+    {available, message, info, ood_threshold}, "profiles": [per profile: sig_id, cp_type, cp_time and cp_dose (for
+    another layout: ``meta``, {column: value} of its meta columns), compound, predictions (top MoAs, each with ``predictable``: False for the bundle's
     ``cv.not_predictable``, None when the bundle does not say), explanations, neighbours, enrichment, ood], "compounds": [...] | None,
     "global": {moa: ...} | None, "warnings": [...]}``. `max_attributed` caps how many treated profiles
     get attributions (the first ones; the web layer should set it, attributions cost ~0.1 s per profile
@@ -59,7 +69,12 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     not_predictable = None if listed is None else set(listed)
     proba = bundle.predict_proba(features)
     warnings: list[str] = []
+    layout = getattr(bundle, "layout", None)
+    if compound_column is None and layout is not None and layout.group in features.columns:
+        compound_column = layout.group  # another layout: its compound (group) column
     compound_col = find_compound_column(features, compound_column)
+    meta_cols = ([c for c in reference_meta_columns(layout) if c in features.columns] if layout is not None
+                 else None)
 
     # -- attributions -------------------------------------------------------------------------------------
     attr_part: dict[str, Any] = {"available": False, "message": None, "method": None}
@@ -109,10 +124,11 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     for i, sig in enumerate(features.index):
         row = features.iloc[i]
         order = np.argsort(-proba[i], kind="stable")[:top_moas] if treated[i] else []
+        where = ({"cp_time": int(row[schema.CP_TIME]), "cp_dose": str(row[schema.CP_DOSE])} if meta_cols is None
+                 else {"meta": {c: _plain(row[c]) for c in meta_cols}})
         profiles.append({
             "sig_id": str(sig),
-            "cp_type": str(row[schema.CP_TYPE]), "cp_time": int(row[schema.CP_TIME]),
-            "cp_dose": str(row[schema.CP_DOSE]),
+            "cp_type": str(row[schema.CP_TYPE]), **where,
             "compound": None if compound_col is None or pd.isna(row[compound_col]) else str(row[compound_col]),
             "predictions": [{"moa": names[j], "probability": round(float(proba[i, j]), 6),
                              "predictable": None if not_predictable is None else names[j] not in not_predictable}
@@ -148,6 +164,9 @@ def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict
 def compound_report(bundle: Any, features: pd.DataFrame, *, column: str | None = None,
                     top_k: int = 5, n_moas: int = 10) -> list[dict[str, Any]]:
     """Compound-level calls of an upload (``[]`` when it has no compound column)."""
+    layout = getattr(bundle, "layout", None)
+    if column is None and layout is not None and layout.group in features.columns:
+        column = layout.group
     calls = compound_calls(features, bundle.predict_proba(features), bundle.target_names, column=column,
                            top_k=top_k, n_moas=n_moas)
     return compound_calls_json(calls, top_k=top_k)

@@ -48,17 +48,43 @@ _BOUNDS_THRESHOLD = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD
 
 
 # -- the raw attribution layout ------------------------------------------------------------------------------
-def raw_names(feature_columns: Sequence[str] = schema.FEATURE_COLUMNS) -> list[str]:
-    """Column names of the raw attribution layout: the features, then the five one-hot dose/time columns."""
+def is_generic(pre: Any) -> bool:
+    """A preprocessor fitted on another layout than LISH-MoA (``data.layout``: named blocks, its own meta)."""
+    return pre is not None and getattr(pre, "meta_", None) is not None
+
+
+def meta_names(pre: Any = None) -> list[str]:
+    """Names of the meta inputs that follow the features in the raw attribution layout: the five one-hot
+    dose/time columns for LISH-MoA; for another layout (`pre` fitted on it) its categorical meta one-hot
+    (``column=value``) then its standardised numeric meta columns, as ``MoAPreprocessor.meta_matrix`` makes them."""
+    if not is_generic(pre):
+        return list(META_NAMES)
+    if not pre.meta:
+        return []
+    return ([f"{c}={v}" for c, cats in pre.meta_["categorical"].items() for v in cats]
+            + list(pre.meta_["numeric"]))
+
+
+def raw_names(feature_columns: Sequence[str] = schema.FEATURE_COLUMNS, pre: Any = None) -> list[str]:
+    """Column names of the raw attribution layout: the features, then the meta inputs (``meta_names``). With a
+    preprocessor fitted on another layout, its feature columns (bundle order) and meta inputs."""
+    if is_generic(pre):
+        return list(pre.columns_) + meta_names(pre)
     return list(feature_columns) + list(META_NAMES)
 
 
-def raw_inputs(X: pd.DataFrame, feature_columns: Sequence[str] = schema.FEATURE_COLUMNS) -> np.ndarray:
-    """The raw attribution layout of a features frame, float32 (n, n_features + 5)."""
+def raw_inputs(X: pd.DataFrame, feature_columns: Sequence[str] = schema.FEATURE_COLUMNS, pre: Any = None
+               ) -> np.ndarray:
+    """The raw attribution layout of a features frame, float32 (n, n_features + 5); with a preprocessor fitted
+    on another layout, (n, its feature columns + its meta inputs)."""
+    if is_generic(pre):
+        meta = pre.meta_matrix(X) if pre.meta else np.zeros((len(X), 0), np.float32)
+        return np.hstack([feature_matrix(X, tuple(pre.columns_)), meta]).astype(np.float32)
     return np.hstack([feature_matrix(X, tuple(feature_columns)), onehot_meta(X)]).astype(np.float32)
 
 
-def no_response_baseline(raw: np.ndarray, n_features: int = schema.N_GENES + schema.N_CELLS) -> np.ndarray:
+def no_response_baseline(raw: np.ndarray, n_features: int = schema.N_GENES + schema.N_CELLS,
+                         n_meta: int = N_META) -> np.ndarray:
     """Per-profile attribution baselines for rows `raw` (raw layout): zero response for every g-/c- feature
     (the features are z-scores against vehicle controls) at the profile's OWN dose and time.
 
@@ -67,17 +93,17 @@ def no_response_baseline(raw: np.ndarray, n_features: int = schema.N_GENES + sch
     no profile has, whose probability made dose and time rank first for some MoAs. Their effect is reported
     separately, as the probability at each real dose and time (``explain.attributions.dose_time_effects``)."""
     raw = np.asarray(raw, dtype=np.float32)
-    if raw.ndim != 2 or raw.shape[1] != n_features + N_META:
-        raise ValueError(f"raw inputs have shape {raw.shape}; expected (n, {n_features} features + {N_META} meta)")
+    if raw.ndim != 2 or raw.shape[1] != n_features + n_meta:
+        raise ValueError(f"raw inputs have shape {raw.shape}; expected (n, {n_features} features + {n_meta} meta)")
     base = np.zeros_like(raw)
     base[:, n_features:] = raw[:, n_features:]
     return base
 
 
-def split_raw(raw: torch.Tensor, n_features: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, one-hot meta) parts of a raw-layout tensor."""
-    if raw.shape[-1] != n_features + N_META:
-        raise ValueError(f"raw inputs have {raw.shape[-1]} columns; expected {n_features} features + {N_META} meta")
+def split_raw(raw: torch.Tensor, n_features: int, n_meta: int = N_META) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, meta) parts of a raw-layout tensor."""
+    if raw.shape[-1] != n_features + n_meta:
+        raise ValueError(f"raw inputs have {raw.shape[-1]} columns; expected {n_features} features + {n_meta} meta")
     return raw[:, :n_features], raw[:, n_features:]
 
 
@@ -229,13 +255,15 @@ class TorchColumnwise(nn.Module):
     column's training values tie at its minimum or maximum (the ±10 floor and ceiling of clipped data), and a
     straight raw-space path ending on such a value integrates up to the jump and misses it."""
 
-    def __init__(self, transform: nn.Module, n_features: int = schema.N_GENES + schema.N_CELLS) -> None:
+    def __init__(self, transform: nn.Module, n_features: int = schema.N_GENES + schema.N_CELLS,
+                 n_meta: int = N_META) -> None:
         super().__init__()
         self.transform = transform
         self.n_features = int(n_features)
+        self.n_meta = int(n_meta)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
-        feats, meta = split_raw(raw, self.n_features)
+        feats, meta = split_raw(raw, self.n_features, self.n_meta)
         z = self.transform(feats)
         return torch.cat([z, meta.to(z.dtype)], dim=1)
 
@@ -251,7 +279,12 @@ class TorchMoAPreprocessor(nn.Module):
         super().__init__()
         from .transforms import QuantileTable
 
-        self.n_features = schema.N_GENES + schema.N_CELLS
+        # LISH-MoA: the 872 g-/c- columns and 5 one-hot dose/time; another layout: its feature columns (bundle
+        # order, blocks contiguous) and its meta inputs (``meta_names``)
+        self.n_features = len(pre.columns_) if is_generic(pre) else schema.N_GENES + schema.N_CELLS
+        self.n_meta = len(meta_names(pre))
+        self.block_slices = ({b: slice(int(v[0]), int(v[1])) for b, v in pre.blocks_.items()} if is_generic(pre)
+                             else {"g": slice(0, schema.N_GENES), "c": slice(schema.N_GENES, self.n_features)})
         quantile = getattr(pre, "quantile_", None)
         if quantile is None:
             self.rankgauss = None
@@ -267,14 +300,15 @@ class TorchMoAPreprocessor(nn.Module):
         selector = getattr(pre, "selector_", None)
         self.selector = None if selector is None else TorchVarianceThreshold(selector)
         self.meta = bool(pre.meta)
-        self.columnwise = None if self.rankgauss is None else TorchColumnwise(self.rankgauss, self.n_features)
+        self.columnwise = (None if self.rankgauss is None
+                           else TorchColumnwise(self.rankgauss, self.n_features, self.n_meta))
 
     def after_columnwise(self, u: torch.Tensor) -> torch.Tensor:
         """The rest of the preprocessing (PCA, variance threshold, dose/time) on ``columnwise``'s output (on the
         raw layout itself when there is no RankGauss)."""
-        z, meta = split_raw(u, self.n_features)
+        z, meta = split_raw(u, self.n_features, self.n_meta)
         parts = [z] if self.keep_raw else []
-        for block, cols in (("g", slice(0, schema.N_GENES)), ("c", slice(schema.N_GENES, self.n_features))):
+        for block, cols in self.block_slices.items():
             if block in self.blocks:
                 parts.append(self.blocks[block](z[:, cols]))
         body = torch.cat(parts, dim=1) if parts else z[:, :0]

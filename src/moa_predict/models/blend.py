@@ -190,6 +190,14 @@ class BlendModel(MoAModel):
         used = [m for m, w in zip(self.members_, self.weights_) if w > 0]
         return bool(used) and all(getattr(m, "supports_attributions", False) for m in used)
 
+    def attribution_inputs(self, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """The raw attribution layout of the used members (they are fit on the same table, so on another layout
+        than LISH-MoA they share its feature columns and meta inputs)."""
+        if not self.supports_attributions:
+            raise NotImplementedError(self._no_attributions())
+        first = next(m for m, w in zip(self.members_, self.weights_) if w > 0)
+        return first.attribution_inputs(X)
+
     def attribution_split(self) -> tuple[Any, Any]:
         """(columnwise, head) with ``attribution_forward(raw) == head(columnwise(raw))`` (see
         ``NetworkModel.attribution_split``): the members' shared RankGauss when every used member has the same

@@ -24,7 +24,8 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
-from ..features.torch_transforms import TorchMoAPreprocessor, paper_inputs_torch
+from ..features.torch_transforms import (TorchMoAPreprocessor, is_generic, paper_inputs_torch, raw_inputs,
+                                         raw_names)
 from ..features.transforms import MoAPreprocessor
 from ..data.persist import load_module_state, module_state
 from .base import MoAModel, State
@@ -198,9 +199,25 @@ class NetworkModel(MoAModel):
     @property
     def supports_attributions(self) -> bool:
         """Fitted, on the full LISH-MoA layout (the torch mirrors of the raw attribution layout cover the 872
-        features; a gene-only model explains through similar references only)."""
+        features) or on another layout (its feature columns and meta inputs: ``features.torch_transforms``); a
+        LISH-MoA gene-only model explains through similar references only."""
         pre = getattr(self, "preprocessor_", None)
-        return hasattr(self, "modules_") and (pre is None or pre.full_layout)
+        return hasattr(self, "modules_") and (pre is None or pre.full_layout or is_generic(pre))
+
+    def attribution_inputs(self, X: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """The raw attribution layout of X and its names; on another layout than LISH-MoA: the layout's feature
+        columns (bundle order), then its meta inputs (``features.torch_transforms.raw_inputs``)."""
+        pre = getattr(self, "preprocessor_", None)
+        if self.supports_attributions and is_generic(pre):
+            return raw_inputs(X, pre=pre), raw_names(pre=pre)
+        return super().attribution_inputs(X)
+
+    def _no_attributions(self) -> str:
+        pre = getattr(self, "preprocessor_", None)
+        if hasattr(self, "modules_") and pre is not None and not pre.full_layout and not is_generic(pre):
+            return (f"model {self.name!r} was trained on the gene block alone (no cell-viability columns): its "
+                    "predictions are explained by similar reference profiles, not by feature attributions")
+        return super()._no_attributions()
 
     def _torch_mirror(self) -> TorchMoAPreprocessor | None:
         """Differentiable mirror of the fitted preprocessing (features.torch_transforms), built once."""

@@ -16,7 +16,7 @@ from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import per_target_skill
 from ..evaluation.trust import fit_trust
-from ..explain.neighbours import ReferenceIndex
+from ..explain.neighbours import ReferenceIndex, reference_meta_columns
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
 from ..models.default import GENE_ONLY_MEMBERS
@@ -118,7 +118,8 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     index = None
     if reference:
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
-                                     feature_columns=data.feature_columns)
+                                     feature_columns=data.feature_columns,
+                                     meta_columns=None if data.layout is None else reference_meta_columns(data.layout))
     if companion is not None:
         info["gene_only"] = {"cv": None if companion.info["cv"] is None else
                              {k: companion.info["cv"][k] for k in ("score", "rows", "folds", "grouped_by_drug", "seed")},

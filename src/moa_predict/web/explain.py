@@ -148,7 +148,11 @@ class Explainer:
         from ..data.dataset import find_compound_column
         from ..explain.compounds import compound_calls
 
-        column = None if pred.features is None else find_compound_column(pred.features)
+        layout = getattr(self.bundle, "layout", None)
+        column = None
+        if pred.features is not None:  # another layout: its compound (group) column
+            column = (layout.group if layout is not None and layout.group in pred.features.columns
+                      else find_compound_column(pred.features))
         calls = None
         if column is not None:
             calls = compound_calls(pred.features, pred.proba, self.targets, column=column,

@@ -49,6 +49,8 @@ class ModelService:
 
     def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None) -> None:
         self.bundle = bundle
+        self.layout = bundle.layout
+        """The bundle's profile layout (``data.layout``): uploads are read through it; None for LISH-MoA."""
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
@@ -82,6 +84,8 @@ class ModelService:
     def read_file(self, handle: IO[bytes], filename: str | None) -> tuple[pd.DataFrame, str]:
         """Read and validate an uploaded CSV/Parquet file object (a spooled temporary file): (features, name)."""
         name = display_name(filename)
+        if self.layout is not None:  # the lab's own layout, read as the training table was (plate normalisation)
+            return self.bundle.read_profiles(handle, name=name, max_bytes=self.settings.max_upload_bytes), name
         features = load_features(handle, name=name, max_bytes=self.settings.max_upload_bytes,
                                  feature_columns=self.bundle.feature_columns,
                                  allow_gene_only=self.bundle.gene_only is not None)
@@ -90,11 +94,17 @@ class ModelService:
     def read_rows(self, rows: Any, source: str = "request body") -> pd.DataFrame:
         """Validate JSON rows: a list of objects, one per profile, keyed by column name."""
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            columns = ("the layout's id, meta and feature columns" if self.layout is not None
+                       else "sig_id, cp_type, cp_time, cp_dose, g-0 ...")
             raise DataError("'rows' must be a list of objects, one per profile, each mapping column names "
-                            "(sig_id, cp_type, cp_time, cp_dose, g-0 ...) to values.", source=source)
+                            f"({columns}) to values.", source=source)
         if not rows:
             raise DataError("no rows. Send at least one profile.", source=source)
         frame = pd.DataFrame.from_records(rows)
+        if self.layout is not None:  # through the layout, exactly as an uploaded file
+            frame.columns = [str(c).strip() for c in frame.columns]
+            return self.bundle.read_profiles(io.BytesIO(frame.to_csv(index=False).encode("utf-8")),
+                                             name=f"{source}.csv")
         if schema.SIG_ID in frame.columns:  # as read_table does for files: ids are text
             frame[schema.SIG_ID] = frame[schema.SIG_ID].map(_id_text)
         frame.columns = [str(c).strip() for c in frame.columns]
@@ -149,8 +159,8 @@ class ModelService:
             source=source,
             sig_ids=features.index.to_numpy(dtype=object),
             cp_type=features[schema.CP_TYPE].to_numpy(dtype=object),
-            cp_time=features[schema.CP_TIME].to_numpy(),
-            cp_dose=features[schema.CP_DOSE].to_numpy(dtype=object),
+            cp_time=features[schema.CP_TIME].to_numpy() if schema.CP_TIME in features.columns else None,
+            cp_dose=features[schema.CP_DOSE].to_numpy(dtype=object) if schema.CP_DOSE in features.columns else None,
             proba=proba,
             extra=extra,
             seconds=time.perf_counter() - t0,
@@ -182,15 +192,17 @@ class ModelService:
         return pd.Series(flags, index=moas.index, dtype="boolean")
 
     def top_frame(self, pred: Prediction, n: int, ood: np.ndarray | None = None) -> pd.DataFrame:
-        """The long "top N per profile" table: sig_id, cp_type, cp_time, cp_dose, out_of_distribution, the
-        upload's extra columns, then rank, moa, probability, predictable. A control keeps one row with no MoA
+        """The long "top N per profile" table: sig_id, cp_type, cp_time, cp_dose (LISH-MoA only; another layout's
+        meta columns come with the extra columns), out_of_distribution, the upload's extra columns, then rank,
+        moa, probability, predictable. A control keeps one row with no MoA
         (it has none by definition), so every profile of the upload is there."""
         n = clamp(n, 1, len(self.targets))
         control = pred.is_control
         reps = np.where(control, 1, n)
         rows = np.repeat(np.arange(pred.n_rows), reps)
         frame = pd.DataFrame({schema.SIG_ID: pred.sig_ids[rows], schema.CP_TYPE: pred.cp_type[rows],
-                              schema.CP_TIME: pred.cp_time[rows], schema.CP_DOSE: pred.cp_dose[rows]})
+                              **({schema.CP_TIME: pred.cp_time[rows], schema.CP_DOSE: pred.cp_dose[rows]}
+                                 if pred.cp_time is not None else {})})
         frame["out_of_distribution"] = pd.Series(ood[rows] if ood is not None else pd.NA, index=frame.index,
                                                  dtype="boolean")
         if pred.extra is not None:
@@ -227,8 +239,11 @@ class ModelService:
         order = np.argsort(-pred.proba, axis=1, kind="stable")
         members = [[int(j) for j in order[i] if S[i, j]] for i in range(pred.n_rows)]
         simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        group = None  # another layout: its compound (group) column
+        if self.layout is not None and pred.features is not None and self.layout.group in pred.features.columns:
+            group = self.layout.group
         compounds = None if pred.features is None else trust.compound_consensus(
-            pred.features, pred.proba, self.targets, level, ood=ood)
+            pred.features, pred.proba, self.targets, level, column=group, ood=ood)
         recall = round(trust.measured_at(level)["pooled_recall"], 4)
         out = {"available": True, "level": level, "measured_recall": recall,
                "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
@@ -252,8 +267,8 @@ class ModelService:
             row: dict[str, Any] = {
                 "sig_id": str(pred.sig_ids[i]),
                 "cp_type": str(pred.cp_type[i]),
-                "cp_time": int(pred.cp_time[i]),
-                "cp_dose": str(pred.cp_dose[i]),
+                **({"cp_time": int(pred.cp_time[i]), "cp_dose": str(pred.cp_dose[i])}
+                   if pred.cp_time is not None else {}),
                 "control": control,
                 "top": [] if control else [
                     {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
@@ -272,6 +287,7 @@ class ModelService:
         return {
             "result_id": pred.id,
             "model": self.bundle.model_name,
+            "layout": None if self.layout is None else self.layout.name,
             "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),

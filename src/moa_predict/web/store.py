@@ -53,8 +53,9 @@ class Prediction:
     """The uploaded file's base name (display only; never used as a path)."""
     sig_ids: np.ndarray
     cp_type: np.ndarray
-    cp_time: np.ndarray
-    cp_dose: np.ndarray
+    cp_time: np.ndarray | None
+    cp_dose: np.ndarray | None
+    """LISH-MoA's time and dose; None for profiles of another layout (its meta columns are in ``features``)."""
     proba: np.ndarray
     """(rows, targets) float32, in the model's target order."""
     extra: pd.DataFrame | None
@@ -90,7 +91,8 @@ class Prediction:
     @property
     def nbytes(self) -> int:
         """Approximate memory held (arrays exactly, Python strings at ~60 bytes each)."""
-        n = self.proba.nbytes + self.order.nbytes + self.cp_time.nbytes + 3 * 60 * self.n_rows
+        n = (self.proba.nbytes + self.order.nbytes + (0 if self.cp_time is None else self.cp_time.nbytes)
+             + 3 * 60 * self.n_rows)
         if self.extra is not None:
             n += int(self.extra.memory_usage(deep=True).sum())
         if self.features is not None:
@@ -257,8 +259,10 @@ class ResultStore:
         extra_cols = json.loads(row["extra_columns"])
         return Prediction(
             source=row["source"], sig_ids=frame.index.to_numpy(dtype=object),
-            cp_type=frame[schema.CP_TYPE].to_numpy(dtype=object), cp_time=frame[schema.CP_TIME].to_numpy(),
-            cp_dose=frame[schema.CP_DOSE].to_numpy(dtype=object), proba=proba,
+            cp_type=frame[schema.CP_TYPE].to_numpy(dtype=object),
+            cp_time=frame[schema.CP_TIME].to_numpy() if schema.CP_TIME in frame.columns else None,
+            cp_dose=frame[schema.CP_DOSE].to_numpy(dtype=object) if schema.CP_DOSE in frame.columns else None,
+            proba=proba,
             extra=frame[extra_cols].reset_index(drop=True) if extra_cols else None, seconds=row["seconds"],
             features=frame if row["has_features"] else None, id=row["id"], created=row["created"])
 
@@ -294,8 +298,9 @@ def _table(prediction: Prediction) -> pd.DataFrame:
     if prediction.features is not None:
         frame = prediction.features.copy(deep=False)
     else:
-        frame = pd.DataFrame({schema.CP_TYPE: prediction.cp_type, schema.CP_TIME: prediction.cp_time,
-                              schema.CP_DOSE: prediction.cp_dose})
+        frame = pd.DataFrame({schema.CP_TYPE: prediction.cp_type,
+                              **({schema.CP_TIME: prediction.cp_time, schema.CP_DOSE: prediction.cp_dose}
+                                 if prediction.cp_time is not None else {})})
     frame.index = pd.Index(prediction.sig_ids, name=schema.SIG_ID)
     if prediction.extra is not None:
         for col in prediction.extra.columns:

@@ -54,10 +54,36 @@ def _home(request: Request, status: int = 200, error: dict | None = None, n: int
     return _page(request, "home.html", status, error=error, n=paging.default_n if n is None else n,
                  n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
-                 columns=_column_help(service.bundle.feature_columns))
+                 columns=_column_help(service.bundle.feature_columns, service.card.get("layout")))
 
 
-def _column_help(feature_columns: list[str]) -> list[dict]:
+def _layout_column_help(layout: dict) -> list[dict]:
+    """The columns an upload to a bundle of another layout needs: its id, compound, control and meta columns,
+    then its feature blocks."""
+    rows = []
+    for col in layout["required_columns"]:
+        roles = []
+        if col in layout["id"]:
+            roles.append("profile id" + (" (with " + " + ".join(c for c in layout["id"] if c != col) + ")"
+                                         if len(layout["id"]) > 1 else ""))
+        if col == layout["group"]:
+            roles.append("compound (the same name on each of its profiles)")
+        if layout["controls"].startswith(col + " ="):
+            roles.append(f"controls: {layout['controls']}")
+        if col == layout["plate"]:
+            roles.append("plate" + (" (plate normalisation)" if not layout["normalisation"].startswith("none") else ""))
+        if col in layout["meta"]:
+            roles.append("meta input of the model")
+        rows.append({"name": col, "what": "; ".join(roles) or "named by the layout", "example": ""})
+    for b in layout["blocks"]:
+        rows.append({"name": b["columns"], "what": f"block {b['block']}: {b['count']:,} feature columns ({b['match']}; "
+                     "numbers)", "example": ""})
+    return rows
+
+
+def _column_help(feature_columns: list[str], layout: dict | None = None) -> list[dict]:
+    if layout is not None:
+        return _layout_column_help(layout)
     genes = [c for c in feature_columns if c.startswith("g-")]
     cells = [c for c in feature_columns if c.startswith("c-")]
     rows = [
@@ -240,7 +266,10 @@ async def download_json(pred: Stored, service: Service, top: int | None = None) 
 
 
 @router.get("/example.csv")
-async def example() -> Response:
+async def example(service: Service) -> Response:
+    if service.layout is not None:
+        raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload profiles "
+                                 "of your own screen, with the columns listed on the home page.")
     data = await run_in_threadpool(example_csv)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{EXAMPLE_FILENAME}"', "Cache-Control": "public, max-age=3600"})

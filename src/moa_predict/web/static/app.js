@@ -158,6 +158,20 @@
     { name: "cell viability", label: "cell viability (c-)", color: "#e76f51" },
     { name: "treatment", label: "dose / time", color: "#6c757d" }
   ];
+  /* another profile layout names its own feature blocks (Cells, Nuclei, ...): each gets the next colour */
+  var PALETTE = ["#2f6fab", "#e76f51", "#2a9d8f", "#8d5fd3", "#e9c46a", "#264653", "#d62828", "#6c757d"];
+
+  function blocksOf(feats) {
+    var known = {}, out = [];
+    BLOCKS.forEach(function (b) { known[b.name] = b; });
+    feats.forEach(function (f) {
+      if (out.some(function (b) { return b.name === f.block; })) return;
+      out.push(known[f.block] || { name: f.block, label: String(f.block), color: null });
+    });
+    var next = 0;
+    out.forEach(function (b) { if (!b.color) { b.color = PALETTE[next % PALETTE.length]; next += 1; } });
+    return out;
+  }
 
   function signed(x, digits) { return (x > 0 ? "+" : x < 0 ? "−" : "") + Math.abs(x).toFixed(digits); }
   function pct(p) { return (100 * p).toFixed(p >= 0.1 ? 1 : 2) + "%"; }
@@ -171,7 +185,7 @@
       var name = info.symbol || info.cell_line;
       return plain((name ? name + " · " : "") + f.feature + " = " + v);
     });
-    var traces = BLOCKS.map(function (b) {
+    var traces = blocksOf(feats).map(function (b) {
       var x = [], y = [], custom = [];
       feats.forEach(function (f, i) {
         if (f.block === b.name) {
