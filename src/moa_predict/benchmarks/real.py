@@ -44,13 +44,14 @@ def bbbc021_layout(data_dir: str | Path) -> Layout:
     return dataclasses.replace(layout, base_dir=str(data_dir))
 
 
-def load_bbbc021(data_dir: str | Path) -> Dataset:
+def load_bbbc021(data_dir: str | Path, **layout_changes: Any) -> Dataset:
+    """The BBBC021 wells through the shipped layout (`layout_changes` replace some of its settings)."""
     data_dir = Path(data_dir)
     features = data_dir / "per_well_mean.csv.gz"
     if not features.is_file():
         raise DataError(f"{features} not found: --data must be the BBBC021 folder with per_well_mean.csv.gz, "
                         "image.csv.gz and moa.csv (see ../shared/real/README.md).", source=str(data_dir))
-    return load_profiles(features, bbbc021_layout(data_dir))
+    return load_profiles(features, dataclasses.replace(bbbc021_layout(data_dir), **layout_changes))
 
 
 @dataclasses.dataclass
@@ -125,11 +126,23 @@ def trained_model(name: str, **params: Any) -> Method:
     return method
 
 
-METHODS: dict[str, tuple[str, Method]] = {
-    "1-NN correlation (field baseline)": ("DMSO-normalised treatment means, nearest other treatment by Pearson "
-                                          "correlation", nearest_neighbour),
-    "logreg": ("moa-predict logistic regression (softmax) on robust-z wells", trained_model("logreg")),
-    "mlp": ("moa-predict MLP (softmax head) on robust-z wells", trained_model("mlp")),
+BASELINE_LAYOUT = {"normalize": "z", "exclude": (), "whiten": 0, "align_batches": None}
+"""The field's baseline reads the wells as the literature's simple pipeline does: each plate z-scored to its DMSO
+wells (mean, standard deviation), every feature kept, no whitening."""
+
+METHODS: dict[str, tuple[str, dict[str, Any], Method]] = {
+    "1-NN correlation (field baseline)": (
+        "per-plate z-score to DMSO (mean/sd), all 516 features, treatment means, nearest other treatment by Pearson "
+        "correlation", BASELINE_LAYOUT, nearest_neighbour),
+    "knn (moa-predict layout: pooled robust z + TVN + CORAL)": (
+        "moa-predict's `knn` model (1 nearest reference treatment, cosine) trained on the wells of the other "
+        "compounds through train_bundle, on the shipped BBBC021 layout's normalisation (blocklist, plate median + "
+        "pooled DMSO MAD, TVN 100 on DMSO, per-week CORAL alpha 0.5 on that week's DMSO)", {},
+        trained_model("knn")),
+    "logreg (same normalisation)": ("moa-predict logistic regression with a softmax head on the normalised wells",
+                                    {}, trained_model("logreg")),
+    "mlp (same normalisation)": ("moa-predict MLP with a softmax head on the normalised wells", {},
+                                 trained_model("mlp")),
 }
 
 
@@ -173,9 +186,10 @@ def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: boo
     for name in methods or list(METHODS):
         if name not in METHODS:
             raise DataError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
-        what, method = METHODS[name]
-        nsc = evaluate(wells, method, nscb=False, progress=progress)
-        nscb = evaluate(wells, method, nscb=True, progress=progress)
+        what, changes, method = METHODS[name]
+        data = wells if not changes else load_bbbc021(data_dir, **changes)
+        nsc = evaluate(data, method, nscb=False, progress=progress)
+        nscb = evaluate(data, method, nscb=True, progress=progress)
         out["methods"][name] = {"description": what, "nsc_accuracy": nsc["accuracy"],
                                 "nscb_accuracy": nscb["accuracy"], "nsc_treatments": nsc["treatments"],
                                 "nscb_treatments": nscb["treatments"],

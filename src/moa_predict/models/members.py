@@ -31,6 +31,7 @@ from .base import MoAModel
 from .knn import BRkNNa, BRkNNb, MLkNN, paper_inputs
 from .network import PAPER_INPUTS, NetworkModel
 from .prior import PriorModel
+from .reference_knn import ReferenceKNNModel
 from .training import TrainConfig, predict_logits, sigmoid
 
 _ONECYCLE = {"lr": 1e-3, "weight_decay": 1e-5, "label_smoothing": 0.001, "schedule": "onecycle"}
@@ -142,7 +143,8 @@ class PaperNN(NetworkModel):
 
 
 MEMBERS: dict[str, type[MoAModel]] = {cls.name: cls for cls in (
-    PriorModel, BRkNNa, BRkNNb, MLkNN, PaperNN, MLPModel, RecipeMLPModel, ResNetModel, CNN1DModel, LogisticModel)}
+    PriorModel, BRkNNa, BRkNNb, MLkNN, PaperNN, MLPModel, RecipeMLPModel, ResNetModel, CNN1DModel, LogisticModel,
+    ReferenceKNNModel)}
 """Every model but the blend, by name (``moa train --model NAME``, blend member specs)."""
 
 
