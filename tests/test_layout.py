@@ -290,3 +290,68 @@ def test_paper_models_refuse_other_layouts(table_file: Path) -> None:
     data = load_profiles(table_file, _layout())
     with pytest.raises(DataError, match="only works on the LISH-MoA layout"):
         train_bundle(make_model("brknn-a"), data, cv=False, progress=False, reference=False)
+
+
+# -- the whole CLI path on a simulated Cell Painting screen (no shared files needed) --------------------
+
+def test_cli_train_predict_levels_on_a_simulated_screen(tmp_path: Path) -> None:
+    from moa_predict.cli import main as moa
+    from moa_predict.simulate import simulate_profiles
+
+    sim = simulate_profiles(tmp_path / "sim", n_compounds=12, n_moas=4, plates=3, wells_per_plate=48,
+                            controls_per_plate=12, n_features_per_block={"Cells": 12, "Nuclei": 8, "Cytoplasm": 8},
+                            label_mode="annotation", seed=0)
+    bundle = tmp_path / "bundle"
+    assert moa(["train", "--features", str(sim / "profiles.csv.gz"), "--layout", str(sim / "layout.toml"),
+                "--model", "knn", "--folds", "3", "--out", str(bundle)]) == 0
+    import json
+
+    info = json.loads((bundle / "bundle.json").read_text(encoding="utf-8"))
+    assert info["training_data"]["simulated"]  # the simulator's marker travels into the bundle
+    assert info["training_data"]["notes"]["unlabelled_rows"] > 0  # the compound the annotation leaves out
+    assert info["cv"]["single_label"]["accuracy"] > 1 / 4  # better than chance on held-out compounds
+    out = tmp_path / "treatments.csv"
+    assert moa(["predict", "--bundle", str(bundle), "--features", str(sim / "profiles.csv.gz"), "--out", str(out),
+                "--level", "treatment"]) == 0
+    calls = pd.read_csv(out)
+    raw = pd.read_csv(sim / "profiles.csv.gz")
+    treated = raw[raw["Metadata_pert_type"] != "control"]
+    assert len(calls) == len(treated.groupby(["Metadata_compound", "Metadata_dose"]))
+    assert calls["n_profiles"].sum() == len(treated)
+    probs = calls[info["target_names"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    per_well = tmp_path / "wells.csv"
+    assert moa(["predict", "--bundle", str(bundle), "--features", str(sim / "profiles.csv.gz"), "--out",
+                str(per_well), "--quiet"]) == 0
+    assert len(pd.read_csv(per_well)) == len(raw)
+    # a LISH-MoA bundle has no treatment columns: --level says so instead of guessing
+    from moa_predict.data.errors import DataError
+    from moa_predict.inference.levels import level_columns
+    from moa_predict.training.bundle import Bundle
+
+    with pytest.raises(DataError, match="LISH-MoA layout"):
+        level_columns(Bundle(model=None, target_names=[]), "treatment")
+
+
+def test_knn_votes_of_nearest_treatments(table_file: Path, tmp_path: Path) -> None:
+    from moa_predict.models.registry import make_model
+    from moa_predict.training.bundle import load_bundle, save_bundle
+    from moa_predict.training.train import train_bundle
+
+    frame = _table()
+    frame["Metadata_moa"] = frame["Metadata_moa"].str.split("|").str[0]
+    frame.to_csv(table_file, index=False)
+    data = load_profiles(table_file, _layout(labels=Labels("column", column="Metadata_moa")))
+    held = (data.drugs == "cpdA").to_numpy()
+    train = np.flatnonzero(~held)
+    model = make_model("knn")
+    model.fit(data.features.iloc[train], data.targets.to_numpy()[train])
+    # one reference per training treatment (compound x dose), not per well
+    treated = data.features.iloc[train][~data.is_control[train]]
+    assert len(model.references_) == len(treated.groupby(["Metadata_compound", "Metadata_dose"]))
+    p = model.predict_proba(data.features[held])
+    assert (np.asarray(data.target_names)[p.argmax(axis=1)] == "tubulin inhibitor").mean() >= 0.5
+    bundle, _ = train_bundle(make_model("knn", k=3), data, cv=False, progress=False, reference=False)
+    save_bundle(bundle, tmp_path / "k")
+    np.testing.assert_array_equal(load_bundle(tmp_path / "k").predict_proba(data.features),
+                                  bundle.predict_proba(data.features))

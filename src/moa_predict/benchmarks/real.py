@@ -169,7 +169,32 @@ def evaluate(wells: Dataset, method: Method, *, nscb: bool, progress: bool = Fal
             "per_treatment": {k: bool(v) for k, v in zip(t.data.features.index, correct)}}
 
 
-def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: bool = True) -> dict[str, Any]:
+SENSITIVITY_GRID = {"clip": (None, 20.0), "whiten": (50, 100, 150, 200), "align_batches": (0.3, 0.5, 1.0, 2.0)}
+"""Neighbouring normalisation settings around the shipped layout's (whiten 100, CORAL 0.5, no clipping): how much the
+knn result depends on that one declared choice."""
+
+
+def sensitivity(data_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """The knn method on every setting of ``SENSITIVITY_GRID``: spread of NSC / NSCB and how many meet the goal."""
+    import itertools
+
+    _, _, method = METHODS["knn (moa-predict layout: pooled robust z + TVN + CORAL)"]
+    rows = []
+    grid = list(itertools.product(*SENSITIVITY_GRID.values()))
+    for clip, k, alpha in tqdm(grid, disable=not progress, leave=False, desc="settings"):
+        wells = load_bbbc021(data_dir, clip=clip, whiten=k, align_batches=alpha)
+        rows.append({"clip": clip, "whiten": k, "align_batches": alpha,
+                     "nsc_accuracy": evaluate(wells, method, nscb=False)["accuracy"],
+                     "nscb_accuracy": evaluate(wells, method, nscb=True)["accuracy"]})
+    nsc = np.array([r["nsc_accuracy"] for r in rows])
+    nscb = np.array([r["nscb_accuracy"] for r in rows])
+    return {"settings": rows, "nsc_min_median_max": [float(nsc.min()), float(np.median(nsc)), float(nsc.max())],
+            "nscb_min_median_max": [float(nscb.min()), float(np.median(nscb)), float(nscb.max())],
+            "meeting_both_goals": int(((nsc >= 0.90) & (nscb >= 0.80)).sum()), "of": len(rows)}
+
+
+def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: bool = True,
+        with_sensitivity: bool = True) -> dict[str, Any]:
     wells = load_bbbc021(data_dir)
     t = Treatments.of(wells)
     out: dict[str, Any] = {
@@ -199,4 +224,6 @@ def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: boo
         if progress:
             print(f"{name}: NSC {nsc['accuracy']:.3f} ({nsc['treatments']}), NSCB {nscb['accuracy']:.3f} "
                   f"({nscb['treatments']}), {nsc['seconds'] + nscb['seconds']:.0f} s", flush=True)
+    if with_sensitivity:
+        out["sensitivity"] = sensitivity(data_dir, progress=progress)
     return out
