@@ -125,8 +125,18 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
             summary: StreamSummary | None, overlap: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
+    if overlap:
+        frames = _released(frames)
     yield from predict_features(bundle, prefetched(frames, enabled=overlap), keep_columns=keep_columns,
                                 summary=summary)
+
+
+def _released(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """`frames`, freed heap given back after each is made: in the reading thread, so what reading freed is
+    returned before the prediction running beside it reaches its own peak."""
+    for frame in frames:
+        release_memory()
+        yield frame
 
 
 def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_columns: bool = False,
