@@ -212,7 +212,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                     counts[why] = counts.get(why, 0) + int(n)
                 del sets
             bar.update(len(frame))
-            del features, frame  # one chunk in memory at a time
+            del features, frame  # dropped here; the writer holds the frame until it is written
             release_memory()
     summary.seconds = time.perf_counter() - t0
     return summary
