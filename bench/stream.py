@@ -144,11 +144,14 @@ def main() -> None:
     local = []
     for n in sorted(args.sizes):
         src = make_input(work, args.format, n)
+        load_before = [round(x, 2) for x in os.getloadavg()]
         row = run_child(["local", bundle, str(src), str(work / f"local_{n}.parquet"), str(args.chunk_rows)])
-        row.update(size=n, input_mb=round(src.stat().st_size / 2**20, 1))
+        row.update(size=n, input_mb=round(src.stat().st_size / 2**20, 1), load_average_before=load_before,
+                   load_average_after=[round(x, 2) for x in os.getloadavg()])
         local.append(row)
-        print(f"local {n:>9,}: {row['profiles_per_second']:>9,.0f} profiles/s, peak RSS {row['peak_rss_mb']:,.0f} MB",
-              flush=True)
+        print(f"local {n:>9,}: {row['profiles_per_second']:>9,.0f} profiles/s, peak RSS {row['peak_rss_mb']:,.0f} MB, "
+              f"CPU {row['cpu_seconds']:.1f} s (load {load_before[0]:.1f} before, {row['load_average_after'][0]:.1f} "
+              "after)", flush=True)
     largest = max(args.sizes)
     dask = None
     if args.dask_workers:
@@ -205,10 +208,12 @@ def summarise(args: argparse.Namespace, local: list[dict], dask: dict | None) ->
 
 def print_table(report: dict) -> None:
     print(f"\nStreaming prediction ({report['format']}; {report['data']}; {report['machine']['cpus']} CPUs)")
-    print(f"{'profiles':>10} {'input MB':>9} {'seconds':>8} {'profiles/s':>11} {'peak RSS MB':>12}")
+    print(f"{'profiles':>10} {'input MB':>9} {'seconds':>8} {'profiles/s':>11} {'peak RSS MB':>12} {'CPU s':>7} "
+          f"{'load':>5}")
     for r in report["local"]:
         print(f"{r['size']:>10,} {r['input_mb']:>9,.0f} {r['seconds']:>8.1f} {r['profiles_per_second']:>11,.0f} "
-              f"{r['peak_rss_mb']:>12,.0f}")
+              f"{r['peak_rss_mb']:>12,.0f} {r.get('cpu_seconds', float('nan')):>7.1f} "
+              f"{r.get('load_average_before', [float('nan')])[0]:>5.1f}")
     print(f"peak RSS largest / each size: {report['rss_ratio_largest_vs']} "
           f"(goal <= {GOAL_RSS_RATIO}); goals met: {report['goals']}")
     d = report["dask"]
@@ -229,7 +234,9 @@ def child_main(argv: list[str]) -> None:
         row = child_local(rest[0], rest[1], rest[2], int(rest[3]))
     else:
         row = child_dask(rest[0], rest[1], rest[2], int(rest[3]), int(rest[4]), int(rest[5]))
-    row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    row["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+    row["cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 1)  # the whole child: bundle load included
     print(json.dumps(row))
 
 

@@ -160,6 +160,8 @@ class GctxSource(GeneSource):
         # h5py's fancy indexing is slow: read the span of the wanted genes, then select in memory.
         span = slice(None) if genes is None or not len(genes) else slice(int(genes[0]), int(genes[-1]) + 1)
         within = None if genes is None or not len(genes) else np.asarray(genes) - int(genes[0])
+        if within is not None and len(within) == within[-1] + 1:
+            within = None  # every gene of the span (sorted, unique): the block as read, without a copy
         meta_keys = [k for k in self.col if self.col[k].ndim == 1 and len(self.col[k]) == self.n_samples]
         end = self.n_samples if last is None else min(last, self.n_samples)
         for start in range(first, end, chunk_size):

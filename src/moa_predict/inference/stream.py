@@ -22,6 +22,7 @@ from ..data.errors import DataError
 from ..data.chunks import DEFAULT_CHUNK_ROWS, iter_features
 from ..data.gene_features import MAPPING_ATTR, is_gene_only
 from ..data.io import Source, atomic_path
+from ..runtime.background import Serial, prefetched
 from ..runtime.workers import release_memory
 from ..training.bundle import Bundle
 
@@ -46,23 +47,46 @@ class StreamSummary:
 
 
 class Writer:
-    """Appends prediction frames to a CSV (header once) or a Parquet file (one row group per chunk)."""
+    """Appends prediction frames to a CSV (header once) or a Parquet file (one row group per chunk).
+
+    Parquet: the first frame's schema (pandas metadata included) is kept, and later frames are converted
+    column by column from their NumPy arrays (no pandas round trip for the float32 probabilities); columns
+    are written without dictionary encoding (probabilities hardly repeat: trying a dictionary per column
+    cost more than the rest of the write, and the files come out smaller)."""
 
     def __init__(self, path: Path, parquet: bool) -> None:
         self.path, self.parquet, self._pq, self._first = path, parquet, None, True
+        self._schema: Any = None
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.parquet:
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = self._table(frame)
             if self._pq is None:
-                self._pq = pq.ParquetWriter(self.path, table.schema)
+                self._pq = pq.ParquetWriter(self.path, table.schema, use_dictionary=False)
             self._pq.write_table(table)
+            del table
         else:
             frame.to_csv(self.path, mode="w" if self._first else "a", header=self._first, index=False)
         self._first = False
+
+    def _table(self, frame: pd.DataFrame) -> Any:
+        import pyarrow as pa
+
+        if self._schema is None or list(frame.columns) != self._schema.names:
+            table = pa.Table.from_pandas(frame, preserve_index=False)  # another layout fails in write_table
+            self._schema = self._schema or table.schema
+            return table
+        arrays = []
+        for column, field in zip(frame.columns, self._schema):
+            values = frame[column]
+            if pa.types.is_floating(field.type) and values.dtype == field.type.to_pandas_dtype():
+                # the NumPy buffer itself (NaN as null, as from_pandas does)
+                arrays.append(pa.array(values.to_numpy(), type=field.type, from_pandas=True))
+            else:
+                arrays.append(pa.Array.from_pandas(values, type=field.type))
+        return pa.Table.from_arrays(arrays, schema=self._schema)
 
     def close(self) -> None:
         if self._pq is not None:
@@ -99,12 +123,23 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
 
 
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
-            summary: StreamSummary | None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+            summary: StreamSummary | None, overlap: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     if bundle.layout is not None:  # a lab's own layout: read whole, as plate normalisation needs whole plates
-        frames: Iterable[pd.DataFrame] = [bundle.read_profiles(src, name=name)]
+        frames: Iterator[pd.DataFrame] = iter([bundle.read_profiles(src, name=name)])
     else:
         frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
-    yield from predict_features(bundle, frames, keep_columns=keep_columns, summary=summary)
+    if overlap:
+        frames = _released(frames)
+    yield from predict_features(bundle, prefetched(frames, enabled=overlap), keep_columns=keep_columns,
+                                summary=summary)
+
+
+def _released(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """`frames`, freed heap given back after each is made: in the reading thread, so what reading freed is
+    returned before the prediction running beside it reaches its own peak."""
+    for frame in frames:
+        release_memory()
+        yield frame
 
 
 def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_columns: bool = False,
@@ -128,8 +163,13 @@ def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_col
 
 def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  keep_columns: bool = False, progress: bool = True, name: str | None = None,
-                 sets_out: str | os.PathLike | None = None, set_level: float | None = None) -> StreamSummary:
+                 sets_out: str | os.PathLike | None = None, set_level: float | None = None,
+                 overlap: bool = True) -> StreamSummary:
     """Predict every profile of `src` into `out` (``.parquet`` → Parquet, else CSV), chunk by chunk, atomically.
+
+    With `overlap` (the default), chunk k+1 is read and validated, and chunk k-1 written, in background
+    threads while chunk k is predicted (``runtime.background``): at most three chunks are alive at once (the
+    one being read, the one predicted, the one being written), and the output is the same as without.
 
     With `sets_out`, each profile's MoA set at `set_level` (default: the bundle's) goes there too (``set_frame``);
     ``summary.extra`` then holds the level, its measured recall, and the counts of sets and abstentions. Both
@@ -160,18 +200,22 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
             stack.callback(sets_writer.close)
         bar = stack.enter_context(tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False,
                                        delay=1.0))
-        for features, frame in _chunks(bundle, src, chunk_rows, keep_columns, name, summary):
-            writer.write(frame)
+        writes = stack.enter_context(Serial(enabled=overlap, name="moa-write"))  # left before the writers close
+        # closed first on an error: the chunk being read in the background is waited for, the file closed
+        chunks = stack.enter_context(contextlib.closing(_chunks(bundle, src, chunk_rows, keep_columns, name,
+                                                                summary, overlap)))
+        for features, frame in chunks:
+            writes.submit(writer.write, frame)
             if sets_writer is not None:
                 sets = set_frame(bundle.for_features(features), features, frame, set_level)
-                sets_writer.write(sets)
+                writes.submit(sets_writer.write, sets)
                 summary.extra["with_set"] += int((sets["abstention"] == "").sum())
                 counts = summary.extra["abstentions"]
                 for why, n in sets.loc[sets["abstention"] != "", "abstention"].value_counts().items():
                     counts[why] = counts.get(why, 0) + int(n)
                 del sets
             bar.update(len(frame))
-            del features, frame  # one chunk in memory at a time
+            del features, frame  # dropped here; the writer holds the frame until it is written
             release_memory()
     summary.seconds = time.perf_counter() - t0
     return summary
