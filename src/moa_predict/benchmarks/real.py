@@ -202,7 +202,7 @@ def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: boo
                  "treatments": len(t.moa), "compounds": len(set(t.compound)), "moas": len(set(t.moa)),
                  "features": len(wells.feature_columns), "batches": int(wells.features["batch"].nunique()),
                  "normalisation": wells.notes.get("normalization"), "real": True},
-        "protocol": ("treatment = compound x concentration, mean of its robust-z wells; NSC: the query's compound is "
+        "protocol": ("treatment = compound x concentration, mean of its normalised wells; NSC: the query's compound is "
                      "never seen (no training well, no candidate); NSCB: nor any well or treatment of the query's "
                      "batches (weeks). Accuracy over the treatments whose MoA has another compound left after the "
                      "exclusion (all 103 for NSC)"),

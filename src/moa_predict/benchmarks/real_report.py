@@ -10,16 +10,16 @@ from typing import Any
 from ..data.io import write_text
 from .render import markdown_table, rich_table, write_json
 
-COLUMNS = ("method", "NSC accuracy", "NSCB accuracy", "seconds")
+COLUMNS = ("method", "NSC accuracy", "NSCB accuracy", "NSCB over all 103", "seconds")
 GOAL = {"nsc_accuracy": 0.90, "nscb_accuracy": 0.80}
 
 
 def _rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = [(name, f"{m['nsc_accuracy']:.3f}", f"{m['nscb_accuracy']:.3f}", f"{m['seconds']:.0f}")
-            for name, m in report["methods"].items()]
+    rows = [(name, f"{m['nsc_accuracy']:.3f}", f"{m['nscb_accuracy']:.3f}", f"{m['nscb_accuracy_all_103']:.3f}",
+             f"{m['seconds']:.0f}") for name, m in report["methods"].items()]
     for name, m in report["published"].items():
         nscb = "—" if m["nscb_accuracy"] is None else f"{m['nscb_accuracy']:.2f}"
-        rows.append((f"{name} (published; {m['note']})", f"{m['nsc_accuracy']:.2f}", nscb, "—"))
+        rows.append((f"{name} (published; {m['note']})", f"{m['nsc_accuracy']:.2f}", nscb, "—", "—"))
     return rows
 
 
@@ -48,8 +48,9 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"Protocol: {report['protocol']} ({', '.join(map(str, sorted(n_nscb)))} treatments for NSCB: MoAs whose "
         "compounds all share their batches cannot be answered and are left out, as in the literature).",
         "",
-        *markdown_table(COLUMNS, _rows(report), ("l", "r", "r", "r")),
+        *markdown_table(COLUMNS, _rows(report), ("l", "r", "r", "r", "r")),
         "",
+        *_goal(report),
         f"Goal of the project: NSC ≥ {GOAL['nsc_accuracy']:.2f} and NSCB ≥ {GOAL['nscb_accuracy']:.2f} from per-well "
         "means. Published per-cell methods use single-cell features or the images, not per-well means: they are "
         "context, not a like-for-like comparison.",
@@ -84,3 +85,11 @@ def _sensitivity(sens: dict[str, Any] | None) -> list[str]:
         f"{nscb[0]:.3f} / {nscb[1]:.3f} / {nscb[2]:.3f}; {sens['meeting_both_goals']} of {sens['of']} meet both goals.",
         "",
     ]
+
+
+def _goal(report: dict[str, Any]) -> list[str]:
+    met = [name for name, m in report["methods"].items()
+           if m["nsc_accuracy"] >= GOAL["nsc_accuracy"] and m["nscb_accuracy"] >= GOAL["nscb_accuracy"]]
+    if not met:
+        return ["**Goal not met** by any method here.", ""]
+    return [f"**Goal met** by: {', '.join(met)}.", ""]
