@@ -355,3 +355,29 @@ def test_knn_votes_of_nearest_treatments(table_file: Path, tmp_path: Path) -> No
     save_bundle(bundle, tmp_path / "k")
     np.testing.assert_array_equal(load_bundle(tmp_path / "k").predict_proba(data.features),
                                   bundle.predict_proba(data.features))
+
+
+def test_layout_flags_build_or_override_a_layout(tmp_path: Path) -> None:
+    from moa_predict.cli.main import build_parser
+    from moa_predict.cli.layout import layout_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--features", "x.csv", "--out", "b", "--group", "Metadata_compound",
+                              "--plate", "Metadata_Plate", "--controls", "Metadata_compound=DMSO,dmso",
+                              "--block", "Cells=Cells_", "--block", "Nuclei=Nuclei_", "--label-column",
+                              "Metadata_moa", "--label-separator", "|", "--normalize", "robust_z"])
+    layout = layout_from_args(args)
+    assert layout.controls == Controls("Metadata_compound", ("DMSO", "dmso"))
+    assert [b.prefix for b in layout.blocks] == ["Cells_", "Nuclei_"]
+    assert layout.labels == Labels("column", column="Metadata_moa", separator="|")
+    # flags override the file's entries, the rest of the file stays
+    path = tmp_path / "l.toml"
+    path.write_text(dump_layout(_layout()), encoding="utf-8")
+    args = parser.parse_args(["train", "--features", "x.csv", "--out", "b", "--layout", str(path),
+                              "--normalize", "none"])
+    changed = layout_from_args(args)
+    assert changed.normalize == "none" and changed.blocks == _layout().blocks
+    assert layout_from_args(parser.parse_args(["train", "--data", "d", "--out", "b"])) is None
+    with pytest.raises(DataError, match="annotation-on"):
+        layout_from_args(parser.parse_args(["train", "--features", "x", "--out", "b", "--block", "A=A_",
+                                            "--annotation", "ann.csv"]))
