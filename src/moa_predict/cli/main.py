@@ -545,8 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile: one call per row (default); treatment / compound: the wells of each treatment "
                         "(the layout's treatment columns) or compound averaged, then called (bundles of a custom "
                         "layout)")
-    p.add_argument("--chunk-rows", type=int, default=20_000,
-                   help="profiles read and predicted at a time (memory stays flat whatever the file size)")
+    p.add_argument("--chunk-rows", type=int, default=5_000,
+                   help="profiles read and predicted at a time (default 5,000; memory stays flat whatever the file "
+                        "size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sets-out", metavar="FILE", help="also write each profile's MoA set (CSV/Parquet: sig_id, "
                                                       "moa_set with MoAs joined by '|', abstention)")
