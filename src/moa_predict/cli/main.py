@@ -497,11 +497,12 @@ def _benchmark_args(b: argparse.ArgumentParser, out: str, *, quick: str, seed: s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moa", description="Predict mechanisms of action from LISH-MoA profiles.")
+    parser = argparse.ArgumentParser(prog="moa", description="Predict mechanisms of action from LISH-MoA profiles, "
+                                                          "CMap signatures or any profile layout.")
     parser.add_argument("--version", action="version", version=f"moa-predict {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("simulate", help="write a simulated data set in the LISH-MoA layout",
+    p = sub.add_parser("simulate", help="write a simulated data set (LISH-MoA layout, or a Cell Painting screen)",
                        description="Write SIMULATED features (the real ones are not available here) in the exact "
                                    "LISH-MoA layout, fully synthetic or conditioned on real label files.")
     p.add_argument("--out", help="output directory")
