@@ -139,14 +139,14 @@ def test_reference_index_uses_the_layout_meta(bundle, upload_features):
     ref = found[-1]["neighbours"][0]
     assert "cp_time" not in ref and set(ref["meta"]) == {"Metadata_dose", "Metadata_Plate"}
     assert ref["meta"]["Metadata_Plate"] in {"Plate1", "Plate2", "Plate3"}
-    # a treated well's nearest reference shares its MoA more often than chance (1 in 4). Not much more: with 30
-    # features the index whitens all 30 components, noise included (plain correlation gets 100% here)
+    # a treated well's nearest reference shares its MoA far more often than chance (1 in 4): the index keeps the
+    # components holding 90 % of the variance, so the noise directions of a 30-feature layout are not whitened up
     treated = upload_features[upload_features.cp_type == "trt_cp"]
     hits = index.neighbours(treated, k=1)
     drugs = [h["neighbours"][0]["drug_id"] for h in hits]
     moa_of = lambda cpd: cpd[4] if cpd.startswith("cpd-") else None  # noqa: E731  ("cpd-{moa}{k}")
     same_moa = np.mean([moa_of(d) == moa_of(c) for d, c in zip(drugs, treated["Metadata_compound"])])
-    assert same_moa > 0.35
+    assert same_moa > 0.6  # 0.71 measured (0.46 when every component was whitened)
 
 
 def test_ood_scores_on_the_layout(bundle, upload_features):

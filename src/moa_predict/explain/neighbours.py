@@ -25,8 +25,9 @@ the training profiles; this is model-independent, so every bundle (kNN and prior
 
 Search is exact (brute force: one matrix product), a few milliseconds per profile for 23,814 references.
 
-Any profile layout (``data.layout``): the space is the layout's feature columns (all blocks, standardised), and a
-reference is described by the layout's own meta columns (``meta``: e.g. concentration, plate) instead of LISH-MoA's
+Any profile layout (``data.layout``): the space is the layout's feature columns (all blocks, standardised) on the
+principal components that hold 90 % of their variance (small screens have few real programmes and many noise
+directions, which whitening would otherwise weigh as much as the real ones), and a reference is described by the layout's own meta columns (``meta``: e.g. concentration, plate) instead of LISH-MoA's
 ``cp_time`` / ``cp_dose``; the compound is the layout's group column.
 """
 
@@ -209,11 +210,19 @@ class ReferenceIndex:
         n_comp = int(min(n_components, s.shape[1], max(len(s) - 1, 1)))
         # the exact solver through the covariance matrix: no randomness, ~2x faster than randomised SVD here
         pca = PCA(n_components=n_comp, svd_solver="covariance_eigh").fit(s)
+        spec = layout_spec(features)
+        if spec is not None and n_comp > 2:
+            # another layout (often tens to hundreds of features, a few hundred wells): whitening every component
+            # would blow its noise directions up to the weight of the real programmes, so only the components
+            # holding 90 % of the variance are kept (LISH-MoA keeps its 100, chosen on the simulated set)
+            keep = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), 0.90) + 1)
+            keep = max(2, min(keep, n_comp))
+            if keep < n_comp:
+                pca = PCA(n_components=keep, svd_solver="covariance_eigh").fit(s)
         coords = pca.transform(s).astype(np.float32)
         drug_ids = (drugs.astype(str).to_numpy() if drugs is not None
                     else np.array([""] * len(features), dtype=object))
         indptr, indices, names = _sparse_labels(targets, nonscored)
-        spec = layout_spec(features)
         time_code = dose_code = meta_codes = None
         meta_values: dict[str, list[str]] = {}
         if spec is None:  # LISH-MoA
