@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data.dataset import Dataset
 from ..data.errors import DataError
-from ..data.layout import Layout, load_layout
-from ..data.profiles import load_profiles, spec_feature_columns, layout_spec, treatment_means
+from ..data.layout import Layout, layout_spec, load_layout, spec_feature_columns
+from ..data.profiles import load_profiles, treatment_keys, treatment_means
 
 PUBLISHED = {
     "Ljosa et al. 2013, factor analysis of per-cell features": {"nsc_accuracy": 0.94, "nscb_accuracy": None,
@@ -70,10 +69,14 @@ class Treatments:
         t = t.subset(np.flatnonzero(labelled))
         names = np.asarray(t.targets.columns)
         treated = wells.features.loc[~wells.is_control]
-        key = treated[list(wells.layout.treatment)].astype(str).agg(" @ ".join, axis=1)
-        batches = treated.groupby(key.to_numpy())["batch"].agg(frozenset)
+        batches = treated.groupby(treatment_keys(treated, wells.layout.treatment).to_numpy())["batch"].agg(frozenset)
         return cls(t, names[t.targets.to_numpy().argmax(axis=1)], t.drugs.to_numpy(),
                    [batches[k] for k in t.features.index])
+
+
+def _other_batches(t: Treatments, batches: frozenset[str]) -> np.ndarray:
+    """Treatments none of whose wells come from `batches` (NSCB candidates)."""
+    return np.array([not (b & batches) for b in t.batches])
 
 
 def _queries(t: Treatments, nscb: bool) -> list[tuple[np.ndarray, str, frozenset[str]]]:
@@ -90,7 +93,7 @@ def _answerable(t: Treatments, nscb: bool) -> np.ndarray:
     for i in range(len(t.moa)):
         other = (t.compound != t.compound[i]) & (t.moa == t.moa[i])
         if nscb:
-            other &= np.array([not (b & t.batches[i]) for b in t.batches])
+            other &= _other_batches(t, t.batches[i])
         ok[i] = other.any()
     return ok
 
@@ -160,7 +163,7 @@ def evaluate(wells: Dataset, method: Method, *, nscb: bool, progress: bool = Fal
         train &= ~np.isin(well_batch, list(batches)) | control if nscb else True
         candidates = t.compound != compound
         if nscb:
-            candidates &= np.array([not (b & batches) for b in t.batches])
+            candidates &= _other_batches(t, batches)
         predicted[rows] = method(wells, t, train, candidates, rows)
     scored = _answerable(t, nscb)
     correct = predicted == t.moa

@@ -121,7 +121,6 @@ def _simulate_layout_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from ..training.bundle import save_bundle
-    from ..data.dataset import load_dataset
     from ..data.io import write_text
     from ..models import DEFAULT_MODEL, make_model
     from ..training.train import train_bundle
@@ -381,15 +380,21 @@ def cmd_benchmark_paper(args: argparse.Namespace) -> None:
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
 
 
+def _set_torch_threads(args: argparse.Namespace) -> None:
+    """--torch-threads N (0: the libraries' defaults): torch and BLAS (kNN distances, PCA) alike, so the two never
+    oversubscribe the cores."""
+    if args.torch_threads:
+        from ..runtime.threads import set_threads
+
+        set_threads(args.torch_threads)
+
+
 def cmd_benchmark_models(args: argparse.Namespace) -> None:
     from ..data.dataset import load_dataset
     from ..benchmarks.models import run_model_benchmark
     from ..benchmarks.models_report import print_report, write_outputs
 
-    if args.torch_threads:
-        from ..runtime.threads import set_threads
-
-        set_threads(args.torch_threads)  # BLAS too (kNN distances, PCA): no thread oversubscription
+    _set_torch_threads(args)
     data = load_dataset(args.data)
     console.print(f"models benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows "
                   "(features SIMULATED unless you point it at real files)")
@@ -405,10 +410,7 @@ def cmd_benchmark_real(args: argparse.Namespace) -> None:
     from ..benchmarks.real import METHODS, run
     from ..benchmarks.real_report import print_report, write_outputs
 
-    if args.torch_threads:
-        from ..runtime.threads import set_threads
-
-        set_threads(args.torch_threads)
+    _set_torch_threads(args)
     methods = args.method or list(METHODS)
     console.print(f"BBBC021 benchmark (REAL data) on {escape(args.data)}: {len(methods)} method(s), NSC and NSCB")
     report = run(args.data, methods, progress=not args.quiet)

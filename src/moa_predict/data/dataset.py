@@ -18,6 +18,7 @@ from .cmap import detect_format
 from .gene_features import load_gene_features, looks_like_gene_table
 from .io import Source, find_table, read_table
 from .layout import Layout
+from .layout import layout_spec, spec_feature_columns
 from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
                        validate_drugs, validate_features, validate_targets)
 
@@ -42,9 +43,9 @@ class Dataset:
 
     @property
     def feature_columns(self) -> list[str]:
-        spec = self.features.attrs.get("moa_layout")
+        spec = layout_spec(self.features)
         if spec is not None:
-            return [c for cols in spec["blocks"].values() for c in cols]
+            return spec_feature_columns(spec)
         return [c for c in self.features.columns if c in _FEATURE_SET]
 
     @property

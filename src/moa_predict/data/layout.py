@@ -14,11 +14,32 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .normalize import ProfileNormalizer
+
+SPEC = "moa_layout"
+"""The key of ``DataFrame.attrs`` holding the layout spec of a profile frame (see ``layout_spec``)."""
+
+
+def layout_spec(frame: "pd.DataFrame") -> dict[str, Any] | None:
+    """The layout spec a frame read through a layout carries (``data.profiles.load_profiles``): {"blocks": {name:
+    [columns]}, "pca": {name: n}, "meta_categorical": [...], "meta_numeric": [...], "single_label": bool,
+    "treatment": [...]}; None for LISH-MoA frames."""
+    return frame.attrs.get(SPEC)
+
+
+def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
+    """The feature columns of a spec, block after block."""
+    return [c for cols in spec["blocks"].values() for c in cols]
+
 
 LABEL_SOURCES = ("wide", "column", "annotation")
 NORMALIZATIONS = ("none", "z", "robust_z", "robust_z_pooled")
@@ -248,17 +269,11 @@ class Layout:
             if (b.prefix is None) == (b.regex is None):
                 raise DataError(f"block {b.name!r} needs exactly one of prefix or regex.", source=source)
             if b.regex is not None:
-                try:
-                    re.compile(b.regex)
-                except re.error as exc:
-                    raise DataError(f"block {b.name!r}: bad regex {b.regex!r} ({exc}).", source=source) from None
+                _regex(b.regex, f"block {b.name!r}", source)
             if int(b.pca) < 0:
                 raise DataError(f"block {b.name!r}: pca must be >= 0.", source=source)
         for x in self.exclude:
-            try:
-                re.compile(x)
-            except re.error as exc:
-                raise DataError(f"exclude: bad regex {x!r} ({exc}).", source=source) from None
+            _regex(x, "exclude", source)
         if len({b.name for b in self.blocks}) != len(self.blocks):
             raise DataError("two feature blocks share a name.", source=source)
         if self.normalize not in NORMALIZATIONS:
@@ -276,11 +291,8 @@ class Layout:
         if self.batch_from_plate is not None:
             if self.plate is None:
                 raise DataError("batch_from_plate needs `plate`.", source=source)
-            try:
-                if re.compile(self.batch_from_plate).groups != 1:
-                    raise DataError("batch_from_plate must have exactly one (group).", source=source)
-            except re.error as exc:
-                raise DataError(f"bad batch_from_plate regex ({exc}).", source=source) from None
+            if _regex(self.batch_from_plate, "batch_from_plate", source).groups != 1:
+                raise DataError("batch_from_plate must have exactly one (group).", source=source)
         if self.labels is not None:
             lab = self.labels
             if lab.source not in LABEL_SOURCES:
@@ -294,6 +306,13 @@ class Layout:
             if lab.source == "annotation" and not (lab.file and lab.on and lab.column):
                 raise DataError("labels.source = 'annotation' needs `file`, `on` (table column = annotation column) "
                                 "and `column` (the MoA column of the annotation table).", source=source)
+
+
+def _regex(pattern: str, where: str, source: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"{where}: bad regex {pattern!r} ({exc}).", source=source) from None
 
 
 def _check_keys(d: dict[str, Any], kind: type, source: str, where: str) -> dict[str, Any]:

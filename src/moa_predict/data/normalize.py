@@ -9,6 +9,8 @@ plate's wells are scaled by statistics of that plate's control wells only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .errors import DataError
@@ -29,9 +31,19 @@ def robust_z(values: np.ndarray, controls: np.ndarray) -> np.ndarray:
     return (values - med) / scale
 
 
-def plate_medians(values: np.ndarray, plates: np.ndarray, is_control: np.ndarray, source: str
-                  ) -> tuple[np.ndarray, list[str]]:
-    """Each row minus its plate's control median (a plate needs ``MIN_CONTROLS`` control wells)."""
+def _z_score(values: np.ndarray, controls: np.ndarray) -> np.ndarray:
+    sd = np.nanstd(controls, axis=0, ddof=1)
+    return (values - np.nanmean(controls, axis=0)) / np.where(sd > 1e-12, sd, 1.0)
+
+
+def _centred(values: np.ndarray, controls: np.ndarray) -> np.ndarray:
+    return values - np.nanmedian(controls, axis=0)
+
+
+def per_plate(values: np.ndarray, plates: np.ndarray, is_control: np.ndarray,
+              step: Callable[[np.ndarray, np.ndarray], np.ndarray], source: str) -> tuple[np.ndarray, int]:
+    """``step(plate rows, plate control rows)`` on every plate (a plate needs ``MIN_CONTROLS`` control wells);
+    returns the transformed values and the number of plates."""
     out = np.empty_like(values, dtype=np.float64)
     plates = np.asarray(plates).astype(str)
     names = sorted(set(plates.tolist()))
@@ -42,8 +54,8 @@ def plate_medians(values: np.ndarray, plates: np.ndarray, is_control: np.ndarray
             raise DataError(f"plate {plate!r} has {int(ctl.sum())} control well(s); normalising to controls needs at "
                             f"least {MIN_CONTROLS}. Drop the plate, or set normalize = 'none' in the layout if the "
                             "profiles are already normalised.", source=source)
-        out[rows] = values[rows] - np.nanmedian(values[ctl], axis=0)
-    return out, names
+        out[rows] = step(values[rows], values[ctl])
+    return out, len(names)
 
 
 def pooled_scale(centred: np.ndarray, is_control: np.ndarray) -> np.ndarray:
@@ -64,28 +76,16 @@ def normalize_plates(values: np.ndarray, plates: np.ndarray, is_control: np.ndar
 
     Returns (normalised values, a sentence for reports, the pooled scale or None)."""
     if mean_sd:
-        out = np.empty_like(values, dtype=np.float64)
-        plates = np.asarray(plates).astype(str)
-        _, names = plate_medians(values, plates, is_control, source)
-        for plate in names:
-            rows = plates == plate
-            ctl = values[rows & is_control]
-            sd = np.nanstd(ctl, axis=0, ddof=1)
-            out[rows] = (values[rows] - np.nanmean(ctl, axis=0)) / np.where(sd > 1e-12, sd, 1.0)
-        return out, f"z-score to each plate's control wells (mean, standard deviation; {len(names)} plates)", None
+        out, n = per_plate(values, plates, is_control, _z_score, source)
+        return out, f"z-score to each plate's control wells (mean, standard deviation; {n} plates)", None
     if not pooled:
-        out = np.empty_like(values, dtype=np.float64)
-        plates = np.asarray(plates).astype(str)
-        _, names = plate_medians(values, plates, is_control, source)  # checks every plate has controls
-        for plate in names:
-            rows = plates == plate
-            out[rows] = robust_z(values[rows], values[rows & is_control])
-        return out, f"robust z-score to each plate's control wells ({len(names)} plates)", None
-    centred, names = plate_medians(values, plates, is_control, source)
+        out, n = per_plate(values, plates, is_control, robust_z, source)
+        return out, f"robust z-score to each plate's control wells ({n} plates)", None
+    centred, n = per_plate(values, plates, is_control, _centred, source)
     fitted = scale is None
     scale = pooled_scale(centred, is_control) if fitted else np.asarray(scale, dtype=np.float64)
     how = "fit on this table's control wells" if fitted else "learnt on the training table"
-    return (centred / scale, f"centred on each plate's control median ({len(names)} plates), scaled by the control "
+    return (centred / scale, f"centred on each plate's control median ({n} plates), scaled by the control "
                              f"wells' pooled MAD ({how})", scale)
 
 

@@ -9,7 +9,6 @@ columns, single- or multi-label): preprocessing learns its columns from it, so t
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,8 @@ from . import schema
 from .cmap import detect_format, read_genes
 from .errors import DataError
 from .io import Source, read_table
-from .layout import Labels, Layout
+from .layout import SPEC, Labels, Layout, layout_spec, spec_feature_columns
 from .normalize import ProfileNormalizer
-
-SPEC = "moa_layout"
-"""The key of ``DataFrame.attrs`` holding the layout spec of a profile frame (see ``layout_spec``)."""
-
-
-def layout_spec(frame: pd.DataFrame) -> dict[str, Any] | None:
-    """The frame's layout spec: {"blocks": {name: [columns]}, "pca": {name: n}, "meta_categorical": [...],
-    "meta_numeric": [...], "single_label": bool}; None for LISH-MoA frames."""
-    return frame.attrs.get(SPEC)
-
-
-def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
-    return [c for cols in spec["blocks"].values() for c in cols]
-
 
 def _name(src: Source, name: str | None) -> str:
     if name:
@@ -72,33 +57,40 @@ def _key(series: pd.Series) -> pd.Series:
     return as_num.where(num.notna(), text.str.lower())
 
 
+def _lookup(frame: pd.DataFrame, table: pd.DataFrame, on: tuple[tuple[str, str], ...], values: list[str], *,
+            source: str, file: str, what: str) -> pd.DataFrame:
+    """`values` of the `table` row matching each row of `frame` on `on` ((frame column, table column) pairs), keys
+    compared by ``_key``; rows without a match get missing values. Rules shared by every join of a layout: a key
+    listed twice with the same values counts once; a key listed twice with different values is an error naming it
+    (the table must be fixed, nothing is guessed)."""
+    left = [a for a, _ in on]
+    right = [b for _, b in on]
+    for col, where, t in [*((c, source, frame) for c in left), *((c, file, table) for c in right + values)]:
+        if col not in t.columns:
+            raise DataError(f"column {col!r} not found ({what} joined on {dict(on)}, taking "
+                            f"{', '.join(map(repr, values))}).", source=where, column=col)
+    keys = pd.DataFrame({f"_k{i}": _key(table[c]).to_numpy() for i, c in enumerate(right)})
+    kcols = list(keys.columns)
+    for v in values:
+        keys[v] = table[v].to_numpy()
+    keys = keys.drop_duplicates()
+    dup = keys.duplicated(kcols, keep=False)
+    if dup.any():
+        first = keys.loc[dup].iloc[0]
+        clash = keys.loc[dup & (keys[kcols] == first[kcols]).all(axis=1), values]
+        shown = " vs ".join(repr(r[0] if len(r) == 1 else tuple(r)) for r in clash.itertuples(index=False))
+        raise DataError(f"conflicting {what} for {', '.join(str(first[k]) for k in kcols)}: {shown}. Keep one row "
+                        "per key in that table.", source=file)
+    fk = pd.DataFrame({f"_k{i}": _key(frame[c]).to_numpy() for i, c in enumerate(left)})
+    return fk.merge(keys, on=kcols, how="left")[values]
+
+
 def _join_metadata(frame: pd.DataFrame, layout: Layout, source: str) -> pd.DataFrame:
     for meta in layout.metadata:
-        path = layout.resolve(meta.file)
-        table = read_table(path, name=meta.file)
-        left = [a for a, _ in meta.on]
-        right = [b for _, b in meta.on]
-        for col, where, t in [*((c, source, frame) for c in left), *((c, meta.file, table) for c in right)]:
-            if col not in t.columns:
-                raise DataError(f"join column {col!r} not found; the metadata join is on {meta.on}.", source=where,
-                                column=col)
+        table = read_table(layout.resolve(meta.file), name=meta.file)
+        right = {b for _, b in meta.on}
         keep = list(meta.columns) or [c for c in table.columns if c not in right]
-        missing = [c for c in keep if c not in table.columns]
-        if missing:
-            raise DataError(f"column(s) {', '.join(missing)} not in the metadata table.", source=meta.file,
-                            column=missing[0])
-        sub = table[right + keep].copy()
-        keys = pd.DataFrame({f"_k{i}": _key(sub[c]) for i, c in enumerate(right)})
-        sub = pd.concat([keys, sub[keep].reset_index(drop=True).set_axis(keys.index)], axis=1).drop_duplicates()
-        kcols = list(keys.columns)
-        dup = sub.duplicated(kcols, keep=False)
-        if dup.any():
-            first = sub.loc[dup].iloc[0]
-            raise DataError(f"the metadata table gives different values for the same key "
-                            f"({', '.join(str(first[k]) for k in kcols)}); each key must map to one row.",
-                            source=meta.file)
-        fk = pd.DataFrame({f"_k{i}": _key(frame[c]).to_numpy() for i, c in enumerate(left)})
-        joined = fk.merge(sub, on=kcols, how="left")
+        joined = _lookup(frame, table, meta.on, keep, source=source, file=meta.file, what="metadata values")
         added = pd.DataFrame({c if c not in frame.columns else f"{c}_joined": joined[c].to_numpy() for c in keep})
         frame = pd.concat([frame, added], axis=1)
     return frame
@@ -181,31 +173,14 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
 
 
 def _annotate(frame: pd.DataFrame, labels: Labels, layout: Layout, source: str) -> pd.Series:
-    """The MoA of each row from the annotation table, joined on ``labels.on``. Documented rules: key text compared
-    case-insensitively and numbers by value; a key listed twice with the same MoA counts once; a key listed twice
-    with different MoAs is an error (the annotation must be fixed, not guessed)."""
-    path = layout.resolve(labels.file)
-    table = _read_annotation(path, labels)
-    left = [a for a, _ in labels.on]
-    right = [b for _, b in labels.on]
-    for col, where, t in [*((c, source, frame) for c in left), *((c, labels.file, table) for c in right + [labels.column])]:
-        if col not in t.columns:
-            raise DataError(f"column {col!r} not found (labels join on {dict(labels.on)}, MoA column "
-                            f"{labels.column!r}).", source=where, column=col)
-    keys = pd.DataFrame({f"_k{i}": _key(table[c]).to_numpy() for i, c in enumerate(right)})
-    keys["_moa"] = table[labels.column].astype("string").str.strip().to_numpy()
-    keys = keys.dropna(subset=["_moa"]).drop_duplicates()
-    kcols = [c for c in keys.columns if c.startswith("_k")]
-    dup = keys.duplicated(kcols, keep=False)
-    if dup.any():
-        bad = keys.loc[dup]
-        first = bad.iloc[0]
-        moas = bad.loc[(bad[kcols] == first[kcols]).all(axis=1), "_moa"].tolist()
-        raise DataError(f"conflicting annotations for {', '.join(str(first[k]) for k in kcols)}: "
-                        f"{' vs '.join(map(repr, moas))}. Keep one row per key in the annotation table.",
-                        source=labels.file)
-    fk = pd.DataFrame({f"_k{i}": _key(frame[c]).to_numpy() for i, c in enumerate(left)})
-    return fk.merge(keys, on=kcols, how="left")["_moa"]
+    """The MoA of each row from the annotation table, joined on ``labels.on`` (rules: ``_lookup``; rows of the
+    annotation without a MoA are ignored)."""
+    table = _read_annotation(layout.resolve(labels.file), labels)
+    if labels.column in table.columns:
+        table = table.assign(**{labels.column: table[labels.column].astype("string").str.strip()})
+        table = table.dropna(subset=[labels.column])
+    return _lookup(frame, table, labels.on, [labels.column], source=source, file=labels.file,
+                   what="annotations")[labels.column]
 
 
 def _read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
@@ -337,6 +312,12 @@ def training_rows(dataset) -> np.ndarray:
     return np.flatnonzero(labelled | dataset.is_control)
 
 
+def treatment_keys(frame: pd.DataFrame, by: list[str]) -> pd.Series:
+    """One text key per row naming its treatment (the values of the `by` columns joined by " @ "): the index of
+    ``treatment_means``, and how wells are grouped wherever treatments are counted or averaged."""
+    return frame[list(by)].astype(str).agg(" @ ".join, axis=1)
+
+
 def treatment_means(dataset, by: list[str] | None = None):
     """One profile per treatment (the layout's treatment columns; controls dropped): mean features, first meta value,
     labels of the treatment (the union). How the field reports image-based MoA calls."""
@@ -347,12 +328,12 @@ def treatment_means(dataset, by: list[str] | None = None):
     f = dataset.features.loc[~dataset.is_control]
     spec = layout_spec(dataset.features)
     feats = spec_feature_columns(spec)
-    keys = f[by].astype(str).agg(" @ ".join, axis=1)
+    keys = treatment_keys(f, by)
     grouped = f.groupby(keys.to_numpy(), sort=True)
     means = grouped[feats].mean().astype(np.float32)
     meta = grouped[[c for c in f.columns if c not in feats]].first()
     out = pd.concat([meta, means], axis=1)
-    out.index = pd.Index([re.sub(r"\s+", " ", str(k)) for k in out.index], name=schema.SIG_ID)
+    out.index.name = schema.SIG_ID
     out.attrs[SPEC] = spec
     targets = drugs = None
     if dataset.targets is not None:

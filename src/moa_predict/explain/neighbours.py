@@ -43,7 +43,7 @@ from scipy.stats import hypergeom
 
 from ..data import schema
 from ..data.errors import DataError
-from ..data.profiles import layout_spec
+from ..data.layout import layout_spec
 from ..features.meta import feature_matrix
 from ..runtime.threads import limit_threads
 

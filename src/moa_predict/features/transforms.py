@@ -32,7 +32,7 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer
 
 from ..data import schema
-from ..data.profiles import layout_spec, spec_feature_columns
+from ..data.layout import layout_spec, spec_feature_columns
 from ..runtime.threads import limit_threads
 from ..data.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta

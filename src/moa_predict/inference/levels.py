@@ -3,14 +3,11 @@ then predicted. How image-based profiling reports MoA calls (replicate wells are
 
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 
-from ..data.dataset import Dataset
 from ..data.errors import DataError
 from ..data.io import Source
-from ..data.profiles import load_profiles, treatment_means
+from ..data.profiles import treatment_keys, treatment_means
 from ..training.bundle import Bundle
 
 LEVELS = ("profile", "treatment", "compound")
@@ -32,19 +29,15 @@ def level_columns(bundle: Bundle, level: str) -> list[str]:
 def predict_level(bundle: Bundle, src: Source, level: str, *, name: str | None = None) -> pd.DataFrame:
     """One row per treatment / compound: its key, the number of wells averaged, then one probability per MoA."""
     by = level_columns(bundle, level)
-    layout = dataclasses.replace(bundle.layout, metadata=())
-    data = load_profiles(src, layout, name=name, labels=False, feature_columns=bundle.feature_columns,
-                         normalizer=bundle.normalizer)
+    data = bundle.read_dataset(src, name=name)
     missing = [c for c in by if c not in data.features.columns]
     if missing:
         raise DataError(f"column {missing[0]!r} (needed to group wells at --level {level}) is not in the file.",
                         source=name or str(src), column=missing[0])
-    means = treatment_means(Dataset(data.features, layout=data.layout), by)
+    means = treatment_means(data, by)
     treated = data.features.loc[~data.is_control]
-    counts = treated.groupby(treated[by].astype(str).agg(" @ ".join, axis=1)).size()
+    n = treatment_keys(treated, by).value_counts().reindex(means.features.index).rename("n_profiles")
     frame = bundle.predict_frame(means.features)
     keys = means.features[by].reset_index(drop=True)
-    n = pd.Series(counts.reindex([" @ ".join(map(str, r)) for r in keys.astype(str).to_numpy()]).to_numpy(),
-                  name="n_profiles")
-    return pd.concat([frame[["sig_id"]].rename(columns={"sig_id": level}), keys, n,
-                      frame.drop(columns=["sig_id"])], axis=1)
+    return pd.concat([frame[["sig_id"]].rename(columns={"sig_id": level}), keys,
+                      n.reset_index(drop=True), frame.drop(columns=["sig_id"])], axis=1)

@@ -79,13 +79,13 @@ class Writer:
             self._schema = self._schema or table.schema
             return table
         arrays = []
-        for column, field in zip(frame.columns, self._schema):
+        for column, arrow_field in zip(frame.columns, self._schema):
             values = frame[column]
-            if pa.types.is_floating(field.type) and values.dtype == field.type.to_pandas_dtype():
+            if pa.types.is_floating(arrow_field.type) and values.dtype == arrow_field.type.to_pandas_dtype():
                 # the NumPy buffer itself (NaN as null, as from_pandas does)
-                arrays.append(pa.array(values.to_numpy(), type=field.type, from_pandas=True))
+                arrays.append(pa.array(values.to_numpy(), type=arrow_field.type, from_pandas=True))
             else:
-                arrays.append(pa.Array.from_pandas(values, type=field.type))
+                arrays.append(pa.Array.from_pandas(values, type=arrow_field.type))
         return pa.Table.from_arrays(arrays, schema=self._schema)
 
     def close(self) -> None:

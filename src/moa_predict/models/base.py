@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ..data.dataset import control_mask
-from ..data.profiles import layout_spec
+from ..data.layout import layout_spec
 
 State = tuple[dict[str, Any], dict[str, np.ndarray]]
 """A model's persisted form: JSON-able settings and named arrays (saved as safetensors)."""

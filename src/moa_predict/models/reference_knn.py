@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..data import schema
-from ..data.profiles import layout_spec, spec_feature_columns
+from ..data.layout import layout_spec, spec_feature_columns
+from ..data.profiles import treatment_keys
 from ..evaluation.metrics import smoothed_prevalence
 from .base import MoAModel, State
 
@@ -55,7 +56,7 @@ class ReferenceKNNModel(MoAModel):
         labelled = Y.sum(axis=1) > 0
         values, Y, keys = values[labelled], Y[labelled], X.loc[labelled]
         if by:  # one reference per treatment: the mean of its wells, the union of their labels
-            codes = pd.factorize(keys[by].astype(str).agg(" @ ".join, axis=1))[0]
+            codes = pd.factorize(treatment_keys(keys, by))[0]
             n = codes.max() + 1
             sums = np.zeros((n, values.shape[1]))
             np.add.at(sums, codes, values)

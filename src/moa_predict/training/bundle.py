@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from .. import __version__
 from ..data import schema
+from ..data.dataset import Dataset
 from ..data.errors import DataError
 from ..data.io import DIR_MODE, FILE_MODE, Source, jsonable
 from ..data.layout import Layout
@@ -90,9 +91,17 @@ class Bundle:
 
             return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
                                  allow_gene_only=self.gene_only is not None)
-        layout = dataclasses.replace(layout, metadata=())  # an upload carries its own metadata columns
+        return self.read_dataset(src, name=name, max_bytes=max_bytes).features
+
+    def read_dataset(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> Dataset:
+        """An upload read through this bundle's layout, as a ``Dataset`` (its control mask, compound and layout
+        with it), normalised with the bundle's fitted normalisation; a custom-layout bundle only."""
+        if self.layout is None:
+            raise DataError("this bundle was trained on the LISH-MoA layout, which has no layout to read a file "
+                            "through.", source=str(self.path or "bundle"))
+        layout = dataclasses.replace(self.layout, metadata=())  # an upload carries its own metadata columns
         return load_profiles(src, layout, name=name, max_bytes=max_bytes, labels=False,
-                             feature_columns=self.feature_columns, normalizer=self.normalizer).features
+                             feature_columns=self.feature_columns, normalizer=self.normalizer)
 
     @property
     def answers(self) -> str:
@@ -247,20 +256,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if isinstance(meta.get("reference"), dict):
         from ..explain.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
 
-        ref_arrays = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(REF_PREFIX)]}
-        try:
-            reference = ReferenceIndex.from_state(meta["reference"], ref_arrays, REF_PREFIX)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"the reference index is damaged ({type(exc).__name__}: {exc}). The bundle is "
-                            "corrupt; retrain it.", source=str(path)) from None
+        reference = _stored_part(meta["reference"], arrays, REF_PREFIX, ReferenceIndex.from_state,
+                                 "the reference index", path)
     normalizer = None
     if isinstance(meta.get("normalizer"), dict):
-        norm_arrays = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(NORM_PREFIX)]}
-        try:
-            normalizer = ProfileNormalizer.from_state(meta["normalizer"], norm_arrays, NORM_PREFIX)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"the profile normalisation is damaged ({type(exc).__name__}: {exc}). The bundle is "
-                            "corrupt; retrain it.", source=str(path)) from None
+        normalizer = _stored_part(meta["normalizer"], arrays, NORM_PREFIX, ProfileNormalizer.from_state,
+                                  "the profile normalisation", path)
     try:
         model.set_state(spec["state"], arrays)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
@@ -284,6 +285,18 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                          "reference", "trust", "normalizer"}}
     gene_only = load_bundle(path / GENE_ONLY_DIR) if (path / GENE_ONLY_DIR).is_dir() else None
     return Bundle(model, target_names, feature_columns, info, path, reference, trust, normalizer, gene_only)
+
+
+def _stored_part(settings: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str,
+                 from_state: Callable[[dict[str, Any], dict[str, np.ndarray], str], Any], what: str, path: Path) -> Any:
+    """A part stored beside the model (settings in bundle.json, arrays under `prefix`): its arrays are taken out of
+    `arrays` and the part rebuilt; damage is one clear error."""
+    own = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith(prefix)]}
+    try:
+        return from_state(settings, own, prefix)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{what} is damaged ({type(exc).__name__}: {exc}). The bundle is corrupt; retrain it.",
+                        source=str(path)) from None
 
 
 def _migrate_v1(name: str, params: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
