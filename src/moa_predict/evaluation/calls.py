@@ -12,7 +12,10 @@ by Learn-then-Test (Angelopoulos et al., 2021) on compound-grouped out-of-fold p
 - fixed-sequence testing from the strictest threshold down: λ(P) is the lowest threshold before the first
   non-rejection, so with probability ≥ 1 − δ (δ = 0.1) over the calibration compounds, the precision on new
   compounds at λ(P) is at least P. The sequence starts at the first grid point calling enough compounds for a
-  test to be able to reject (chosen from the scores alone). When no threshold passes, the level makes no calls.
+  test to reject at half the allowed error rate (``power_units``; with fewer compounds than that, enough to
+  reject at all): one early error among the handful of most confident compounds would otherwise end it. The
+  start depends on how many compounds each threshold calls (the scores), never on whether the calls are right.
+  When no threshold passes, the level makes no calls.
 
 **Families** (``data/moa_families``): MoAs whose Drug Repurposing Hub target sets overlap. A profile without an
 MoA call gets its best family's call (the family's summed probability) when that passes its own threshold, fit
@@ -84,6 +87,18 @@ def min_units(alpha: float, delta: float = DELTA) -> int:
     return int(np.ceil(np.log(delta) / np.log(1.0 - alpha) - 1e-9))
 
 
+def power_units(alpha: float, delta: float = DELTA) -> int:
+    """The fewest selected units with which a test at (alpha, delta) rejects when half the allowed losses occur
+    (a loss rate of alpha / 2): where the fixed sequence starts, so one early error among a handful of the most
+    confident compounds does not end it."""
+    from scipy.stats import binom
+
+    for m in range(min_units(alpha, delta), 20_000):
+        if binom.cdf(int(np.floor(m * alpha / 2)), m, alpha) <= delta:
+            return m
+    return 20_000
+
+
 def _unit_codes(units: np.ndarray | None, n: int) -> np.ndarray:
     if units is None:
         return np.arange(n)
@@ -117,7 +132,10 @@ def ltt_threshold(m: np.ndarray, s: np.ndarray, binary: bool, level: float, delt
                   grid: np.ndarray = GRID) -> float | None:
     """The lowest grid threshold certified by fixed-sequence testing (see the module docstring), or None."""
     alpha = 1.0 - float(level)
-    start = np.flatnonzero(m >= min_units(alpha, delta))
+    need = power_units(alpha, delta)
+    if m.max(initial=0) < need:  # too few units for that: start where a test can reject at all
+        need = min_units(alpha, delta)
+    start = np.flatnonzero(m >= need)
     if not len(start):
         return None
     chosen = None
