@@ -228,3 +228,33 @@ def test_a_gene_block_naming_no_gene_is_an_error(tmp_path: Path) -> None:
     layout = Layout(blocks=(Block("genes", prefix="x_", genes="symbol"),), labels=Labels("column", column="moa"))
     with pytest.raises(DataError, match="declares its columns named by gene symbol, but none"):
         load_profiles(tmp_path / "t.csv", layout)
+
+
+def test_a_table_with_genes_as_rows_is_read_like_a_gct(trained: dict, tmp_path: Path) -> None:
+    frame = _consensus()
+    rows = frame[ENTREZ].T
+    rows.columns = [f"S{i}" for i in range(len(frame))]
+    rows.insert(0, "gene_symbol", [SYMBOL[e] for e in ENTREZ])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    upload = trained["loaded"].read_profiles(tmp_path / "rows.csv")
+    assert list(upload.index[:2]) == ["S0", "S1"]
+    np.testing.assert_allclose(trained["loaded"].predict_proba(upload), trained["reference"], atol=1e-5)
+
+
+def test_the_web_api_reads_gene_named_uploads_and_refuses_other_tables(trained: dict, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from moa_predict.web import create_app
+
+    client = TestClient(create_app(trained["bundle"]), raise_server_exceptions=False)
+    upload = _level5(_consensus().head(5)).to_csv(index=False).encode()
+    r = client.post("/api/predict?top=3", files={"file": ("level5.csv", upload, "text/csv")})
+    assert r.status_code == 200, r.text
+    rows = r.json()["predictions"]
+    assert [p["sig_id"] for p in rows] == [f"SIG{i}" for i in range(5)] and rows[0]["top"][0]["moa"] in MOAS
+    other = pd.DataFrame({"Metadata_Well": ["A01", "A02"], "Cells_AreaShape_Area": [1.0, 2.0]})
+    r = client.post("/api/predict", files={"file": ("cp.csv", other.to_csv(index=False).encode(), "text/csv")})
+    assert r.status_code == 422 and "none of the model's genes" in r.json()["error"]
+    home = client.get("/")
+    assert home.status_code == 200 and "978 columns" in home.text

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .cmap import detect_format, read_genes
+from .cmap import detect_format, read_genes, table_source
 from .errors import DataError
 from .io import Source, read_table
 from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
+from .genes import landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
 from .normalize import ProfileNormalizer
 
@@ -35,14 +36,25 @@ def _name(src: Source, name: str | None) -> str:
     return os.path.basename(str(getattr(src, "name", "") or "profiles"))
 
 
-def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
+def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | None = None,
+                   genes_as_rows: bool = False) -> pd.DataFrame:
     """A table of profiles as rows: CSV/Parquet as they are; GCT/GCTX/h5ad turned to one row per sample (sample
-    metadata, then one column per gene named by its symbol, else its id)."""
+    metadata, then one column per gene named by its symbol, else its id). `genes_as_rows`: a CSV/Parquet table
+    whose genes are rows (a gene-name column, one numeric column per sample) is turned the same way (a layout with a
+    gene block reads such tables as the CMap path does)."""
     label = _name(src, name)
     kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
     if detect_format(src, label) == "table":
-        return read_table(src, name=label, **kwargs)
+        frame = read_table(src, name=label, **kwargs)
+        turned = _turned(frame, label) if genes_as_rows else None
+        return frame if turned is None else turned
     values, meta, genes = read_genes(src, name=label)
+    return _sample_rows(values, meta, genes)
+
+
+def _sample_rows(values: pd.DataFrame, meta: pd.DataFrame, genes: pd.DataFrame) -> pd.DataFrame:
+    """Samples x genes values and sample metadata as one table: sample_id, metadata, then the genes (named by
+    symbol where the file gives unique symbols, else by id)."""
     names = genes["symbol"].astype(str).tolist() if "symbol" in genes else genes["id"].astype(str).tolist()
     if len(set(names)) != len(names):
         names = genes["id"].astype(str).tolist()
@@ -52,6 +64,21 @@ def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | Non
     frame = pd.concat([meta.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
     frame.attrs["sample_metadata"] = list(meta.columns)  # the file says which columns are metadata
     return frame
+
+
+def _turned(frame: pd.DataFrame, name: str) -> pd.DataFrame | None:
+    """`frame` as one row per sample when its genes are rows (``cmap.table_source`` tells the orientation); None
+    when its columns already name genes, or when neither axis does (the gene matching then says what is wrong)."""
+    if landmark_naming(list(frame.columns))[1] >= 10:
+        return None
+    try:
+        source = table_source(frame, name)
+    except DataError:
+        return None
+    if source.orientation != "genes as rows":
+        return None
+    values, meta = source.read_all()
+    return _sample_rows(values, meta, source.genes)
 
 
 def _key(series: pd.Series) -> pd.Series:
@@ -260,7 +287,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     from .dataset import Dataset
 
     source = _name(src, name)
-    frame = read_raw_table(src, name=source, max_bytes=max_bytes)
+    frame = read_raw_table(src, name=source, max_bytes=max_bytes, genes_as_rows=bool(layout.gene_blocks()))
     frame = _join_metadata(frame.reset_index(drop=True), layout, source)
     if len(frame) == 0:
         raise DataError("the table has no rows.", source=source)
