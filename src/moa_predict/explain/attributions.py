@@ -50,7 +50,7 @@ from ..data.identities import feature_fields
 from ..data.layout import layout_spec
 from ..features.torch_transforms import (N_META, is_generic, no_response_baseline, raw_inputs, raw_names,
                                          shared_columnwise)
-from ..runtime.threads import limit_threads
+from ..runtime.threads import limit_threads, single_threaded
 
 DEFAULT_STEPS = 64
 TOLERANCE_ABS = 2e-3
@@ -186,6 +186,7 @@ def gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
     return (0.5 * weights).tolist(), (0.5 * (1 + points)).tolist()
 
 
+@single_threaded
 def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | AttributionPath, inputs: np.ndarray,
                          targets: Sequence[int], baseline: np.ndarray | None = None, *, n_steps: int = DEFAULT_STEPS,
                          refine: int = 2, progress: bool = False, n_meta: int = N_META) -> dict[str, np.ndarray]:
@@ -246,6 +247,7 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | Attri
             "completeness_error": delta, "tolerance": tol, "steps": used}
 
 
+@single_threaded
 def dose_time_effects(forward: Callable[[torch.Tensor], torch.Tensor], inputs: np.ndarray,
                       targets: Sequence[int]) -> np.ndarray:
     """(n, times, doses) probabilities of output targets[i] with row i's features at every real dose and time.
@@ -313,6 +315,7 @@ def _completeness_note(ok: bool, constant: bool, steps: int) -> str | None:
             "steps: the model changes too abruptly along the path; read the bars as approximate")
 
 
+@single_threaded
 def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequence[str], *,
                         proba: np.ndarray | None = None, moas: Sequence[str] | None = None, top_moas: int = 3,
                         top_k: int = 10, n_steps: int = DEFAULT_STEPS, progress: bool = False) -> dict[str, Any]:
