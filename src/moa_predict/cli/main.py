@@ -244,8 +244,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
     if summary.mapping:
         m = summary.mapping
-        console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
-                      f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+        if m.get("summary"):  # a layout's gene block: found by Entrez id / symbol, and the missing ones named
+            console.print(f"genes: {escape(m['summary'])}", highlight=False)
+        else:
+            console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
+                          f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from .errors import DataError
+from .genes import GENE_NAMINGS, column_entrez
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +42,12 @@ def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
     return [c for cols in spec["blocks"].values() for c in cols]
 
 
+def short_name(column: str) -> str:
+    """A column's name without CellProfiler's ``Metadata_`` / ``Image_Metadata_`` prefix, lower-case: how a layout's
+    meta column is recognised in a table that prefixes it (``pert_iname`` = ``Metadata_pert_iname``)."""
+    return re.sub(r"^(image_)?metadata_", "", str(column).lower())
+
+
 LABEL_SOURCES = ("wide", "column", "annotation")
 NORMALIZATIONS = ("none", "z", "robust_z", "robust_z_pooled")
 PROFILE_SCALES = ("none", "zscore")
@@ -49,16 +56,24 @@ PROFILE_SCALES = ("none", "zscore")
 @dataclass(frozen=True)
 class Block:
     """A feature block: the columns whose name starts with `prefix` or matches `regex`. Each block gets its own
-    PCA (`pca` components appended to the inputs; 0 for none), as the gene and cell-viability blocks do."""
+    PCA (`pca` components appended to the inputs; 0 for none), as the gene and cell-viability blocks do.
+
+    `genes` declares the block's columns genes, named by "entrez" id, "symbol" (HGNC or CMap's) or "auto"
+    (either): uploads naming them either way, or as GCT/GCTX/h5ad files, are matched gene by gene
+    (``data.gene_blocks``), and explanations name them by symbol. Without a prefix or regex such a block takes
+    every column named as `genes` says."""
 
     name: str
     prefix: str | None = None
     regex: str | None = None
     pca: int = 0
+    genes: str | None = None
 
     def matches(self, column: str) -> bool:
         if self.regex is not None:
             return re.search(self.regex, column) is not None
+        if self.prefix is None and self.genes is not None:
+            return column_entrez(column, self.genes) is not None
         return column.startswith(self.prefix or "")
 
 
@@ -202,6 +217,21 @@ class Layout:
                 cols.append(c)
         return cols
 
+    def prediction_columns(self) -> list[str]:
+        """The meta columns an upload must have: the model's meta inputs, and the plate, batch and control columns
+        when the layout normalises to control wells (without them the upload would be on another scale). The id,
+        compound, treatment and label columns are optional at prediction (the upload's own ids or row numbers; no
+        compound-level calls), and any of them may carry a ``Metadata_`` prefix the training table lacked."""
+        normalises = self.normalize != "none" or bool(self.whiten)
+        cols = [*self.meta_categorical, *self.meta_numeric]
+        if normalises:
+            cols += [c for c in (self.plate, self.batch, self.controls.column if self.controls else None) if c]
+        return list(dict.fromkeys(cols))
+
+    def gene_blocks(self) -> tuple[Block, ...]:
+        """The blocks whose columns are genes (``genes = ...``)."""
+        return tuple(b for b in self.blocks if b.genes is not None)
+
     def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
@@ -214,7 +244,8 @@ class Layout:
         for block in self.blocks:
             cols = [c for c in columns if c not in meta and block.matches(c)]
             if not cols:
-                how = f"regex {block.regex!r}" if block.regex else f"prefix {block.prefix!r}"
+                how = (f"regex {block.regex!r}" if block.regex else f"prefix {block.prefix!r}" if block.prefix
+                       is not None else f"genes named by {block.genes}")
                 raise DataError(f"feature block {block.name!r} ({how}) matches no column. Columns start with: "
                                 f"{', '.join(sorted({c[:12] for c in columns})[:8])} ... Fix the block in the layout "
                                 "(`moa layout infer FILE` proposes blocks).", source=source)
@@ -286,8 +317,13 @@ class Layout:
             raise DataError("the layout names no feature block; add at least one [[blocks]] with a prefix or regex.",
                             source=source)
         for b in self.blocks:
-            if (b.prefix is None) == (b.regex is None):
-                raise DataError(f"block {b.name!r} needs exactly one of prefix or regex.", source=source)
+            if b.genes is not None and b.genes not in GENE_NAMINGS:
+                raise DataError(f"block {b.name!r}: genes = {b.genes!r}; use one of {', '.join(GENE_NAMINGS)} (how "
+                                "the table names its gene columns).", source=source)
+            if (b.prefix is not None and b.regex is not None) or (b.prefix is None and b.regex is None
+                                                                   and b.genes is None):
+                raise DataError(f"block {b.name!r} needs exactly one of prefix or regex (or genes = 'entrez' | "
+                                "'symbol' | 'auto' alone: every column named as a gene that way).", source=source)
             if b.regex is not None:
                 _regex(b.regex, f"block {b.name!r}", source)
             if int(b.pca) < 0:
