@@ -59,6 +59,24 @@ def load_data(args):
     return data.subset(training_rows(data))
 
 
+def refit_calls(data, npz: Path, bundle_path: str):
+    """Only the calls refit on the cached out-of-fold predictions (as ``fit_trust`` fits them), the rest of the
+    bundle's trust layer kept: minutes instead of the whole trust fit on a busy machine."""
+    from moa_predict.evaluation.trust import _fit_compound, compound_units, fit_calls_of
+    from moa_predict.training.bundle import load_bundle
+
+    z = np.load(npz)
+    rows = z["fold"] >= 0
+    P = np.asarray(z["oof"], dtype=np.float64)[rows]
+    Y = data.targets.to_numpy()[rows].astype(np.float64)
+    fold = z["fold"][rows]
+    drugs = None if data.drugs is None else data.drugs.to_numpy()[rows]
+    pooled = None if drugs is None else _fit_compound(P, Y, drugs, fold, (0.9,))[1]
+    trust = load_bundle(bundle_path).trust
+    trust.calls = fit_calls_of(data, rows, P, Y, fold, compound_units(drugs), pooled)
+    return trust
+
+
 def refit_trust(data, npz: Path):
     z = np.load(npz)
     result = CVResult(oof=z["oof"], fold=z["fold"], score=float(z["score"]), per_target=None, fold_scores=[],
@@ -187,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oof")
     ap.add_argument("--bundle")
     ap.add_argument("--check")
+    ap.add_argument("--calls-only", action="store_true",
+                    help="with --oof and --bundle: refit only the calls, keep the bundle's other trust parts")
     ap.add_argument("--bbbc021")
     ap.add_argument("--model", default="knn")
     ap.add_argument("--param", action="append", default=[], help="KEY=VALUE for the BBBC021 model")
@@ -200,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     lines: list[str] = []
     if args.oof:
         data = load_data(args)
-        trust, _ = refit_trust(data, Path(args.oof))
+        trust = refit_calls(data, Path(args.oof), args.bundle) if args.calls_only else refit_trust(data, Path(args.oof))[0]
         summary = trust.summary()
         report["simulated"] = bool(data.simulated)
         report["calls"] = summary["calls"]
