@@ -279,7 +279,10 @@ def fit_calls_of(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray, fold
     has compounds), a custom layout's treatments; with the MoA families of the bundle's targets."""
     from ..data.moa_families import hub_targets, moa_families
 
-    units_P = {"profile": (P, Y, units, fold)}
+    # only compounds held out whole stand for new compounds: a large drug split by rows across folds was seen
+    # by its own fold's model (its out-of-fold calls are optimistic), so it is left out of the calls' calibration
+    whole = np.ones(len(P), dtype=bool) if units is None else ~np.char.startswith(np.asarray(units).astype(str), "row:")
+    units_P = {"profile": (P[whole], Y[whole], None if units is None else np.asarray(units)[whole], fold[whole])}
     if pooled is not None:
         units_P["compound"] = pooled
     treatment = _treatment_pooled(data, rows, P, Y, fold, units)
@@ -348,9 +351,13 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
                 "call (mean logit, Platt map fit on the other folds' compounds) against the compound's labels",
     }
     measured = grouped_coverage(Pc[multi], Yc[multi], None, fold_c[multi], levels)
+    drug_of = np.array([k.rsplit("|", 1)[0] for k in uniques])
+    names, counts = np.unique(np.asarray(drugs).astype(str), return_counts=True)
+    big = set(names[counts > MAX_DRUG_SIZE])
+    whole = np.array([d not in big for d in drug_of], dtype=bool)  # held out whole: stands for a new compound
     return ({"platt": fit_platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[multi], Yc[multi], None,
                                                                                levels).tolist(),
-             "measured": measured, "gain": gain}, (Pc, Yc, None, fold_c))
+             "measured": measured, "gain": gain}, (Pc[whole], Yc[whole], None, fold_c[whole]))
 
 
 def trust_of(bundle: Any) -> TrustModel | None:
