@@ -631,7 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
                        description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "
                                    "reference at /docs) with uvicorn; the bundle is loaded once. Ctrl+C stops it.")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train'")
+    p.add_argument("--bundle", required=True, action="append",
+                   help="bundle directory written by 'moa train'; repeat it to serve several models (the first is "
+                        "the default; the upload page and the API's 'model' field choose another)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")

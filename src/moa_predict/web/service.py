@@ -47,15 +47,19 @@ def display_name(filename: str | None, default: str = "upload") -> str:
 class ModelService:
     """The bundle (loaded once, read-only) plus the result store; safe to call from many threads."""
 
-    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None) -> None:
+    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None,
+                 name: str | None = None, slots: threading.BoundedSemaphore | None = None) -> None:
         self.bundle = bundle
+        self.name = name or bundle.model_name
+        """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
+        answer and kept with every result."""
         self.layout = bundle.layout
         """The bundle's profile layout (``data.layout``): uploads are read through it; None for LISH-MoA."""
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
         self.store = store or open_store(settings)
-        self._slots = threading.BoundedSemaphore(settings.max_parallel)
+        self._slots = slots or threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
         self.predictable = predictable_mask(self.card)
         """Per target: False where the card marks the MoA not predictable from this training data."""
@@ -64,6 +68,14 @@ class ModelService:
         self.started = time.time()
         self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
         self._gene_explainer: Explainer | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What this model is, in a few words (``GET /api/models``, the upload form's chooser, every answer)."""
+        training = self.card.get("training_data") or {}
+        return {"model": self.bundle.model_name, "layout": None if self.layout is None else self.layout.name,
+                "n_targets": len(self.targets), "simulated_training_data": self.card["simulated_training_data"],
+                "trained_on": training.get("description") if isinstance(training, dict) else None,
+                "answers": self.bundle.answers}
 
     # -- which model answers ----------------------------------------------------------
     def answering(self, features: pd.DataFrame) -> Bundle:
@@ -112,23 +124,29 @@ class ModelService:
 
     # -- predicting ----------------------------------------------------------------
     def predict_file(self, handle: IO[bytes], filename: str | None,
-                     progress: Callable[[str, float], None] | None = None) -> Prediction:
+                     progress: Callable[[str, float], None] | None = None,
+                     then: Callable[[Prediction], Any] | None = None) -> Any:
         """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file);
-        `progress(stage, fraction)` is told each step (background jobs show it)."""
+        `progress(stage, fraction)` is told each step (background jobs show it). The Prediction, or
+        ``then(prediction)`` computed in the same slot (the API's answer: its memory counts against the slots
+        too)."""
         t0 = time.perf_counter()
         step = progress or (lambda stage, fraction: None)
         with self._slots:
             step("reading and validating the file", 0.1)
             features, name = self.read_file(handle, filename)
             step(f"predicting {len(features):,} profiles", 0.5)
-            return self._predict(features, name, t0, step)
+            pred = self._predict(features, name, t0, step)
+            return pred if then is None else then(pred)
 
-    def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
-        """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
+    def predict_rows(self, rows: Any, source: str = "request body",
+                     then: Callable[[Prediction], Any] | None = None) -> Any:
+        """Predict JSON rows: a list of objects, one per profile, keyed by column name (``then`` as for files)."""
         t0 = time.perf_counter()
         with self._slots:
             features = self.read_rows(rows, source)
-            return self._predict(features, source, t0)
+            pred = self._predict(features, source, t0)
+            return pred if then is None else then(pred)
 
     # -- explaining (attributions, similar reference profiles, OOD flags, compound calls) --------------------
     def explain_file(self, handle: IO[bytes], filename: str | None, options: ExplainOptions) -> dict[str, Any]:
@@ -165,6 +183,7 @@ class ModelService:
             extra=extra,
             seconds=time.perf_counter() - t0,
             features=features,
+            model=self.name,
         )
         step("saving the result", 0.9)
         self.store.put(pred)
@@ -287,6 +306,7 @@ class ModelService:
         return {
             "result_id": pred.id,
             "model": self.bundle.model_name,
+            "model_id": self.name,
             "layout": None if self.layout is None else self.layout.name,
             "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
