@@ -587,12 +587,12 @@ def test_card_says_simulated_and_what_each_moa_is_worth(display_client, display_
     assert (t3["predictable"], t4["predictable"]) == (False, True)
     assert {"drugs", "positives", "auc", "ap", "gain", "prior_log_loss"} <= set(t4)
     assert t4["auc"] == 0.9 and t4["gain"] == pytest.approx(0.2) and t4["drugs"] == 4
-    assert card["feature_blocks"][0]["text"].startswith("772 L1000 landmark genes (e.g. AARS1 (16)")
+    assert card["feature_blocks"][0]["text"].startswith("772 L1000 landmark genes, each named by its gene symbol with its Entrez Gene id in brackets (e.g. AARS1 (16)")  # what "AARS1 (16)" means
     assert card["feature_blocks"][1]["text"].startswith("100 cancer cell lines (CCLE")
 
     html = display_client.get("/").text
     assert 'id="simulated-note"' in html and "Trained on simulated data" in html
-    assert "SIMULATED profiles" in html and "772 L1000 landmark genes (e.g. AARS1 (16)" in html
+    assert "SIMULATED profiles" in html and "772 L1000 landmark genes, each named by its gene symbol with its Entrez Gene id in brackets (e.g. AARS1 (16)" in html
     assert f'id="card-not-predictable">{len(card["not_predictable"])}' in html
     row = re.search(r'<tr class="not-predictable"[^>]*><td class="num">3</td>\s*<td>([^<]+)', html)
     assert row and row.group(1).strip() == names[2]

@@ -73,9 +73,12 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8, members: list[str
     out.print(table)
 
 
-def _member_labels(model: Any) -> list[str] | None:
+def _member_labels(model: Any, layout: Any = None) -> list[str] | None:
+    """A blend's members for the CV table, described in the words of the data's layout (its blocks' PCA)."""
     labels = getattr(model, "member_labels", None)
-    return labels() if labels else None
+    if not labels:
+        return None
+    return labels({b.name: int(b.pca) for b in layout.blocks} if layout is not None else None)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -153,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         report = bundle.info["cv"]
         write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),
                    path / "cv_report.json")
-        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model))
+        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model, data.layout))
     console.print(f"bundle written to {path}")
 
 

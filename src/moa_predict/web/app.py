@@ -71,7 +71,7 @@ def create_app(bundle: BundleSource | Sequence[BundleSource], *, max_upload_mb: 
         app.state.tempdir = tempfile.TemporaryDirectory(prefix="moa-predict-")
         settings = settings.replace(data_dir=app.state.tempdir.name)
     app.state.settings = settings
-    app.state.models = ServedModels(bundles, settings, store or open_store(settings))
+    app.state.models = ServedModels(bundles, settings, store if store is not None else open_store(settings))
     app.state.service = app.state.models.default
     app.state.jobs = JobQueue(app.state.service.store.db, app.state.models,
                               threshold_bytes=settings.job_threshold_bytes, workers=settings.job_workers)

@@ -58,7 +58,7 @@ class ModelService:
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
-        self.store = store or open_store(settings)
+        self.store = store if store is not None else open_store(settings)
         self._slots = slots or threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
         self.predictable = predictable_mask(self.card)
@@ -245,8 +245,7 @@ class ModelService:
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
         if trust is None:
-            return {"available": False, "message": "this model was trained before MoA sets existed (or without "
-                                                   "cross-validation): retrain it with 'moa train' to get them"}
+            return {"available": False, "message": sets_unavailable(answer)}
         level = trust.levels[trust.level_index(trust.default_level if level is None else level)]
         key = f"sets@{level:.2f}"
         with pred.lock:
@@ -313,8 +312,8 @@ class ModelService:
             "summary": pred.summary(),
             "top_n": top,
             "targets": self.targets if probabilities else None,
-            "note": "control rows (ctl_vehicle) carry no MoA by definition: all their probabilities are 0 "
-                    "and their top list is empty",
+            "note": f"control rows ({self.card['layout']['controls'] if self.layout is not None else 'ctl_vehicle'})"
+                    " carry no MoA by definition: all their probabilities are 0 and their top list is empty",
             "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
                                 "frequency); see GET /api/model",
             "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
@@ -322,6 +321,14 @@ class ModelService:
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},
         }
+
+
+def sets_unavailable(bundle: Bundle) -> str:
+    """Why a model offers no MoA sets, in words a user can act on."""
+    if not (bundle.info or {}).get("cv"):
+        return ("this model was not cross-validated, and MoA sets are calibrated on the compounds cross-validation "
+                "holds out: train it with cross-validation ('moa train', or 'moa demo --cv') to get them")
+    return "this model was trained before MoA sets existed: retrain it with 'moa train' to get them"
 
 
 def _id_text(value: Any) -> str | None:
