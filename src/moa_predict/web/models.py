@@ -65,6 +65,10 @@ class ServedModels:
             self.services[name] = ModelService(bundle, settings, store=store, name=name, slots=slots)
         self.default = next(iter(self.services.values()))
         self.gate = Gate(settings.max_parallel)
+        """Uploads worked on at once (read, predict, answer)."""
+        self.reading = Gate(2 * settings.max_parallel)
+        """Upload bodies received and parsed at once: the others stay unread in their sockets (uvicorn stops
+        reading them), so the event loop never parses fifty 25 MB bodies side by side while /api/health waits."""
 
     @property
     def names(self) -> list[str]:

@@ -25,8 +25,10 @@ UNSUPPORTED_TYPE = ("send the profiles as multipart/form-data (a 'file' field ho
 
 @asynccontextmanager
 async def multipart(request: Request) -> AsyncIterator[tuple[UploadFile | None, dict[str, Any]]]:
-    """The multipart form's file and its plain fields (a repeated field: all its values); closed on exit."""
-    form = await request.form(max_files=1, max_fields=20)
+    """The multipart form's file and its plain fields (a repeated field: all its values); closed on exit. At
+    most a few bodies are received at once (``ServedModels.reading``)."""
+    async with request.app.state.models.reading():
+        form = await request.form(max_files=1, max_fields=20)
     try:
         yield _file_and_fields(form)
     finally:
@@ -69,7 +71,8 @@ async def with_profiles(request: Request, on_file: Callable[[Any, str | None, di
             async with gate(request):
                 return await run_in_threadpool(on_file, upload.file, upload.filename, {**options, **fields})
     if ctype == "application/json" or ctype.endswith("+json"):
-        body = await request.body()
+        async with request.app.state.models.reading():
+            body = await request.body()
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
