@@ -116,9 +116,12 @@ def print_field(field: dict[str, Any], title: str) -> None:
         out.print(line, highlight=False)
 
 
-def _member_labels(model: Any) -> list[str] | None:
+def _member_labels(model: Any, layout: Any = None) -> list[str] | None:
+    """A blend's members for the CV table, described in the words of the data's layout (its blocks' PCA)."""
     labels = getattr(model, "member_labels", None)
-    return labels() if labels else None
+    if not labels:
+        return None
+    return labels({b.name: int(b.pca) for b in layout.blocks} if layout is not None else None)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -196,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         report = bundle.info["cv"]
         write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),
                    path / "cv_report.json")
-        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model))
+        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model, data.layout))
     console.print(f"bundle written to {path}")
 
 
@@ -705,7 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
                        description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "
                                    "reference at /docs) with uvicorn; the bundle is loaded once. Ctrl+C stops it.")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train'")
+    p.add_argument("--bundle", required=True, action="append",
+                   help="bundle directory written by 'moa train'; repeat it to serve several models (the first is "
+                        "the default; the upload page and the API's 'model' field choose another)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")
