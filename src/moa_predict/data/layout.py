@@ -50,6 +50,7 @@ def short_name(column: str) -> str:
 
 LABEL_SOURCES = ("wide", "column", "annotation")
 NORMALIZATIONS = ("none", "z", "robust_z", "robust_z_pooled")
+PROFILE_SCALES = ("none", "zscore")
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,12 @@ class Layout:
     whiten_reg: float = 0.1
     align_batches: float | None = None
     """Per-batch alignment to the batch's control wells (CORAL) with this shrinkage alpha (None: off; needs whiten)."""
+    profile_scale: str = "none"
+    """After the plate steps, each profile scaled over its own features: ``zscore`` (centred, unit sd) puts
+    consensus and single signatures on one scale (the L1000 reference); ``none``."""
+    about: tuple[tuple[str, str], ...] = ()
+    """What the data are, for the model card: ``data`` ("real" / "simulated"), ``description``, ``sources``,
+    ``licence``, ``citation`` (a TOML table ``[about]``)."""
     metadata: tuple[MetadataTable, ...] = ()
     ignore: tuple[str, ...] = ()
     """Columns that are neither features nor used meta (QC values, file names): never caught by a block."""
@@ -178,7 +185,17 @@ class Layout:
         """An unfitted ``data.normalize.ProfileNormalizer`` with this layout's settings."""
         from .normalize import ProfileNormalizer
 
-        return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches)
+        return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches,
+                                 self.profile_scale)
+
+    @property
+    def transforms_profiles(self) -> bool:
+        """Whether any profile-level step (plate normalisation, clipping, whitening, per-profile scaling) is on."""
+        return bool(self.normalize != "none" or self.whiten or self.clip or self.profile_scale != "none")
+
+    @property
+    def about_dict(self) -> dict[str, str]:
+        return dict(self.about)
 
     @property
     def batch_column(self) -> str | None:
@@ -249,7 +266,8 @@ class Layout:
             d["labels"]["on"] = dict(d["labels"]["on"])
         for m in d["metadata"]:
             m["on"] = dict(m["on"])
-        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1)):
+        d["about"] = dict(d["about"])
+        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1), ("profile_scale", "none")):
             if d[key] == default:
                 del d[key]
         return _drop_empty(d)
@@ -285,6 +303,8 @@ class Layout:
                          whiten_reg=float(d.get("whiten_reg", 0.1)),
                          align_batches=None if d.get("align_batches") is None else float(d["align_batches"]),
                          ignore=tuple(_as_list(d.get("ignore", ()))), exclude=tuple(_as_list(d.get("exclude", ()))),
+                         profile_scale=str(d.get("profile_scale", "none")),
+                         about=tuple((str(k), str(v)) for k, v in dict(d.get("about") or {}).items()),
                          base_dir=base_dir)
         except (KeyError, TypeError) as exc:
             raise DataError(f"layout entry is incomplete or of the wrong type ({exc}); see docs/layout.md.",
@@ -312,6 +332,9 @@ class Layout:
             _regex(x, "exclude", source)
         if len({b.name for b in self.blocks}) != len(self.blocks):
             raise DataError("two feature blocks share a name.", source=source)
+        if self.profile_scale not in PROFILE_SCALES:
+            raise DataError(f"profile_scale = {self.profile_scale!r}; use one of {', '.join(PROFILE_SCALES)}.",
+                            source=source)
         if self.normalize not in NORMALIZATIONS:
             raise DataError(f"normalize = {self.normalize!r}; use one of {', '.join(NORMALIZATIONS)}.", source=source)
         if self.normalize != "none" and (self.plate is None or self.controls is None):

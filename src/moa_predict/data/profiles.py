@@ -23,7 +23,7 @@ from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
-from .normalize import ProfileNormalizer
+from .normalize import ProfileNormalizer, scale_profiles
 
 ID_FALLBACKS = ("sig_id", "sample_id", "id")
 """An upload's own profile ids when it lacks the layout's id columns (``sample_id``: GCT/GCTX/h5ad sample ids)."""
@@ -354,7 +354,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     if normalizer is None:
         normalizer = layout.normalizer()
     fit = not normalizer.fitted
-    if layout.normalize != "none" or layout.whiten or layout.clip:
+    if layout.transforms_profiles:
         if np.isnan(values).any():  # statistics over controls must not see holes: fill first (median of the column)
             values = _fill_missing(values, notes)
         plates = meta[layout.plate].to_numpy() if layout.plate in meta.columns else None
@@ -429,7 +429,10 @@ def treatment_means(dataset, by: list[str] | None = None):
     feats = spec_feature_columns(spec)
     keys = treatment_keys(f, by)
     grouped = f.groupby(keys.to_numpy(), sort=True)
-    means = grouped[feats].mean().astype(np.float32)
+    means = grouped[feats].mean()
+    if layout is not None and layout.profile_scale == "zscore":  # a mean of scaled profiles is scaled again
+        means = pd.DataFrame(scale_profiles(means.to_numpy()), index=means.index, columns=means.columns)
+    means = means.astype(np.float32)
     meta = grouped[[c for c in f.columns if c not in feats]].first()
     out = pd.concat([meta, means], axis=1)
     out.index.name = schema.SIG_ID
