@@ -284,3 +284,15 @@ def test_a_column_of_gene_targets_is_no_gene_axis(trained: dict, tmp_path: Path)
     frame.to_csv(tmp_path / "targets.csv", index=False)
     with pytest.raises(DataError, match="none of the model's genes"):
         trained["loaded"].read_profiles(tmp_path / "targets.csv")
+
+
+def test_level3_values_are_refused_before_a_per_profile_scaling_could_hide_them(tmp_path: Path) -> None:
+    frame = _consensus(n=12)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    layout = Layout(id=("drugbank_id",), group="pert_iname", profile_scale="zscore",
+                    blocks=(Block("genes", genes="entrez"),), labels=Labels("column", column="moa"))
+    columns = load_profiles(tmp_path / "train.csv", layout).feature_columns
+    frame[ENTREZ] = np.abs(frame[ENTREZ]) + 8.0
+    frame.to_csv(tmp_path / "level3.csv", index=False)
+    with pytest.raises(DataError, match="log2 expression"):
+        load_profiles(tmp_path / "level3.csv", layout, labels=False, feature_columns=columns)

@@ -354,6 +354,13 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     if normalizer is None:
         normalizer = layout.normalizer()
     fit = not normalizer.fitted
+    gene_positions = [i for i, c in enumerate(columns) if c in genes]
+    # a gene block's values are z-scores: level-3 (log2 expression) files are refused, not answered. Judged on the
+    # values as read unless the layout normalises to control wells (then raw level-3 is its input): a per-profile
+    # scaling would hide log2 expression, not turn it into a signature
+    raw_check = bool(gene_positions) and layout.normalize == "none" and not layout.whiten
+    if raw_check:
+        check_scale(values[:, gene_positions], source)
     if layout.transforms_profiles:
         if np.isnan(values).any():  # statistics over controls must not see holes: fill first (median of the column)
             values = _fill_missing(values, notes)
@@ -364,8 +371,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         notes["normalization"] = "; ".join(sentences)
     if np.isnan(values).any():
         values = _fill_missing(values, notes)
-    if genes:  # a gene block's values are z-scores: level-3 (log2 expression) files are refused, not answered
-        check_scale(values[:, [i for i, c in enumerate(columns) if c in genes]], source)
+    if gene_positions and not raw_check:
+        check_scale(values[:, gene_positions], source)
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
