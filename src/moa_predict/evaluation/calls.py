@@ -262,7 +262,7 @@ def _score_calls(Y: np.ndarray, kind: np.ndarray, idx: np.ndarray, units: np.nda
             "precision": share(right[called]), "precision_moa": share(right[moa]),
             "precision_family": share(right[fam]),
             "precision_compounds": share(r_c[sel] / n_c[sel]),
-            "coverage_profiles": share(called), "coverage_profiles_moa": share(moa),
+            "coverage_profiles": share(called) or 0.0, "coverage_profiles_moa": share(moa) or 0.0,
             "coverage_compounds": float(sel.mean()) if G else None,
             "coverage_compounds_moa": (float((np.bincount(codes[moa], minlength=G) > 0).mean()) if G else None),
             "profiles": int(len(kind)), "compounds": G}
