@@ -24,6 +24,7 @@ from ..deps import Explanations, Jobs, Models, PagePanels, ResultService, Settin
 from ..jsonbody import json_bytes
 from ..options import read_set_level
 from ..results_page import results_page
+from ...data.builtin import example_for
 from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv
 from ..store import REJECTION_POLICY, Prediction
 from ..templating import STATIC_DIR, templates
@@ -59,6 +60,7 @@ def _home(request: Request, status: int = 200, error: dict | None = None, n: int
     return _page(request, "home.html", status, service=service, error=error, n=paging.default_n if n is None else n,
                  n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
+                 layout_example=(example_for(service.layout.name) or (None, None))[1] if service.layout else None,
                  columns=_column_help(service.bundle.feature_columns, service.card.get("layout")))
 
 
@@ -79,7 +81,8 @@ def _layout_column_help(layout: dict) -> list[dict]:
             roles.append("plate" + (" (plate normalisation)" if not layout["normalisation"].startswith("none") else ""))
         if col in layout["meta"]:
             roles.append("meta input of the model")
-        rows.append({"name": col, "what": "; ".join(roles) or "named by the layout", "example": ""})
+        optional = "" if col in layout.get("upload_requires", layout["required_columns"]) else " (optional)"
+        rows.append({"name": col, "what": ("; ".join(roles) or "named by the layout") + optional, "example": ""})
     for b in layout["blocks"]:
         rows.append({"name": b["columns"], "what": f"block {b['block']}: {b['count']:,} feature columns ({b['match']}; "
                      "numbers)", "example": ""})
@@ -274,12 +277,17 @@ async def download_json(pred: Stored, service: ResultService, top: int | None = 
 @router.get("/example.csv")
 async def example(models: Models, model: str | None = None) -> Response:
     service = _chosen(models, model)
+    filename = EXAMPLE_FILENAME
     if service.layout is not None:
-        raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload profiles "
-                                 "of your own screen, with the columns listed on the home page.")
-    data = await run_in_threadpool(example_csv)
+        shipped = example_for(service.layout.name)
+        if shipped is None:
+            raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload "
+                                     "profiles of your own screen, with the columns listed on the home page.")
+        data, filename = await run_in_threadpool(shipped[0].read_bytes), shipped[0].name
+    else:
+        data = await run_in_threadpool(example_csv)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{EXAMPLE_FILENAME}"', "Cache-Control": "public, max-age=3600"})
+        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "public, max-age=3600"})
 
 
 @lru_cache(maxsize=1)
