@@ -270,12 +270,56 @@ class ModelService:
             pred.derived[key] = out
         return out
 
+    def calls(self, pred: Prediction, precision: float | None = None) -> dict[str, Any]:
+        """The confident calls of a stored result at `precision` (default 0.8; ``evaluation.calls``):
+        ``available``, ``precision``, ``measured`` (precision and coverage on held-out compounds), ``rule``, per row
+        ``rows`` (call, kind, estimated_precision, reason, sentence) and per compound ``compounds`` (pooled);
+        computed once per level and kept with the result. Without calls: available False and the reason."""
+        from ..evaluation.calls import DEFAULT_PRECISION
+
+        answer = self.answering(pred.features)
+        trust = getattr(answer, "trust", None)
+        model = None if trust is None else trust.call_model
+        if model is None:
+            return {"available": False, "message": "this model has no calibrated calls: it was trained without "
+                                                   "cross-validation (or before calls existed); retrain it with "
+                                                   "'moa train' to get them"}
+        precision = model.levels[model.level_index(DEFAULT_PRECISION if precision is None else precision)]
+        key = f"calls@{precision:.2f}"
+        with pred.lock:
+            cached = pred.derived.get(key)
+        if cached is not None:
+            return cached
+        ood = self.explainer_for(pred.features).ood_mask(pred)
+        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        frame = model.call(pred.proba, self.targets, precision, "profile", pred.is_control, ood)
+        rows = [_call_json(r, simulated) for r in frame.to_dict("records")]
+        group = None
+        if self.layout is not None and pred.features is not None and self.layout.group in pred.features.columns:
+            group = self.layout.group
+        compounds = [] if pred.features is None or trust is None else trust.compound_consensus(
+            pred.features, pred.proba, self.targets, trust.default_level, column=group, ood=ood,
+            call_precision=precision)
+        m = model.measured_at(precision)
+        out = {"available": True, "precision": precision, "rule": model.state.get("rule"),
+               "measured": {k: m.get(k) for k in ("precision", "precision_moa", "precision_family",
+                                                  "coverage_profiles", "coverage_compounds")},
+               "simulated": simulated,
+               "compounds": [{"compound": c["compound"], "n_profiles": c["n_profiles"],
+                              "call": _call_json(c["call"], simulated)} for c in compounds if "call" in c] or None,
+               "rows": rows}
+        with pred.lock:
+            pred.derived[key] = out
+        return out
+
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
-                    base_url: str = "", set_level: float | None = None) -> dict[str, Any]:
-        """The API's answer (and the JSON download): summary, then per profile the top-N, its MoA set and
-        abstention, and all probabilities."""
+                    base_url: str = "", set_level: float | None = None,
+                    call_precision: float | None = None) -> dict[str, Any]:
+        """The API's answer (and the JSON download): summary, then per profile its call, the top-N, its MoA set
+        and abstention, and all probabilities."""
         top = clamp(top, 1, len(self.targets))
         sets = self.sets(pred, set_level)
+        calls = self.calls(pred, call_precision)
         rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
@@ -288,6 +332,7 @@ class ModelService:
                 **({"cp_time": int(pred.cp_time[i]), "cp_dose": str(pred.cp_dose[i])}
                    if pred.cp_time is not None else {}),
                 "control": control,
+                **({"call": calls["rows"][i]} if calls["available"] else {}),
                 "top": [] if control else [
                     {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
                      "predictable": bool(self.predictable[j]) if self.predictable_known else None}
@@ -317,6 +362,7 @@ class ModelService:
             "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
                                 "frequency); see GET /api/model",
             "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
+            "calls": {k: v for k, v in calls.items() if k != "rows"},
             "predictions": out,
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},
@@ -329,6 +375,20 @@ def sets_unavailable(bundle: Bundle) -> str:
         return ("this model was not cross-validated, and MoA sets are calibrated on the compounds cross-validation "
                 "holds out: train it with cross-validation ('moa train', or 'moa demo --cv') to get them")
     return "this model was trained before MoA sets existed: retrain it with 'moa train' to get them"
+
+
+def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
+    """One call as the API and the page give it (NaN and empty strings as null, with its sentence)."""
+    from ..evaluation.calls import call_sentence
+
+    call = row.get("call") or None
+    precision = row.get("estimated_precision")
+    precision = None if precision is None or (isinstance(precision, float) and math.isnan(precision)) else precision
+    p = row.get("probability")
+    return {"call": call, "kind": row.get("kind"), "estimated_precision": precision,
+            "probability": None if p is None or (isinstance(p, float) and math.isnan(p)) else float(p),
+            "reason": row.get("reason") or None,
+            "sentence": call_sentence(call, precision, simulated) if call else None}
 
 
 def _id_text(value: Any) -> str | None:

@@ -113,6 +113,12 @@ async def predict(request: Request, models: Models, jobs: Jobs,
     `compound_id` column `sets.compounds`: per compound one pooled call (its profiles' mean logit, calibrated on
     held-out compounds), its set with each MoA's agreement across the compound's profiles, and its abstention.
     Models trained before sets existed answer `sets.available = false`.
+    Each profile also gets its **call** at `call_precision` (default 0.8): `call.call` is its most probable MoA
+    (or a MoA family) when calls that confident were right at least that often on compounds the model had not
+    seen, with `estimated_precision` (measured on held-out compounds) and `sentence`; otherwise `call.call` is
+    null and `call.reason` says why ("not confident enough", "unlike anything in the reference", "control").
+    `calls` gives the level, the measured precision and coverage, and per compound its pooled call.
+    Models trained without cross-validation answer `calls.available = false` with the reason.
     A file with any invalid row or column is rejected whole (422) with the row, column and problem.
     Files over the server's job threshold are queued instead: `202` with the job (`GET /api/jobs/{id}`
     says its progress, then the `result_id`).
@@ -123,7 +129,8 @@ async def predict(request: Request, models: Models, jobs: Jobs,
     def answer(service: Any) -> Any:
         return lambda pred: json_response(service.result_json(pred, top=options.top,
                                                               probabilities=options.probabilities,
-                                                              set_level=options.set_level))
+                                                              set_level=options.set_level,
+                                                              call_precision=options.call_precision))
 
     def on_file(handle: Any, name: str | None, values: dict[str, Any]) -> Any:
         service = models.get(values.get("model"))
