@@ -269,9 +269,12 @@ def split_half(t: Treatments, results: list[tuple[dict[str, Any], dict[str, Any]
 
 
 def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: bool = True,
-        with_sensitivity: bool = True, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The benchmark; `previous` (an earlier report): its rows of the methods not run now are kept, with their
-    command, and so is its sensitivity grid when `with_sensitivity` is False."""
+        with_sensitivity: bool = True, previous: list[dict[str, Any]] | None = None,
+        with_nscb: bool = True) -> dict[str, Any]:
+    """The benchmark (NSC, and NSCB unless `with_nscb` is False: the default model's leave-out fits are costly);
+    `previous` (earlier reports): their rows of the methods not run now are kept (the first
+    report holding a method wins), with their command, and so is a sensitivity grid when `with_sensitivity` is
+    False."""
     wells = load_bbbc021(data_dir)
     t = Treatments.of(wells)
     layout, reasons = inferred_layout(data_dir)
@@ -299,25 +302,27 @@ def run(data_dir: str | Path, methods: list[str] | None = None, *, progress: boo
             loaded[key] = load_bbbc021(data_dir, **changes)
         data = loaded[key] if changes else wells
         nsc = evaluate(data, method, nscb=False, progress=progress)
-        nscb = evaluate(data, method, nscb=True, progress=progress)
+        nscb = evaluate(data, method, nscb=True, progress=progress) if with_nscb else None
         out["methods"][name] = {"description": what, "nsc_accuracy": nsc["accuracy"],
-                                "nscb_accuracy": nscb["accuracy"], "nsc_treatments": nsc["treatments"],
-                                "nscb_treatments": nscb["treatments"],
-                                "nscb_accuracy_all_103": nscb["accuracy_all_103"],
-                                "seconds": nsc["seconds"] + nscb["seconds"],
-                                "nsc_per_treatment": nsc["per_treatment"], "nscb_per_treatment": nscb["per_treatment"]}
+                                "nscb_accuracy": nscb and nscb["accuracy"], "nsc_treatments": nsc["treatments"],
+                                "nscb_treatments": nscb and nscb["treatments"],
+                                "nscb_accuracy_all_103": nscb and nscb["accuracy_all_103"],
+                                "seconds": nsc["seconds"] + (nscb["seconds"] if nscb else 0.0),
+                                "nsc_per_treatment": nsc["per_treatment"],
+                                "nscb_per_treatment": nscb and nscb["per_treatment"]}
         if progress:
-            print(f"{name}: NSC {nsc['accuracy']:.3f} ({nsc['treatments']}), NSCB {nscb['accuracy']:.3f} "
-                  f"({nscb['treatments']}), {nsc['seconds'] + nscb['seconds']:.0f} s", flush=True)
-    if previous:
-        kept = {RENAMED.get(k, k): v for k, v in previous.get("methods", {}).items()}
-        for name, row in kept.items():
+            print(f"{name}: NSC {nsc['accuracy']:.3f} ({nsc['treatments']})"
+                  + (f", NSCB {nscb['accuracy']:.3f} ({nscb['treatments']})" if nscb else ", NSCB not run")
+                  + f", {out['methods'][name]['seconds']:.0f} s", flush=True)
+    for report in previous or ():
+        for name, row in report.get("methods", {}).items():
+            name = RENAMED.get(name, name)
             if name in METHODS and name not in out["methods"]:
-                out["methods"][name] = {**row, "command": row.get("command", previous.get("command"))}
-        out["methods"] = {k: out["methods"][k] for k in METHODS if k in out["methods"]}
+                out["methods"][name] = {**row, "command": row.get("command", report.get("command"))}
+        if not with_sensitivity and report.get("sensitivity") and "sensitivity" not in out:
+            out["sensitivity"] = {**report["sensitivity"],
+                                  "command": report["sensitivity"].get("command", report.get("command"))}
+    out["methods"] = {k: out["methods"][k] for k in METHODS if k in out["methods"]}
     if with_sensitivity:
         out["sensitivity"] = sensitivity(data_dir, progress=progress)
-    elif previous and previous.get("sensitivity"):
-        out["sensitivity"] = {**previous["sensitivity"], "command": previous["sensitivity"].get(
-            "command", previous.get("command"))}
     return out
