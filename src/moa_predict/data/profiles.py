@@ -144,13 +144,17 @@ def _lookup_table(path: str, stamp: int, file: str, right: tuple[str, ...], colu
 def join_metadata(frame: pd.DataFrame, layout: Layout, source: str,
                    stored: list[pd.DataFrame] | None = None) -> pd.DataFrame:
     """The layout's ``[[metadata]]`` tables joined onto `frame`. With `stored` (a bundle's ``metadata_lookups``,
-    predicting): a join whose columns the upload already has is skipped, the others use the stored table."""
+    predicting): a join whose columns the upload already has, or whose keys it lacks, is skipped; the others use the
+    stored table."""
     for i, meta in enumerate(layout.metadata):
         right = {b for _, b in meta.on}
         if stored is not None:
-            if i >= len(stored) or all(c in frame.columns for c in meta.columns or ()):
-                continue  # the upload carries these columns itself (or the bundle predates stored joins)
+            if i >= len(stored):
+                continue  # a bundle from before joins were stored: the upload must carry the columns itself
             table = stored[i]
+            if (all(c in frame.columns for c in meta.columns or [c for c in table.columns if c not in right])
+                    or any(a not in frame.columns for a, _ in meta.on)):
+                continue  # the upload carries these columns itself, or lacks the keys to join them on
         else:
             table = read_table(layout.resolve(meta.file), name=meta.file)
         keep = list(meta.columns) or [c for c in table.columns if c not in right]
