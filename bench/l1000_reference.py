@@ -76,15 +76,25 @@ def read(layout_path: Path = L1000_LAYOUT):
     return data.subset(training_rows(data))
 
 
-def out_of_fold(name: str, params: dict, data, seed: int = 0):
-    """The CV result of one candidate (the folds ``moa train`` makes) and its wall time."""
+def out_of_fold(name: str, params: dict, data, seed: int = 0, cache: Path | None = None):
+    """The CV result of one candidate (the folds ``moa train`` makes) and its wall time; with `cache` (a .npz
+    path), read from there when present, else written there."""
+    from types import SimpleNamespace
+
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        return SimpleNamespace(oof=z["oof"], fold=z["fold"]), float(z["seconds"])
     t0 = time.perf_counter()
     model = make_model(name, **params)
     if name == "blend":
         result, _ = cross_validate_blend(model, data, n_splits=5, seed=seed, progress=False)
     else:
         result = cross_validate(model, data, n_splits=5, seed=seed, progress=False)
-    return result, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, oof=result.oof, fold=result.fold, seconds=seconds)
+    return result, seconds
 
 
 def figures(result, data) -> dict:
@@ -176,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only-chosen", metavar="NAME", help="skip the candidate table; train this candidate")
     ap.add_argument("--docs", default=str(ROOT / "docs" / "real"), help="where the JSON / Markdown go")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", metavar="DIR", help="keep each candidate's out-of-fold predictions here (reruns reuse them)")
+    ap.add_argument("--no-train", action="store_true", help="only the candidate table (no bundle)")
     ap.add_argument("--level5-only", metavar="BUNDLE", help="only the level-5 check of this bundle (JSON on stdout)")
     args = ap.parse_args(argv)
     if args.level5_only:
@@ -193,18 +205,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.only_chosen:
         chosen = args.only_chosen
     else:
+        cache = (lambda label: Path(args.cache) / f"{label.replace(' ', '_').replace('/', '_')}.npz") \
+            if args.cache else (lambda label: None)
         result, secs = out_of_fold("prior", {}, data)
         report["candidates"]["prior (training frequencies)"] = {**figures(result, data), "seconds": secs}
         for label, (name, params) in CANDIDATES.items():
-            result, secs = out_of_fold(name, params, data)
+            result, secs = out_of_fold(name, params, data, cache=cache(label))
             report["candidates"][label] = {**figures(result, data), "seconds": secs}
             print(f"{label:40s} {json.dumps(report['candidates'][label])}", flush=True)
         chosen = max(CANDIDATES, key=lambda k: report["candidates"][k]["micro_pr_auc"])
         name, params = CANDIDATES[chosen]
-        result, secs = out_of_fold(name, params, permuted_dataset(data, 0))
+        result, secs = out_of_fold(name, params, permuted_dataset(data, 0), cache=cache(f"{chosen} shuffled"))
         control = {**figures(result, data), "seconds": secs}
         report["candidates"][f"{chosen}, shuffled labels (control)"] = control
     report["chosen"] = chosen
+    if args.no_train:
+        write_text(json.dumps(report, indent=1), Path(args.docs) / "l1000_reference_candidates.json")
+        print(markdown(report))
+        return
     name, params = CANDIDATES[chosen]
     t0 = time.perf_counter()
     model = make_model(name, **params)

@@ -116,9 +116,12 @@ def print_field(field: dict[str, Any], title: str) -> None:
         out.print(line, highlight=False)
 
 
-def _member_labels(model: Any) -> list[str] | None:
+def _member_labels(model: Any, layout: Any = None) -> list[str] | None:
+    """A blend's members for the CV table, described in the words of the data's layout (its blocks' PCA)."""
     labels = getattr(model, "member_labels", None)
-    return labels() if labels else None
+    if not labels:
+        return None
+    return labels({b.name: int(b.pca) for b in layout.blocks} if layout is not None else None)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -196,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         report = bundle.info["cv"]
         write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),
                    path / "cv_report.json")
-        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model))
+        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model, data.layout))
     console.print(f"bundle written to {path}")
 
 
@@ -429,7 +432,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if not args.no_serve:
         from ..web.server import serve
 
-        serve(result.bundle_dir, host=args.host, port=args.port)
+        serve([L1000_REFERENCE, result.bundle_dir], host=args.host, port=args.port)
 
 
 def cmd_benchmark_paper(args: argparse.Namespace) -> None:
@@ -504,7 +507,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     for flag in ("max_age_days", "max_store_mb", "job_threshold_mb"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise DataError(f"--{flag.replace('_', '-')} must be a positive number.")
-    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
+    serve(args.bundle or [L1000_REFERENCE], host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+          data_dir=args.data_dir,
           token=args.token, max_age_days=args.max_age_days, max_store_mb=args.max_store_mb,
           job_threshold_mb=args.job_threshold_mb)
 
@@ -722,7 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
                        description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "
                                    "reference at /docs) with uvicorn; the bundle is loaded once. Ctrl+C stops it.")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train'")
+    p.add_argument("--bundle", action="append",
+                   help="bundle directory written by 'moa train', or a built-in model by name; repeat it to serve "
+                        "several models (the first is the default; the upload page and the API's 'model' field "
+                        f"choose another). Default: the built-in {L1000_REFERENCE!r} (real L1000 signatures)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")

@@ -20,6 +20,8 @@ LIST_OPTIONS = frozenset({"sig_ids", "sig_id", "moas", "moa"})
 
 _BOOL = TypeAdapter(bool)
 
+MODEL_HELP = ("the served model to answer (its name in GET /api/models); default: the server's first model")
+
 
 def query_values(query: Any) -> dict[str, Any]:
     """A query string's values: name -> text, or list of texts for repeated names and list options."""
@@ -156,4 +158,7 @@ def query_parameters(settings: WebSettings) -> dict[str, list[dict[str, Any]]]:
                 "description": PredictOptions.HELP["probabilities"], "schema": {"type": "boolean", "default": True}},
                {"name": "set_level", "in": "query", "required": False, "description": PredictOptions.HELP["set_level"],
                 "schema": {"type": "number", "minimum": SET_LEVELS[0], "maximum": SET_LEVELS[1]}}]
-    return {"/api/predict": predict, "/api/explain": explain, "/api/results/{result_id}/explain": stored}
+    model = {"name": "model", "in": "query", "required": False, "description": MODEL_HELP,
+             "schema": {"type": "string"}}
+    return {"/api/predict": [*predict, model], "/api/explain": [*explain, model],
+            "/api/results/{result_id}/explain": stored}

@@ -47,15 +47,19 @@ def display_name(filename: str | None, default: str = "upload") -> str:
 class ModelService:
     """The bundle (loaded once, read-only) plus the result store; safe to call from many threads."""
 
-    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None) -> None:
+    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None,
+                 name: str | None = None, slots: threading.BoundedSemaphore | None = None) -> None:
         self.bundle = bundle
+        self.name = name or bundle.model_name
+        """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
+        answer and kept with every result."""
         self.layout = bundle.layout
         """The bundle's profile layout (``data.layout``): uploads are read through it; None for LISH-MoA."""
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
-        self.store = store or open_store(settings)
-        self._slots = threading.BoundedSemaphore(settings.max_parallel)
+        self.store = store if store is not None else open_store(settings)
+        self._slots = slots or threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
         self.predictable = predictable_mask(self.card)
         """Per target: False where the card marks the MoA not predictable from this training data."""
@@ -64,6 +68,14 @@ class ModelService:
         self.started = time.time()
         self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
         self._gene_explainer: Explainer | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What this model is, in a few words (``GET /api/models``, the upload form's chooser, every answer)."""
+        training = self.card.get("training_data") or {}
+        return {"model": self.bundle.model_name, "layout": None if self.layout is None else self.layout.name,
+                "n_targets": len(self.targets), "simulated_training_data": self.card["simulated_training_data"],
+                "trained_on": training.get("description") if isinstance(training, dict) else None,
+                "answers": self.bundle.answers}
 
     # -- which model answers ----------------------------------------------------------
     def answering(self, features: pd.DataFrame) -> Bundle:
@@ -112,23 +124,29 @@ class ModelService:
 
     # -- predicting ----------------------------------------------------------------
     def predict_file(self, handle: IO[bytes], filename: str | None,
-                     progress: Callable[[str, float], None] | None = None) -> Prediction:
+                     progress: Callable[[str, float], None] | None = None,
+                     then: Callable[[Prediction], Any] | None = None) -> Any:
         """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file);
-        `progress(stage, fraction)` is told each step (background jobs show it)."""
+        `progress(stage, fraction)` is told each step (background jobs show it). The Prediction, or
+        ``then(prediction)`` computed in the same slot (the API's answer: its memory counts against the slots
+        too)."""
         t0 = time.perf_counter()
         step = progress or (lambda stage, fraction: None)
         with self._slots:
             step("reading and validating the file", 0.1)
             features, name = self.read_file(handle, filename)
             step(f"predicting {len(features):,} profiles", 0.5)
-            return self._predict(features, name, t0, step)
+            pred = self._predict(features, name, t0, step)
+            return pred if then is None else then(pred)
 
-    def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
-        """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
+    def predict_rows(self, rows: Any, source: str = "request body",
+                     then: Callable[[Prediction], Any] | None = None) -> Any:
+        """Predict JSON rows: a list of objects, one per profile, keyed by column name (``then`` as for files)."""
         t0 = time.perf_counter()
         with self._slots:
             features = self.read_rows(rows, source)
-            return self._predict(features, source, t0)
+            pred = self._predict(features, source, t0)
+            return pred if then is None else then(pred)
 
     # -- explaining (attributions, similar reference profiles, OOD flags, compound calls) --------------------
     def explain_file(self, handle: IO[bytes], filename: str | None, options: ExplainOptions) -> dict[str, Any]:
@@ -165,6 +183,7 @@ class ModelService:
             extra=extra,
             seconds=time.perf_counter() - t0,
             features=features,
+            model=self.name,
         )
         step("saving the result", 0.9)
         self.store.put(pred)
@@ -226,8 +245,7 @@ class ModelService:
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
         if trust is None:
-            return {"available": False, "message": "this model was trained before MoA sets existed (or without "
-                                                   "cross-validation): retrain it with 'moa train' to get them"}
+            return {"available": False, "message": sets_unavailable(answer)}
         level = trust.levels[trust.level_index(trust.default_level if level is None else level)]
         key = f"sets@{level:.2f}"
         with pred.lock:
@@ -287,14 +305,15 @@ class ModelService:
         return {
             "result_id": pred.id,
             "model": self.bundle.model_name,
+            "model_id": self.name,
             "layout": None if self.layout is None else self.layout.name,
             "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),
             "top_n": top,
             "targets": self.targets if probabilities else None,
-            "note": "control rows (ctl_vehicle) carry no MoA by definition: all their probabilities are 0 "
-                    "and their top list is empty",
+            "note": f"control rows ({self.card['layout']['controls'] if self.layout is not None else 'ctl_vehicle'})"
+                    " carry no MoA by definition: all their probabilities are 0 and their top list is empty",
             "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
                                 "frequency); see GET /api/model",
             "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
@@ -302,6 +321,14 @@ class ModelService:
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},
         }
+
+
+def sets_unavailable(bundle: Bundle) -> str:
+    """Why a model offers no MoA sets, in words a user can act on."""
+    if not (bundle.info or {}).get("cv"):
+        return ("this model was not cross-validated, and MoA sets are calibrated on the compounds cross-validation "
+                "holds out: train it with cross-validation ('moa train', or 'moa demo --cv') to get them")
+    return "this model was trained before MoA sets existed: retrain it with 'moa train' to get them"
 
 
 def _id_text(value: Any) -> str | None:
