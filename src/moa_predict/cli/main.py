@@ -17,8 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
+from ..data.builtin import L1000_REFERENCE
 from ..data.errors import DataError
 from .layout import add_layout_args, add_layout_command
+
+BUNDLE_HELP = (f"a bundle directory written by 'moa train' or 'moa demo', or a built-in model by name (default "
+               f"{L1000_REFERENCE!r}: real L1000 signatures of 663 annotated drugs, for gene-expression inputs)")
 
 # soft_wrap: a long message (a path) is never broken mid-path at the terminal width; tables still fit it
 console = Console(stderr=True, soft_wrap=True)
@@ -279,8 +283,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
     if summary.mapping:
         m = summary.mapping
-        console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
-                      f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+        if m.get("summary"):  # a layout's gene block: found by Entrez id / symbol, and the missing ones named
+            console.print(f"genes: {escape(m['summary'])}", highlight=False)
+        else:
+            console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
+                          f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")
@@ -295,8 +302,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def _simulated_marker(bundle_path: str) -> dict | None:
     """The simulator's marker a bundle keeps (``training_data.simulated``), read from its bundle.json."""
+    from ..data.builtin import resolve_bundle
+
     try:
-        meta = json.loads((Path(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
+        meta = json.loads((resolve_bundle(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     marker = (meta.get("training_data") or {}).get("simulated")
@@ -601,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_layout_command(sub)
 
     p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
+    p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
     p.add_argument("--features", required=True,
                    help="profiles: CSV/Parquet in the test_features layout, or CMap files (GCTX, GCT, h5ad, tables "
                         "with genes named by Entrez id or symbol)")
@@ -718,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "gradients, neural models), the most similar training profiles with their drugs "
                                    "and MoAs, an out-of-distribution flag; per compound (drug_id / compound / "
                                    "compound_id column): one ranked MoA list. Writes JSON.")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
+    p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
     p.add_argument("--features", required=True,
                    help="CSV or Parquet in the test_features layout, or a CMap file (GCTX, GCT, h5ad, gene-named table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

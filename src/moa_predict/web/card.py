@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..data.io import jsonable
+from ..data.gene_blocks import NAMING_TEXT, describe, layout_genes
 from ..data.identities import block_summary
 from ..evaluation.field_metrics import figure_rows
 from ..evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW
@@ -152,13 +153,21 @@ def field_card(field: dict[str, Any]) -> dict[str, Any]:
 def layout_blocks(layout: Any, feature_columns: list[str], examples: int = 3) -> list[dict[str, Any]]:
     """The feature blocks of a bundle trained on another layout, in the card's ``feature_blocks`` form."""
     out = []
+    genes = layout_genes(layout, feature_columns)
     for name, cols in layout.block_columns(feature_columns, "bundle").items():
         block = next(b for b in layout.blocks if b.name == name)
-        how = f"regex {block.regex}" if block.regex is not None else f"prefix {block.prefix}"
-        out.append({"block": name, "columns": f"{cols[0]} … {cols[-1]}" if len(cols) > 1 else cols[0],
-                    "count": len(cols), "pca": int(block.pca), "match": how,
-                    "text": f"{name}: {len(cols)} columns ({how}; e.g. {', '.join(cols[:examples])})"
-                            + (f", {block.pca} PCA components" if block.pca else "")})
+        how = (f"regex {block.regex}" if block.regex is not None else f"prefix {block.prefix}"
+               if block.prefix is not None else f"genes named by {NAMING_TEXT[block.genes or 'auto']}")
+        entry = {"block": name, "columns": f"{cols[0]} … {cols[-1]}" if len(cols) > 1 else cols[0],
+                 "count": len(cols), "pca": int(block.pca), "match": how,
+                 "text": f"{name}: {len(cols)} columns ({how}; e.g. {', '.join(cols[:examples])})"}
+        if block.genes is not None:
+            entry["match"] += "; uploads may name them by Entrez id or symbol, in any order, up to 5 % missing"
+            entry["genes"] = describe({c: genes.get(c) for c in cols})
+            entry["text"] = (f"{name}: {entry['genes']}, columns named by {NAMING_TEXT[block.genes]} "
+                             "(uploads: Entrez id or symbol)")
+        entry["text"] += f", {block.pca} PCA components" if block.pca else ""
+        out.append(entry)
     return out
 
 
@@ -203,6 +212,7 @@ def layout_card(layout: Any, feature_columns: list[str], training: dict[str, Any
         "meta": [*layout.meta_categorical, *layout.meta_numeric],
         "required_columns": [c for c in layout.meta_columns()
                              if not (lab is not None and lab.source == "column" and c == lab.column)],
+        "upload_requires": layout.prediction_columns(),
         "unlabelled_rows": notes.get("unlabelled_rows"),
     }
 
