@@ -178,6 +178,9 @@ def test_permute_control_scores_the_same_predictions_and_changes_no_cv_number(si
     assert fa["notes"]["shuffled_mode"] == "permute"
     assert fa["figures"]["log_loss"]["model"] == pytest.approx(fa["figures"]["log_loss"]["prior"])  # the prior is the prior
     assert b.info["cv"]["field"]["notes"]["shuffled_mode"] == "refit"
+    from moa_predict.training.controls import resolve_mode
+
+    assert resolve_mode("auto", sim_dataset) == "permute"  # LISH-MoA layout: no second CV unless asked for
 
 
 def test_evaluate_and_the_card_show_the_field_figures(cellpainting, tmp_path, capsys):
