@@ -138,7 +138,8 @@ def random_ranking_ap(n_pos: np.ndarray, n_total: np.ndarray) -> np.ndarray:
     (1/N) * ((R - 1) / (N - 1) * (N - H_N) + H_N), H_N the N-th harmonic number."""
     R = np.asarray(n_pos, dtype=np.float64)
     N = np.asarray(n_total, dtype=np.float64)
-    H = np.array([np.sum(1.0 / np.arange(1, int(n) + 1)) for n in N])
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(N.max(initial=0)) + 1))])
+    H = harmonic[N.astype(np.int64)]
     frac = np.divide(R - 1, N - 1, out=np.ones_like(N), where=N > 1)
     return (frac * (N - H) + H) / np.maximum(N, 1)
 
