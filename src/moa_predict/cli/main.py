@@ -667,8 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shuffled-control", choices=("auto", "refit", "permute"), default="auto",
                    help="the shuffled-label control the CV figures are shown beside: refit (the model "
                         "cross-validated again on labels permuted across compounds), permute (its out-of-fold "
-                        "predictions scored against permuted labels; free), auto (default: refit up to 5,000 "
-                        "treated profiles, else permute)")
+                        "predictions scored against permuted labels; free), auto (default: refit for a layout's "
+                        "screen of up to 5,000 treated profiles, else permute)")
     p.add_argument("--no-gene-only", action="store_true",
                    help="do not also train the gene-only model (it answers CMap/L1000 profiles, which have no "
                         "cell-viability block; training it roughly doubles the training time)")
