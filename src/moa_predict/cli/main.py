@@ -68,6 +68,13 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8, members: list[str
             table.add_row(f"MoA sets at {100 * s['level']:.0f} %",
                           f"recall {100 * s['pooled_recall']:.1f} % on held-out compounds, "
                           f"mean size {s['mean_set_size']:.2f}")
+        pooling = trust.get("compound_pooling")
+        if isinstance(pooling, str):
+            table.add_row("compound pooling", pooling)
+        elif pooling:
+            table.add_row("compound pooling", f"log loss {pooling['log_loss_per_profile']:.5f} per profile → "
+                                              f"{pooling['log_loss_pooled_calibrated']:.5f} pooled "
+                                              f"({pooling['compounds_with_2_or_more_profiles']:,} compounds)")
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
     out.print(table)

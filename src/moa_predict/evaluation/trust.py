@@ -27,6 +27,7 @@ DEFAULT_LEVEL = 0.9
 NO_CONFIDENT = "no confident MoA"
 UNLIKE = "unlike anything in the reference"
 CONTROL = "control: no MoA by definition"
+NOT_APPLICABLE_POOLING = "not applicable: no compound has 2 or more profiles"
 MAX_DRUG_SIZE = 18
 """As ``folds.DrugGroupedFolds``: larger drugs are split by rows across folds, so their profiles are units."""
 
@@ -201,7 +202,8 @@ class TrustModel:
             "sets": [{k: m[k] for k in ("level", "pooled_recall", "per_profile_recall", "mean_set_size",
                                         "empty_share") if k in m}
                      for m in self.measured if any(abs(m["level"] - lv) < 1e-9 for lv in (0.8, 0.9, 0.95))],
-            "compound_pooling": None if self.compound is None else self.compound.get("gain"),
+            "compound_pooling": self.compound.get("gain") if self.compound is not None else (
+                NOT_APPLICABLE_POOLING if self.grouped else "not applicable: no compound ids"),
         }
 
 
@@ -239,9 +241,10 @@ def fit_trust(result: Any, data: Any, levels: tuple[float, ...] = LEVELS) -> Tru
 
 
 def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndarray,
-                  levels: tuple[float, ...]) -> dict[str, Any]:
+                  levels: tuple[float, ...]) -> dict[str, Any] | None:
     """Compound-level pooling: one row per (drug, fold) (a large drug split over folds is one compound per
-    fold); the Platt map and set thresholds fit on compounds with ≥ 2 profiles; its gain measured nested."""
+    fold); the Platt map and set thresholds fit on compounds with ≥ 2 profiles; its gain measured nested. None when no compound has 2 profiles (a
+    table of one consensus profile per compound): pooling does not apply, and single profiles pass through."""
     keys = np.char.add(np.char.add(np.asarray(drugs).astype(str), "|"), fold.astype(str))
     codes, uniques = pd.factorize(keys, sort=True)
     G = len(uniques)
@@ -251,6 +254,8 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
     fold_c = np.zeros(G, dtype=np.int64)
     fold_c[codes] = fold
     multi = n >= 2
+    if not multi.any():  # one profile per compound: nothing to pool (see NOT_APPLICABLE_POOLING)
+        return None
     Pc = np.empty_like(zbar)
     for k in np.unique(fold_c):  # nested: the map fit on the other folds' compounds
         train, test = multi & (fold_c != k), fold_c == k
