@@ -206,6 +206,8 @@ def _training_cluster(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from ..data.gene_features import substitution_notes
+
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
     if args.scheduler or args.dask_workers:
@@ -240,7 +242,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         bundle = load_bundle(args.bundle)
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                                keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
-                               set_level=args.set_level)
+                               set_level=args.set_level, ood=not args.no_ood)
     marker = _simulated_marker(args.bundle)
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
@@ -249,7 +251,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
         m = summary.mapping
         console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
                       f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+    for note in substitution_notes(summary.substituted):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
+    if summary.ood is not None:
+        why = "; ".join(f"{n:,}: {w}" for w, n in sorted(summary.ood_reasons.items(), key=lambda kv: -kv[1]))
+        console.print(f"out of distribution: {summary.ood:,} of {summary.rows:,} profiles"
+                      + (f" ({escape(why)}): their predictions are extrapolations" if summary.ood else "")
+                      + ("" if args.keep_columns or args.sets_out else
+                         " (--keep-columns or --sets-out write the 'ood' column)"), highlight=False)
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")
     if args.sets_out:
@@ -550,7 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profiles: CSV/Parquet in the test_features layout, or CMap files (GCTX, GCT, h5ad, tables "
                         "with genes named by Entrez id or symbol)")
     p.add_argument("--out", required=True, help="CSV (sample_submission layout) or .parquet")
-    p.add_argument("--keep-columns", action="store_true", help="append the input's extra columns (e.g. compound)")
+    p.add_argument("--keep-columns", action="store_true",
+                   help="append the input's extra columns (e.g. compound), then 'ood' (out of distribution: true / "
+                        "false) and 'ood_reason'")
+    p.add_argument("--no-ood", action="store_true",
+                   help="skip the out-of-distribution check (one matrix product with the reference profiles per "
+                        "chunk: worth skipping only for files of millions of profiles)")
     p.add_argument("--level", choices=("profile", "treatment", "compound"), default="profile",
                    help="profile: one call per row (default); treatment / compound: the wells of each treatment "
                         "(the layout's treatment columns) or compound averaged, then called (bundles of a custom "
@@ -560,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sets-out", metavar="FILE", help="also write each profile's MoA set (CSV/Parquet: sig_id, "
-                                                      "moa_set with MoAs joined by '|', abstention)")
+                                                      "moa_set with MoAs joined by '|', abstention, ood, ood_reason)")
     p.add_argument("--set-level", type=float, metavar="LEVEL",
                    help="share of true MoAs the sets should contain on new compounds, 0.5-0.99 (default 0.9)")
     _cluster_args(p, "the file is cut into partitions scored on the workers (they must see the files at the "
@@ -672,8 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-moas", type=int, default=3, help="MoAs explained per profile when --moa is not given (3)")
     p.add_argument("--neighbours", type=int, default=10, help="similar reference profiles per profile (10; 0: none)")
     p.add_argument("--steps", type=int, default=64, help="integrated-gradients steps (64)")
-    p.add_argument("--compound-column", help="column naming the compound (default: drug_id, compound or "
-                                             "compound_id if present)")
+    p.add_argument("--compound-column", help="column naming the compound (default: drug_id, compound, compound_id or "
+                                             "CMap's pert_iname / pert_id, first present)")
     p.add_argument("--global-data", metavar="DIR", help="training data directory: add each explained MoA's "
                                                          "global view (features that matter across its profiles)")
     p.add_argument("--no-attributions", action="store_true", help="skip attributions (neighbours, OOD, compounds only)")

@@ -277,7 +277,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
                             "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
                             "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
                             "single_label": layout.single_label,
-                            "treatment": [c for c in layout.treatment if c in meta.columns]}
+                            "treatment": [c for c in layout.treatment if c in meta.columns],
+                            "group": layout.group if layout.group in meta.columns else None}
     targets = drugs = None
     if layout.group is not None and layout.group in meta.columns:
         drugs = meta[layout.group].astype(str).rename("drug_id")

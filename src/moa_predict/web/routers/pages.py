@@ -201,7 +201,8 @@ def compounds_page(request: Request, pred: Stored, service: Service, q: str | No
 async def compounds_csv(pred: Stored, service: Service) -> Response:
     column, calls = await run_in_threadpool(service.explainer.compounds, pred)
     if calls is None:
-        raise HTTPException(404, "this upload has no compound column (drug_id, compound or compound_id), so there "
+        raise HTTPException(404, "this upload has no compound column (drug_id, compound, compound_id, or CMap's "
+                                 "pert_iname / pert_id), so there "
                                  "are no compound-level calls.")
     top_k = service.settings.explain.compound_top_k
     frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{top_k}_confident_fraction"})
