@@ -141,7 +141,7 @@ def _error_view(exc: DataError) -> dict:
         details.append(("Row", f"{exc.row:,} (line {exc.row + 1:,} of a CSV file, counting the header)"))
     if exc.column is not None:
         details.append(("Column", exc.column))
-    return {"message": str(exc), "details": details}
+    return {"message": str(exc), "details": details, "located": exc.row is not None or exc.column is not None}
 
 
 def stored(result_id: str, store: Store) -> Prediction:
