@@ -387,3 +387,16 @@ def test_every_normalization_is_accepted_as_a_flag(method):
     args = build_parser().parse_args(["train", "--features", "x.csv", "--out", "b", "--block", "f=f_",
                                       "--plate", "plate", "--controls", "type=control", "--normalize", method])
     assert layout_from_args(args).normalize == method
+
+
+def test_outputs_into_missing_folders_are_created(capsys, workdir, simulated, bundle):
+    """One documented behaviour for every command: missing folders in an --out path are created."""
+    base = workdir / "not" / "yet"
+    features = simulated / "test_features.csv"
+    assert _run(capsys, "predict", "--bundle", bundle, "--features", features, "--out", base / "p" / "pred.csv",
+                "--sets-out", base / "s" / "sets.csv", "--quiet")[0] == 0
+    assert _run(capsys, "layout", "infer", features, "--out", base / "l" / "layout.toml")[0] == 0
+    assert _run(capsys, "evaluate", "--predictions", base / "p" / "pred.csv", "--targets",
+                simulated / "test_targets_scored.csv", "--out", base / "e" / "scores.json")[0] == 0
+    for path in ("p/pred.csv", "s/sets.csv", "l/layout.toml", "e/scores.json"):
+        assert (base / path).is_file(), path
