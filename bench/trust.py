@@ -85,7 +85,9 @@ def table(summary: dict, model: str, nested: dict) -> str:
                   f"{e['pairs_after']:.5f}. CV log loss {m['identity']['log_loss']:.5f} before, "
                   f"{m[nested['chosen']]['log_loss']:.5f} after."]
     g = summary.get("compound_pooling")
-    if g:
+    if isinstance(g, str):
+        lines.append(f"Compound pooling: {g}.")
+    elif g:
         lines.append(f"Compound pooling ({g['compounds_with_2_or_more_profiles']:,} held-out compounds): log loss "
                      f"{g['log_loss_per_profile']:.5f} per profile → {g['log_loss_pooled_calibrated']:.5f} pooled "
                      f"(mean logit {g['log_loss_mean_logit']:.5f} before the compound map).")

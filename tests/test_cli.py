@@ -86,7 +86,7 @@ def test_predict_keeps_extra_columns_and_writes_parquet(capsys, workdir, simulat
     out = workdir / "kept.parquet"
     assert _run(capsys, "predict", "--bundle", bundle, "--features", src, "--out", out, "--keep-columns")[0] == 0
     frame = pd.read_parquet(out)
-    assert frame.columns[0] == schema.SIG_ID and frame.columns[-1] == "compound"
+    assert frame.columns[0] == schema.SIG_ID and list(frame.columns[-3:]) == ["compound", "ood", "ood_reason"]
     assert list(frame["compound"]) == list(test["compound"])
     # evaluate reads only the target columns, so the extra column does not get in the way
     code, out_text, err = _run(capsys, "evaluate", "--predictions", out,
@@ -347,3 +347,56 @@ def test_long_output_paths_are_printed_whole(capsys, workdir, simulated):
     code, _, err = _run(capsys, "train", "--data", simulated, "--model", "prior", "--no-cv", "--out", out)
     assert code == 0 and len(str(out)) > 100
     assert f"bundle written to {out}" in err  # one line: never broken at the console width
+
+
+def _subcommands(parser, path=("moa",)):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield " ".join((*path, name)), sub
+                yield from _subcommands(sub, (*path, name))
+
+
+def test_every_subcommand_has_a_description_and_one_figure_per_fact():
+    import re
+    from pathlib import Path
+
+    from moa_predict.cli.main import build_parser
+
+    commands = dict(_subcommands(build_parser()))
+    assert {"moa train", "moa predict", "moa evaluate", "moa benchmark", "moa models", "moa layout"} <= set(commands)
+    assert [name for name, sub in commands.items() if not sub.description] == []
+    demo = commands["moa demo"].description
+    assert "the main job" not in demo and "simulate" in demo.lower()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    minutes = re.search(r"about (\d+) minutes more", demo).group(1)
+    assert f"about {minutes} minutes more" in readme  # the --cv cost, the same figure in README and --help
+    serve = commands["moa serve"].format_help()
+    assert "2147" not in serve and "2048" in serve and "--max-store-mb 2048" in readme
+    assert "layout" in " ".join(commands["moa predict"].format_help().split()).lower()
+    assert "/tmp/" not in readme  # commands a user pastes use runs/..., not internal scratch folders
+
+
+@pytest.mark.parametrize("method", ["none", "z", "robust_z", "robust_z_pooled"])
+def test_every_normalization_is_accepted_as_a_flag(method):
+    from moa_predict.cli.layout import layout_from_args
+    from moa_predict.cli.main import build_parser
+
+    args = build_parser().parse_args(["train", "--features", "x.csv", "--out", "b", "--block", "f=f_",
+                                      "--plate", "plate", "--controls", "type=control", "--normalize", method])
+    assert layout_from_args(args).normalize == method
+
+
+def test_outputs_into_missing_folders_are_created(capsys, workdir, simulated, bundle):
+    """One documented behaviour for every command: missing folders in an --out path are created."""
+    base = workdir / "not" / "yet"
+    features = simulated / "test_features.csv"
+    assert _run(capsys, "predict", "--bundle", bundle, "--features", features, "--out", base / "p" / "pred.csv",
+                "--sets-out", base / "s" / "sets.csv", "--quiet")[0] == 0
+    assert _run(capsys, "layout", "infer", features, "--out", base / "l" / "layout.toml")[0] == 0
+    assert _run(capsys, "evaluate", "--predictions", base / "p" / "pred.csv", "--targets",
+                simulated / "test_targets_scored.csv", "--out", base / "e" / "scores.json")[0] == 0
+    for path in ("p/pred.csv", "s/sets.csv", "l/layout.toml", "e/scores.json"):
+        assert (base / path).is_file(), path

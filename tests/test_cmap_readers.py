@@ -210,12 +210,27 @@ def test_duplicated_gene_ids_are_an_error(tmp_path, plate):
 def test_cmap_metadata_to_lish_moa_meta_columns():
     meta = pd.DataFrame({"Metadata_pert_type": ["trt_cp", "ctl_vehicle", "ctl_untrt", "trt_sh"],
                          "Metadata_pert_itime": ["6 h", "24 h", "144 h", "-666"]})
-    out = lish_meta(meta)
+    out, substituted = lish_meta(meta)
     assert list(out[schema.CP_TYPE]) == ["trt_cp", "ctl_vehicle", "ctl_vehicle", "trt_cp"]
     assert list(out[schema.CP_TIME]) == [24, 24, 72, 24]
     assert list(out[schema.CP_DOSE]) == ["D1"] * 4
-    defaults = lish_meta(pd.DataFrame(index=range(2)))
+    # never silent: 6 h, 144 h and the unknown time are counted; 24 h was answered as given
+    assert substituted == {"cp_time": {"6 h -> 24": 1, "144 h -> 72": 1, "none given -> 24": 1},
+                           "cp_dose": {"none given -> D1": 4}}
+    defaults, substituted = lish_meta(pd.DataFrame(index=range(2)))
     assert defaults.to_dict("list") == {"cp_type": ["trt_cp"] * 2, "cp_time": [24] * 2, "cp_dose": ["D1"] * 2}
+    assert substituted == {"cp_time": {"none given -> 24": 2}, "cp_dose": {"none given -> D1": 2}}
+
+
+def test_substituted_time_and_dose_are_said_in_words():
+    from moa_predict.data.gene_features import substitution_notes
+
+    meta = pd.DataFrame({"Metadata_pert_itime": ["6 h"] * 3 + ["24 h"], "Metadata_pert_idose": ["10 uM"] * 4})
+    _, substituted = lish_meta(meta)
+    notes = substitution_notes(substituted)
+    assert notes[0] == "time: 3 profiles at 6 h answered as 24 h (the model knows 24, 48, 72 h)."
+    assert notes[1].startswith("dose: 4 profiles at 10 uM answered as D1 (the model knows LISH-MoA's relative doses")
+    assert substitution_notes(lish_meta(pd.DataFrame({"cp_time": [48], "cp_dose": ["D2"]}))[1]) == []  # as given
 
 
 # -- bad files: always a DataError naming the file -----------------------------------------------------

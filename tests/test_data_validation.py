@@ -325,7 +325,7 @@ def test_binary_junk():
 
 def test_binary_junk_without_nul_bytes():
     junk = bytes(range(1, 256)) * 20
-    assert "not a UTF-8 text CSV file" in str(_error(junk))
+    assert "not a UTF-8 text file" in str(_error(junk))
 
 
 def test_random_text_file():

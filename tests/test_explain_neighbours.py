@@ -137,6 +137,33 @@ def test_ood_fires_on_garbage_not_on_held_out_profiles(index, test_frame):
         assert ood_mask(index, garbage).mean() >= 0.95
 
 
+def test_a_training_profile_sent_again_is_not_out_of_distribution(index, sim_dataset):
+    """The training profiles with the least correlation structure (below the 0.1 % quantile: a DMSO well, mostly
+    noise) are their own nearest reference at similarity 1 when sent again: like the training data, not flagged."""
+    from moa_predict.explain.ood import ood_scores
+
+    x = sim_dataset.features
+    dist, near, structure, copy = index.ood_components(x)
+    weakest = np.flatnonzero(structure < index.structure_threshold)
+    assert len(weakest) >= 1 and copy[weakest].all()
+    np.testing.assert_array_equal(near[weakest], weakest)  # its nearest reference is itself, at distance 0
+    assert (dist[weakest] == 0).all() and not ood_mask(index, x.iloc[weakest]).any()
+    slightly = feature_matrix(x.iloc[weakest]) + np.float32(0.5)  # no longer a copy: checked as any profile
+    assert not index.ood_components(slightly)[3].any()
+    assert not any(o["flag"] for o in ood_scores(index, x.iloc[weakest]))
+
+
+def test_the_structure_reason_says_when_the_training_profiles_are_simulated(index):
+    from moa_predict.explain.ood import ood_columns, ood_scores
+
+    noise = np.random.default_rng(1).normal(0, 2, (5, len(index.feature_columns))).astype(np.float32)
+    reasons = {r for o in ood_scores(index, noise, simulated=True) for r in o["reasons"]}
+    assert any("training profiles are SIMULATED" in r for r in reasons)
+    assert not any("real profiles" in r for o in ood_scores(index, noise) for r in o["reasons"])
+    table = ood_columns(index, noise)
+    assert table["ood"].all() and (table["ood_reason"] != "").all()
+
+
 def test_reference_survives_a_bundle_round_trip(sim_dataset, test_frame, tmp_path):
     bundle, _ = train_bundle(make_model("prior"), sim_dataset, cv=False, progress=False)
     assert bundle.reference is not None and len(bundle.reference) == len(sim_dataset.features)

@@ -125,3 +125,69 @@ def test_moa_explain_on_a_selection_of_a_cmap_file(bundle_dir, tmp_path):
     assert sorted(p["sig_id"] for p in report["profiles"]) == sorted(ids)
     assert main(["explain", "--bundle", str(bundle_dir[0]), "--features", str(gctx), "--sig-id", "nope",
                  "--out", str(out), "--quiet"]) == 2
+
+
+def _cmap_table(sim_dir, path: Path, n: int = 40) -> Path:
+    """CMap-style signatures (gene columns, LINCS metadata): 6 h and 24 h, doses in µM, compounds by pert_iname."""
+    feats = pd.read_csv(sim_dir / "test_features.csv").query("cp_type == 'trt_cp'").head(n).reset_index(drop=True)
+    table = pd.concat([pd.DataFrame({
+        "sig_id": [f"CPC_{i}" for i in range(n)],
+        "Metadata_pert_iname": [f"drug{i % 4}" for i in range(n)],
+        "Metadata_pert_itime": ["6 h" if i % 4 else "24 h" for i in range(n)],
+        "Metadata_pert_idose": ["10 uM"] * n}), feats[list(schema.GENE_COLUMNS)]], axis=1)
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_cmap_time_dose_ood_and_compounds_are_said_not_silent(bundle_dir, sim_dir, tmp_path, capsys):
+    src = _cmap_table(sim_dir, tmp_path / "cmap.csv")
+    out, kept, sets = tmp_path / "p.csv", tmp_path / "kept.csv", tmp_path / "sets.csv"
+    assert main(["predict", "--bundle", str(bundle_dir[0]), "--features", str(src), "--out", str(out),
+                 "--quiet"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "time: 30 profiles at 6 h answered as 24 h (the model knows 24, 48, 72 h)" in err
+    assert "dose: 40 profiles at 10 uM answered as D1" in err
+    assert "772 of the model's genes found" in err
+    assert "out of distribution: " in err and "of 40 profiles" in err
+    assert "ood" not in pd.read_csv(out).columns  # the submission layout unless --keep-columns
+    assert main(["predict", "--bundle", str(bundle_dir[0]), "--features", str(src), "--out", str(kept),
+                 "--keep-columns", "--sets-out", str(sets), "--quiet"]) == 0
+    frame, set_frame = pd.read_csv(kept), pd.read_csv(sets)
+    assert list(frame.columns[-2:]) == ["ood", "ood_reason"] and frame["ood"].dtype == bool
+    assert set_frame["ood"].tolist() == frame["ood"].tolist()
+    flagged = frame.loc[frame["ood"], "ood_reason"]
+    assert flagged.notna().all() and (frame.loc[~frame["ood"], "ood_reason"].isna()).all()
+    # the API answer: per item ood and its reason, and the same notes
+    from fastapi.testclient import TestClient
+
+    from moa_predict.web import create_app
+
+    client = TestClient(create_app(load_bundle(bundle_dir[0])))
+    with open(src, "rb") as handle:
+        body = client.post("/api/predict?probabilities=false", files={"file": ("cmap.csv", handle)}).json()
+    items = body["predictions"]
+    assert [p["ood"] for p in items] == frame["ood"].tolist()
+    assert all((p["ood_reason"] is not None) == p["ood"] for p in items)
+    assert body["input"]["genes"]["found"] == 772
+    assert any("6 h answered as 24 h" in note for note in body["input"]["notes"])
+    assert body["input"]["out_of_distribution"] == int(frame["ood"].sum())
+    # CMap's Metadata_pert_iname is the compound column; the gene-only blend says why it has no attributions
+    report = tmp_path / "explain.json"
+    assert main(["explain", "--bundle", str(bundle_dir[0]), "--features", str(src), "--out", str(report),
+                 "--top", "1", "--neighbours", "2", "--quiet"]) == 0
+    explained = json.loads(report.read_text())
+    assert explained["compound_column"] == "Metadata_pert_iname" and len(explained["compounds"]) == 4
+    assert any("answered as 24 h" in w for w in explained["warnings"])
+
+
+def test_a_gene_only_blend_says_why_it_has_no_attributions(bundle_dir):
+    """Not "it is not a differentiable network": the blend is one; its gene-only companion answered."""
+    from moa_predict.explain.attributions import AttributionUnavailable, attribution_path
+    from moa_predict.models.blend import BlendModel
+
+    member = load_bundle(bundle_dir[0]).gene_only.model
+    blend = BlendModel()
+    blend.members_, blend.weights_ = [member], np.array([1.0])
+    with pytest.raises(AttributionUnavailable) as raised:
+        attribution_path(blend)
+    assert "gene-only companion" in str(raised.value) and "not a differentiable network" not in str(raised.value)

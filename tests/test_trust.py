@@ -184,3 +184,23 @@ def test_top_k_comparison_finds_the_smallest_list_with_that_recall():
     ranks = positive_ranks(Y, P)
     assert top_k_for_recall(ranks, 0.6) == {"k": 2, "pooled_recall": pytest.approx(2 / 3)}
     assert top_k_for_recall(ranks, 1.0)["k"] == 3
+
+
+def test_one_profile_per_compound_reports_pooling_not_applicable_without_warnings():
+    """A consensus table (one profile per compound): no RuntimeWarning reaches the user, the report says why."""
+    import warnings
+    from types import SimpleNamespace
+
+    from moa_predict.evaluation.trust import NOT_APPLICABLE_POOLING
+
+    P, Y, _, _ = _compounds(n_compounds=400, per=1)
+    fold = np.arange(len(P)) % 5
+    data = SimpleNamespace(targets=pd.DataFrame(Y), drugs=pd.Series([f"d{i}" for i in range(len(P))]),
+                           target_names=[f"m{j}" for j in range(Y.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trust = fit_trust(SimpleNamespace(oof=P, fold=fold), data)
+        summary = trust.summary()
+    assert summary["compound_pooling"] == NOT_APPLICABLE_POOLING
+    pooled = trust.pool(np.array([[0.0, 1.0]]), np.array([1]))  # a single profile passes through unchanged
+    assert pooled == pytest.approx(1 / (1 + np.exp(-np.array([[0.0, 1.0]]))))

@@ -43,7 +43,10 @@ def test_predict_writes_the_sets_file(capsys, bundle_path, upload, tmp_path):
     assert code == 0, err
     assert "MoA sets at the 80 % level" in err and "On compounds this model has not seen" in err
     sets = pd.read_csv(sets_out, dtype=str, keep_default_na=False)
-    assert list(sets.columns) == ["sig_id", "moa_set", "abstention"]
+    assert list(sets.columns) == ["sig_id", "moa_set", "abstention", "ood", "ood_reason"]
+    assert (sets.loc[sets["abstention"] == UNLIKE, "ood"] == "True").all() and "noise_row" in set(
+        sets.loc[sets["ood"] == "True", "sig_id"])  # the OOD flag and its reason beside the abstention
+    assert sets.loc[sets["sig_id"] == "noise_row", "ood_reason"].iloc[0] != ""
     assert list(sets["sig_id"]) == list(upload["sig_id"])
     assert pd.read_csv(preds).shape[0] == len(upload)  # the usual probabilities file is still written
     by_id = sets.set_index("sig_id")

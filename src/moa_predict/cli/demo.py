@@ -2,7 +2,7 @@
 
 The model is fit once on all training rows without cross-validation by default, so the web page is up in a
 few minutes on 2 cores; ``cv=True`` (``moa demo --cv``) runs the 5-fold drug-grouped CV first, which also fits
-the blend's stack (weights, temperature, per-target safeguard) and takes about 15 minutes more.
+the blend's stack (weights, temperature, per-target safeguard) and takes about 9 minutes more on 2 cores.
 Each step reuses its output when it is already there for the same settings, so running
 the demo twice is quick, and an interrupted run resumes.
 """

@@ -25,7 +25,9 @@ def _pair(text: str) -> tuple[str, str]:
 def add_layout_args(p: argparse.ArgumentParser) -> None:
     """Flags that describe (or override parts of) a layout; docs/layout.md has the TOML form."""
     g = p.add_argument_group("any layout (instead of --data): a profile table, its layout as TOML and/or flags")
-    g.add_argument("--features", metavar="FILE", help="profile table (CSV/Parquet/GCT/GCTX/h5ad) to train on")
+    g.add_argument("--features", metavar="FILE",
+                   help="profile table in any layout (CSV/Parquet/GCT/GCTX/h5ad) to train on, read through --layout "
+                        "or the layout flags below")
     g.add_argument("--layout", metavar="FILE.toml", help="layout file (write one with 'moa layout infer FILE')")
     g.add_argument("--id", action="append", metavar="COLUMN", help="profile id column (repeat to join several)")
     g.add_argument("--group", metavar="COLUMN", help="compound column: folds are grouped by it")
@@ -104,7 +106,10 @@ def cmd_layout_infer(args: argparse.Namespace) -> None:
 
 
 def add_layout_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("layout", help="describe a profile table's layout (see docs/layout.md)")
+    p = sub.add_parser("layout", help="describe a profile table's layout (see docs/layout.md)",
+                       description="A layout says how to read a profile table that is not in the LISH-MoA layout "
+                                   "(meta and feature columns, controls, plates, compound, labels); 'moa layout "
+                                   "infer' proposes one.")
     lsub = p.add_subparsers(dest="layout_command", required=True, metavar="ACTION")
     q = lsub.add_parser("infer", help="write a starting layout TOML for a table and explain each guess",
                         description="Read a profile table (CSV/Parquet/GCT/GCTX/h5ad) and propose its layout: "

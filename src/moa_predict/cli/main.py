@@ -82,6 +82,13 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8, members: list[str
                               + (f", {100 * m['coverage_compounds']:.1f} % of compounds" if unit == "profile"
                                  and m.get("coverage_compounds") is not None else "")
                               + (f" ({m['family_calls']:,} family calls)" if m.get("family_calls") else ""))
+        pooling = trust.get("compound_pooling")
+        if isinstance(pooling, str):
+            table.add_row("compound pooling", pooling)
+        elif pooling:
+            table.add_row("compound pooling", f"log loss {pooling['log_loss_per_profile']:.5f} per profile → "
+                                              f"{pooling['log_loss_pooled_calibrated']:.5f} pooled "
+                                              f"({pooling['compounds_with_2_or_more_profiles']:,} compounds)")
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
     skill = report.get("per_target_skill")
@@ -262,6 +269,8 @@ def _training_cluster(args: argparse.Namespace) -> Any:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from ..data.gene_features import substitution_notes
+
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
     if args.call_precision is not None and not args.calls_out:
@@ -280,7 +289,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
             summary = predict_file_distributed(
                 client, args.bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                 partition_rows=args.partition_rows, keep_columns=args.keep_columns, progress=not args.quiet,
-                threads=None if args.scheduler else local_threads(args.dask_workers))
+                threads=None if args.scheduler else local_threads(args.dask_workers), ood=not args.no_ood)
     elif args.level != "profile":
         from ..data.io import write_table
         from ..inference.levels import predict_level
@@ -308,7 +317,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                                keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
                                set_level=args.set_level, calls_out=args.calls_out,
-                               call_precision=None if not args.calls_out else _call_precision(args))
+                               call_precision=None if not args.calls_out else _call_precision(args),
+                               ood=not args.no_ood)
     marker = _simulated_marker(args.bundle)
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
@@ -320,7 +330,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
         else:
             console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
                           f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+    for note in substitution_notes(summary.substituted):
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
+    if summary.ood is not None:
+        why = "; ".join(f"{n:,}: {w}" for w, n in sorted(summary.ood_reasons.items(), key=lambda kv: -kv[1]))
+        console.print(f"out of distribution: {summary.ood:,} of {summary.rows:,} profiles"
+                      + (f" ({escape(why)}): their predictions are extrapolations" if summary.ood else "")
+                      + ("" if args.keep_columns or args.sets_out else
+                         " (--keep-columns or --sets-out write the 'ood' column)"), highlight=False)
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")
     if args.sets_out:
@@ -655,7 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
     _simulate_layout_args(p)
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("train", help="cross-validate a model and write a bundle")
+    p = sub.add_parser("train", help="cross-validate a model and write a bundle",
+                       description="Cross-validate a model (folds grouped by compound), fit it on every training "
+                                   "profile and write a bundle with its CV report, MoA-set calibration and "
+                                   "reference index: from a LISH-MoA directory (--data) or from any profile table "
+                                   "read through a layout (--features with --layout or the layout flags).")
     p.add_argument("--data", help="directory in the LISH-MoA layout (or --features with --layout, below)")
     p.add_argument("--model", help="model name (default: the best blend); see 'moa models'")
     p.add_argument("--out", required=True, help="bundle directory to write")
@@ -680,13 +702,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     add_layout_command(sub)
 
-    p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
+    p = sub.add_parser("predict", help="predict MoA probabilities for a features file",
+                       description="Predict every profile of a file with a bundle, streamed in chunks: one row of "
+                                   "MoA probabilities per profile (the sample_submission layout), with the number "
+                                   "of profiles out of distribution, the genes matched for CMap files and any time "
+                                   "or dose the model was asked in place of the file's own.")
     p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
     p.add_argument("--features", required=True,
-                   help="profiles: CSV/Parquet in the test_features layout, or CMap files (GCTX, GCT, h5ad, tables "
-                        "with genes named by Entrez id or symbol)")
+                   help="profiles: CSV/Parquet in the bundle's layout (test_features for LISH-MoA bundles, the "
+                        "training table's layout for bundles trained with --layout), or CMap files (GCTX, GCT, "
+                        "h5ad, tables with genes named by Entrez id or symbol)")
     p.add_argument("--out", required=True, help="CSV (sample_submission layout) or .parquet")
-    p.add_argument("--keep-columns", action="store_true", help="append the input's extra columns (e.g. compound)")
+    p.add_argument("--keep-columns", action="store_true",
+                   help="append the input's extra columns (e.g. compound), then 'ood' (out of distribution: true / "
+                        "false) and 'ood_reason'")
+    p.add_argument("--no-ood", action="store_true",
+                   help="skip the out-of-distribution check (one matrix product with the reference profiles per "
+                        "chunk: worth skipping only for files of millions of profiles)")
     p.add_argument("--level", choices=("profile", "treatment", "compound"), default="profile",
                    help="profile: one call per row (default); treatment / compound: the wells of each treatment "
                         "(the layout's treatment columns) or compound averaged, then called (bundles of a custom "
@@ -696,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "size)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--sets-out", metavar="FILE", help="also write each profile's MoA set (CSV/Parquet: sig_id, "
-                                                      "moa_set with MoAs joined by '|', abstention)")
+                                                      "moa_set with MoAs joined by '|', abstention, ood, ood_reason)")
     p.add_argument("--set-level", type=float, metavar="LEVEL",
                    help="share of true MoAs the sets should contain on new compounds, 0.5-0.99 (default 0.9)")
     p.add_argument("--calls-out", metavar="FILE",
@@ -710,7 +742,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profiles per cluster partition (default 40,000; a multiple of --chunk-rows)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="score predictions against targets")
+    p = sub.add_parser("evaluate", help="score predictions against targets",
+                       description="Mean column-wise log loss of a predictions file against true 0/1 targets, "
+                                   "beside the prior's, with per-target ROC AUC and average precision.")
     p.add_argument("--predictions", required=True, help="predictions file written by 'moa predict' (CSV/Parquet)")
     p.add_argument("--targets", required=True, help="true 0/1 targets (train_targets_scored layout)")
     p.add_argument("--bundle", help="the bundle that made the predictions: the prior is then its training "
@@ -722,12 +756,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the main job: simulate, train the default model, predict, serve the web app",
-                       description="Simulate a data set (SIMULATED features), fit the default model on it, predict "
-                                   "the test profiles and serve the web app. Without --cv the model is not "
-                                   "cross-validated (a few minutes to the web page); --cv adds the 5-fold "
-                                   "drug-grouped CV and fits the blend's stack on it (about 15 more minutes on "
-                                   "2 cores).")
+    p = sub.add_parser("demo", help="simulate a data set, train the default model, predict it and serve the web app",
+                       description="What 'make demo' runs: simulate a data set (SIMULATED features in the LISH-MoA "
+                                   "layout), fit the default model on it, predict the test profiles into "
+                                   "WORKDIR/predictions.csv and serve the web app. Without --cv the model is not "
+                                   "cross-validated (about 3.4 minutes to the web page on 2 cores); --cv adds the "
+                                   "5-fold drug-grouped CV and fits the blend's stack on it (about 9 minutes more "
+                                   "on 2 cores). A second run reuses the data and the model.")
     p.add_argument("--workdir", default="runs/demo", help="where data, bundle and predictions go")
     p.add_argument("--rows", type=int, default=23814, help="simulated training rows")
     p.add_argument("--test-rows", type=int, default=3982, help="simulated test rows")
@@ -741,7 +776,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     # `moa benchmark NAME`: one sub-subcommand per benchmark; add more with bench_sub.add_parser(...)
-    p = sub.add_parser("benchmark", help="reproducible benchmark tables (see 'moa benchmark -h')")
+    p = sub.add_parser("benchmark", help="reproducible benchmark tables (see 'moa benchmark -h')",
+                       description="Reproducible benchmark tables, printed and written as Markdown and JSON: the "
+                                   "paper's models (paper), every model side by side (models), real BBBC021 data "
+                                   "(real).")
     bench_sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     b = bench_sub.add_parser("paper", help="the paper's four models and results tables, side by side",
                              description="BRkNN-a/-b and ML-kNN over k, the paper's net over epochs, and the best "
@@ -801,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "directory, e.g. ~/.local/share/moa-predict)")
     p.add_argument("--max-age-days", type=float, default=None, help="results expire after this (default 30 days)")
     p.add_argument("--max-store-mb", type=float, default=None,
-                   help="stored results' total size; the oldest expire beyond it (default 2147 MB = 2 GiB)")
+                   help="stored results' total size in MB; the oldest expire beyond it (default 2048)")
     p.add_argument("--job-threshold-mb", type=float, default=None,
                    help="files larger than this are predicted in the background with a progress page (default 50)")
     p.add_argument("--token", default=None,
@@ -813,10 +851,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Per profile: the top MoAs with the features pushing each up or down (integrated "
                                    "gradients, neural models), the most similar training profiles with their drugs "
                                    "and MoAs, an out-of-distribution flag; per compound (drug_id / compound / "
-                                   "compound_id column): one ranked MoA list. Writes JSON.")
+                                   "compound_id column, or CMap's pert_iname / pert_id): one ranked MoA list. Writes "
+                                   "JSON.")
     p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
     p.add_argument("--features", required=True,
-                   help="CSV or Parquet in the test_features layout, or a CMap file (GCTX, GCT, h5ad, gene-named table)")
+                   help="CSV or Parquet in the bundle's layout (test_features for LISH-MoA bundles, the training "
+                        "table's layout for bundles trained with --layout), or a CMap file (GCTX, GCT, h5ad, "
+                        "gene-named table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--sig-id", action="append", metavar="ID", help="explain only this profile (repeatable)")
@@ -826,14 +867,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-moas", type=int, default=3, help="MoAs explained per profile when --moa is not given (3)")
     p.add_argument("--neighbours", type=int, default=10, help="similar reference profiles per profile (10; 0: none)")
     p.add_argument("--steps", type=int, default=64, help="integrated-gradients steps (64)")
-    p.add_argument("--compound-column", help="column naming the compound (default: drug_id, compound or "
-                                             "compound_id if present)")
+    p.add_argument("--compound-column", help="column naming the compound (default: drug_id, compound, compound_id or "
+                                             "CMap's pert_iname / pert_id, first present)")
     p.add_argument("--global-data", metavar="DIR", help="training data directory: add each explained MoA's "
                                                          "global view (features that matter across its profiles)")
     p.add_argument("--no-attributions", action="store_true", help="skip attributions (neighbours, OOD, compounds only)")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("models", help="list the available models")
+    p = sub.add_parser("models", help="list the available models",
+                       description="The model names 'moa train --model' and 'moa benchmark' accept.")
     p.set_defaults(func=lambda a: out.print("\n".join(__import__("moa_predict.models", fromlist=["x"])
                                                       .available_models())))
     return parser

@@ -8,9 +8,7 @@ start of the file, and sig_ids are checked for duplicates across chunks (64-bit 
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ from . import schema
 from .cmap import detect_format
 from .errors import DataError
 from .gene_features import iter_gene_features, looks_like_gene_table
-from .io import DEFAULT_MAX_BYTES, Source, read_table, sniff_dialect
+from .io import DEFAULT_MAX_BYTES, Source, missing_file, open_csv_text, read_table
 from .validate import validate_features
 
 DEFAULT_CHUNK_ROWS = 5_000
@@ -46,11 +44,8 @@ def shift_row(exc: DataError, offset: int) -> DataError:
 
 def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFrame]:
     """CSV chunks; a file pandas cannot parse raises the whole-file reader's error, which names the line."""
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+    text, header, sep, decimal = open_csv_text(handle, name)  # encoding, dialect, a cut-off end: said here
     try:
-        sep, decimal = sniff_dialect(text)  # ';'-separated spreadsheet exports are read as they are
-        header = next(csv.reader(text, delimiter=sep), [])
-        text.seek(0)
         names = [h.strip() for h in header]
         dtype = {h: str for h in header if h.strip() == schema.SIG_ID}
         with warnings.catch_warnings():
@@ -61,7 +56,8 @@ def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFram
                 if len(chunk.columns) == len(names):
                     chunk.columns = names
                 yield chunk
-    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+    except (UnicodeDecodeError, EOFError, pd.errors.EmptyDataError, pd.errors.ParserError,
+            pd.errors.ParserWarning) as exc:
         raise _Unparsable(str(exc).strip()) from None
     finally:
         text.detach()
@@ -139,7 +135,7 @@ def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATUR
     path = Path(src)
     name = name or path.name
     if not path.is_file():
-        raise DataError(f"file not found: {path}. Check the path.", source=name)
+        raise missing_file(path, name)
     kind = detect_format(path, name)
     if kind == "table":
         first = next(_checked(_table_chunks(path, name, 200), path, name), None)

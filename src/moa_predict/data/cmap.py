@@ -22,7 +22,7 @@ import pandas as pd
 from . import schema
 from .errors import DataError
 from .genes import count_known, is_gene_name
-from .io import DEFAULT_MAX_BYTES, Source, _human_size, _size_of, read_table
+from .io import DEFAULT_MAX_BYTES, Source, _human_size, _size_of, missing_file, read_table
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 GCT_SUFFIXES = (".gct",)
@@ -441,7 +441,7 @@ def open_genes(src: Source, *, name: str | None = None, max_bytes: int | None = 
     name = name or (os.path.basename(os.fspath(src)) if isinstance(src, (str, os.PathLike))
                     else os.path.basename(str(getattr(src, "name", "upload"))))
     if isinstance(src, (str, os.PathLike)) and not Path(src).is_file():
-        raise DataError(f"file not found: {src}. Check the path.", source=name)
+        raise missing_file(src, name)
     size = os.path.getsize(src) if isinstance(src, (str, os.PathLike)) else _size_of(src)
     if size == 0:
         raise DataError("the file is empty (0 bytes). Provide a file with at least one profile.", source=name)

@@ -94,7 +94,11 @@ class Dataset:
 _FEATURE_SET = set(schema.FEATURE_COLUMNS)
 
 
-COMPOUND_COLUMNS: tuple[str, ...] = (schema.DRUG_ID, "compound", "compound_id")
+COMPOUND_COLUMNS: tuple[str, ...] = (schema.DRUG_ID, "compound", "compound_id",
+                                     # CMap / LINCS metadata, as GCTX, GCT and level-5 tables name it
+                                     "pert_iname", "Metadata_pert_iname", "cmap_name", "Metadata_cmap_name",
+                                     "pert_id", "Metadata_pert_id")
+"""Columns taken as the compound of an upload, the first present (names before CMap's BRD ids)."""
 
 
 def find_compound_column(features: pd.DataFrame, column: str | None = None) -> str | None:

@@ -14,6 +14,11 @@ LISH-MoA meta columns from CMap metadata (``Metadata_`` prefixes ignored), else 
 - ``cp_dose``: ``D1`` always (LISH-MoA's D1/D2 are relative levels with no stated concentration, CMap doses
   are absolute; the dose stays available as ``pert_dose`` etc. in the passed-through metadata).
 An existing ``cp_type``/``cp_time``/``cp_dose`` column is used as it is.
+
+Nothing is substituted silently: every time or dose the model is asked about in place of the file's own is counted
+in ``frame.attrs[SUBSTITUTED_ATTR]`` ({"cp_time": {"6 h": n, ...}, "cp_dose": {"10 uM": n, ...}}: the file's value
+and how many profiles), and :func:`substitution_notes` turns the counts into the sentences ``moa predict`` prints
+and the API answers ("time: 183 profiles at 6 h answered as 24 h: the model knows 24, 48, 72 h").
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .validate import validate_features
 
 GENE_ONLY_ATTR = "moa_gene_only"
 MAPPING_ATTR = "moa_gene_mapping"
+SUBSTITUTED_ATTR = "moa_substituted"
 """Keys of ``DataFrame.attrs`` on frames from :func:`load_gene_features`."""
 
 DEFAULT_CP_TYPE, DEFAULT_CP_TIME, DEFAULT_CP_DOSE = schema.TREATED, 24, "D1"
@@ -108,9 +114,11 @@ def _hours(value: object) -> float:
     return float(match.group(1)) if match else np.nan
 
 
-def lish_meta(meta: pd.DataFrame) -> pd.DataFrame:
-    """cp_type, cp_time, cp_dose for CMap sample metadata (rules in the module docstring)."""
+def lish_meta(meta: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """cp_type, cp_time, cp_dose for CMap sample metadata (rules in the module docstring), and what was
+    substituted: per column, the file's value (or "none given") -> number of profiles answered otherwise."""
     n = len(meta)
+    substituted: dict[str, dict[str, int]] = {}
     cp_type = _find(meta, schema.CP_TYPE)
     if cp_type is None:
         pert = _find(meta, "pert_type")
@@ -122,26 +130,75 @@ def lish_meta(meta: pd.DataFrame) -> pd.DataFrame:
         hours = _find(meta, "pert_time", "pert_itime")
         if hours is None:
             cp_time = pd.Series([DEFAULT_CP_TIME] * n, index=meta.index)
+            given = pd.Series(NOT_GIVEN, index=meta.index)
         else:
             h = hours.map(_hours).to_numpy(dtype=float)
             allowed = np.array(schema.CP_TIMES)
-            nearest = allowed[np.abs(h[:, None] - allowed[None, :]).argmin(axis=1)]
+            nearest = allowed[np.abs(np.nan_to_num(h)[:, None] - allowed[None, :]).argmin(axis=1)]
             cp_time = pd.Series(np.where(np.isfinite(h) & (h > 0), nearest, DEFAULT_CP_TIME), index=meta.index)
+            valid = np.isfinite(h) & (h > 0)  # CMap writes -666 for "unknown"
+            given = hours.astype(str).str.strip().where(valid, NOT_GIVEN)
+            given = given.where(~valid | (h != cp_time.to_numpy()), None)  # exactly 24/48/72 h: as given
+        substituted["cp_time"] = _counts(given, cp_time)
     cp_dose = _find(meta, schema.CP_DOSE)
     if cp_dose is None:
         cp_dose = pd.Series([DEFAULT_CP_DOSE] * n, index=meta.index)
-    return pd.DataFrame({schema.CP_TYPE: cp_type.to_numpy(), schema.CP_TIME: cp_time.to_numpy(),
-                         schema.CP_DOSE: cp_dose.to_numpy()}, index=meta.index)
+        dose = _find(meta, "pert_idose", "pert_dose")
+        substituted["cp_dose"] = _counts(pd.Series(NOT_GIVEN, index=meta.index) if dose is None
+                                         else dose.astype(str).str.strip(), cp_dose)
+    frame = pd.DataFrame({schema.CP_TYPE: cp_type.to_numpy(), schema.CP_TIME: cp_time.to_numpy(),
+                          schema.CP_DOSE: cp_dose.to_numpy()}, index=meta.index)
+    return frame, {k: v for k, v in substituted.items() if v}
+
+
+NOT_GIVEN = "none given"
+
+
+def _counts(given: pd.Series, answered: pd.Series) -> dict[str, int]:
+    """{"the file's value -> the value answered": profiles} for the rows where `given` is not None."""
+    keep = given.notna().to_numpy()
+    pairs = given[keep].astype(str) + " -> " + answered[keep].astype(str)
+    return {str(k): int(v) for k, v in pairs.value_counts(sort=False).items()}
+
+
+def merge_substitutions(total: dict[str, dict[str, int]], more: dict[str, dict[str, int]] | None) -> None:
+    """Add one chunk's substitution counts to `total` (in place)."""
+    for column, counts in (more or {}).items():
+        into = total.setdefault(column, {})
+        for key, n in counts.items():
+            into[key] = into.get(key, 0) + int(n)
+
+
+def substitution_notes(substituted: dict[str, dict[str, int]] | None, limit: int = 4) -> list[str]:
+    """The counts of ``lish_meta`` as sentences: what the model was asked in place of the file's values."""
+    notes = []
+    knows = {"cp_time": f"the model knows {', '.join(map(str, schema.CP_TIMES))} h",
+             "cp_dose": "the model knows LISH-MoA's relative doses D1 and D2 only, not concentrations"}
+    what = {"cp_time": "time", "cp_dose": "dose"}
+    for column, counts in (substituted or {}).items():
+        parts = []
+        for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:limit]:
+            given, answered = key.split(" -> ", 1)
+            unit = " h" if column == "cp_time" else ""
+            parts.append(f"{n:,} profile{'s' * (n != 1)} with no {what[column]} given answered as {answered}{unit}"
+                         if given == NOT_GIVEN else
+                         f"{n:,} profile{'s' * (n != 1)} at {given} answered as {answered}{unit}")
+        more = len(counts) - limit
+        notes.append(f"{what[column]}: {'; '.join(parts)}{f'; and {more} other value(s)' if more > 0 else ''} "
+                     f"({knows[column]}).")
+    return notes
 
 
 def _block_frame(meta: pd.DataFrame, values: np.ndarray, mapping: GeneMapping, source: str) -> pd.DataFrame:
     genes = mapping.apply(values, subset=True)
-    lish = lish_meta(meta)
+    lish, substituted = lish_meta(meta)
     extra = meta.drop(columns=[c for c in meta.columns if str(c) in schema.META_COLUMNS or
                                schema.FEATURE_LIKE.match(str(c))])
     frame = pd.concat([pd.DataFrame({schema.SIG_ID: meta.index.astype(str)}, index=meta.index), lish,
                        pd.DataFrame(genes, index=meta.index, columns=list(schema.GENE_COLUMNS)), extra], axis=1)
-    return validate_features(frame.reset_index(drop=True), source, schema.GENE_COLUMNS)
+    frame = validate_features(frame.reset_index(drop=True), source, schema.GENE_COLUMNS)
+    frame.attrs[SUBSTITUTED_ATTR] = substituted
+    return frame
 
 
 def _mapping(source: GeneSource) -> GeneMapping:

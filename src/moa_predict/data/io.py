@@ -111,15 +111,113 @@ def _ragged_line(text: IO[str], n_fields: int, sep: str = ",") -> tuple[int, int
     return None
 
 
-def _read_csv(src: IO[bytes], name: str) -> pd.DataFrame:
-    """Read a UTF-8 CSV (BOM and Windows line endings allowed; ',' or ';' separated, see ``sniff_dialect``) with
-    the header's names kept verbatim."""
-    text = io.TextIOWrapper(src, encoding="utf-8-sig", newline="")
-    sep = ","
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+ENCODING_NAMES = {"utf-8-sig": "UTF-8", "utf-16": "UTF-16", "utf-16-le": "UTF-16 (little-endian, no BOM)",
+                  "utf-16-be": "UTF-16 (big-endian, no BOM)", "utf-32": "UTF-32"}
+
+
+def sniff_encoding(head: bytes) -> str | None:
+    """The text encoding of a CSV from its first bytes: its byte-order mark (UTF-8, UTF-16 or UTF-32, as Excel's
+    "Unicode text" and Windows tools write them), UTF-16 without one (ASCII text with every other byte 0), else
+    UTF-8 ("utf-8-sig" reads it with or without a BOM); None for binary data (zero bytes in other places)."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    even, odd = head[0::2], head[1::2]
+    if len(head) >= 4 and b"\x00" not in even and odd.count(0) >= 0.9 * len(odd):
+        return "utf-16-le"
+    if len(head) >= 4 and b"\x00" not in odd and even.count(0) >= 0.9 * len(even):
+        return "utf-16-be"
+    return None if b"\x00" in head else "utf-8-sig"
+
+
+def _tail(src: IO[bytes], n: int = 1 << 16) -> bytes:
+    pos = src.tell()
+    src.seek(0, os.SEEK_END)
+    size = src.tell()
+    src.seek(max(0, size - n))
+    tail = src.read(n)
+    src.seek(pos)
+    return tail
+
+
+def _count_lines(src: IO[bytes]) -> int:
+    """Line ends in the whole stream (read in 1 MB blocks), the stream rewound."""
+    pos, n = src.tell(), 0
+    src.seek(0)
+    for block in iter(lambda: src.read(1 << 20), b""):
+        n += block.count(b"\n")
+    src.seek(pos)
+    return n
+
+
+def check_complete(src: IO[bytes], name: str, n_fields: int, sep: str, encoding: str) -> None:
+    """A CSV whose last line has fewer fields than the header and no line end was cut off (an interrupted copy
+    or download): say so, with its row, instead of reading the row's missing values as holes. Only the end of the
+    file is read, unless it is cut off (then its lines are counted); streams that cannot seek are not checked."""
+    if encoding != "utf-8-sig" or not src.seekable() or isinstance(src, gzip.GzipFile):
+        return
+    tail = _tail(src)
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    try:
+        fields = len(next(csv.reader([last], delimiter=sep), []))
+    except csv.Error:  # an open quote: cut inside a quoted field
+        fields = 0
+    if fields >= n_fields:
+        return
+    row = _count_lines(src)  # line ends before the last line = rows before it, the header's included
+    raise DataError(f"the file seems cut off at row {row:,} (line {row + 1:,}): its last line has {fields} of the "
+                    f"header's {n_fields} fields and no line end. Copy or export the file again.", source=name,
+                    row=row)
+
+
+def open_csv_text(src: IO[bytes], name: str) -> tuple[io.TextIOWrapper, list[str], str, str]:
+    """(text stream, header names, separator, decimal mark) of a CSV: its encoding sniffed (``sniff_encoding``:
+    binary data and a cut-off last line are refused here, naming what they are), its dialect too
+    (``sniff_dialect``); the text stream is rewound. The one opening of every CSV reader (whole file or chunks);
+    the caller detaches the stream."""
+    head = src.read(4096)
+    src.seek(0)
+    encoding = sniff_encoding(head)
+    if encoding is None:
+        raise DataError("this is not a CSV file (it contains binary data). Provide a comma-separated text file "
+                        "or a Parquet file.", source=name)
+    text = io.TextIOWrapper(src, encoding=encoding, newline="")
     try:
         sep, decimal = sniff_dialect(text)
         header = next(csv.reader(text, delimiter=sep), [])
         text.seek(0)
+    except UnicodeDecodeError as exc:
+        text.detach()
+        raise _encoding_error(exc, encoding, name) from None
+    except BaseException:
+        text.detach()
+        raise
+    try:
+        check_complete(src, name, len(header), sep, encoding)
+    except DataError:
+        text.detach()
+        raise
+    return text, header, sep, decimal
+
+
+def _encoding_error(exc: UnicodeDecodeError, encoding: str, name: str) -> DataError:
+    label = ENCODING_NAMES.get(encoding, encoding)
+    guess = (" It may be Latin-1 / Windows-1252 (older spreadsheets save so)." if encoding == "utf-8-sig" and
+             isinstance(exc.object, bytes) and any(0x80 <= b <= 0xFF for b in exc.object[exc.start:exc.start + 1])
+             else "")
+    return DataError(f"this is not a {label} text file (it holds bytes such as {exc.object[exc.start:exc.start + 1]!r} "
+                     f"that are not {label}).{guess} Save it as CSV (UTF-8) and try again.", source=name)
+
+
+def _read_csv(src: IO[bytes], name: str) -> pd.DataFrame:
+    """Read a CSV (UTF-8 with or without BOM, UTF-16 / UTF-32; Windows line endings allowed; ',' or ';' separated,
+    see ``open_csv_text``) with the header's names kept verbatim."""
+    text, header, sep, decimal = open_csv_text(src, name)
+    try:
         with warnings.catch_warnings():
             # index_col=False: pandas would otherwise turn a first column that has no header name (a line with
             # one field too many) into the index and shift every column by one, silently.
@@ -127,9 +225,8 @@ def _read_csv(src: IO[bytes], name: str) -> pd.DataFrame:
             sig_id_as_text = {h: str for h in header if h.strip() == schema.SIG_ID}  # keep '001' as '001'
             frame = pd.read_csv(text, low_memory=False, dtype=sig_id_as_text, index_col=False, sep=sep,
                                 decimal=decimal)
-    except UnicodeDecodeError:
-        raise DataError("this is not a UTF-8 text CSV file. Save it as CSV (UTF-8) and try again.",
-                        source=name) from None
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(exc, text.encoding, name) from None
     except pd.errors.EmptyDataError:
         raise DataError("the file has no header line or data. Provide a CSV with a header line.", source=name) from None
     except (pd.errors.ParserError, pd.errors.ParserWarning) as exc:
@@ -164,9 +261,14 @@ def _gunzip(src: IO[bytes], name: str, max_bytes: int | None) -> IO[bytes]:
     try:
         with gzip.GzipFile(fileobj=src, mode="rb") as z:
             data = z.read(limit + 1)
-    except (OSError, EOFError) as exc:
-        raise DataError(f"not a readable gzip file ({exc}). The file may be truncated: copy it again, or provide "
-                        "it uncompressed.", source=name) from None
+    except EOFError:  # the compressed stream ends early: an interrupted copy or download
+        src.seek(0)
+        row = _readable_lines(src)
+        raise DataError(f"the file seems cut off at row {row:,} (line {row + 1:,}): its gzip stream ends early. "
+                        "Copy or download the file again, or provide it uncompressed.", source=name, row=row) from None
+    except OSError as exc:
+        raise DataError(f"not a readable gzip file ({exc}). Copy it again, or provide it uncompressed.",
+                        source=name) from None
     finally:
         src.seek(0)
     if len(data) > limit:
@@ -175,6 +277,29 @@ def _gunzip(src: IO[bytes], name: str, max_bytes: int | None) -> IO[bytes]:
     out = io.BytesIO(data)
     out.name = name.removesuffix(".gz")
     return out
+
+
+def _readable_lines(src: IO[bytes]) -> int:
+    """Complete lines in a gzip stream that ends early (what can be decompressed before it stops)."""
+    import zlib
+
+    z = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    lines = 0
+    for block in iter(lambda: src.read(1 << 20), b""):
+        try:
+            lines += z.decompress(block).count(b"\n")
+        except zlib.error:
+            break
+    return lines
+
+
+def missing_file(path: str | os.PathLike, name: str) -> DataError:
+    """The error for a path that is not a readable file: a directory says so, anything else is not found."""
+    path = Path(path)
+    if path.is_dir():
+        return DataError(f"{path} is a directory, not a file. Give a file inside it (for a LISH-MoA data directory "
+                         "use 'moa train --data DIR').", source=name)
+    return DataError(f"file not found: {path}. Check the path.", source=name)
 
 
 def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES) -> pd.DataFrame:
@@ -188,7 +313,7 @@ def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = 
         path = Path(src)
         name = name or path.name
         if not path.is_file():
-            raise DataError(f"file not found: {path}. Check the path.", source=name)
+            raise missing_file(path, name)
         with open(path, "rb") as handle:
             return read_table(handle, name=name, max_bytes=max_bytes)
     name = name or getattr(src, "name", None) or "upload"
@@ -206,9 +331,6 @@ def read_table(src: Source, *, name: str | None = None, max_bytes: int | None = 
         return read_table(_gunzip(src, name, max_bytes), name=name.removesuffix(".gz"), max_bytes=max_bytes)
     if _is_parquet(name, head):
         return _read_parquet(src, name)
-    if b"\x00" in head:
-        raise DataError("this is not a CSV file (it contains binary data). Provide a comma-separated text file "
-                        "or a Parquet file.", source=name)
     return _read_csv(src, name)
 
 

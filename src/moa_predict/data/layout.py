@@ -33,7 +33,7 @@ SPEC = "moa_layout"
 def layout_spec(frame: "pd.DataFrame") -> dict[str, Any] | None:
     """The layout spec a frame read through a layout carries (``data.profiles.load_profiles``): {"blocks": {name:
     [columns]}, "pca": {name: n}, "meta_categorical": [...], "meta_numeric": [...], "single_label": bool,
-    "treatment": [...]}; None for LISH-MoA frames."""
+    "treatment": [...], "group": the compound column or None}; None for LISH-MoA frames."""
     return frame.attrs.get(SPEC)
 
 

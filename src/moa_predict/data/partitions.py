@@ -101,7 +101,7 @@ def plan_partitions(path: str | os.PathLike, *, rows: int = DEFAULT_PARTITION_RO
     path = Path(path)
     name = path.name
     if not path.is_file():
-        raise DataError(f"file not found: {path}. Check the path.", source=name)
+        raise missing_file(path, name)
     rows = max(chunk_rows, -(-max(1, rows) // chunk_rows) * chunk_rows)
     kind = detect_format(path, name)
     if kind == "hdf5":

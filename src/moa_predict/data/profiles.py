@@ -25,6 +25,7 @@ from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
 from .normalize import ProfileNormalizer, scale_profiles
+from .validate import lookalike_hint
 
 ID_FALLBACKS = ("sig_id", "sample_id", "id")
 """An upload's own profile ids when it lacks the layout's id columns (``sample_id``: GCT/GCTX/h5ad sample ids)."""
@@ -182,7 +183,8 @@ def _ids(frame: pd.DataFrame, layout: Layout, source: str, *, upload: bool = Fal
         return pd.Index([f"row-{i + 1}" for i in range(len(frame))], name=schema.SIG_ID)
     for c in layout.id:
         if c not in frame.columns:
-            raise DataError(f"the layout's id column {c!r} is not in the table.", source=source, column=c)
+            raise DataError(f"the layout's id column {c!r} is not in the table."
+                            f"{lookalike_hint([c], list(frame.columns))}", source=source, column=c)
     ids = frame[list(layout.id)].astype(str).agg("_".join, axis=1).str.strip()
     dup = ids.duplicated(keep=False)
     if dup.any():
@@ -226,7 +228,8 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
         return targets, {"unannotated_rows": missing}
     if labels.source == "column":
         if labels.column not in frame.columns:
-            raise DataError(f"label column {labels.column!r} is not in the table.", source=source,
+            raise DataError(f"label column {labels.column!r} is not in the table."
+                            f"{lookalike_hint([labels.column], list(frame.columns))}", source=source,
                             column=labels.column)
         raw = frame[labels.column]
     else:
@@ -348,8 +351,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         missing = [c for c in feature_columns if c not in frame.columns]
         if missing:
             raise DataError(f"{len(missing)} feature column(s) the model was trained on are missing "
-                            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}).", source=source,
-                            column=missing[0])
+                            f"({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''})."
+                            f"{lookalike_hint(missing, list(frame.columns))}", source=source, column=missing[0])
         wanted = set(feature_columns)
         blocks = {k: [c for c in v if c in wanted]
                   for k, v in layout.block_columns(list(frame.columns), source).items()}
@@ -419,7 +422,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
                             "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
                             "single_label": layout.single_label,
                             "treatment": [c for c in layout.treatment if c in meta.columns],
-                            "genes": genes}
+                            "genes": genes,
+                            "group": layout.group if layout.group in meta.columns else None}
     if gene_reports:
         features.attrs[MAPPING_ATTR] = notes["genes"]
     targets = drugs = None

@@ -25,6 +25,34 @@ def _listing(items: Sequence[object]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
+_LOOKALIKES = str.maketrans({
+    **{c: "-" for c in "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"},  # dashes, minus
+    **dict(zip("АВЕКМНОРСТХУаеорсухкмтіј", "ABEKMHOPCTXYaeopcyxkmtij")),  # Cyrillic
+    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧοντ", "ABEZHIKMNOPTYXovt")),  # Greek
+    **{c: " " for c in "\u00a0\u2007\u202f"}, **{c: "" for c in "\u200b\u200c\u200d\u2060\ufeff"}})
+"""Characters that look like ASCII ones in a header (a spreadsheet's auto-corrected hyphen, a Cyrillic 'с'):
+mapped to the ASCII they look like, so a header that differs from an expected one only by them is recognised."""
+
+
+def lookalike_hint(missing: Sequence[str], present: Sequence[object]) -> str:
+    """A sentence naming the columns present that differ from missing ones only by look-alike characters
+    (non-ASCII hyphens, Cyrillic or Greek letters, invisible spaces), with the odd characters; '' if none."""
+    import unicodedata
+
+    def plain(name: str) -> str:
+        return unicodedata.normalize("NFKC", str(name)).translate(_LOOKALIKES).strip()
+
+    wanted = {plain(m): m for m in missing}
+    found = [(str(c), wanted[plain(c)]) for c in present if str(c) not in wanted.values() and plain(c) in wanted]
+    if not found:
+        return ""
+    column, meant = found[0]
+    odd = ", ".join(f"U+{ord(ch):04X} {unicodedata.name(ch, '?')}" for ch in dict.fromkeys(column) if ord(ch) > 127)
+    more = f" ({len(found)} columns are like that)" if len(found) > 1 else ""
+    return (f" Column {column!r} looks like {meant!r} but is written with look-alike characters ({odd}){more}: "
+            "retype the header in plain ASCII (a spreadsheet may have auto-corrected it).")
+
+
 def _show(value: object) -> str:
     """A cell as the user typed it: '36', 'abc', 'empty' (not np.int64(36) or nan)."""
     if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
@@ -184,8 +212,8 @@ def validate_features(df: pd.DataFrame, source: str,
     required = list(schema.META_COLUMNS) + list(feature_columns)
     missing = [c for c in required if c not in df.columns]
     if missing:
-        hint = ""
-        if not any(c in df.columns for c in required if c != schema.SIG_ID):
+        hint = lookalike_hint(missing, list(df.columns))
+        if not hint and not any(c in df.columns for c in required if c != schema.SIG_ID):
             hint = _layout_hint(df)
         raise DataError(f"missing column(s) {_listing(missing)} ({len(missing)} in all). A features file needs "
                         f"{', '.join(schema.META_COLUMNS)} and the {len(feature_columns)} columns "

@@ -30,6 +30,7 @@ DEFAULT_LEVEL = 0.9
 NO_CONFIDENT = "no confident MoA"
 UNLIKE = "unlike anything in the reference"
 CONTROL = "control: no MoA by definition"
+NOT_APPLICABLE_POOLING = "not applicable: no compound has 2 or more profiles"
 NO_NARROW = "the model cannot narrow this profile down at this level"
 """A set holding half the MoAs or more says nothing a scientist can act on: it is not shown."""
 MAX_DRUG_SIZE = 18
@@ -231,7 +232,8 @@ class TrustModel:
             "sets": [{k: m[k] for k in ("level", "pooled_recall", "per_profile_recall", "mean_set_size",
                                         "set_size_quantiles", "narrowing_share", "empty_share") if k in m}
                      for m in self.measured if any(abs(m["level"] - lv) < 1e-9 for lv in (0.8, 0.9, 0.95))],
-            "compound_pooling": None if self.compound is None else self.compound.get("gain"),
+            "compound_pooling": self.compound.get("gain") if self.compound is not None else (
+                NOT_APPLICABLE_POOLING if self.grouped else "not applicable: no compound ids"),
             "calls": None if self.calls is None else CallModel(self.calls).summary(),
         }
 
@@ -322,10 +324,13 @@ def _treatment_pooled(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray,
 
 
 def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndarray,
-                  levels: tuple[float, ...]) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, None, np.ndarray]]:
+                  levels: tuple[float, ...]
+                  ) -> tuple[dict[str, Any] | None, tuple[np.ndarray, np.ndarray, None, np.ndarray]]:
     """Compound-level pooling: one row per (drug, fold) (a large drug split over folds is one compound per
     fold); the Platt map and set thresholds fit on compounds with ≥ 2 profiles; its gain measured nested.
-    Also the compounds' nested pooled probabilities, labels and folds (the calls at the compound level)."""
+    Also the compounds' nested pooled probabilities, labels and folds (the calls at the compound level). The
+    pooling is None when no compound has 2 profiles (a table of one consensus profile per compound): it does not
+    apply, and single profiles pass through."""
     keys = np.char.add(np.char.add(np.asarray(drugs).astype(str), "|"), fold.astype(str))
     codes, uniques = pd.factorize(keys, sort=True)
     G = len(uniques)
@@ -335,6 +340,8 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
     fold_c = np.zeros(G, dtype=np.int64)
     fold_c[codes] = fold
     multi = n >= 2
+    if not multi.any():  # one profile per compound: nothing to pool (see NOT_APPLICABLE_POOLING)
+        return None, (sigmoid(zbar), Yc, None, fold_c)
     Pc = np.empty_like(zbar)
     for k in np.unique(fold_c):  # nested: the map fit on the other folds' compounds
         train, test = multi & (fold_c != k), fold_c == k

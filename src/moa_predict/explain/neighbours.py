@@ -49,6 +49,8 @@ from ..runtime.threads import limit_threads
 
 PREFIX = "reference."
 _CHUNK = 1024  # query rows per matrix product (and reference rows per block of the OOD calibration)
+COPY_COSINE, COPY_TOLERANCE = 0.9999, 1e-3
+"""A query is a copy of a reference profile at this cosine in the components and this relative structure gap."""
 
 
 def _encode_strings(values: list[str]) -> np.ndarray:
@@ -305,24 +307,41 @@ class ReferenceIndex:
 
     def nearest_distance(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """OOD distance to the nearest reference (see the module docstring), and that reference's row."""
-        dist, near, _ = self.ood_components(X)
+        dist, near, *_ = self.ood_components(X)
         return dist, near
 
-    def ood_components(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(distance, nearest reference row, structure) per profile; structure is the share of the standardised
-        profile's norm inside the reference components (real profiles ≈ 0.9, noise ≈ 0.4)."""
+    def ood_components(self, X: pd.DataFrame | np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(distance, nearest reference row, structure, copy) per profile; structure is the share of the
+        standardised profile's norm inside the reference components (real profiles ≈ 0.9, noise ≈ 0.4); copy is
+        True for a profile that IS a reference profile (the same components and the same share outside them, to
+        float precision: a training well sent again), whose nearest reference is then itself at distance 0 (the
+        distance otherwise counts the part outside the components as unshared, even with itself)."""
         x = self._matrix(X)
         z = self.project(x)
         norm = np.maximum(self.standardised_norm(x), 1e-12)
         q = (z / norm[:, None]).astype(np.float32)
+        structure = (np.linalg.norm(z, axis=1) / norm).astype(np.float32)
+        ref_structure = np.linalg.norm(self._shape, axis=1)
         dist = np.empty(len(q), dtype=np.float32)
         near = np.empty(len(q), dtype=np.int64)
+        copy = np.zeros(len(q), dtype=bool)
         for i in range(0, len(q), _CHUNK):
             s = _matmul(q[i:i + _CHUNK], self._shape.T)
             near[i:i + _CHUNK] = s.argmax(axis=1)
             dist[i:i + _CHUNK] = 1.0 - s.max(axis=1)
-        structure = (np.linalg.norm(z, axis=1) / norm).astype(np.float32)
-        return dist, near, structure
+            # a copy: cosine ≈ 1 in the components and the same structure, so s ≈ st²; the few pairs near that
+            # are checked exactly (one boolean pass over the chunk, no float temporaries of its size)
+            st = structure[i:i + _CHUNK]
+            rows, cols = np.nonzero(s >= (COPY_COSINE * (1 - COPY_TOLERANCE) ** 2 * st * st)[:, None])
+            if len(rows):
+                sr, rs = st[rows], ref_structure[cols]
+                ok = (s[rows, cols] >= COPY_COSINE * sr * rs) & (np.abs(rs - sr) <= COPY_TOLERANCE * sr)
+                rows, cols = rows[ok], cols[ok]
+                copy[i + rows] = True
+                near[i + rows] = cols
+                dist[i + rows] = 0.0
+        return dist, near, structure, copy
 
     def similarity_percentile(self, sim: np.ndarray) -> np.ndarray:
         """Percent of random reference pairs less similar than `sim`."""

@@ -33,19 +33,41 @@ import pandas as pd
 from .neighbours import require_reference
 
 
-def ood_scores(index: Any, X: pd.DataFrame | np.ndarray) -> list[dict[str, Any]]:
+FAR = "far from every training profile"
+STRUCTURE = "lacks the correlation structure of the training profiles"
+SIMULATED_STRUCTURE = (STRUCTURE + " (the model's training profiles are SIMULATED: a real profile can lack their "
+                       "structure and still be sound)")
+
+
+def structure_reason(simulated: bool = False) -> str:
+    """The structure check's reason: it compares with the TRAINING profiles, which may be simulated."""
+    return SIMULATED_STRUCTURE if simulated else STRUCTURE
+
+
+def is_simulated(bundle: Any) -> bool:
+    """True when the bundle was trained on simulated profiles (its ``training_data.simulated`` marker)."""
+    return bool(((getattr(bundle, "info", None) or {}).get("training_data") or {}).get("simulated"))
+
+
+def _flags(index: Any, dist: np.ndarray, structure: np.ndarray, copy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(far, unstructured) per profile. A copy of a training profile (a training well sent again: its nearest
+    reference is itself, similarity 1) is never flagged, whatever its structure (DMSO wells, mostly noise after
+    plate normalisation, have the least of it: the 0.1 % of training profiles below the threshold are such)."""
+    far = (dist > index.ood_threshold) & ~copy
+    unstructured = (structure < index.structure_threshold) & ~copy
+    return far, unstructured
+
+
+def ood_scores(index: Any, X: pd.DataFrame | np.ndarray, simulated: bool = False) -> list[dict[str, Any]]:
     """Per profile: ``flag``, ``reasons``, the ``distance`` to the nearest reference with its training
     ``threshold`` and ``percentile`` among training profiles' distances, the ``structure`` with its
     ``structure_threshold``, and the nearest reference (sig_id, drug)."""
-    dist, near, structure = index.ood_components(X)
+    dist, near, structure, copy = index.ood_components(X)
+    far, unstructured = _flags(index, dist, structure, copy)
     pct = np.interp(dist, index.ood_distances, np.linspace(0, 100, len(index.ood_distances)))
     out = []
-    for d, j, p, st in zip(dist, near, pct, structure):
-        reasons = []
-        if d > index.ood_threshold:
-            reasons.append("far from every training profile")
-        if st < index.structure_threshold:
-            reasons.append("lacks the correlation structure of real profiles")
+    for d, j, p, st, f, u in zip(dist, near, pct, structure, far, unstructured):
+        reasons = [FAR] * bool(f) + [structure_reason(simulated)] * bool(u)
         out.append({"flag": bool(reasons), "reasons": reasons,
                     "distance": round(float(d), 4), "threshold": round(float(index.ood_threshold), 4),
                     "percentile": round(float(p), 2), "structure": round(float(st), 4),
@@ -56,16 +78,28 @@ def ood_scores(index: Any, X: pd.DataFrame | np.ndarray) -> list[dict[str, Any]]
 
 def ood_mask(index: Any, X: pd.DataFrame | np.ndarray) -> np.ndarray:
     """The flag alone, vectorised (True: out of distribution)."""
-    dist, _, structure = index.ood_components(X)
-    return (dist > index.ood_threshold) | (structure < index.structure_threshold)
+    dist, _, structure, copy = index.ood_components(X)
+    far, unstructured = _flags(index, dist, structure, copy)
+    return far | unstructured
+
+
+def ood_columns(index: Any, X: pd.DataFrame | np.ndarray, simulated: bool = False) -> pd.DataFrame:
+    """``ood`` (bool) and ``ood_reason`` (the reasons joined by "; ", empty when not flagged), vectorised: the
+    columns ``moa predict`` writes."""
+    dist, _, structure, copy = index.ood_components(X)
+    far, unstructured = _flags(index, dist, structure, copy)
+    reason = np.where(far & unstructured, f"{FAR}; {structure_reason(simulated)}",
+                      np.where(far, FAR, np.where(unstructured, structure_reason(simulated), "")))
+    return pd.DataFrame({"ood": far | unstructured, "ood_reason": reason.astype(object)},
+                        index=X.index if isinstance(X, pd.DataFrame) else None)
 
 
 def ood_flags(bundle: Any, features: pd.DataFrame) -> list[dict[str, Any]]:
     """For the web layer / CLI: per uploaded profile {sig_id, distance, threshold, flag, percentile, ...}."""
     index = require_reference(bundle)
-    return [{"sig_id": str(s), **o} for s, o in zip(features.index, ood_scores(index, features))]
+    return [{"sig_id": str(s), **o} for s, o in zip(features.index, ood_scores(index, features, is_simulated(bundle)))]
 
 
 OOD_MESSAGE = ("unlike the training profiles (too far from every reference, or without the correlation structure "
-               "of real profiles): their predictions are extrapolations; check the file (units, column order, "
-               "normalisation) before trusting them")
+               "of the training profiles): their predictions are extrapolations; check the file (units, column "
+               "order, normalisation) before trusting them")

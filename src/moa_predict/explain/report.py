@@ -18,9 +18,10 @@ from ..data import schema
 from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
 from ..data.dataset import find_compound_column
+from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
 from .compounds import compound_calls, compound_calls_json
 from .neighbours import reference_meta_columns
-from .ood import OOD_MESSAGE, ood_scores
+from .ood import OOD_MESSAGE, is_simulated, ood_scores
 
 
 def _plain(value: Any) -> Any:
@@ -68,7 +69,8 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     listed = (info.get("cv") or {}).get("not_predictable")
     not_predictable = None if listed is None else set(listed)
     proba = bundle.predict_proba(features)
-    warnings: list[str] = []
+    # times and doses the model was asked in place of the file's own (CMap signatures): said, never silent
+    warnings: list[str] = substitution_notes(features.attrs.get(SUBSTITUTED_ATTR))
     layout = getattr(bundle, "layout", None)
     if compound_column is None and layout is not None and layout.group in features.columns:
         compound_column = layout.group  # another layout: its compound (group) column
@@ -113,7 +115,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
         ref_part["ood_threshold"] = round(float(index.ood_threshold), 4)
         if neighbours > 0:
             found = index.neighbours(features, k=neighbours)
-        oods = ood_scores(index, features)
+        oods = ood_scores(index, features, is_simulated(bundle))
         n_flag = sum(o["flag"] for o in oods)
         if n_flag:
             warnings.append(f"{n_flag} of {len(features)} profile(s) are {OOD_MESSAGE}")

@@ -31,7 +31,7 @@ from ..data.io import atomic_path
 from ..data.partitions import DEFAULT_PARTITION_ROWS, Partition, iter_partition, plan_partitions
 from ..runtime.threads import set_threads
 from ..training.bundle import Bundle, load_bundle
-from .stream import StreamSummary, Writer, predict_features
+from .stream import StreamSummary, Writer, predict_features, written
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}
 _LOCK = threading.Lock()
@@ -62,12 +62,13 @@ class PartitionResult:
 
 
 def score_partition(bundle_path: str, features_path: str, part: Partition, chunk_rows: int, keep_columns: bool,
-                    threads: int | None = None) -> PartitionResult:
+                    threads: int | None = None, ood: bool = True) -> PartitionResult:
     """A worker's task: read partition `part` of the file and predict it with the process's bundle."""
     bundle = worker_bundle(bundle_path, threads)
     summary = StreamSummary()
     frames = iter_partition(features_path, part, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows)
-    parts = [frame for _, frame in predict_features(bundle, frames, keep_columns=keep_columns, summary=summary)]
+    parts = [written(frame, keep_columns)
+             for _, frame in predict_features(bundle, frames, keep_columns=keep_columns, summary=summary, ood=ood)]
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
     return PartitionResult(frame, summary)
 
@@ -90,7 +91,7 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
                              out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                              partition_rows: int = DEFAULT_PARTITION_ROWS, keep_columns: bool = False,
                              progress: bool = True, threads: int | None = None,
-                             in_flight: int | None = None) -> StreamSummary:
+                             in_flight: int | None = None, ood: bool = True) -> StreamSummary:
     """``inference.stream.predict_file`` with the partitions scored on the cluster of `client`
     (``distributed.Client``); `threads`: torch threads per worker process (None: the workers' own);
     `in_flight`: partitions submitted ahead of the one being written (default twice the workers)."""
@@ -107,7 +108,7 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
 
     def submit(part: Partition) -> Any:
         return client.submit(score_partition, str(bundle_path), str(src), part, chunk_rows, keep_columns, threads,
-                             key=f"moa-predict-{run}-{part.index}", pure=False)
+                             ood, key=f"moa-predict-{run}-{part.index}", pure=False)
 
     pending = deque(submit(p) for p in parts[:ahead])
     rows_before = 0
@@ -133,11 +134,7 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
                         raise _partition_error(exc, part, 0, name) from None
                     writer.write(result.frame)
                     s = result.summary
-                    summary.rows += s.rows
-                    summary.controls += s.controls
-                    summary.chunks += s.chunks
-                    summary.gene_only = summary.gene_only or s.gene_only
-                    summary.mapping = summary.mapping or s.mapping
+                    summary.add(s)
                     rows_before += s.rows
                     bar.update(s.rows)
             if summary.rows == 0:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..data import schema
 from ..data.errors import DataError
 from ..data.chunks import DEFAULT_CHUNK_ROWS, iter_features
-from ..data.gene_features import MAPPING_ATTR, is_gene_only
+from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, merge_substitutions
 from ..data.io import Source, atomic_path
 from ..runtime.background import Serial, prefetched
 from ..runtime.workers import release_memory
@@ -40,6 +40,25 @@ class StreamSummary:
     answered_by: set[str] = field(default_factory=set)
     """Which model(s) answered (``Bundle.answers``): the full model, or the gene-only one for CMap files."""
     extra: dict[str, Any] = field(default_factory=dict)
+    ood: int | None = None
+    """Profiles flagged out of distribution (None: not checked, or no reference index)."""
+    ood_reasons: dict[str, int] = field(default_factory=dict)
+    substituted: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Times and doses the model was asked in place of the file's own (``data.gene_features.lish_meta``)."""
+
+    def add(self, other: "StreamSummary") -> None:
+        """Add a partition's counts (a cluster task's summary)."""
+        self.rows += other.rows
+        self.controls += other.controls
+        self.chunks += other.chunks
+        self.gene_only = self.gene_only or other.gene_only
+        self.mapping = self.mapping or other.mapping
+        self.answered_by |= other.answered_by
+        if other.ood is not None:
+            self.ood = (self.ood or 0) + other.ood
+            for why, n in other.ood_reasons.items():
+                self.ood_reasons[why] = self.ood_reasons.get(why, 0) + n
+        merge_substitutions(self.substituted, other.substituted)
 
     @property
     def rows_per_second(self) -> float:
@@ -93,12 +112,21 @@ class Writer:
             self._pq.close()
 
 
+OOD_COLUMNS = ("ood", "ood_reason")
+"""What ``moa predict`` writes per profile after the pass-through columns (``--keep-columns``) and in the sets file."""
+
+
 def predict_chunks(bundle: Bundle, src: Source, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    keep_columns: bool = False, name: str | None = None,
                    summary: StreamSummary | None = None) -> Iterator[pd.DataFrame]:
     """Prediction frames (``Bundle.predict_frame``) of successive chunks of `src`; `summary` is updated."""
     for _, frame in _chunks(bundle, src, chunk_rows, keep_columns, name, summary):
-        yield frame
+        yield written(frame, keep_columns)
+
+
+def written(frame: pd.DataFrame, keep_columns: bool) -> pd.DataFrame:
+    """The prediction frame as written: the OOD columns only with `keep_columns` (else the submission layout)."""
+    return frame if keep_columns else frame.drop(columns=[c for c in OOD_COLUMNS if c in frame.columns])
 
 
 def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level: float) -> pd.DataFrame:
@@ -110,16 +138,25 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
                         "with 'moa train' (with cross-validation) to get --sets-out.", source=str(bundle.path or ""))
     proba = frame[bundle.target_names].to_numpy()
     control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
-    ood = None
-    if bundle.reference is not None:
-        from ..explain.ood import ood_mask
-
-        ood = ood_mask(bundle.reference, features)
-    S, why = trust.profile_sets(proba, level, control, ood)
+    ood = frame[list(OOD_COLUMNS)] if OOD_COLUMNS[0] in frame.columns else None
+    if ood is None and bundle.reference is not None:
+        ood = _ood(bundle, features)
+    S, why = trust.profile_sets(proba, level, control, None if ood is None else ood["ood"].to_numpy(bool))
     names = pd.Index(bundle.target_names)
-    return pd.DataFrame({schema.SIG_ID: frame[schema.SIG_ID].to_numpy(),
-                         "moa_set": ["|".join(names[row]) for row in S],
-                         "abstention": [w or "" for w in why]})
+    out = pd.DataFrame({schema.SIG_ID: frame[schema.SIG_ID].to_numpy(),
+                        "moa_set": ["|".join(names[row]) for row in S],
+                        "abstention": [w or "" for w in why]})
+    if ood is not None:
+        out[list(OOD_COLUMNS)] = ood.to_numpy()
+    return out
+
+
+def _ood(bundle: Bundle, features: pd.DataFrame) -> pd.DataFrame:
+    """``ood`` / ``ood_reason`` of each profile, positional index (a control unlike the training controls is
+    flagged too: it says something about the plate)."""
+    from ..explain.ood import is_simulated, ood_columns
+
+    return ood_columns(bundle.reference, features, is_simulated(bundle)).reset_index(drop=True)
 
 
 def call_model_of(bundle: Bundle) -> Any:
@@ -163,7 +200,8 @@ def call_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, prec
 
 
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
-            summary: StreamSummary | None, overlap: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+            summary: StreamSummary | None, overlap: bool = False,
+            ood: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     if bundle.layout is not None:  # a lab's own layout: read whole, as plate normalisation needs whole plates
         frames: Iterator[pd.DataFrame] = iter([bundle.read_profiles(src, name=name)])
     else:
@@ -171,7 +209,7 @@ def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, na
     if overlap:
         frames = _released(frames)
     yield from predict_features(bundle, prefetched(frames, enabled=overlap), keep_columns=keep_columns,
-                                summary=summary)
+                                summary=summary, ood=ood)
 
 
 @contextlib.contextmanager
@@ -199,18 +237,30 @@ def _released(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_columns: bool = False,
-                     summary: StreamSummary | None = None) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+                     summary: StreamSummary | None = None,
+                     ood: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     """(features, predictions) of validated features frames (one file's chunks, or a cluster partition's), each
-    answered by the model its columns call for (``Bundle.for_features``); `summary` is updated."""
+    answered by the model its columns call for (``Bundle.for_features``); `summary` is updated.
+
+    With `ood` (and a bundle with a reference index) each prediction frame ends with ``ood`` / ``ood_reason``
+    (``written`` drops them unless the pass-through columns are kept) and the summary counts the flagged profiles."""
     summary = summary if summary is not None else StreamSummary()
     for features in frames:
         if is_gene_only(features):
             summary.gene_only = True
         if MAPPING_ATTR in features.attrs:  # CMap files, and any layout's gene block: how the genes were matched
             summary.mapping = features.attrs[MAPPING_ATTR]
+        merge_substitutions(summary.substituted, features.attrs.get(SUBSTITUTED_ATTR))
         answer = bundle.for_features(features)
         summary.answered_by.add(answer.answers)
         frame = answer.predict_frame(features, keep_columns=keep_columns)
+        if ood and answer.reference is not None:
+            flags = _ood(answer, features)
+            frame[list(OOD_COLUMNS)] = flags.to_numpy()
+            frame["ood"] = frame["ood"].astype(bool)
+            summary.ood = (summary.ood or 0) + int(flags["ood"].sum())
+            for why, n in flags.loc[flags["ood"], "ood_reason"].str.split("; ").explode().value_counts().items():
+                summary.ood_reasons[str(why)] = summary.ood_reasons.get(str(why), 0) + int(n)
         summary.rows += len(frame)
         summary.controls += int((features[schema.CP_TYPE] == schema.CONTROL).sum())
         summary.chunks += 1
@@ -222,7 +272,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                  keep_columns: bool = False, progress: bool = True, name: str | None = None,
                  sets_out: str | os.PathLike | None = None, set_level: float | None = None,
                  calls_out: str | os.PathLike | None = None, call_precision: float | None = None,
-                 overlap: bool = True) -> StreamSummary:
+                 overlap: bool = True, ood: bool = True) -> StreamSummary:
     """Predict every profile of `src` into `out` (``.parquet`` → Parquet, else CSV), chunk by chunk, atomically.
 
     With `overlap` (the default), chunk k+1 is read and validated, and chunk k-1 written, in background
@@ -234,6 +284,11 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     files appear only when every chunk succeeded. With `calls_out`, each profile's confident call at
     `call_precision` (default 0.8) is written too (``call_frame``); ``summary.extra["calls"]`` counts calls and
     reasons.
+
+    With `ood` (the default) every treated profile is checked against the bundle's reference index
+    (``explain.ood``): ``summary.ood`` counts the flagged ones, and the ``ood`` / ``ood_reason`` columns are written
+    with `keep_columns` and in the sets file. The check costs about one matrix product with the reference per chunk;
+    ``ood=False`` (``moa predict --no-ood``) skips it for files of millions of profiles.
 
     A progress bar counts profiles (with an ETA when the total is known cheaply: the size of a GCTX/h5ad file's
     sample axis is not read here, so the bar shows the rate)."""
@@ -277,9 +332,9 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
         writes = stack.enter_context(Serial(enabled=overlap, name="moa-write"))  # left before the writers close
         # closed first on an error: the chunk being read in the background is waited for, the file closed
         chunks = stack.enter_context(contextlib.closing(_chunks(bundle, src, chunk_rows, keep_columns, name,
-                                                                summary, overlap)))
+                                                                summary, overlap, ood)))
         for features, frame in chunks:
-            writes.submit(writer.write, frame)
+            writes.submit(writer.write, written(frame, keep_columns))
             if sets_writer is not None:
                 sets = set_frame(bundle.for_features(features), features, frame, set_level)
                 writes.submit(sets_writer.write, sets)

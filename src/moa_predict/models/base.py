@@ -25,6 +25,14 @@ State = tuple[dict[str, Any], dict[str, np.ndarray]]
 """A model's persisted form: JSON-able settings and named arrays (saved as safetensors)."""
 
 
+def gene_only_no_attributions(name: str) -> str:
+    """Why a gene-only model (a bundle's companion for CMap signatures) has no attributions: the attribution path
+    needs the full LISH-MoA inputs, which a CMap signature does not have; similar references still explain it."""
+    return (f"model {name!r} answered with its gene-only companion (trained on the gene block alone, for profiles "
+            "without cell-viability columns, such as CMap signatures): its predictions are explained by similar "
+            "reference profiles, not by feature attributions, which need the full LISH-MoA input layout")
+
+
 class MoAModel(BaseEstimator):
     """Base class: subclasses implement ``_fit``, ``_predict_proba``, ``_get_state``, ``_set_state``."""
 
@@ -95,6 +103,8 @@ class MoAModel(BaseEstimator):
         raise NotImplementedError(self._no_attributions())
 
     def _no_attributions(self) -> str:
+        if getattr(self, "gene_block_only", False):
+            return gene_only_no_attributions(self.name)
         return (f"model {self.name!r} cannot explain its predictions by feature attributions (it is not a "
                 "differentiable network); similar reference profiles and compound calls still work")
 

@@ -190,6 +190,11 @@ class BlendModel(MoAModel):
 
     # -- attributions: the whole stack as one differentiable function of the raw inputs ---------
     @property
+    def gene_block_only(self) -> bool:
+        """A gene-only companion: its network members were fit on LISH-MoA's gene block alone."""
+        return any(getattr(m, "gene_block_only", False) for m in getattr(self, "members_", ()))
+
+    @property
     def supports_attributions(self) -> bool:
         if not hasattr(self, "members_"):
             return False

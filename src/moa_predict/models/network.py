@@ -28,7 +28,7 @@ from ..features.torch_transforms import (TorchMoAPreprocessor, is_generic, paper
                                          raw_names)
 from ..features.transforms import MoAPreprocessor
 from ..data.persist import load_module_state, module_state
-from .base import MoAModel, State
+from .base import MoAModel, State, gene_only_no_attributions
 from .cnn1d import CNN1DNet
 from .knn import paper_inputs
 from .linear import LogisticNet, prevalence_logit
@@ -212,12 +212,14 @@ class NetworkModel(MoAModel):
             return raw_inputs(X, pre=pre), raw_names(pre=pre)
         return super().attribution_inputs(X)
 
-    def _no_attributions(self) -> str:
+    @property
+    def gene_block_only(self) -> bool:
+        """Fitted on LISH-MoA's gene block alone (the gene-only companion of a bundle, for CMap signatures)."""
         pre = getattr(self, "preprocessor_", None)
-        if hasattr(self, "modules_") and pre is not None and not pre.full_layout and not is_generic(pre):
-            return (f"model {self.name!r} was trained on the gene block alone (no cell-viability columns): its "
-                    "predictions are explained by similar reference profiles, not by feature attributions")
-        return super()._no_attributions()
+        return hasattr(self, "modules_") and pre is not None and not pre.full_layout and not is_generic(pre)
+
+    def _no_attributions(self) -> str:
+        return gene_only_no_attributions(self.name) if self.gene_block_only else super()._no_attributions()
 
     def _torch_mirror(self) -> TorchMoAPreprocessor | None:
         """Differentiable mirror of the fitted preprocessing (features.torch_transforms), built once."""

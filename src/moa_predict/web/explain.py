@@ -108,7 +108,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return {}
-        from ..explain.ood import ood_scores
+        from ..explain.ood import is_simulated, ood_scores
 
         with pred.lock:
             cache = pred.derived.setdefault("reference_rows", {})
@@ -117,26 +117,32 @@ class Explainer:
             X = pred.features.iloc[todo]
             with limit_threads(1):
                 found = index.neighbours(X, k=self.settings.neighbours.default)
-                oods = ood_scores(index, X)
+                oods = ood_scores(index, X, is_simulated(self.bundle))
             with pred.lock:
                 for r, f, o in zip(todo, found, oods):
                     cache[r] = {"ood": o, "neighbours": f["neighbours"], "enrichment": f["enrichment"][:self.settings.page_enriched]}
         return {int(r): cache[int(r)] for r in rows}
 
-    def ood_mask(self, pred: Prediction) -> np.ndarray | None:
-        """The OOD flag of every profile of a stored result (computed once), or None without an index."""
+    def ood_table(self, pred: Prediction) -> pd.DataFrame | None:
+        """``ood`` / ``ood_reason`` of every profile of a stored result (computed once, positional index), or None
+        without an index."""
         index = self.index
         if index is None or pred.features is None:
             return None
         with pred.lock:
-            mask = pred.derived.get("ood_mask")
-        if mask is None:
-            from ..explain.ood import ood_mask
+            table = pred.derived.get("ood_table")
+        if table is None:
+            from ..explain.ood import is_simulated, ood_columns
 
-            mask = np.asarray(ood_mask(index, pred.features), dtype=bool)
+            table = ood_columns(index, pred.features, is_simulated(self.bundle)).reset_index(drop=True)
             with pred.lock:
-                pred.derived["ood_mask"] = mask
-        return mask
+                pred.derived["ood_table"] = table
+        return table
+
+    def ood_mask(self, pred: Prediction) -> np.ndarray | None:
+        """The OOD flag of every profile of a stored result (computed once), or None without an index."""
+        table = self.ood_table(pred)
+        return None if table is None else table["ood"].to_numpy(dtype=bool)
 
     def compounds(self, pred: Prediction) -> tuple[str | None, pd.DataFrame | None]:
         """(compound column, compound_calls DataFrame) of a stored result, computed once; (None, None) when the

@@ -323,6 +323,7 @@ class ModelService:
         rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
+        ood = self.explainer_for(pred.features).ood_table(pred) if pred.features is not None else None
         out = []
         for i in range(pred.n_rows):
             control = bool(pred.cp_type[i] == schema.CONTROL)
@@ -338,6 +339,9 @@ class ModelService:
                      "predictable": bool(self.predictable[j]) if self.predictable_known else None}
                     for r, j in enumerate(top_idx[i])],
             }
+            if ood is not None:
+                row["ood"] = bool(ood["ood"].iat[i])
+                row["ood_reason"] = str(ood["ood_reason"].iat[i]) or None
             if sets["available"]:
                 row["moa_set"] = [self.targets[j] for j in sets["moa_sets"][i]]
                 row["abstention"] = sets["abstentions"][i]
@@ -355,6 +359,7 @@ class ModelService:
             "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),
+            "input": input_report(pred.features, ood),
             "top_n": top,
             "targets": self.targets if probabilities else None,
             "note": f"control rows ({self.card['layout']['controls'] if self.layout is not None else 'ctl_vehicle'})"
@@ -367,6 +372,21 @@ class ModelService:
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},
         }
+
+
+def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dict[str, Any]:
+    """What the API says about the input beside the predictions: how many profiles are out of distribution (and
+    why), and for CMap files how many genes matched and which times / doses the model was asked in place of the
+    file's own (never a silent substitution)."""
+    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
+
+    attrs = {} if features is None else features.attrs
+    reasons = {} if ood is None else {str(k): int(v) for k, v in
+                                     ood.loc[ood["ood"], "ood_reason"].str.split("; ").explode().value_counts().items()}
+    return {"out_of_distribution": None if ood is None else int(ood["ood"].sum()),
+            "out_of_distribution_reasons": reasons,
+            "genes": attrs.get(MAPPING_ATTR),
+            "notes": substitution_notes(attrs.get(SUBSTITUTED_ATTR))}
 
 
 def sets_unavailable(bundle: Bundle) -> str:

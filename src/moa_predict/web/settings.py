@@ -124,7 +124,7 @@ class WebSettings(BaseModel):
     None in ``create_app``: a temporary directory removed with the app (tests, notebooks)."""
     max_age_days: float = 30.0
     """Results older than this expire (``moa serve --max-age-days``): their link says so (410)."""
-    max_disk_bytes: int = 2 * 1024**3
+    max_disk_bytes: int = 2048 * MB
     """Stored results' total size on disk; the oldest expire beyond it (``moa serve --max-store-mb``)."""
     job_threshold_bytes: int = 50 * MB
     """Uploaded files larger than this are predicted by a background job (202 + a job URL; the page shows its

@@ -159,7 +159,7 @@ def _error_view(exc: DataError) -> dict:
         details.append(("Row", f"{exc.row:,} (line {exc.row + 1:,} of a CSV file, counting the header)"))
     if exc.column is not None:
         details.append(("Column", exc.column))
-    return {"message": str(exc), "details": details}
+    return {"message": str(exc), "details": details, "located": exc.row is not None or exc.column is not None}
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -214,7 +214,8 @@ def compounds_page(request: Request, pred: Stored, service: ResultService, q: st
 async def compounds_csv(pred: Stored, service: ResultService) -> Response:
     column, calls = await run_in_threadpool(service.explainer.compounds, pred)
     if calls is None:
-        raise HTTPException(404, "this upload has no compound column (drug_id, compound or compound_id), so there "
+        raise HTTPException(404, "this upload has no compound column (drug_id, compound, compound_id, or CMap's "
+                                 "pert_iname / pert_id), so there "
                                  "are no compound-level calls.")
     top_k = service.settings.explain.compound_top_k
     frame = calls.rename(columns={"compound": column, "top_k_fraction": f"top{top_k}_confident_fraction"})
