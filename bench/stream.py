@@ -215,7 +215,12 @@ def _pair_summary(rows: list[dict]) -> dict:
     if len(rows) > 1 and big["process_seconds"] > small["process_seconds"]:
         marginal = round((big["size"] - small["size"]) / (big["process_seconds"] - small["process_seconds"]), 1)
     ratio = round(big["peak_rss_mb"] / small["peak_rss_mb"], 3)
+    cpu_ms = ceiling = None
+    if len(rows) > 1:  # CPU time hardly depends on what else runs: the cost per profile on a loaded machine too
+        cpu_ms = round(1000 * (big["cpu_seconds"] - small["cpu_seconds"]) / (big["size"] - small["size"]), 4)
+        ceiling = round((os.cpu_count() or 1) * 1000 / cpu_ms, 1) if cpu_ms > 0 else None
     return {"input": big["input"], "output": big["output"], "rss_ratio_largest_vs_smallest": ratio,
+            "marginal_cpu_ms_per_profile": cpu_ms, "cpu_bound_profiles_per_second": ceiling,
             "rss_ratio_largest_vs": {str(r["size"]): round(big["peak_rss_mb"] / r["peak_rss_mb"], 3) for r in rows},
             "profiles_per_second_largest": rate, "marginal_profiles_per_second": marginal,
             "load_average_during": [min(r["load_average_before"][0] for r in rows),
@@ -273,14 +278,20 @@ def print_table(report: dict) -> None:
         print(f"{r['input'] + ' -> ' + r['output']:>18} {r['size']:>9,} {r['input_mb']:>9,.0f} {r['seconds']:>8.1f} "
               f"{r['profiles_per_second']:>11,.0f} {r['process_seconds']:>10.1f} {r['peak_rss_mb']:>12,.0f} "
               f"{r.get('cpu_seconds', float('nan')):>7.1f} {load:>10}")
-    print(f"\n{'input -> output':>18} {'profiles/s (largest)':>21} {'marginal /s':>12} {'RSS largest/smallest':>21} "
-          f"{'goals met (rate, RSS)':>22}")
+    print(f"\n{'input -> output':>18} {'profiles/s (largest)':>21} {'marginal /s':>12} {'CPU ms/profile':>15} "
+          f"{'CPU-bound /s':>13} {'RSS largest/smallest':>21} {'goals met (rate, RSS)':>22} {'load':>10}")
     for s in report["per_pair"]:
-        marginal = "-" if s["marginal_profiles_per_second"] is None else f"{s['marginal_profiles_per_second']:,.0f}"
-        print(f"{s['input'] + ' -> ' + s['output']:>18} {s['profiles_per_second_largest']:>21,.0f} {marginal:>12} "
-              f"{s['rss_ratio_largest_vs_smallest']:>21.3f} "
-              f"{str((s['goals_met']['rate'], s['goals_met']['rss'])):>22}")
-    print(f"goals: >= {GOAL_RATE:,} profiles/s, peak RSS largest / smallest <= {GOAL_RSS_RATIO}")
+        def num(v: float | None, fmt: str = ",.0f") -> str:
+            return "-" if v is None else format(v, fmt)
+
+        print(f"{s['input'] + ' -> ' + s['output']:>18} {s['profiles_per_second_largest']:>21,.0f} "
+              f"{num(s['marginal_profiles_per_second']):>12} {num(s['marginal_cpu_ms_per_profile'], '.4f'):>15} "
+              f"{num(s['cpu_bound_profiles_per_second']):>13} {s['rss_ratio_largest_vs_smallest']:>21.3f} "
+              f"{str((s['goals_met']['rate'], s['goals_met']['rss'])):>22} "
+              f"{s['load_average_during'][0]:.1f}-{s['load_average_during'][1]:.1f}")
+    print(f"goals: >= {GOAL_RATE:,} profiles/s, peak RSS largest / smallest <= {GOAL_RSS_RATIO}. Marginal: between "
+          "the smallest and largest size, whole processes. CPU-bound /s: the machine's cores divided by the marginal "
+          "CPU time per profile, the rate if every core were free for this job (derived, not measured)")
     d = report["dask"]
     if d:
         print(f"Dask LocalCluster, {d['workers']} workers, {d['size']:,} profiles: {d['seconds']:.1f} s "
