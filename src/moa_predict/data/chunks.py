@@ -1,7 +1,9 @@
 """Features read in row chunks, validated chunk by chunk: files of any size with flat memory.
 
-Every input ``moa predict`` accepts streams: CSV (plain or gzip) through pandas' chunked reader, Parquet by
-record batches (pyarrow), GCTX/h5ad by sample blocks and GCT as one block (``gene_features``). Each chunk is
+Every input ``moa predict`` accepts streams: CSV (plain or gzip) through pyarrow's streaming reader where it
+reads the table as pandas would (``arrow_csv``; pandas' chunked reader otherwise, and from the row where pyarrow
+stopped), Parquet by record batches (pyarrow), GCTX/h5ad by sample blocks and GCT as one block
+(``gene_features``). Uploads go through the same CSV reader, whole (``load_upload``). Each chunk is
 validated exactly as a whole file would be (``validate.validate_features``), with error rows counted from the
 start of the file, and sig_ids are checked for duplicates across chunks (64-bit hashes, 8 bytes a profile).
 """
