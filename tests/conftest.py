@@ -19,6 +19,20 @@ atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 os.environ.pop("MOA_TOKEN", None)
 
 
+def free_port() -> int:
+    """A port no program holds now: tests never bind a fixed one (a `make demo` may be serving 8000)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def port() -> int:
+    return free_port()
+
+
 @pytest.fixture(scope="session")
 def sim_data():
     """The simulated data set in memory (600 train rows, 100 test rows, seed 0)."""

@@ -89,3 +89,55 @@ def test_bbbc021_reads_with_the_shipped_layout() -> None:
     assert len(wells.features) == 632 and int(wells.is_control.sum()) > 300
     t = Treatments.of(wells)
     assert len(t.moa) == 103 and len(set(t.moa)) == 12 and len(set(t.compound)) == 38
+
+
+CONSENSUS = REAL / "l1000_consensus" / "consensus_signatures.csv.gz"
+LEVEL5 = REAL / "l1000" / "modzs_n272x978_level5.csv.gz"
+LEVEL4_GCTX = REAL / "l1000" / "LJP005_A375_24H_level3.gctx"  # despite its name: GCT text of level-4 z-scores
+
+
+def test_shipped_landmark_table_is_the_plates_row_metadata() -> None:
+    """The 978 landmarks the package ships (Entrez id, CMap symbol) are those of the real L1000 plate."""
+    _need(L1000)
+    from moa_predict.data import identities
+    from moa_predict.data.cmap import read_genes
+
+    _, _, genes = read_genes(L1000)
+    shipped = identities.cmap_landmarks()
+    plate = sorted(zip(genes["entrez"].astype(int), genes["symbol"]))
+    assert plate == sorted(zip(shipped["entrez"], shipped["cmap_symbol"])) and len(plate) == 978
+
+
+def test_l1000_consensus_layout_answers_level5_tables_and_gct_files(tmp_path: Path, capsys) -> None:
+    """Trained on Entrez-named consensus signatures, the bundle answers the symbol-named level-5 table (no MoA
+    column, Metadata_ prefixes), a GCT of z-scores, and refuses level-3 and Cell Painting files with one error."""
+    _need(CONSENSUS, LEVEL5, LEVEL4_GCTX, L1000, CELLPAINTING)
+    import json
+
+    layout = tmp_path / "layout.toml"
+    _moa("layout", "infer", CONSENSUS, "--out", layout)
+    spec = load_layout(layout)
+    assert [(b.name, b.genes) for b in spec.blocks] == [("genes", "entrez")]
+    bundle = tmp_path / "bundle"
+    _moa("train", "--features", CONSENSUS, "--layout", layout, "--model", "logreg", "--no-cv", "--param", "epochs=5",
+         "--out", bundle)
+    capsys.readouterr()
+    _moa("predict", "--bundle", bundle, "--features", LEVEL5, "--out", tmp_path / "p5.csv", "--quiet")
+    assert "978 of the model's 978 genes found" in capsys.readouterr().err
+    p5 = pd.read_csv(tmp_path / "p5.csv")
+    assert len(p5) == 272 and p5["sig_id"].iloc[0].startswith("CPC006_A549_6H")
+    _moa("predict", "--bundle", bundle, "--features", LEVEL5, "--out", tmp_path / "c5.csv", "--level", "compound")
+    assert sorted(pd.read_csv(tmp_path / "c5.csv")["compound"]) == ["atorvastatin", "vemurafenib", "venlafaxine"]
+    _moa("predict", "--bundle", bundle, "--features", LEVEL4_GCTX, "--out", tmp_path / "p4.csv", "--quiet")
+    assert len(pd.read_csv(tmp_path / "p4.csv")) == 377
+    for bad, message in ((L1000, "log2 expression"), (CELLPAINTING, "none of the model's genes")):
+        out = tmp_path / "bad.csv"
+        assert moa_main(["predict", "--bundle", str(bundle), "--features", str(bad), "--out", str(out),
+                         "--quiet"]) == 2
+        assert message in capsys.readouterr().err and not out.exists()
+    report = tmp_path / "e.json"
+    _moa("explain", "--bundle", bundle, "--features", LEVEL5, "--sig-id", p5["sig_id"].iloc[0], "--out", report,
+         "--quiet")
+    feats = [f for p in json.loads(report.read_text(encoding="utf-8"))["profiles"] for e in p["explanations"]
+             for f in e["features"]]
+    assert feats and all(f["label"].endswith(f"({f['feature']})") and f["info"].get("symbol") for f in feats)

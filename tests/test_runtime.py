@@ -127,4 +127,56 @@ def test_overlapping_predictions_and_explanations_restore_counts(bundle, sim_dir
         else:
             got = [e["probability"] for p in result["profiles"] for e in p["explanations"]]
             want = [e["probability"] for p in serial_expl["profiles"] for e in p["explanations"]]
-            assert got == pytest.approx(want, rel=1e-6)
+            assert got == want  # bit for bit: explanations run with one torch thread in any thread
+
+
+def test_torch_limit_holds_in_every_thread_that_enters():
+    """Torch's thread count belongs to the calling thread: a block entered while another thread's block is
+    inside still limits its own thread (before, the second entrant kept 2 threads and its answers differed)."""
+    a_in, b_seen = threading.Event(), threading.Event()
+    seen = {}
+
+    def a() -> None:
+        with limit_threads(1):
+            a_in.set()
+            b_seen.wait(5)
+
+    def b() -> None:
+        a_in.wait(5)
+        torch.set_num_threads(3)  # this thread's own count (a new thread starts from the last one set anywhere)
+        with limit_threads(1):
+            seen["b"] = torch.get_num_threads()
+        seen["b after"] = torch.get_num_threads()
+        b_seen.set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert seen["b"] == 1 and seen["b after"] == 3
+    assert torch.get_num_threads() == START
+
+
+@pytest.mark.parametrize("chunk", [16, 4096])
+def test_predictions_do_not_depend_on_the_thread_count(bundle, sim_dir, chunk):
+    """The same rows give the same bits with 1, 2 or 4 threads (row blocks depend on the row count only)."""
+    from moa_predict.data.dataset import load_features
+
+    test = load_features(sim_dir / "test_features.csv")
+    one = bundle.predict_proba(test, n_threads=1, chunk=chunk)
+    for n in (2, 4):
+        assert np.array_equal(bundle.predict_proba(test, n_threads=n, chunk=chunk), one)
+    set_threads(1)
+    assert np.array_equal(bundle.predict_proba(test, chunk=chunk), one)
+
+
+def test_row_blocks_depend_on_rows_only():
+    from moa_predict.runtime.threads import row_blocks
+
+    assert row_blocks(0) == []
+    assert row_blocks(100) == [(0, 100)]
+    assert row_blocks(2000) == [(0, 500), (500, 1000), (1000, 1500), (1500, 2000)]
+    assert row_blocks(10000) == [(0, 2500), (2500, 5000), (5000, 7500), (7500, 10000)]
+    assert row_blocks(20000, chunk=8000) == [(0, 5000), (5000, 10000), (10000, 15000), (15000, 20000)]
+    assert row_blocks(50000)[:2] == [(0, 4096), (4096, 8192)] and row_blocks(50000)[-1] == (49152, 50000)

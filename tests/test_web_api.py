@@ -531,7 +531,7 @@ def test_query_parsing_and_page_numbers():
     assert _page_numbers(6, 40) == [1, None, 4, 5, 6, 7, 8, None, 40]
 
 
-def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_path, monkeypatch, capsys):
+def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_path, monkeypatch, capsys, port):
     """`moa serve --max-upload-mb 0.2` serves the bundle with that limit: the health answer says it, a larger
     upload is refused, a smaller one predicted; uvicorn is started once, never in reload or debug mode."""
     import uvicorn
@@ -542,11 +542,11 @@ def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_pa
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
     save_bundle(bundle, tmp_path / "bundle")
-    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", "9123", "--max-upload-mb", "0.2",
+    main(["serve", "--bundle", str(tmp_path / "bundle"), "--port", str(port), "--max-upload-mb", "0.2",
           "--data-dir", str(tmp_path / "data")])
     (app, kw), = started
-    assert kw["port"] == 9123 and kw["host"] == "127.0.0.1" and kw["reload"] is False and kw["workers"] == 1
-    assert "open http://127.0.0.1:9123/" in capsys.readouterr().err
+    assert kw["port"] == port and kw["host"] == "127.0.0.1" and kw["reload"] is False and kw["workers"] == 1
+    assert f"open http://127.0.0.1:{port}/" in capsys.readouterr().err
     assert app.state.settings.data_dir == str((tmp_path / "data").resolve()) and (tmp_path / "data").is_dir()
     served = TestClient(app, raise_server_exceptions=False)
     assert served.get("/api/health").json()["max_upload_mb"] == pytest.approx(0.2)

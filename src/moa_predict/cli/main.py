@@ -17,8 +17,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
+from ..data.builtin import L1000_REFERENCE
 from ..data.errors import DataError
 from .layout import add_layout_args, add_layout_command
+
+BUNDLE_HELP = (f"a bundle directory written by 'moa train' or 'moa demo', or a built-in model by name (default "
+               f"{L1000_REFERENCE!r}: real L1000 signatures of 663 annotated drugs, for gene-expression inputs)")
 
 # soft_wrap: a long message (a path) is never broken mid-path at the terminal width; tables still fit it
 console = Console(stderr=True, soft_wrap=True)
@@ -70,7 +74,46 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8, members: list[str
                           f"mean size {s['mean_set_size']:.2f}")
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
+    skill = report.get("per_target_skill")
+    if skill:
+        from ..evaluation.skill import PREDICTABLE, TOO_FEW
+
+        judged = [s.get("judgement") for s in skill.values()]
+        table.add_row("MoAs", f"{judged.count(PREDICTABLE)} predictable, {judged.count(TOO_FEW)} too few compounds "
+                              f"to judge, {len(judged) - judged.count(PREDICTABLE) - judged.count(TOO_FEW)} not "
+                              "predictable (of " f"{len(judged)})")
     out.print(table)
+    if report.get("field"):
+        print_field(report["field"], "the field's figures on held-out compounds")
+
+
+def print_field(field: dict[str, Any], title: str) -> None:
+    """The field's figures (top-k, PR-AUC, ROC-AUC, retrieval mAP, log loss) beside the prior and the control."""
+    from ..evaluation.field_metrics import figure_rows
+
+    table = Table(title=title)
+    for col in ("figure", "model", "prior", "shuffled labels"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    for name, values in figure_rows(field):
+        table.add_row(name, *values)
+    out.print(table)
+    notes = field.get("notes") or {}
+    inputs = (field.get("retrieval") or {}).get("input_profiles") or {}
+    lines = [f"{field['rows']:,} profiles ({field['labelled_rows']:,} with a MoA: top-k is over these), "
+             f"{field['compounds']:,} compounds"]
+    if field.get("judged_moas") is not None:
+        lines.append(f"the second macro ROC-AUC is over the {field['judged_moas']} MoAs whose held-out compounds "
+                     "each had at least 2 others of the MoA in training")
+    if notes.get("shuffled"):
+        lines.append(f"shuffled labels: {notes['shuffled']}")
+    if inputs.get("map") is not None:
+        lines.append(f"retrieval by the input profiles themselves (no model): mAP {inputs['map']:.3f}, "
+                     f"{100 * inputs['map_significant']:.0f} % of {inputs['moas']} MoAs retrieved")
+    model_r = (field.get("retrieval") or {}).get("model") or {}
+    if model_r.get("sampled"):
+        lines.append(f"retrieval scored on a seeded sample of {model_r['compounds']:,} labelled compounds")
+    for line in lines:
+        out.print(line, highlight=False)
 
 
 def _member_labels(model: Any) -> list[str] | None:
@@ -145,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     with _training_cluster(args):
         bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
                                       gene_only=not args.no_gene_only, command=_command_line(),
-                                      device=args.device or "cpu")
+                                      device=args.device or "cpu", shuffled=args.shuffled_control)
     path = save_bundle(bundle, args.out)
     if bundle.info.get("stack"):
         console.print(f"blend stack: {bundle.info['stack']}")
@@ -240,8 +283,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
     if summary.mapping:
         m = summary.mapping
-        console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
-                      f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+        if m.get("summary"):  # a layout's gene block: found by Entrez id / symbol, and the missing ones named
+            console.print(f"genes: {escape(m['summary'])}", highlight=False)
+        else:
+            console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
+                          f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")
     console.print(f"wrote {summary.rows:,} predictions ({summary.controls:,} control rows predicted 0) to "
                   f"{args.out} in {summary.seconds:.1f} s")
@@ -256,8 +302,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def _simulated_marker(bundle_path: str) -> dict | None:
     """The simulator's marker a bundle keeps (``training_data.simulated``), read from its bundle.json."""
+    from ..data.builtin import resolve_bundle
+
     try:
-        meta = json.loads((Path(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
+        meta = json.loads((resolve_bundle(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     marker = (meta.get("training_data") or {}).get("simulated")
@@ -267,8 +315,9 @@ def _simulated_marker(bundle_path: str) -> dict | None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from ..data.dataset import load_features, load_predictions, load_targets
+    from ..data.dataset import find_compound_column, load_features, load_predictions, load_targets
     from ..data.validate import align_to
+    from ..evaluation.field_metrics import Scored, field_report, permute_by_compound
     from ..evaluation.metrics import columnwise_log_loss, columnwise_ranking, smoothed_prevalence
     from ..data.io import write_text
 
@@ -276,16 +325,21 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     preds = load_predictions(args.predictions, columns=list(targets.columns))
     preds = align_to(targets.index, preds, Path(args.predictions).name, Path(args.targets).name)
     rows = f"all {len(targets):,} rows (no --features given, so controls could not be excluded)"
-    keep = None
+    keep = groups = None
     if args.features:
         feats = load_features(args.features)
         is_ctl = align_to(targets.index, feats["cp_type"], Path(args.features).name,
                           Path(args.targets).name) == "ctl_vehicle"
         keep = ~is_ctl.to_numpy()
         rows = f"{int(keep.sum()):,} treated rows ({int((~keep).sum()):,} controls excluded)"
+        compound = find_compound_column(feats)
+        if compound is not None:
+            groups = align_to(targets.index, feats[compound], Path(args.features).name,
+                              Path(args.targets).name).astype(str).to_numpy()
     y, p = targets.to_numpy(), preds.to_numpy()
     if keep is not None:
         y, p = y[keep], p[keep]
+        groups = None if groups is None else groups[keep]
     prior, prior_note = _evaluation_prior(args.bundle, list(targets.columns))
     if prior is None:
         prior = smoothed_prevalence(y)
@@ -310,12 +364,25 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         table.add_row(targets.columns[j], f"{per[j]:.5f}", f"{per_prior[j]:.5f}", _or_dash(auc[j]), _or_dash(ap[j]),
                       f"{int(y[:, j].sum()):,}")
     out.print(table)
+    y_perm = permute_by_compound(y, groups, seed=0)
+    field = field_report(y, {"model": Scored(y, p), "prior": Scored(y, np.broadcast_to(prior, y.shape)),
+                             "shuffled": Scored(y_perm, p)}, groups=groups, target_names=list(targets.columns),
+                         retrieval=not args.no_retrieval,
+                         notes={"prior": f"every profile given {prior_note}",
+                                "shuffled": "these predictions scored against the labels permuted across "
+                                            + ("compounds" if groups is not None else "profiles (no compound "
+                                               "column in --features)"),
+                                "shuffled_mode": "permute",
+                                "level": "profiles; retrieval on " + ("compounds, their profiles' predictions "
+                                         "averaged" if groups is not None else "profiles")})
+    print_field(field, "the field's figures")
     if args.out:
         names = list(targets.columns)
         report = {"score": float(per.mean()), "prior_score": float(per_prior.mean()), "prior": prior_note,
                   "rows": rows, "per_target": dict(zip(names, map(float, per))),
                   "per_target_prior": dict(zip(names, map(float, per_prior))),
-                  "per_target_auc": dict(zip(names, auc)), "per_target_ap": dict(zip(names, ap))}
+                  "per_target_auc": dict(zip(names, auc)), "per_target_ap": dict(zip(names, ap)),
+                  "field": field}
         write_text(json.dumps(report, indent=1), args.out)
 
 
@@ -526,6 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the folds, the --rows subsample and the networks (unless --param seed=... is "
                         "given; default 0)")
     p.add_argument("--no-cv", action="store_true", help="skip cross-validation, only fit on all rows")
+    p.add_argument("--shuffled-control", choices=("auto", "refit", "permute"), default="auto",
+                   help="the shuffled-label control the CV figures are shown beside: refit (the model "
+                        "cross-validated again on labels permuted across compounds), permute (its out-of-fold "
+                        "predictions scored against permuted labels; free), auto (default: refit up to 5,000 "
+                        "treated profiles, else permute)")
     p.add_argument("--no-gene-only", action="store_true",
                    help="do not also train the gene-only model (it answers CMap/L1000 profiles, which have no "
                         "cell-viability block; training it roughly doubles the training time)")
@@ -538,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_layout_command(sub)
 
     p = sub.add_parser("predict", help="predict MoA probabilities for a features file")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
+    p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
     p.add_argument("--features", required=True,
                    help="profiles: CSV/Parquet in the test_features layout, or CMap files (GCTX, GCT, h5ad, tables "
                         "with genes named by Entrez id or symbol)")
@@ -567,8 +639,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", required=True, help="true 0/1 targets (train_targets_scored layout)")
     p.add_argument("--bundle", help="the bundle that made the predictions: the prior is then its training "
                                     "frequency (without it, the targets' own frequency: optimistic)")
-    p.add_argument("--features", help="features file, to exclude control rows from the score")
+    p.add_argument("--features", help="features file, to exclude control rows from the score (and, with a "
+                                      "compound column such as drug_id, to permute labels and retrieve by compound)")
     p.add_argument("--top", type=int, default=10, help="how many hardest targets to list")
+    p.add_argument("--no-retrieval", action="store_true", help="skip the retrieval mAP (copairs)")
     p.add_argument("--out", help="write the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
@@ -653,7 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "gradients, neural models), the most similar training profiles with their drugs "
                                    "and MoAs, an out-of-distribution flag; per compound (drug_id / compound / "
                                    "compound_id column): one ranked MoA list. Writes JSON.")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train' or 'moa demo'")
+    p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
     p.add_argument("--features", required=True,
                    help="CSV or Parquet in the test_features layout, or a CMap file (GCTX, GCT, h5ad, gene-named table)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -112,6 +112,42 @@ def identify(name: object, entrez: object = None, symbol: object = None) -> tupl
     return None
 
 
+GENE_NAMINGS: tuple[str, ...] = ("entrez", "symbol", "auto")
+"""How a layout's gene block names its columns (``[[blocks]] genes = ...``): Entrez ids, gene symbols (current
+HGNC or CMap's older ones), or either (detected per column)."""
+
+
+def column_entrez(name: object, naming: str = "auto") -> tuple[int, str] | None:
+    """(Entrez id, match kind) of a gene column of any layout, named as `naming` says: a whole number is an Entrez
+    id (any gene, landmark or not); a symbol is looked up among CMap's 978 landmarks (current HGNC symbol first,
+    then CMap's); with "auto", LISH-MoA's ``g-k`` names too. None: not a gene this package can name."""
+    text = _text(name)
+    if text is None:
+        return None
+    if naming in ("entrez", "auto") and _INTEGER.match(text):
+        return int(float(text)), ENTREZ
+    if naming in ("symbol", "auto"):
+        hgnc, cmap = identities.symbol_tables()
+        key = text.upper()
+        for table, kind in ((hgnc, HGNC_SYMBOL), (cmap, CMAP_SYMBOL)):
+            if key in table:
+                return table[key], kind
+    if naming == "auto" and (m := _G_COLUMN.match(text)) and int(m.group(1)) < schema.N_GENES:
+        return identities.genes()[int(m.group(1))].entrez, FEATURE
+    return None
+
+
+def landmark_naming(names: list[object]) -> tuple[str | None, int]:
+    """How most of `names` name L1000 landmark genes: ("entrez" | "symbol", how many), or (None, 0) when none does
+    (``moa layout infer`` declares a gene block from it)."""
+    ids = identities.landmark_ids()
+    by_id = sum(1 for n in names if (hit := column_entrez(n, "entrez")) is not None and hit[0] in ids)
+    by_symbol = sum(1 for n in names if column_entrez(n, "symbol") is not None)
+    if not (by_id or by_symbol):
+        return None, 0
+    return ("entrez", by_id) if by_id >= by_symbol else ("symbol", by_symbol)
+
+
 def is_gene_name(name: object) -> bool:
     """A model gene, or another CMap landmark (by Entrez id or CMap symbol): a gene column to ignore rather
     than metadata to pass through."""

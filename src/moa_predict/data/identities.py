@@ -8,6 +8,7 @@ CMap's own files use, because 34 of the 772 genes were renamed since CMap releas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -102,6 +103,48 @@ def landmark_ids() -> frozenset[int]:
     return frozenset(int(e) for e in cmap_landmarks()["entrez"])
 
 
+@dataclass(frozen=True)
+class Landmark:
+    """One of CMap's 978 L1000 landmark genes, the genes any L1000 layout is measured on."""
+
+    entrez: int
+    symbol: str
+    """The current HGNC symbol where the package knows it (the 772 LISH-MoA genes), else CMap's symbol."""
+    cmap_symbol: str
+    description: str
+
+
+@lru_cache(maxsize=1)
+def landmarks() -> dict[int, Landmark]:
+    """CMap's 978 landmark genes by Entrez id (``cmap_landmarks.csv``), with the current HGNC symbol and
+    description of the 772 LISH-MoA genes (``genes.csv``) where they have one: how a layout's gene columns are
+    named for people, whatever the table called them."""
+    current = {g.entrez: g for g in genes()}
+    out = {}
+    for e, sym, title in zip(cmap_landmarks()["entrez"], cmap_landmarks()["cmap_symbol"],
+                             cmap_landmarks()["cmap_title"]):
+        gene = current.get(int(e))
+        out[int(e)] = Landmark(int(e), gene.symbol if gene else sym, sym, gene.description if gene else title)
+    return out
+
+
+def gene_label(entrez: int | None, fallback: str = "") -> str:
+    """'HMGCR (3156)' for a landmark gene, 'gene 12345' for another Entrez id, `fallback` when unknown."""
+    if entrez is None:
+        return fallback
+    item = landmarks().get(int(entrez))
+    return f"{item.symbol} ({item.entrez})" if item else f"gene {int(entrez)}"
+
+
+def gene_info(feature: str, entrez: int | None) -> dict[str, object]:
+    """Machine-readable identity of a layout's gene column (the column keeps its own name in ``feature``)."""
+    item = None if entrez is None else landmarks().get(int(entrez))
+    if item is None:
+        return {"feature": str(feature), "kind": "gene", "entrez": entrez}
+    return {"feature": str(feature), "kind": "gene", "entrez": item.entrez, "symbol": item.symbol,
+            "cmap_symbol": item.cmap_symbol, "description": item.description}
+
+
 def gene_by_entrez(entrez: int | str) -> Gene | None:
     """The model gene with this Entrez id, or None (not one of the 772)."""
     try:
@@ -145,9 +188,13 @@ def feature_info(name: str) -> dict[str, object]:
     return {"feature": str(name), "kind": "other"}
 
 
-def feature_fields(name: str) -> dict[str, object]:
+def feature_fields(name: str, genes: Mapping[str, int | None] | None = None) -> dict[str, object]:
     """``feature`` (the g-/c- column, for machines), ``label`` and ``info``: what every explanation, chart and
-    download that names a feature carries, so people read "TP53 (7157)" and programs keep "g-k"."""
+    download that names a feature carries, so people read "TP53 (7157)" and programs keep "g-k". `genes`: a
+    layout's gene columns (column -> Entrez id, ``data.gene_blocks``), named the same way."""
+    if genes and str(name) in genes:
+        return {"feature": str(name), "label": gene_label(genes[str(name)], str(name)),
+                "info": gene_info(name, genes[str(name)])}
     return {"feature": str(name), "label": feature_label(name), "info": feature_info(name)}
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 
 from .errors import DataError
+from .genes import GENE_NAMINGS, column_entrez
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,23 +42,38 @@ def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
     return [c for cols in spec["blocks"].values() for c in cols]
 
 
+def short_name(column: str) -> str:
+    """A column's name without CellProfiler's ``Metadata_`` / ``Image_Metadata_`` prefix, lower-case: how a layout's
+    meta column is recognised in a table that prefixes it (``pert_iname`` = ``Metadata_pert_iname``)."""
+    return re.sub(r"^(image_)?metadata_", "", str(column).lower())
+
+
 LABEL_SOURCES = ("wide", "column", "annotation")
 NORMALIZATIONS = ("none", "z", "robust_z", "robust_z_pooled")
+PROFILE_SCALES = ("none", "zscore")
 
 
 @dataclass(frozen=True)
 class Block:
     """A feature block: the columns whose name starts with `prefix` or matches `regex`. Each block gets its own
-    PCA (`pca` components appended to the inputs; 0 for none), as the gene and cell-viability blocks do."""
+    PCA (`pca` components appended to the inputs; 0 for none), as the gene and cell-viability blocks do.
+
+    `genes` declares the block's columns genes, named by "entrez" id, "symbol" (HGNC or CMap's) or "auto"
+    (either): uploads naming them either way, or as GCT/GCTX/h5ad files, are matched gene by gene
+    (``data.gene_blocks``), and explanations name them by symbol. Without a prefix or regex such a block takes
+    every column named as `genes` says."""
 
     name: str
     prefix: str | None = None
     regex: str | None = None
     pca: int = 0
+    genes: str | None = None
 
     def matches(self, column: str) -> bool:
         if self.regex is not None:
             return re.search(self.regex, column) is not None
+        if self.prefix is None and self.genes is not None:
+            return column_entrez(column, self.genes) is not None
         return column.startswith(self.prefix or "")
 
 
@@ -133,6 +149,12 @@ class Layout:
     whiten_reg: float = 0.1
     align_batches: float | None = None
     """Per-batch alignment to the batch's control wells (CORAL) with this shrinkage alpha (None: off; needs whiten)."""
+    profile_scale: str = "none"
+    """After the plate steps, each profile scaled over its own features: ``zscore`` (centred, unit sd) puts
+    consensus and single signatures on one scale (the L1000 reference); ``none``."""
+    about: tuple[tuple[str, str], ...] = ()
+    """What the data are, for the model card: ``data`` ("real" / "simulated"), ``description``, ``sources``,
+    ``licence``, ``citation`` (a TOML table ``[about]``)."""
     metadata: tuple[MetadataTable, ...] = ()
     ignore: tuple[str, ...] = ()
     """Columns that are neither features nor used meta (QC values, file names): never caught by a block."""
@@ -163,7 +185,17 @@ class Layout:
         """An unfitted ``data.normalize.ProfileNormalizer`` with this layout's settings."""
         from .normalize import ProfileNormalizer
 
-        return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches)
+        return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches,
+                                 self.profile_scale)
+
+    @property
+    def transforms_profiles(self) -> bool:
+        """Whether any profile-level step (plate normalisation, clipping, whitening, per-profile scaling) is on."""
+        return bool(self.normalize != "none" or self.whiten or self.clip or self.profile_scale != "none")
+
+    @property
+    def about_dict(self) -> dict[str, str]:
+        return dict(self.about)
 
     @property
     def batch_column(self) -> str | None:
@@ -185,6 +217,21 @@ class Layout:
                 cols.append(c)
         return cols
 
+    def prediction_columns(self) -> list[str]:
+        """The meta columns an upload must have: the model's meta inputs, and the plate, batch and control columns
+        when the layout normalises to control wells (without them the upload would be on another scale). The id,
+        compound, treatment and label columns are optional at prediction (the upload's own ids or row numbers; no
+        compound-level calls), and any of them may carry a ``Metadata_`` prefix the training table lacked."""
+        normalises = self.normalize != "none" or bool(self.whiten)
+        cols = [*self.meta_categorical, *self.meta_numeric]
+        if normalises:
+            cols += [c for c in (self.plate, self.batch, self.controls.column if self.controls else None) if c]
+        return list(dict.fromkeys(cols))
+
+    def gene_blocks(self) -> tuple[Block, ...]:
+        """The blocks whose columns are genes (``genes = ...``)."""
+        return tuple(b for b in self.blocks if b.genes is not None)
+
     def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
@@ -197,7 +244,8 @@ class Layout:
         for block in self.blocks:
             cols = [c for c in columns if c not in meta and block.matches(c)]
             if not cols:
-                how = f"regex {block.regex!r}" if block.regex else f"prefix {block.prefix!r}"
+                how = (f"regex {block.regex!r}" if block.regex else f"prefix {block.prefix!r}" if block.prefix
+                       is not None else f"genes named by {block.genes}")
                 raise DataError(f"feature block {block.name!r} ({how}) matches no column. Columns start with: "
                                 f"{', '.join(sorted({c[:12] for c in columns})[:8])} ... Fix the block in the layout "
                                 "(`moa layout infer FILE` proposes blocks).", source=source)
@@ -218,7 +266,8 @@ class Layout:
             d["labels"]["on"] = dict(d["labels"]["on"])
         for m in d["metadata"]:
             m["on"] = dict(m["on"])
-        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1)):
+        d["about"] = dict(d["about"])
+        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1), ("profile_scale", "none")):
             if d[key] == default:
                 del d[key]
         return _drop_empty(d)
@@ -254,6 +303,8 @@ class Layout:
                          whiten_reg=float(d.get("whiten_reg", 0.1)),
                          align_batches=None if d.get("align_batches") is None else float(d["align_batches"]),
                          ignore=tuple(_as_list(d.get("ignore", ()))), exclude=tuple(_as_list(d.get("exclude", ()))),
+                         profile_scale=str(d.get("profile_scale", "none")),
+                         about=tuple((str(k), str(v)) for k, v in dict(d.get("about") or {}).items()),
                          base_dir=base_dir)
         except (KeyError, TypeError) as exc:
             raise DataError(f"layout entry is incomplete or of the wrong type ({exc}); see docs/layout.md.",
@@ -266,8 +317,13 @@ class Layout:
             raise DataError("the layout names no feature block; add at least one [[blocks]] with a prefix or regex.",
                             source=source)
         for b in self.blocks:
-            if (b.prefix is None) == (b.regex is None):
-                raise DataError(f"block {b.name!r} needs exactly one of prefix or regex.", source=source)
+            if b.genes is not None and b.genes not in GENE_NAMINGS:
+                raise DataError(f"block {b.name!r}: genes = {b.genes!r}; use one of {', '.join(GENE_NAMINGS)} (how "
+                                "the table names its gene columns).", source=source)
+            if (b.prefix is not None and b.regex is not None) or (b.prefix is None and b.regex is None
+                                                                   and b.genes is None):
+                raise DataError(f"block {b.name!r} needs exactly one of prefix or regex (or genes = 'entrez' | "
+                                "'symbol' | 'auto' alone: every column named as a gene that way).", source=source)
             if b.regex is not None:
                 _regex(b.regex, f"block {b.name!r}", source)
             if int(b.pca) < 0:
@@ -276,6 +332,9 @@ class Layout:
             _regex(x, "exclude", source)
         if len({b.name for b in self.blocks}) != len(self.blocks):
             raise DataError("two feature blocks share a name.", source=source)
+        if self.profile_scale not in PROFILE_SCALES:
+            raise DataError(f"profile_scale = {self.profile_scale!r}; use one of {', '.join(PROFILE_SCALES)}.",
+                            source=source)
         if self.normalize not in NORMALIZATIONS:
             raise DataError(f"normalize = {self.normalize!r}; use one of {', '.join(NORMALIZATIONS)}.", source=source)
         if self.normalize != "none" and (self.plate is None or self.controls is None):

@@ -15,8 +15,9 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from .genes import landmark_naming
 from .io import Source
-from .layout import Block, Controls, Labels, Layout
+from .layout import Block, Controls, Labels, Layout, short_name
 from .profiles import read_raw_table
 
 CONTROL_VALUES = ("dmso", "ctl_vehicle", "control", "vehicle", "negcon", "ctrl", "untreated", "pbs")
@@ -30,13 +31,9 @@ _CELL = ("cell_id", "cell_line", "cell_iname", "cell")
 _TIME = ("time", "timepoint", "hours")
 
 
-def _short(column: str) -> str:
-    return re.sub(r"^(image_)?metadata_", "", column.lower())
-
-
 def _find(columns: list[str], words: tuple[str, ...], exclude: tuple[str, ...] = ()) -> str | None:
     """The first meta column whose short name is one of `words`, else contains one (in `words` order)."""
-    shorts = {c: _short(c) for c in columns}
+    shorts = {c: short_name(c) for c in columns}
     for w in words:
         for c, s in shorts.items():
             if s == w and not any(x in s for x in exclude):
@@ -59,17 +56,18 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
     columns = [str(c) for c in frame.columns]
     numeric = {c for c in columns if pd.api.types.is_numeric_dtype(frame[c])}
     named_meta = {c for c in columns if re.match(r"^(image_)?metadata_|^(sig_id|cp_type|cp_time|cp_dose|drug_id)$",
-                                                 c.lower()) or _short(c) in _COMPOUND + ("sample_id", "pert_type")}
+                                                 c.lower()) or short_name(c) in _COMPOUND + ("sample_id", "pert_type")}
     named_meta |= set(frame.attrs.get("sample_metadata", ()))  # GCT/GCTX/h5ad: the file's sample metadata
     meta = [c for c in columns if c in named_meta or c not in numeric]
     feats = [c for c in columns if c not in meta]
     reasons.append(f"{len(meta)} meta columns (named Metadata_* or not numeric), {len(feats)} numeric feature "
                    "columns")
-    blocks = _blocks(feats)
+    blocks = _gene_blocks(feats, reasons) or _blocks(feats)
     for b in blocks:
         n = sum(1 for c in feats if b.matches(c))
-        reasons.append(f"block {b.name!r}: {n} columns " + (f"starting with {b.prefix!r}" if b.prefix else
-                                                            "(every numeric non-meta column)"))
+        reasons.append(f"block {b.name!r}: {n} columns " + (
+            f"starting with {b.prefix!r}" if b.prefix else f"named as genes by {b.genes}" if b.genes
+            else "(every numeric non-meta column)"))
     compound = _find(meta, _COMPOUND)
     plate = _find(meta, _PLATE, exclude=("map", "barcode"))
     well = _find(meta, _WELL)
@@ -83,9 +81,10 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
     else:
         reasons.append("no compound column found: set `group` by hand (folds must never split a compound)")
     ids: tuple[str, ...] = ()
-    for cand in ("sig_id", "sample_id"):
+    for cand in ("sig_id", "sample_id", *(c for c in meta if c.lower().endswith("_id") and frame[c].notna().all())):
         if cand in columns and frame[cand].is_unique:
             ids = (cand,)
+            break
     if not ids and plate and well and not frame[[plate, well]].duplicated().any():
         ids = (plate, well)
     if ids:
@@ -112,6 +111,22 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
         " (raw values: each plate is scaled to its control wells)" if layout.normalize == "robust_z" else
         " (values look already normalised, or no plate/controls)"))
     return layout, reasons
+
+
+def _gene_blocks(feats: list[str], reasons: list[str]) -> tuple[Block, ...]:
+    """One gene block when most feature columns are L1000 landmark genes named by Entrez id or symbol (the L1000
+    consensus table, CMap level-5 tables, GCT/GCTX files): declared so uploads naming them either way are matched
+    and explanations name genes by symbol."""
+    naming, n = landmark_naming(feats)
+    if naming is None or n < max(10, len(feats) // 2):
+        return ()
+    block = Block("genes", genes=naming, pca=min(50, max(0, n // 10)))
+    left = [c for c in feats if not block.matches(c)]
+    reasons.append(f"{n} feature columns are L1000 landmark genes named by "
+                   f"{'Entrez id' if naming == 'entrez' else 'gene symbol'}: a gene block (genes = {naming!r})"
+                   + (f"; {len(left)} other numeric column(s) left out ({', '.join(left[:3])} ...): add a block for "
+                      "them if they are features" if left else ""))
+    return (block,)
 
 
 def _blocks(feats: list[str]) -> tuple[Block, ...]:

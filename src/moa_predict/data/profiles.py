@@ -16,11 +16,17 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .cmap import detect_format, read_genes
+from .cmap import detect_format, read_genes, table_source
 from .errors import DataError
 from .io import Source, read_table
-from .layout import SPEC, Labels, Layout, layout_spec, spec_feature_columns
-from .normalize import ProfileNormalizer
+from .gene_blocks import GeneMatch, block_genes, match_genes
+from .gene_features import MAPPING_ATTR, check_scale
+from .genes import landmark_naming
+from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
+from .normalize import ProfileNormalizer, scale_profiles
+
+ID_FALLBACKS = ("sig_id", "sample_id", "id")
+"""An upload's own profile ids when it lacks the layout's id columns (``sample_id``: GCT/GCTX/h5ad sample ids)."""
 
 def _name(src: Source, name: str | None) -> str:
     if name:
@@ -30,14 +36,25 @@ def _name(src: Source, name: str | None) -> str:
     return os.path.basename(str(getattr(src, "name", "") or "profiles"))
 
 
-def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
+def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | None = None,
+                   genes_as_rows: bool = False) -> pd.DataFrame:
     """A table of profiles as rows: CSV/Parquet as they are; GCT/GCTX/h5ad turned to one row per sample (sample
-    metadata, then one column per gene named by its symbol, else its id)."""
+    metadata, then one column per gene named by its symbol, else its id). `genes_as_rows`: a CSV/Parquet table
+    whose genes are rows (a gene-name column, one numeric column per sample) is turned the same way (a layout with a
+    gene block reads such tables as the CMap path does)."""
     label = _name(src, name)
     kwargs = {} if max_bytes is None else {"max_bytes": max_bytes}
     if detect_format(src, label) == "table":
-        return read_table(src, name=label, **kwargs)
+        frame = read_table(src, name=label, **kwargs)
+        turned = _turned(frame, label) if genes_as_rows else None
+        return frame if turned is None else turned
     values, meta, genes = read_genes(src, name=label)
+    return _sample_rows(values, meta, genes)
+
+
+def _sample_rows(values: pd.DataFrame, meta: pd.DataFrame, genes: pd.DataFrame) -> pd.DataFrame:
+    """Samples x genes values and sample metadata as one table: sample_id, metadata, then the genes (named by
+    symbol where the file gives unique symbols, else by id)."""
     names = genes["symbol"].astype(str).tolist() if "symbol" in genes else genes["id"].astype(str).tolist()
     if len(set(names)) != len(names):
         names = genes["id"].astype(str).tolist()
@@ -47,6 +64,21 @@ def read_raw_table(src: Source, *, name: str | None = None, max_bytes: int | Non
     frame = pd.concat([meta.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
     frame.attrs["sample_metadata"] = list(meta.columns)  # the file says which columns are metadata
     return frame
+
+
+def _turned(frame: pd.DataFrame, name: str) -> pd.DataFrame | None:
+    """`frame` as one row per sample when its genes are rows (``cmap.table_source`` tells the orientation); None
+    when its columns already name genes, or when neither axis does (the gene matching then says what is wrong)."""
+    if landmark_naming(list(frame.columns))[1] >= 10:
+        return None
+    try:
+        source = table_source(frame, name)
+    except DataError:
+        return None
+    if source.orientation != "genes as rows":
+        return None
+    values, meta = source.read_all()
+    return _sample_rows(values, meta, source.genes)
 
 
 def _key(series: pd.Series) -> pd.Series:
@@ -96,8 +128,15 @@ def _join_metadata(frame: pd.DataFrame, layout: Layout, source: str) -> pd.DataF
     return frame
 
 
-def _ids(frame: pd.DataFrame, layout: Layout, source: str) -> pd.Index:
-    if not layout.id:
+def _ids(frame: pd.DataFrame, layout: Layout, source: str, *, upload: bool = False) -> pd.Index:
+    """The profile ids: the layout's id columns; an upload without them uses its own unique ``sig_id`` /
+    ``sample_id`` / ``id`` column, else row numbers."""
+    if upload and (not layout.id or any(c not in frame.columns for c in layout.id)):
+        own = next((c for c in ID_FALLBACKS if c in frame.columns and frame[c].notna().all()
+                    and frame[c].astype(str).str.strip().is_unique), None)
+        if own is not None:
+            return pd.Index(frame[own].astype(str).str.strip().to_numpy(), name=schema.SIG_ID)
+    if not layout.id or (upload and any(c not in frame.columns for c in layout.id)):
         return pd.Index([f"row-{i + 1}" for i in range(len(frame))], name=schema.SIG_ID)
     for c in layout.id:
         if c not in frame.columns:
@@ -196,6 +235,34 @@ def _read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
     return read_table(io.BytesIO("".join(lines).encode()), name=labels.file)
 
 
+def _alias_meta(frame: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """An upload's meta columns under the layout's names when it names them with or without CellProfiler's
+    ``Metadata_`` prefix (``Metadata_pert_iname`` for the layout's ``pert_iname``, or the reverse): one candidate
+    only, and never a column the layout names itself."""
+    named = set(layout.meta_columns()) | set(layout.ignore)
+    by_short: dict[str, list[str]] = {}
+    for c in frame.columns:
+        if c not in named:
+            by_short.setdefault(short_name(c), []).append(c)
+    rename: dict[str, str] = {}
+    for c in layout.meta_columns():
+        options = by_short.get(short_name(c), [])
+        if c not in frame.columns and len(options) == 1 and options[0] not in rename:
+            rename[options[0]] = c
+    return frame.rename(columns=rename) if rename else frame
+
+
+def _gene_notes(reports: list[GeneMatch]) -> dict[str, Any]:
+    """One mapping report for all gene blocks of an upload, with the keys of the LISH-MoA one (``found``,
+    ``missing``, ``ignored``, ``filled_with_zero``), which ``moa predict`` prints."""
+    return {"found": sum(r.found for r in reports), "of": sum(r.n_model for r in reports),
+            "missing": sum(len(r.filled_with_zero) for r in reports),
+            "ignored": max(r.to_dict()["ignored"] for r in reports),
+            "filled_with_zero": [x for r in reports for x in r.filled_with_zero],
+            "summary": "; ".join(r.summary() + (f" (block {r.block})" if len(reports) > 1 else "") for r in reports),
+            "blocks": [r.to_dict() for r in reports]}
+
+
 def _fill_missing(values: np.ndarray, notes: dict[str, Any]) -> np.ndarray:
     """Missing cells get their column's median over the table; the count goes to the report."""
     med = np.nanmedian(values, axis=0)
@@ -213,17 +280,24 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
     label, and are counted in ``dataset.notes``. `feature_columns`: the columns a trained model needs (an upload must
-    have all of them; extra columns are ignored). `normalizer`: the fitted normalisation of the training table (a
-    bundle stores it: pooled control scale, whitening), else one is fit on this table's control wells and returned
-    as ``dataset.normalizer``."""
+    have all of them, except a gene block's genes, which are matched by identity with up to 5 % missing; extra
+    columns are ignored; of the meta columns only the model's meta inputs are required). `normalizer`: the fitted
+    normalisation of the training table (a bundle stores it: pooled control scale, whitening), else one is fit on
+    this table's control wells and returned as ``dataset.normalizer``."""
     from .dataset import Dataset
 
     source = _name(src, name)
-    frame = read_raw_table(src, name=source, max_bytes=max_bytes)
+    frame = read_raw_table(src, name=source, max_bytes=max_bytes, genes_as_rows=bool(layout.gene_blocks()))
     frame = _join_metadata(frame.reset_index(drop=True), layout, source)
     if len(frame) == 0:
         raise DataError("the table has no rows.", source=source)
-    ids = _ids(frame, layout, source)
+    upload = feature_columns is not None
+    gene_reports: list[GeneMatch] = []
+    if upload:
+        frame = _alias_meta(frame, layout)
+        frame, gene_reports = match_genes(frame, layout, feature_columns, source=source,
+                                          skip=[*layout.meta_columns(), *layout.ignore, *ID_FALLBACKS])
+    ids = _ids(frame, layout, source, upload=upload)
     if feature_columns is None:
         blocks = layout.block_columns(list(frame.columns), source)
     else:
@@ -236,9 +310,17 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         blocks = {k: [c for c in v if c in wanted]
                   for k, v in layout.block_columns(list(frame.columns), source).items()}
     columns = [c for cols in blocks.values() for c in cols]
+    genes: dict[str, int | None] = {}
+    for b in layout.gene_blocks():
+        genes.update(block_genes(blocks.get(b.name, []), b.genes or "auto", block=b.name, source=source))
     values = _feature_block(frame, columns, source)
     notes: dict[str, Any] = {}
-    if layout.controls is not None:
+    if gene_reports:
+        notes["genes"] = _gene_notes(gene_reports)
+    if layout.controls is not None and upload and layout.controls.column not in frame.columns:
+        is_control = np.zeros(len(frame), bool)
+        notes["controls"] = f"no control column {layout.controls.column!r}: every profile taken as treated"
+    elif layout.controls is not None:
         if layout.controls.column not in frame.columns:
             raise DataError(f"the control column {layout.controls.column!r} is not in the table.", source=source,
                             column=layout.controls.column)
@@ -247,7 +329,13 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     else:
         is_control = np.zeros(len(frame), bool)
     meta_cols = [c for c in layout.meta_columns() if c in frame.columns]
-    for c in layout.meta_columns():
+    if upload:
+        for c in layout.prediction_columns():
+            if c not in frame.columns:
+                raise DataError(f"the model takes column {c!r} as an input (a meta column of its layout), and it is "
+                                "not in the table. Add it (the training table's values), or train without it.",
+                                source=source, column=c)
+    for c in [] if upload else layout.meta_columns():
         if c not in frame.columns and c not in layout.id and not (labels is False and layout.labels is not None
                                                                    and c == layout.labels.column):
             raise DataError(f"the layout names column {c!r}, which is not in the table.", source=source, column=c)
@@ -260,7 +348,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     if normalizer is None:
         normalizer = layout.normalizer()
     fit = not normalizer.fitted
-    if layout.normalize != "none" or layout.whiten or layout.clip:
+    if layout.transforms_profiles:
         if np.isnan(values).any():  # statistics over controls must not see holes: fill first (median of the column)
             values = _fill_missing(values, notes)
         plates = meta[layout.plate].to_numpy() if layout.plate in meta.columns else None
@@ -270,6 +358,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         notes["normalization"] = "; ".join(sentences)
     if np.isnan(values).any():
         values = _fill_missing(values, notes)
+    if genes:  # a gene block's values are z-scores: level-3 (log2 expression) files are refused, not answered
+        check_scale(values[:, [i for i, c in enumerate(columns) if c in genes]], source)
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
@@ -277,7 +367,10 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
                             "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
                             "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
                             "single_label": layout.single_label,
-                            "treatment": [c for c in layout.treatment if c in meta.columns]}
+                            "treatment": [c for c in layout.treatment if c in meta.columns],
+                            "genes": genes}
+    if gene_reports:
+        features.attrs[MAPPING_ATTR] = notes["genes"]
     targets = drugs = None
     if layout.group is not None and layout.group in meta.columns:
         drugs = meta[layout.group].astype(str).rename("drug_id")
@@ -330,7 +423,10 @@ def treatment_means(dataset, by: list[str] | None = None):
     feats = spec_feature_columns(spec)
     keys = treatment_keys(f, by)
     grouped = f.groupby(keys.to_numpy(), sort=True)
-    means = grouped[feats].mean().astype(np.float32)
+    means = grouped[feats].mean()
+    if layout is not None and layout.profile_scale == "zscore":  # a mean of scaled profiles is scaled again
+        means = pd.DataFrame(scale_profiles(means.to_numpy()), index=means.index, columns=means.columns)
+    means = means.astype(np.float32)
     meta = grouped[[c for c in f.columns if c not in feats]].first()
     out = pd.concat([meta, means], axis=1)
     out.index.name = schema.SIG_ID

@@ -47,9 +47,10 @@ from tqdm.auto import tqdm
 from ..data import schema
 from ..data.dataset import control_mask
 from ..data.identities import feature_fields
+from ..data.layout import layout_spec
 from ..features.torch_transforms import (N_META, is_generic, no_response_baseline, raw_inputs, raw_names,
                                          shared_columnwise)
-from ..runtime.threads import limit_threads
+from ..runtime.threads import limit_threads, single_threaded
 
 DEFAULT_STEPS = 64
 TOLERANCE_ABS = 2e-3
@@ -185,6 +186,7 @@ def gauss_legendre(n_steps: int) -> tuple[list[float], list[float]]:
     return (0.5 * weights).tolist(), (0.5 * (1 + points)).tolist()
 
 
+@single_threaded
 def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | AttributionPath, inputs: np.ndarray,
                          targets: Sequence[int], baseline: np.ndarray | None = None, *, n_steps: int = DEFAULT_STEPS,
                          refine: int = 2, progress: bool = False, n_meta: int = N_META) -> dict[str, np.ndarray]:
@@ -245,6 +247,7 @@ def integrated_gradients(forward: Callable[[torch.Tensor], torch.Tensor] | Attri
             "completeness_error": delta, "tolerance": tol, "steps": used}
 
 
+@single_threaded
 def dose_time_effects(forward: Callable[[torch.Tensor], torch.Tensor], inputs: np.ndarray,
                       targets: Sequence[int]) -> np.ndarray:
     """(n, times, doses) probabilities of output targets[i] with row i's features at every real dose and time.
@@ -289,10 +292,16 @@ def _block(name: str, blocks: dict[str, str] | None = None) -> str:
     return "treatment"
 
 
+def _genes(features: pd.DataFrame) -> dict[str, int | None]:
+    """A layout's gene columns (column -> Entrez id, ``data.gene_blocks``), so attributions name them by symbol."""
+    spec = layout_spec(features)
+    return dict((spec or {}).get("genes") or {})
+
+
 def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int,
-         blocks: dict[str, str] | None = None) -> list[dict[str, Any]]:
+         blocks: dict[str, str] | None = None, genes: dict[str, int | None] | None = None) -> list[dict[str, Any]]:
     order = np.argsort(-np.abs(attr), kind="stable")[:k]
-    return [{**feature_fields(names[j]), "value": values[j], "attribution": round(float(attr[j]), 6),
+    return [{**feature_fields(names[j], genes), "value": values[j], "attribution": round(float(attr[j]), 6),
              "block": _block(names[j], blocks)} for j in order]
 
 
@@ -306,6 +315,7 @@ def _completeness_note(ok: bool, constant: bool, steps: int) -> str | None:
             "steps: the model changes too abruptly along the path; read the bars as approximate")
 
 
+@single_threaded
 def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequence[str], *,
                         proba: np.ndarray | None = None, moas: Sequence[str] | None = None, top_moas: int = 3,
                         top_k: int = 10, n_steps: int = DEFAULT_STEPS, progress: bool = False) -> dict[str, Any]:
@@ -331,6 +341,7 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     layout = raw_layout(model)
     raw, names = layout.inputs(features, model), layout.names
     n_feat, n_meta = layout.n_features, layout.n_meta
+    genes = _genes(features)
     treated = ~control_mask(features)
     pairs: list[tuple[int, int]] = []
     for i in np.flatnonzero(treated):
@@ -366,7 +377,7 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
             "completeness_ok": ok,
             "pushing_up": round(float(attr[attr > 0].sum()), 6),
             "pushing_down": round(float(attr[attr < 0].sum()), 6),
-            "features": _top(list(names[:n_feat]), attr, values, top_k, layout.blocks),
+            "features": _top(list(names[:n_feat]), attr, values, top_k, layout.blocks, genes),
             "dose_time": (None if layout.generic else
                           _dose_time_json(effects[j], int(row[schema.CP_TIME]), str(row[schema.CP_DOSE]))),
         }
@@ -418,6 +429,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
     layout = raw_layout(model)
     names = list(layout.names[:layout.n_features])
     n_feat = len(names)
+    genes = _genes(features)
     rng = np.random.default_rng(seed)
     treated = ~control_mask(features)
     moas = list(targets.columns) if moas is None else list(moas)
@@ -450,7 +462,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
         agree = (np.sign(a) == np.sign(mean)[None, :]).mean(0)
         order = np.argsort(-mean_abs, kind="stable")[:top_k]
         out[moa] = {"n_profiles": int(len(r)), "mean_probability": round(float(p.mean()), 6),
-                    "features": [{**feature_fields(names[j]), "mean_abs_attribution": round(float(mean_abs[j]), 6),
+                    "features": [{**feature_fields(names[j], genes), "mean_abs_attribution": round(float(mean_abs[j]), 6),
                                   "mean_attribution": round(float(mean[j]), 6),
                                   "sign_agreement": round(float(agree[j]), 3),
                                   "block": _block(names[j], layout.blocks)}

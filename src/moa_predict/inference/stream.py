@@ -175,7 +175,8 @@ def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_col
     for features in frames:
         if is_gene_only(features):
             summary.gene_only = True
-            summary.mapping = features.attrs.get(MAPPING_ATTR)
+        if MAPPING_ATTR in features.attrs:  # CMap files, and any layout's gene block: how the genes were matched
+            summary.mapping = features.attrs[MAPPING_ATTR]
         answer = bundle.for_features(features)
         summary.answered_by.add(answer.answers)
         frame = answer.predict_frame(features, keep_columns=keep_columns)

@@ -82,6 +82,23 @@ def write_gctx(path: str | os.PathLike, rows: pd.DataFrame, n_samples: int,
     return path
 
 
+def write_gct(path: str | os.PathLike, rows: pd.DataFrame, meta: pd.DataFrame, values: np.ndarray) -> Path:
+    """Write a GCT 1.3 text file (CMap's text format): genes as rows with `rows`' metadata (``id`` first), samples
+    as columns with `meta`'s (``id`` first); `values` is samples x genes, as for :func:`write_gctx`. Atomic."""
+    if values.shape != (len(meta), len(rows)):
+        raise ValueError(f"values are {values.shape}, not {len(meta)} samples x {len(rows)} genes")
+    row_keys, col_keys = list(rows.columns[1:]), list(meta.columns[1:])
+    lines = ["#1.3", f"{len(rows)}\t{len(meta)}\t{len(row_keys)}\t{len(col_keys)}",
+             "\t".join(["id", *row_keys, *meta["id"].astype(str)])]
+    lines += ["\t".join([key, *["na"] * len(row_keys), *meta[key].astype(str)]) for key in col_keys]
+    for j, r in enumerate(rows.astype(str).itertuples(index=False)):
+        lines.append("\t".join([*r, *(f"{v:.6g}" for v in values[:, j])]))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def simulate_gctx(path: str | os.PathLike, n_samples: int, *, seed: int = 0, chunk_size: int = 2000,
                   pool: int = 400, noise: float = 0.3) -> Path:
     """Write `n_samples` simulated profiles as a CMap-style GCTX (see the module docstring)."""

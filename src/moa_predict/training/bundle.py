@@ -209,8 +209,10 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
-    """Read and check a bundle directory."""
-    path = Path(path)
+    """Read and check a bundle directory (or a built-in model by name: ``data.builtin``)."""
+    from ..data.builtin import resolve_bundle
+
+    path = resolve_bundle(path)
     meta_path, weights_path = path / META_FILE, path / WEIGHTS_FILE
     if not meta_path.is_file() or not weights_path.is_file():
         raise DataError(f"{path} is not a model bundle (expected {META_FILE} and {WEIGHTS_FILE}). "

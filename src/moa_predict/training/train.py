@@ -14,7 +14,7 @@ from ..data.errors import DataError
 from ..data.profiles import training_rows
 from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
-from ..evaluation.skill import per_target_skill
+from ..evaluation.skill import TOO_FEW, per_target_skill
 from ..evaluation.trust import fit_trust
 from ..explain.neighbours import ReferenceIndex, reference_meta_columns
 from ..models.base import MoAModel
@@ -22,6 +22,7 @@ from ..models.blend import BlendModel
 from ..models.default import GENE_ONLY_MEMBERS
 from ..runtime.progress import elapsed
 from .bundle import Bundle
+from .controls import cv_field_report
 from .stacking import cross_validate_blend
 
 NO_CV_STACK = ("not fit: without cross-validation the blend keeps the default member weights, with no temperature "
@@ -39,7 +40,8 @@ def gene_only_model(model: MoAModel) -> MoAModel:
 
 def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int = 0, cv: bool = True,
                  progress: bool = True, command: str = "", reference: bool = True, device: str = "cpu",
-                 gene_only: bool = True) -> tuple[Bundle, CVResult | None]:
+                 gene_only: bool = True, shuffled: str = "auto",
+                 retrieval: bool = True) -> tuple[Bundle, CVResult | None]:
     """Cross-validate `model` (unless cv=False), then fit it on every training row.
 
     A blend gets its stack fit on this data's cross-validation (``training.stacking``); without
@@ -54,7 +56,10 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     ``gene_only`` companion answers profiles that have no cell-viability block (CMap / L1000 signatures).
 
     With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``evaluation.trust``) is
-    fit on the out-of-fold predictions."""
+    fit on the out-of-fold predictions, and the field's figures (top-k accuracy, micro PR-AUC, macro ROC-AUC,
+    retrieval mAP, log loss) are reported beside the prior's and a shuffled-label control's (`shuffled`: auto,
+    refit or permute; ``training.controls``; `retrieval`: with the copairs mAP); the per-MoA skill judges each
+    MoA against both."""
     layout_notes = None
     if data.layout is not None:
         if model.needs_full_layout:
@@ -69,7 +74,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
             and any(c.startswith("c-") for c in data.feature_columns)):
         companion, _ = train_bundle(gene_only_model(model), data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
                                     progress=progress, command=command, reference=reference, device=device,
-                                    gene_only=False)
+                                    gene_only=False, shuffled="permute", retrieval=False)
     is_blend = isinstance(model, BlendModel)
     result, stack = None, None
     if cv and is_blend:
@@ -103,12 +108,17 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     if result is not None and data.single_label:
         info["cv"]["single_label"] = single_label_scores(data.targets.to_numpy(), result.oof, result.fold >= 0)
     if result is not None:
+        field, control = cv_field_report(model, data, result, mode=shuffled, seed=seed, progress=progress,
+                                         device=device, retrieval=retrieval)
+        info["cv"]["prior_score"] = field["figures"]["log_loss"]["prior"]
+        info["cv"]["field"] = field
         treated_fold = np.where(data.is_control, -1, result.fold)
         skill = per_target_skill(data.targets.to_numpy(np.float64), result.oof, treated_fold, data.target_names,
                                  None if data.drugs is None else data.drugs.to_numpy(),
-                                 stack.prior_targets_ if stack is not None else ())
+                                 stack.prior_targets_ if stack is not None else (), shuffled=control)
         info["cv"]["per_target_skill"] = skill
         info["cv"]["not_predictable"] = [name for name, s in skill.items() if not s["predictable"]]
+        info["cv"]["too_few_to_judge"] = [name for name, s in skill.items() if s["judgement"] == TOO_FEW]
     if is_blend:
         info["stack"] = NO_CV_STACK if stack is None else CV_STACK
     trust = None

@@ -14,13 +14,17 @@ from typing import Any
 import numpy as np
 
 from ..data.io import jsonable
+from ..data.gene_blocks import NAMING_TEXT, describe, layout_genes
 from ..data.identities import block_summary
+from ..evaluation.field_metrics import figure_rows
+from ..evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW
 from ..training.bundle import Bundle
 
 NOT_PREDICTABLE = "not predictable from this training data"
 """What every page, chart and download says of a MoA the model answers with its training frequency."""
 
-SKILL_KEYS = ("drugs", "positives", "auc", "ap", "gain", "log_loss", "prior_log_loss")
+SKILL_KEYS = ("drugs", "positives", "auc", "ap", "gain", "log_loss", "prior_log_loss", "prior_auc", "prior_ap",
+              "shuffled_auc", "shuffled_ap", "training_compounds_when_held_out", "judgement")
 
 
 def simulated_training_data(bundle: Bundle) -> dict[str, Any] | None:
@@ -85,8 +89,12 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
         params = {}
     card_cv = None
     if cv:
-        card_cv = {k: jsonable(cv.get(k)) for k in ("metric", "score", "rows", "folds", "grouped_by_drug", "seed",
-                                                   "fold_scores", "single_label") if k in cv}
+        card_cv = {k: jsonable(cv.get(k)) for k in ("metric", "score", "prior_score", "rows", "folds",
+                                                   "grouped_by_drug", "seed", "fold_scores", "single_label")
+                   if k in cv}
+        if cv.get("field"):
+            card_cv["field"] = field_card(cv["field"])
+    too_few = sorted(cv.get("too_few_to_judge") or ()) if cv else []
     targets = []
     for i, name in enumerate(bundle.target_names):
         entry = {"id": i + 1, "name": name,
@@ -94,6 +102,9 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
                  "predictable": (name not in not_predictable) if known else None}
         if skill:
             entry.update(_skill(skill.get(name)))
+        if known and not entry.get("judgement"):  # a bundle written before the judgement existed
+            entry["judgement"] = (TOO_FEW if name in too_few else
+                                  JUDGED_NOT if name in not_predictable else PREDICTABLE)
         targets.append(entry)
     return {
         "model": bundle.model_name,
@@ -113,7 +124,12 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
         "per_target_skill": bool(skill),
         "not_predictable": sorted(not_predictable) if known else None,
         "not_predictable_means": NOT_PREDICTABLE + ": on drugs held out in cross-validation the model did no "
-                                 "better than the MoA's training frequency, so that is what it answers",
+                                 "better than the MoA's training frequency (or, on ROC AUC and average precision, "
+                                 "than the prior and a shuffled-label control), so that is what it answers",
+        "too_few_to_judge": too_few if known else None,
+        "too_few_means": TOO_FEW + ": when one of its compounds was held out, fewer than two others of the MoA "
+                         "were left to learn from, so its held-out scores cannot tell skill from chance; shown "
+                         "as not predictable",
         "targets": targets,
         "controls": ("ctl_vehicle rows are predicted 0 for every MoA (no MoA by definition)" if layout is None
                      else f"control rows ({_controls_text(layout)}) are predicted 0 for every MoA (no MoA by "
@@ -122,16 +138,36 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
     }
 
 
+def field_card(field: dict[str, Any]) -> dict[str, Any]:
+    """The field's figures for the card: one row per figure (model, prior, shuffled labels), with what they are."""
+    inputs = (field.get("retrieval") or {}).get("input_profiles") or {}
+    notes = field.get("notes") or {}
+    return {"rows": [{"figure": name, "model": v[0], "prior": v[1], "shuffled": v[2]}
+                     for name, v in figure_rows(field)],
+            "profiles": field.get("rows"), "labelled_profiles": field.get("labelled_rows"),
+            "compounds": field.get("compounds"), "prior": notes.get("prior"), "shuffled": notes.get("shuffled"),
+            "input_map": jsonable(inputs.get("map")), "input_map_significant": jsonable(inputs.get("map_significant")),
+            "input_moas": inputs.get("moas")}
+
+
 def layout_blocks(layout: Any, feature_columns: list[str], examples: int = 3) -> list[dict[str, Any]]:
     """The feature blocks of a bundle trained on another layout, in the card's ``feature_blocks`` form."""
     out = []
+    genes = layout_genes(layout, feature_columns)
     for name, cols in layout.block_columns(feature_columns, "bundle").items():
         block = next(b for b in layout.blocks if b.name == name)
-        how = f"regex {block.regex}" if block.regex is not None else f"prefix {block.prefix}"
-        out.append({"block": name, "columns": f"{cols[0]} … {cols[-1]}" if len(cols) > 1 else cols[0],
-                    "count": len(cols), "pca": int(block.pca), "match": how,
-                    "text": f"{name}: {len(cols)} columns ({how}; e.g. {', '.join(cols[:examples])})"
-                            + (f", {block.pca} PCA components" if block.pca else "")})
+        how = (f"regex {block.regex}" if block.regex is not None else f"prefix {block.prefix}"
+               if block.prefix is not None else f"genes named by {NAMING_TEXT[block.genes or 'auto']}")
+        entry = {"block": name, "columns": f"{cols[0]} … {cols[-1]}" if len(cols) > 1 else cols[0],
+                 "count": len(cols), "pca": int(block.pca), "match": how,
+                 "text": f"{name}: {len(cols)} columns ({how}; e.g. {', '.join(cols[:examples])})"}
+        if block.genes is not None:
+            entry["match"] += "; uploads may name them by Entrez id or symbol, in any order, up to 5 % missing"
+            entry["genes"] = describe({c: genes.get(c) for c in cols})
+            entry["text"] = (f"{name}: {entry['genes']}, columns named by {NAMING_TEXT[block.genes]} "
+                             "(uploads: Entrez id or symbol)")
+        entry["text"] += f", {block.pca} PCA components" if block.pca else ""
+        out.append(entry)
     return out
 
 
@@ -176,6 +212,7 @@ def layout_card(layout: Any, feature_columns: list[str], training: dict[str, Any
         "meta": [*layout.meta_categorical, *layout.meta_numeric],
         "required_columns": [c for c in layout.meta_columns()
                              if not (lab is not None and lab.source == "column" and c == lab.column)],
+        "upload_requires": layout.prediction_columns(),
         "unlabelled_rows": notes.get("unlabelled_rows"),
     }
 

@@ -204,11 +204,14 @@ def _root(request: Request) -> str:
 @router.get("/model", summary="The model card")
 def model(service: Service) -> JSONResponse:
     """Which model is served, what it was trained on (`training_data.description`; `simulated_training_data`:
-    the simulator's marker, null for measured data), its cross-validated score (`cv`), its features
-    (`feature_blocks`), and the MoAs it predicts (`targets`: id 1-206, name, CV log loss, `predictable`, and
-    with a per-MoA skill report: training `drugs` and `positives` (profiles), `auc` and `ap` on held-out drugs,
-    `gain` over the frequency-only baseline). `not_predictable` lists the MoAs the model answers with their
-    training frequency (null when the bundle does not say)."""
+    the simulator's marker, null for measured data), its cross-validated score (`cv`, with `prior_score` and
+    `field`: top-k accuracy, micro PR-AUC, macro ROC-AUC, retrieval mAP and log loss beside the prior's and a
+    shuffled-label control's), its features (`feature_blocks`), and the MoAs it predicts (`targets`: id 1-206,
+    name, CV log loss, `predictable`, and with a per-MoA skill report: training `drugs` and `positives`
+    (profiles), `auc` and `ap` on held-out drugs beside the prior's and the shuffled control's, `gain` over the
+    frequency-only baseline, `judgement`: predictable, not predictable or too few compounds to judge).
+    `not_predictable` lists the MoAs the model answers with their training frequency, `too_few_to_judge` those
+    of them with too few compounds (null when the bundle does not say)."""
     return JSONResponse(service.card)
 
 

@@ -74,7 +74,8 @@ def _layout_column_help(layout: dict) -> list[dict]:
             roles.append("plate" + (" (plate normalisation)" if not layout["normalisation"].startswith("none") else ""))
         if col in layout["meta"]:
             roles.append("meta input of the model")
-        rows.append({"name": col, "what": "; ".join(roles) or "named by the layout", "example": ""})
+        optional = "" if col in layout.get("upload_requires", layout["required_columns"]) else " (optional)"
+        rows.append({"name": col, "what": ("; ".join(roles) or "named by the layout") + optional, "example": ""})
     for b in layout["blocks"]:
         rows.append({"name": b["columns"], "what": f"block {b['block']}: {b['count']:,} feature columns ({b['match']}; "
                      "numbers)", "example": ""})

@@ -1,0 +1,121 @@
+"""The built-in real L1000 reference (`l1000-reference`): shipped in the package, found by name, answers real level-5
+signatures out of the box; on the shared data, its explanations name cholesterol genes for statins and retraining
+reproduces the shipped card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from moa_predict.data.builtin import BUILTIN_DIR, L1000_EXAMPLES, L1000_REFERENCE, resolve_bundle
+from moa_predict.data.errors import DataError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "real"
+CONSENSUS = SHARED / "l1000_consensus" / "consensus_signatures.csv.gz"
+needs_consensus = pytest.mark.skipif(not CONSENSUS.is_file(), reason=f"the real consensus table is not at {CONSENSUS} "
+                                     "(../shared); the simulator cannot stand in for real L1000 biology")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from moa_predict.training.bundle import load_bundle
+
+    return load_bundle(L1000_REFERENCE)
+
+
+def test_the_reference_ships_in_the_package_and_says_it_is_real(reference):
+    path = resolve_bundle(L1000_REFERENCE)
+    assert path.parent == BUILTIN_DIR
+    assert sum(f.stat().st_size for f in path.iterdir()) <= 30 * 2**20
+    meta = json.loads((path / "bundle.json").read_text())
+    assert not meta["training_data"].get("simulated")
+    about = reference.layout.about_dict
+    assert about["data"] == "real" and "CC BY 4.0" in about["licence"]
+    assert len(reference.target_names) >= 200 and len(reference.feature_columns) == 978
+    assert meta["cv"] is not None  # cross-validated: the card has figures
+
+
+def test_a_directory_wins_over_a_name_and_unknown_names_stay_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_bundle("no-such-model") == Path("no-such-model")
+    (tmp_path / L1000_REFERENCE).mkdir()
+    assert resolve_bundle(L1000_REFERENCE) == Path(L1000_REFERENCE)
+
+
+def test_predict_without_bundle_answers_the_shipped_level5_examples(tmp_path, capsys):
+    """`moa predict` with no --bundle: the built-in answers real level-5 signatures named by CMap symbol."""
+    from moa_predict.cli import main
+
+    out = tmp_path / "p.csv"
+    main(["predict", "--features", str(L1000_EXAMPLES), "--out", str(out), "--quiet"])
+    pred = pd.read_csv(out)
+    examples = pd.read_csv(L1000_EXAMPLES)
+    assert len(pred) == len(examples) and "RAF inhibitor" in pred.columns
+    assert np.allclose(pred.drop(columns=[pred.columns[0]]).to_numpy().sum(axis=1) > 0, True)
+
+
+def test_compound_level_calls_of_the_examples_find_raf_and_hmgcr(reference):
+    """Pooled per drug (`--level compound`), the true MoA is among the top 5 for vemurafenib and atorvastatin,
+    two drugs the reference never saw (chance: 5 in 256)."""
+    from moa_predict.inference.levels import predict_level
+
+    frame = predict_level(reference, L1000_EXAMPLES, "compound")
+    key = frame.columns[1]
+    names = list(reference.target_names)
+    for drug, moa in (("vemurafenib", "RAF inhibitor"), ("atorvastatin", "HMGCR inhibitor")):
+        row = frame[frame[key].astype(str) == drug][names].to_numpy()[0]
+        top5 = [names[i] for i in np.argsort(-row)[:5]]
+        assert moa in top5, (drug, top5)
+
+
+def test_a_cell_painting_table_is_refused_naming_the_genes(reference, tmp_path):
+    table = pd.DataFrame({"Metadata_Plate": ["p1"] * 3, "Cells_AreaShape_Area": [1.0, 2.0, 3.0],
+                          "Nuclei_Intensity_Mean": [0.1, 0.2, 0.3]})
+    table.to_csv(tmp_path / "cp.csv", index=False)
+    with pytest.raises(DataError, match="gene"):
+        reference.read_profiles(tmp_path / "cp.csv")
+
+
+@needs_consensus
+def test_statin_explanations_name_cholesterol_synthesis_genes(reference):
+    """Known biology surfaces: for the statins of the shared table, HMGCR inhibitor's attributions put sterol
+    pathway landmark genes (HMGCR, HMGCS1, INSIG1, FDFT1, ...) among each drug's top 20 genes."""
+    from moa_predict.explain.report import explain_profiles
+
+    table = pd.read_csv(CONSENSUS)
+    statins = table[table["moa"].fillna("").str.contains("HMGCR inhibitor") & table["pert_iname"].fillna("")
+                    .str.endswith("statin")]
+    assert len(statins) >= 4
+    data = reference.read_dataset(CONSENSUS)
+    features = data.features.loc[statins["drugbank_id"].astype(str)]
+    report = explain_profiles(reference, features, moas=["HMGCR inhibitor"], top_k=20)
+    sterol = {"HMGCR", "HMGCS1", "INSIG1", "FDFT1", "ACAT2", "EBP", "NSDHL", "TMEM97", "NPC1"}
+    hits = []
+    for profile in report["profiles"]:
+        labels = {str(f.get("label", "")).split(" ")[0] for f in profile["explanations"][0]["features"]}
+        hits.append(len(labels & sterol))
+    assert min(hits) >= 1 and np.mean(hits) >= 2, hits
+
+
+@needs_consensus
+@pytest.mark.slow
+def test_retraining_with_the_command_reproduces_the_shipped_card(reference, tmp_path):
+    """`python bench/l1000_reference.py --only-chosen MODEL --out DIR` (what --ship wrote into the package)
+    gives the same model: the same MoAs and genes, and the card's CV figures to the printed precision."""
+    import subprocess
+    import sys
+
+    chosen = reference.info.get("command", "").split("model '")[-1].rstrip("')")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "bench" / "l1000_reference.py"), "--only-chosen", chosen,
+                    "--out", str(tmp_path / "b"), "--docs", str(tmp_path / "docs")], check=True,
+                   capture_output=True, text=True, timeout=1800)
+    from moa_predict.training.bundle import load_bundle
+
+    again = load_bundle(tmp_path / "b")
+    assert again.target_names == reference.target_names and again.feature_columns == reference.feature_columns
+    assert round(again.info["cv"]["score"], 5) == round(reference.info["cv"]["score"], 5)
