@@ -223,8 +223,8 @@ def _pair_summary(rows: list[dict]) -> dict:
             "marginal_cpu_ms_per_profile": cpu_ms, "cpu_bound_profiles_per_second": ceiling,
             "rss_ratio_largest_vs": {str(r["size"]): round(big["peak_rss_mb"] / r["peak_rss_mb"], 3) for r in rows},
             "profiles_per_second_largest": rate, "marginal_profiles_per_second": marginal,
-            "load_average_during": [min(r["load_average_before"][0] for r in rows),
-                                    max(r["load_average_after"][0] for r in rows)],
+            "load_average_during": [min(min(r["load_average_before"][0], r["load_average_after"][0]) for r in rows),
+                                    max(max(r["load_average_before"][0], r["load_average_after"][0]) for r in rows)],
             "goals_met": {"rss": ratio <= GOAL_RSS_RATIO, "rate": rate >= GOAL_RATE,
                           "marginal_rate": marginal is not None and marginal >= GOAL_RATE}}
 
