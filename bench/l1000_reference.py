@@ -76,15 +76,25 @@ def read(layout_path: Path = L1000_LAYOUT):
     return data.subset(training_rows(data))
 
 
-def out_of_fold(name: str, params: dict, data, seed: int = 0):
-    """The CV result of one candidate (the folds ``moa train`` makes) and its wall time."""
+def out_of_fold(name: str, params: dict, data, seed: int = 0, cache: Path | None = None):
+    """The CV result of one candidate (the folds ``moa train`` makes) and its wall time; with `cache` (a .npz
+    path), read from there when present, else written there."""
+    from types import SimpleNamespace
+
+    if cache is not None and cache.is_file():
+        z = np.load(cache)
+        return SimpleNamespace(oof=z["oof"], fold=z["fold"]), float(z["seconds"])
     t0 = time.perf_counter()
     model = make_model(name, **params)
     if name == "blend":
         result, _ = cross_validate_blend(model, data, n_splits=5, seed=seed, progress=False)
     else:
         result = cross_validate(model, data, n_splits=5, seed=seed, progress=False)
-    return result, time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, oof=result.oof, fold=result.fold, seconds=seconds)
+    return result, seconds
 
 
 def figures(result, data) -> dict:
@@ -135,6 +145,20 @@ def level5_check(bundle) -> dict:
             "compounds_top5": int(sum(v["compound_rank"] is not None and v["compound_rank"] <= 5 for v in out.values()))}
 
 
+def card_summary(bundle) -> dict:
+    """What the shipped card says: the CV figures (``evaluation.field_metrics``) and which MoAs are learnable."""
+    cv = bundle.info.get("cv") or {}
+    skill = cv.get("per_target_skill") or {}
+    by = {}
+    for name, s in skill.items():
+        by.setdefault(s["judgement"], []).append(name)
+    learnable = sorted((n for n in by.get("predictable", [])), key=lambda n: -(skill[n]["auc"] or 0))
+    return {"field": cv.get("field"), "score": cv.get("score"), "prior_score": cv.get("prior_score"),
+            "judgements": {k: len(v) for k, v in by.items()},
+            "learnable": [{"moa": n, "drugs": skill[n]["drugs"], "auc": skill[n]["auc"], "ap": skill[n]["ap"]}
+                          for n in learnable]}
+
+
 def fmt(x: float | None, d: int = 3) -> str:
     return "—" if x is None else f"{x:.{d}f}"
 
@@ -166,6 +190,19 @@ def markdown(report: dict) -> str:
         lines += ["", f"Mean per-signature top-5 rate {l5['mean_top5_rate']:.3f} = {l5['times_chance']:.1f} × chance "
                   f"({l5['chance_top5']:.3f}); compound-level true MoA in the top 5 for {l5['compounds_top5']} of 3 "
                   "drugs.", ""]
+    card = report.get("card")
+    if card:
+        j = card["judgements"]
+        lines += ["## Which MoAs are learnable", "",
+                  f"Per MoA on held-out drugs (the card's judgement): {j.get('predictable', 0)} predictable (ROC AUC and "
+                  "AP above the prior's and the shuffled control's, log loss at least 1 % better than the prior, and at "
+                  f"least 2 other drugs of the MoA in training); {j.get('not predictable', 0)} not predictable; "
+                  f"{j.get('too few compounds to judge', 0)} with too few drugs to judge (a MoA with one or two drugs "
+                  "has at most one other in training when one is held out: nothing to learn from).", "",
+                  "| learnable MoA | drugs | ROC AUC | AP |", "|---|---:|---:|---:|"]
+        for row in card["learnable"][:25]:
+            lines.append(f"| {row['moa']} | {row['drugs']} | {fmt(row['auc'])} | {fmt(row['ap'])} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -176,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only-chosen", metavar="NAME", help="skip the candidate table; train this candidate")
     ap.add_argument("--docs", default=str(ROOT / "docs" / "real"), help="where the JSON / Markdown go")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", metavar="DIR", help="keep each candidate's out-of-fold predictions here (reruns reuse them)")
+    ap.add_argument("--no-train", action="store_true", help="only the candidate table (no bundle)")
+    ap.add_argument("--report-only", metavar="BUNDLE", help="no training: the report of this already trained bundle "
+                                                            "(with --cache, the candidate table from the cache)")
     ap.add_argument("--level5-only", metavar="BUNDLE", help="only the level-5 check of this bundle (JSON on stdout)")
     args = ap.parse_args(argv)
     if args.level5_only:
@@ -193,29 +234,45 @@ def main(argv: list[str] | None = None) -> None:
     if args.only_chosen:
         chosen = args.only_chosen
     else:
+        cache = (lambda label: Path(args.cache) / f"{label.replace(' ', '_').replace('/', '_')}.npz") \
+            if args.cache else (lambda label: None)
         result, secs = out_of_fold("prior", {}, data)
         report["candidates"]["prior (training frequencies)"] = {**figures(result, data), "seconds": secs}
         for label, (name, params) in CANDIDATES.items():
-            result, secs = out_of_fold(name, params, data)
+            result, secs = out_of_fold(name, params, data, cache=cache(label))
             report["candidates"][label] = {**figures(result, data), "seconds": secs}
             print(f"{label:40s} {json.dumps(report['candidates'][label])}", flush=True)
         chosen = max(CANDIDATES, key=lambda k: report["candidates"][k]["micro_pr_auc"])
         name, params = CANDIDATES[chosen]
-        result, secs = out_of_fold(name, params, permuted_dataset(data, 0))
+        result, secs = out_of_fold(name, params, permuted_dataset(data, 0), cache=cache(f"{chosen} shuffled"))
         control = {**figures(result, data), "seconds": secs}
         report["candidates"][f"{chosen}, shuffled labels (control)"] = control
     report["chosen"] = chosen
+    if args.no_train:
+        write_text(json.dumps(report, indent=1), Path(args.docs) / "l1000_reference_candidates.json")
+        print(markdown(report))
+        return
     name, params = CANDIDATES[chosen]
-    t0 = time.perf_counter()
-    model = make_model(name, **params)
-    bundle, _ = train_bundle(model, load_profiles(CONSENSUS, load_layout(L1000_LAYOUT)), n_splits=5, seed=0,
-                             command=f"python bench/l1000_reference.py (model {chosen!r})")
-    report["train_seconds"] = time.perf_counter() - t0
-    out = BUILTIN_DIR / BUILTIN_BUNDLES[L1000_REFERENCE] if args.ship else Path(args.out)
-    save_bundle(bundle, out)
+    if args.report_only:
+        from moa_predict.training.bundle import load_bundle
+
+        out = Path(args.report_only) if Path(args.report_only).exists() else BUILTIN_DIR / args.report_only
+        bundle = load_bundle(out)
+        previous = Path(args.docs) / "l1000_reference.json"
+        if previous.is_file():
+            report["train_seconds"] = json.loads(previous.read_text()).get("train_seconds")
+    else:
+        t0 = time.perf_counter()
+        model = make_model(name, **params)
+        bundle, _ = train_bundle(model, load_profiles(CONSENSUS, load_layout(L1000_LAYOUT)), n_splits=5, seed=0,
+                                 command=f"python bench/l1000_reference.py (model {chosen!r})")
+        report["train_seconds"] = time.perf_counter() - t0
+        out = BUILTIN_DIR / BUILTIN_BUNDLES[L1000_REFERENCE] if args.ship else Path(args.out)
+        save_bundle(bundle, out)
     size = sum(f.stat().st_size for f in out.iterdir())
     report["bundle_bytes"] = size
-    print(f"wrote {out} ({size / 1e6:.1f} MB) in {report['train_seconds']:.0f} s", flush=True)
+    print(f"{out}: {size / 1e6:.1f} MB, trained in {report['train_seconds'] or 0:.0f} s", flush=True)
+    report["card"] = card_summary(bundle)
     if LEVEL5.is_file():
         try:
             report["level5"] = level5_check(bundle)

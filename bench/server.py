@@ -13,6 +13,9 @@
 3. kill -9 during writes: uploads in flight, the server killed with SIGKILL, started again: SQLite's integrity
    check passes, every result in the database is served whole, no stray file.
 4. fuzzing: tests/test_fuzz.py with `--fuzz-examples` per API operation (Schemathesis, seeded, derandomized).
+0. where one upload's time goes, in this process: CPU seconds of reading + validating the file, predicting,
+   storing (Parquet + .npy + the SQLite row; done by the server's background writer, off the answer's path) and
+   rendering the JSON answer (median of 3), so a slow load can be traced to its stage.
 
 Writes docs/server_benchmark.json and prints the README table.
 """
@@ -135,6 +138,39 @@ def correct(answer: dict, expected: pd.DataFrame) -> bool:
     ids = [p["sig_id"] for p in answer["predictions"]]
     want = expected.loc[ids, answer["targets"]].to_numpy(np.float64)
     return ids == list(expected.index) and got.shape == want.shape and float(np.abs(got - want).max()) <= 5.1e-7
+
+
+def profile_upload(bundle: Path, features: Path, repeats: int = 3) -> dict:
+    """CPU seconds of each stage of one upload (median of `repeats`), measured in this process on the
+    server's own code path (``ModelService``)."""
+    from moa_predict.training.bundle import load_bundle
+    from moa_predict.web.jsonbody import json_bytes
+    from moa_predict.web.service import ModelService
+    from moa_predict.web.settings import WebSettings
+
+    stages: dict[str, list[float]] = {"read_validate": [], "predict": [], "store": [], "render_json": []}
+    with tempfile.TemporaryDirectory(prefix="moa-bench-profile-") as tmp:
+        service = ModelService(load_bundle(bundle), WebSettings(data_dir=tmp, store_in_background=False))
+        for _ in range(repeats):
+            c = time.process_time()
+            with open(features, "rb") as handle:
+                frame, name = service.read_file(handle, features.name)
+            stages["read_validate"].append(time.process_time() - c)
+            c = time.process_time()
+            put, service.store.put = service.store.put, lambda p: p.id  # predict without storing
+            pred = service._predict(frame, name, time.perf_counter())
+            service.store.put = put
+            stages["predict"].append(time.process_time() - c)
+            c = time.process_time()
+            service.store.put(pred)
+            stages["store"].append(time.process_time() - c)
+            c = time.process_time()
+            json_bytes(service.result_json(pred, top=10))
+            stages["render_json"].append(time.process_time() - c)
+        service.store.close()
+    out = {k: round(statistics.median(v), 3) for k, v in stages.items()}
+    out["total"] = round(sum(out.values()), 3)
+    return {"cpu_seconds_per_upload": out, "repeats": repeats}
 
 
 def load_test(server: Server, content: bytes, expected: pd.DataFrame, n: int) -> dict:
@@ -263,10 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         features = data / "test_features.csv"
         content = features.read_bytes()
         expected = expected_probabilities(bundle, features, work)
+        print("profile of one upload ...", flush=True)
+        profile = profile_upload(bundle, features)
         load1 = time.time()
+        load_start = os.getloadavg()
         print(f"load: {args.uploads} concurrent uploads of {features.name} ({len(expected):,} rows) ...", flush=True)
         server = Server(bundle, work / "store")
         load = load_test(server, content, expected, args.uploads)
+        load_after = os.getloadavg()
         print("restarts ...", flush=True)
         restarts = restart_test(bundle, work / "store", server, load.pop("result_ids"), content)
         print("kill -9 during writes ...", flush=True)
@@ -281,9 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", "bench/server.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_1min_at_start": os.getloadavg()[0]},
+                    "load_average_1min_at_start": round(load_start[0], 2),
+                    "load_average_1min_after_the_load_test": round(load_after[0], 2),
+                    "note": "2 CPU cores shared with other jobs: the load average counts them too"},
         "model": model, "upload": {"file": features.name, "rows": len(expected), "bytes": len(content)},
-        "load": load, "restarts": restarts, "kill9": kill9, "fuzzing": fuzzing,
+        "profile": profile, "load": load, "restarts": restarts, "kill9": kill9, "fuzzing": fuzzing,
         "seconds_total": round(time.time() - load1, 1),
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
@@ -299,10 +341,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(r: dict) -> str:
     load, rs, k, f = r["load"], r["restarts"], r["kill9"], r["fuzzing"]
+    cpu = r["profile"]["cpu_seconds_per_upload"]
     rows = [
+        ("one upload, CPU seconds by stage", f"read + validate {cpu['read_validate']}, predict {cpu['predict']}, "
+                                             f"store {cpu['store']} (background), JSON {cpu['render_json']}"),
         ("concurrent uploads (3,982 rows each, simulated)", f"{load['uploads']}: {load['correct']} correct "
                                                            f"(= moa predict)"),
-        ("latency p50 / p95", f"{load['latency_seconds']['p50']} s / {load['latency_seconds']['p95']} s"),
+        ("latency p50 / p95", f"{load['latency_seconds']['p50']} s / {load['latency_seconds']['p95']} s "
+                              f"(load average {r['machine']['load_average_1min_at_start']} at the start)"),
         ("peak server memory (RSS)", f"{load['peak_server_rss_mb']:,} MB"),
         ("/api/health during the load", f"{load['health']['polls']} polls, {load['health']['failures']} failed, "
                                         f"max {load['health']['max_seconds']} s"),

@@ -65,6 +65,6 @@ def test_block_summary_names_examples():
 
     blocks = identities.block_summary(list(schema.FEATURE_COLUMNS))
     assert [b["count"] for b in blocks] == [772, 100]
-    assert blocks[0]["text"].startswith("772 L1000 landmark genes (e.g. AARS1 (16), ")
+    assert blocks[0]["text"].startswith("772 L1000 landmark genes, each named by its gene symbol with its Entrez Gene id in brackets (e.g. AARS1 (16), ")
     assert blocks[1]["text"].startswith("100 cancer cell lines (CCLE")
     assert "HEYA8 (ovary)" in blocks[1]["text"]

@@ -258,3 +258,41 @@ def test_the_web_api_reads_gene_named_uploads_and_refuses_other_tables(trained: 
     assert r.status_code == 422 and "none of the model's genes" in r.json()["error"]
     home = client.get("/")
     assert home.status_code == 200 and "978 columns" in home.text
+
+
+def test_an_upload_needs_only_the_models_inputs(tmp_path: Path) -> None:
+    frame = _consensus(n=12)
+    frame.insert(3, "dose", np.linspace(0.1, 1.0, len(frame)))
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    layout = Layout(id=("drugbank_id",), group="pert_iname", meta_numeric=("dose",),
+                    blocks=(Block("genes", genes="entrez"),), labels=Labels("column", column="moa"))
+    columns = load_profiles(tmp_path / "train.csv", layout).feature_columns
+    assert len(columns) == 978
+    frame.drop(columns=["drugbank_id", "pert_iname", "moa"]).to_csv(tmp_path / "upload.csv", index=False)
+    data = load_profiles(tmp_path / "upload.csv", layout, labels=False, feature_columns=columns)
+    assert list(data.features.index[:2]) == ["row-1", "row-2"] and data.drugs is None
+    frame.drop(columns=["dose"]).to_csv(tmp_path / "no_dose.csv", index=False)
+    with pytest.raises(DataError, match="takes column 'dose' as an input"):
+        load_profiles(tmp_path / "no_dose.csv", layout, labels=False, feature_columns=columns)
+
+
+def test_a_column_of_gene_targets_is_no_gene_axis(trained: dict, tmp_path: Path) -> None:
+    """A Cell Painting table naming each compound's target gene (repeated over wells) is not read as genes as rows."""
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(40, 5)), columns=[f"Cells_F{i}" for i in range(5)])
+    frame.insert(0, "Metadata_target", [SYMBOL[ENTREZ[i % 10]] for i in range(40)])
+    frame.to_csv(tmp_path / "targets.csv", index=False)
+    with pytest.raises(DataError, match="none of the model's genes"):
+        trained["loaded"].read_profiles(tmp_path / "targets.csv")
+
+
+def test_level3_values_are_refused_before_a_per_profile_scaling_could_hide_them(tmp_path: Path) -> None:
+    frame = _consensus(n=12)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    layout = Layout(id=("drugbank_id",), group="pert_iname", profile_scale="zscore",
+                    blocks=(Block("genes", genes="entrez"),), labels=Labels("column", column="moa"))
+    columns = load_profiles(tmp_path / "train.csv", layout).feature_columns
+    frame[ENTREZ] = np.abs(frame[ENTREZ]) + 8.0
+    frame.to_csv(tmp_path / "level3.csv", index=False)
+    with pytest.raises(DataError, match="log2 expression"):
+        load_profiles(tmp_path / "level3.csv", layout, labels=False, feature_columns=columns)

@@ -283,6 +283,46 @@ def test_results_pages_and_downloads_come_from_the_layout(client, predicted):
     assert full.status_code == 200 and all(m in full.text.splitlines()[0] for m in MOAS)
 
 
+def test_pages_speak_the_layout_and_put_controls_last(client, predicted, bundle):
+    """A custom layout's pages use its own words (no ctl_vehicle / trt_cp, no blank Example column, no
+    LISH-MoA PCA sizes); controls come after the treated profiles, their similar profiles collapsed and
+    without enrichment tables."""
+    from moa_predict.models.blend import member_label
+
+    home = client.get("/").text
+    assert "ctl_vehicle" not in home and "trt_cp" not in home and ">Example<" not in home
+    assert "Metadata_compound = DMSO" in home  # the card's CV rows name the layout's controls
+    assert member_label("mlp", {"g_pca": 150, "c_pca": 20}, {"Cells": 3, "Cytoplasm": 3, "Nuclei": 0}) == \
+        "mlp PCA Cells 3, Cytoplasm 3, Nuclei 0"
+    assert member_label("mlp", {"g_pca": 150, "c_pca": 20}) == "mlp PCA 150/20"  # LISH-MoA as before
+    assert predicted["note"].startswith("control rows (Metadata_compound = DMSO)")
+    html = client.get(f"/results/{predicted['result_id']}", params={"per": 50}).text
+    assert "ctl_vehicle" not in html and "trt_cp" not in html
+    articles = html.split('<article class="profile')[1:]
+    controls = [a.startswith(" is-control") for a in articles]
+    assert len(articles) == 30 and controls == [False] * 24 + [True] * 6  # treated first, the 6 DMSO wells last
+    for article in articles[24:]:
+        assert 'class="plain compact enrichment"' not in article and '<details class="control-neighbours">' in article
+    assert all('class="plain compact enrichment"' in a for a in articles[:24] if "neighbours-grid" in a)
+
+
+def test_a_layout_table_sent_to_a_lish_moa_model_says_what_to_do(screen, sim_dataset):
+    """A Cell Painting table uploaded to a LISH-MoA server: 'this model reads the LISH-MoA layout; train on your
+    layout with moa layout infer', not 'is it a targets file?'."""
+    from moa_predict.models.prior import PriorModel
+
+    lish, _ = train_bundle(PriorModel(), sim_dataset, cv=False, progress=False)
+    client = TestClient(create_app(lish), raise_server_exceptions=False)
+    with open(screen / "upload.csv", "rb") as handle:
+        r = client.post("/api/predict", files={"file": ("upload.csv", handle, "text/csv")})
+    message = r.json()["error"]
+    assert r.status_code == 422 and "reads the LISH-MoA layout" in message and "moa layout infer" in message
+    assert "targets file" not in message
+    targets = pd.DataFrame({"sig_id": ["a", "b"], "x_inhibitor": [0, 1], "y_agonist": [1, 0]})
+    r = client.post("/api/predict", files={"file": ("t.csv", targets.to_csv(index=False).encode(), "text/csv")})
+    assert r.status_code == 422 and "looks like a targets file" in r.json()["error"]
+
+
 def test_home_page_and_model_card_show_the_layout(client, bundle):
     html = client.get("/").text
     assert "synthetic-cellpainting" in html and FEATURE in html and "Metadata_compound" in html

@@ -14,7 +14,7 @@ from moa_predict.data.errors import DataError
 from moa_predict.evaluation.calibration import Recalibrator, nested_recalibration, reliability
 from moa_predict.evaluation.conformal import (crc_threshold, grouped_coverage, prediction_sets, set_recall,
                                               single_label_quantile, single_label_sets, thresholds)
-from moa_predict.evaluation.trust import CONTROL, NO_CONFIDENT, UNLIKE, TrustModel, fit_trust
+from moa_predict.evaluation.trust import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE, TrustModel, fit_trust
 
 
 def _compounds(n_compounds=1500, per=6, n_moas=20, seed=0):
@@ -136,10 +136,11 @@ def _trust(levels=(0.5, 0.9), lam=(0.5, 0.2), compound=None):
 
 def test_abstention_says_why_there_is_no_set():
     trust = _trust()
-    P = np.array([[0.9, 0.1], [0.05, 0.1], [0.9, 0.9], [0.9, 0.3]])
-    S, why = trust.profile_sets(P, 0.9, control=[False, False, True, False], ood=[False, False, False, True])
-    assert why == [None, NO_CONFIDENT, CONTROL, UNLIKE]
-    assert S.tolist() == [[True, False], [False, False], [False, False], [False, False]]
+    P = np.array([[0.9, 0.1, 0, 0], [0.05, 0.1, 0, 0], [0.9, 0.9, 0, 0], [0.9, 0.3, 0, 0], [0.9, 0.8, 0.7, 0]])
+    S, why = trust.profile_sets(P, 0.9, control=[False, False, True, False, False],
+                                ood=[False, False, False, True, False])
+    assert why == [None, NO_CONFIDENT, CONTROL, UNLIKE, NO_NARROW]  # a set of half the MoAs or more: not shown
+    assert S.tolist() == [[True, False, False, False]] + [[False] * 4] * 4
     with pytest.raises(DataError, match="outside"):
         trust.sets(P, 1.5)
     assert "90.4 %" in trust.sentence(0.9) and "SIMULATED" in trust.sentence(0.9, simulated=True)
@@ -148,12 +149,13 @@ def test_abstention_says_why_there_is_no_set():
 def test_pooling_a_compound_with_one_profile_gives_that_profile():
     trust = _trust(compound={"platt": {"a": 1.7, "b": -0.4}, "thresholds": [0.6, 0.05]})
     P = np.array([[0.7, 0.3, 0.01], [0.2, 0.25, 0.4], [0.3, 0.2, 0.45], [0.9, 0.9, 0.9]])
+    P = np.hstack([P, np.full((4, 4), 0.001)])  # 7 MoAs: sets of up to 3 narrow things down
     features = pd.DataFrame({schema.CP_TYPE: [schema.TREATED] * 3 + [schema.CONTROL],
                              "compound": ["solo", "pair", "pair", ""]})
-    calls = {c["compound"]: c for c in trust.compound_consensus(features, P, ["a", "b", "c"], 0.9)}
+    calls = {c["compound"]: c for c in trust.compound_consensus(features, P, list("abcdefg"), 0.9)}
     assert set(calls) == {"solo", "pair"}
     solo = calls["solo"]
-    assert [t["probability"] for t in solo["top"]] == pytest.approx([0.7, 0.3, 0.01], abs=1e-6)
+    assert [t["probability"] for t in solo["top"]][:3] == pytest.approx([0.7, 0.3, 0.01], abs=1e-6)
     assert [m["moa"] for m in solo["set"]] == ["a", "b"]  # the profile's own set at λ = 0.2
     assert all(m["agreement"] == 1.0 for m in solo["set"])
     pair = calls["pair"]

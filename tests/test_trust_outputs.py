@@ -11,7 +11,7 @@ import pytest
 
 from moa_predict.cli import main
 from moa_predict.data import schema
-from moa_predict.evaluation.trust import CONTROL, NO_CONFIDENT, UNLIKE
+from moa_predict.evaluation.trust import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_predict_writes_the_sets_file(capsys, bundle_path, upload, tmp_path):
         members = [m for m in moa_set.split("|") if m]
         assert set(members) <= names
         assert (why == "") == bool(members)  # a profile has a set or says why not
-        assert why in ("", CONTROL, UNLIKE, NO_CONFIDENT)
+        assert why in ("", CONTROL, UNLIKE, NO_CONFIDENT, NO_NARROW)
 
 
 def test_a_bad_set_level_is_one_error_line(capsys, bundle_path, upload, tmp_path):
@@ -97,7 +97,7 @@ def test_api_returns_sets_and_abstentions(client, upload):
     low = client.post("/api/predict?set_level=0.6&probabilities=false",
                       files={"file": ("in.csv", io.BytesIO(body), "text/csv")}).json()
     for p, q in zip(low["predictions"], data["predictions"]):
-        assert set(p.get("moa_set", [])) <= set(q.get("moa_set", [])) or q["abstention"] == UNLIKE
+        assert set(p.get("moa_set", [])) <= set(q.get("moa_set", [])) or q["abstention"] in (UNLIKE, NO_NARROW)
     bad = client.post("/api/predict?set_level=abc", files={"file": ("in.csv", io.BytesIO(body), "text/csv")})
     assert bad.status_code == 422 and "set_level" in bad.json()["error"]
 

@@ -308,10 +308,12 @@ def test_results_page_paging_n_and_filters(client, features):
     assert "Profiles 1–10 of 60" in html
     base = location.split("?")[0]
     shown = profiles_on_page(html)
-    assert list(shown) == list(features.sig_id[:10])
+    control = (features.cp_type == schema.CONTROL).to_numpy()
+    order = pd.concat([features[~control], features[control]])  # treated profiles first, controls after them
+    assert list(shown) == list(order.sig_id[:10])
     expected, js = top_names(client, base, 5), client.get(base + "/predictions.json").json()
     proba = {p["sig_id"]: p["probabilities"] for p in js["predictions"]}
-    for sig, ctl in zip(features.sig_id[:10], features.cp_type[:10] == schema.CONTROL):
+    for sig, ctl in zip(order.sig_id[:10], order.cp_type[:10] == schema.CONTROL):
         prof = shown[sig]
         if ctl:  # a control: said in words, no table, no chart
             assert prof["top"] == [] and prof["chart"] is None and "Vehicle control" in prof["text"]
@@ -324,7 +326,9 @@ def test_results_page_paging_n_and_filters(client, features):
 
     html = client.get(base, params={"n": 20, "page": 2}).text
     shown = profiles_on_page(html)
-    assert "Profiles 11–20 of 60" in html and list(shown) == list(features.sig_id[10:20])
+    assert "Profiles 11–20 of 60" in html and list(shown) == list(order.sig_id[10:20])
+    last = profiles_on_page(client.get(base, params={"page": 6}).text)
+    assert list(last) == list(order.sig_id[50:60]) and all(s in last for s in features.sig_id[control])
     expected = top_names(client, base, 20)
     assert all([name for name, _ in prof["top"]] == expected[sig] for sig, prof in shown.items() if prof["top"])
     html = client.get(base, params={"page": 999}).text  # clamped to the last page
@@ -441,7 +445,7 @@ def test_no_cdn_and_offline_assets(client, features):
     assert params["top"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}
     assert "probabilities" in params
     explain = {p["name"] for p in spec["paths"]["/api/explain"]["post"]["parameters"]}
-    assert explain == {"sig_ids", "moas", "top_moas", "top_k", "neighbours", "max_attributed"}
+    assert explain == {"sig_ids", "moas", "top_moas", "top_k", "neighbours", "max_attributed", "model"}
     assert "max_attributed" in docs and "how many of each profile&#39;s most probable MoAs" in docs
 
 
@@ -481,13 +485,15 @@ def test_extension_panels(bundle, features):
     client = TestClient(create_app(bundle, panels=panels))
     html = client.get(upload_page(client, csv_bytes(features.head(12)))).text
     shown = profiles_on_page(html)
-    assert list(shown) == list(features.sig_id[:10])
-    for i, (sig, prof) in enumerate(shown.items()):
-        if features.cp_type[i] == schema.CONTROL:  # build() said None: no panel
+    head = features.head(12)
+    order = pd.concat([head[head.cp_type != schema.CONTROL], head[head.cp_type == schema.CONTROL]])
+    assert list(shown) == list(order.sig_id[:10])  # treated profiles first
+    for (sig, prof), (_, row) in zip(shown.items(), order.iterrows()):
+        if row.cp_type == schema.CONTROL:  # build() said None: no panel
             assert "Demo panel" not in prof["panels"] and f"panel-{sig}" not in prof["text"]
         else:  # after the built-in similar-profiles panel, with the value build() computed for this profile
             assert prof["panels"][-1] == "Demo panel" and f"panel-{sig}" in prof["text"]
-            assert f"{features['g-0'][i]:.3f}" in prof["text"].split("Demo panel")[1]
+            assert f"{row['g-0']:.3f}" in prof["text"].split("Demo panel")[1]
     page_panel = html.split("<h2>Page panel</h2>")[1]
     assert "<td>10</td>" in page_panel.split("</table>")[0]  # the page panel saw the 10 profiles shown
 
@@ -587,12 +593,12 @@ def test_card_says_simulated_and_what_each_moa_is_worth(display_client, display_
     assert (t3["predictable"], t4["predictable"]) == (False, True)
     assert {"drugs", "positives", "auc", "ap", "gain", "prior_log_loss"} <= set(t4)
     assert t4["auc"] == 0.9 and t4["gain"] == pytest.approx(0.2) and t4["drugs"] == 4
-    assert card["feature_blocks"][0]["text"].startswith("772 L1000 landmark genes (e.g. AARS1 (16)")
+    assert card["feature_blocks"][0]["text"].startswith("772 L1000 landmark genes, each named by its gene symbol with its Entrez Gene id in brackets (e.g. AARS1 (16)")  # what "AARS1 (16)" means
     assert card["feature_blocks"][1]["text"].startswith("100 cancer cell lines (CCLE")
 
     html = display_client.get("/").text
     assert 'id="simulated-note"' in html and "Trained on simulated data" in html
-    assert "SIMULATED profiles" in html and "772 L1000 landmark genes (e.g. AARS1 (16)" in html
+    assert "SIMULATED profiles" in html and "772 L1000 landmark genes, each named by its gene symbol with its Entrez Gene id in brackets (e.g. AARS1 (16)" in html
     assert f'id="card-not-predictable">{len(card["not_predictable"])}' in html
     row = re.search(r'<tr class="not-predictable"[^>]*><td class="num">3</td>\s*<td>([^<]+)', html)
     assert row and row.group(1).strip() == names[2]
@@ -711,3 +717,42 @@ def test_explain_answers_say_simulated_and_predictable(display_client, display_b
     names = display_bundle.target_names
     calls = [q for p in body["profiles"] for q in p["predictions"]]
     assert calls and all(q["predictable"] is ((names.index(q["moa"]) + 1) % 3 != 0) for q in calls)
+
+
+# ------------------------------------------------------------------------------------------------
+# the page's words and layout (issue 27, item 9)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_moa_names_never_break_inside_a_word_and_charts_keep_room_for_the_toolbar(client):
+    """'antagonis t': a MoA name may wrap between words (or after '_'), never inside one; Plotly's toolbar sits
+    in a top margin kept for it instead of over the chart's labels."""
+    css = client.get("/static/style.css").text
+    for rule in re.findall(r"([^{}]+)\{([^}]*)\}", css):
+        if "moa" in rule[0]:
+            assert "anywhere" not in rule[1] and "break-all" not in rule[1], rule
+    js = client.get("/static/app.js").text
+    toolbar = int(re.search(r"var TOOLBAR = (\d+);", js).group(1))
+    assert toolbar >= 30  # the toolbar is ~25 px high
+    charts = [chunk for chunk in js.split("function ") if "newPlot(" in chunk and ", CONFIG)" in chunk]
+    assert len(charts) == 2  # the scatter and the heatmap show the toolbar
+    for chunk in charts:
+        assert re.search(r"margin: \{[^}]*\bt: TOOLBAR\b", chunk), chunk[:80]
+
+
+def test_compound_agreement_reads_without_a_double_negative(client, features):
+    frame = features.copy()
+    frame["compound"] = [f"cmpd-{i % 5}" for i in range(len(frame))]
+    location = upload_page(client, csv_bytes(frame))
+    html = client.get(location.split("?")[0] + "/compounds").text
+    assert "no confident MoA:" not in html and "with a confident MoA" in html
+
+
+def test_without_moa_sets_the_page_says_why_instead_of_describing_the_download(sim, features):
+    """The demo model (no cross-validation) has no MoA sets: no download button and no description of one,
+    but the reason and what to do."""
+    demo, _ = train_bundle(PriorModel(), load_dataset(sim), cv=False, progress=False)
+    client = TestClient(create_app(demo), raise_server_exceptions=False)
+    html = client.get(upload_page(client, csv_bytes(features.head(8)))).text
+    assert 'id="download-sets"' not in html and "MoA sets: <code>sig_id</code>" not in html
+    assert 'id="sets-unavailable"' in html and "moa demo --cv" in html

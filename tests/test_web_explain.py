@@ -228,22 +228,24 @@ def test_results_page_panels_and_stored_explain(client, upload):
     html = client.get(location).text
     base = location.split("?")[0]
     shown = profiles_on_page(html)
-    assert list(shown) == list(upload.sig_id[:10])
-    treated = [s for s, t in zip(upload.sig_id[:10], upload.cp_type[:10]) if t == schema.TREATED]
+    is_treated = upload.cp_type == schema.TREATED
+    order = pd.concat([upload[is_treated], upload[~is_treated]]).head(10)  # treated profiles first
+    assert list(shown) == list(order.sig_id)
+    treated = [s for s, t in zip(order.sig_id, order.cp_type) if t == schema.TREATED]
     top3 = {p["sig_id"]: [t["moa"] for t in p["top"]]
             for p in client.get(base + "/predictions.json", params={"top": 3}).json()["predictions"]}
-    api = post(client, upload.head(10), params={"max_attributed": 0}).json()
+    api = post(client, order, params={"max_attributed": 0}).json()
     nearest = {p["sig_id"]: [n["sig_id"] for n in p["neighbours"]] for p in api["profiles"]}
     urls = []
     for sig, block in shown.items():
-        # similar reference profiles for every profile (controls too): the same 10 the API finds, and the
-        # MoAs enriched among them
+        # similar reference profiles for every profile (controls too, collapsed): the same 10 the API finds,
+        # and for treated profiles the MoAs enriched among them
         assert "<h4>Similar reference profiles</h4>" in block and "The 10 most similar training profiles" in block
         assert re.findall(r"<td><code>([^<]+)</code> <span", block) == nearest[sig]
-        assert "MoAs enriched among them" in block
         if sig not in treated:
-            assert "feature attributions" not in block
+            assert "feature attributions" not in block and "MoAs enriched among them" not in block
             continue
+        assert "MoAs enriched among them" in block
         # the attribution charts of the profile's top 3 MoAs, drawn by app.js from the stored-result endpoint
         assert "<h4>Why these MoAs: feature attributions</h4>" in block
         assert re.findall(r'<figure class="attr-figure" data-moa="([^"]+)"', block) == top3[sig]

@@ -69,9 +69,19 @@ def print_cv(report: dict[str, Any], title: str, top: int = 8, members: list[str
         table.add_row("calibration (ECE, top call)", f"{e['top1_before']:.4f} → {e['top1_after']:.4f} "
                                                      f"({e['recalibration']}, nested)")
         for s in trust["sets"]:
+            q = s.get("set_size_quantiles") or {}
             table.add_row(f"MoA sets at {100 * s['level']:.0f} %",
                           f"recall {100 * s['pooled_recall']:.1f} % on held-out compounds, "
-                          f"mean size {s['mean_set_size']:.2f}")
+                          f"mean size {s['mean_set_size']:.2f}"
+                          + (f", median {q['median']:.0f} (10-90 %: {q['p10']:.0f}-{q['p90']:.0f})" if q else ""))
+        for unit, rows in ((u, (trust.get("calls") or {}).get(u)) for u in ("profile", "treatment", "compound")):
+            for m in rows or []:
+                prec = "no calls" if m["precision"] is None else f"precision {100 * m['precision']:.1f} %"
+                table.add_row(f"calls at P = {m['level']:.1f} ({unit}s)",
+                              f"{prec}, {100 * m['coverage_profiles']:.1f} % of {unit}s called"
+                              + (f", {100 * m['coverage_compounds']:.1f} % of compounds" if unit == "profile"
+                                 and m.get("coverage_compounds") is not None else "")
+                              + (f" ({m['family_calls']:,} family calls)" if m.get("family_calls") else ""))
     per = sorted(report["per_target"].items(), key=lambda kv: -kv[1])
     table.add_row("hardest targets", ", ".join(f"{k} {v:.4f}" for k, v in per[:top]))
     skill = report.get("per_target_skill")
@@ -116,9 +126,12 @@ def print_field(field: dict[str, Any], title: str) -> None:
         out.print(line, highlight=False)
 
 
-def _member_labels(model: Any) -> list[str] | None:
+def _member_labels(model: Any, layout: Any = None) -> list[str] | None:
+    """A blend's members for the CV table, described in the words of the data's layout (its blocks' PCA)."""
     labels = getattr(model, "member_labels", None)
-    return labels() if labels else None
+    if not labels:
+        return None
+    return labels({b.name: int(b.pca) for b in layout.blocks} if layout is not None else None)
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -126,7 +139,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
     if args.layout_kind == "cellpainting":
         return cmd_simulate_cellpainting(args)
-    data = simulate(n_train=args.rows, n_test=args.test_rows, seed=args.seed, labels_from=args.labels_from)
+    if (args.hold_out_drugs or args.held_out_only) and not args.labels_from:
+        raise DataError("--hold-out-drugs and --held-out-only split the real drugs: give --labels-from DIR too.")
+    if args.held_out_only and not args.hold_out_drugs:
+        raise DataError("--held-out-only needs --hold-out-drugs SHARE (e.g. 0.2): the share of drugs held out.")
+    if not 0.0 <= args.hold_out_drugs < 1.0:
+        raise DataError(f"--hold-out-drugs must be a share between 0 and 1 (e.g. 0.2), got {args.hold_out_drugs:g}.")
+    data = simulate(n_train=args.rows, n_test=args.test_rows, seed=args.seed, labels_from=args.labels_from,
+                    world_seed=args.world_seed, hold_out_drugs=args.hold_out_drugs, held_out_only=args.held_out_only)
     if args.out:
         paths = write_simulated(data, args.out)
         console.print(f"wrote {len(paths)} files to {args.out} ({len(data.train_features):,} train rows, "
@@ -196,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         report = bundle.info["cv"]
         write_text(json.dumps({"model": name, "command": _command_line(), **report}, indent=1),
                    path / "cv_report.json")
-        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model))
+        print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model, data.layout))
     console.print(f"bundle written to {path}")
 
 
@@ -244,7 +264,12 @@ def _training_cluster(args: argparse.Namespace) -> Any:
 def cmd_predict(args: argparse.Namespace) -> None:
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
+    if args.call_precision is not None and not args.calls_out:
+        raise DataError("--call-precision needs --calls-out FILE.csv (where the calls are written).")
     if args.scheduler or args.dask_workers:
+        if args.calls_out:
+            raise DataError("--calls-out is not available with --scheduler / --dask-workers yet: predict the calls "
+                            "locally (without the cluster options).")
         if args.sets_out:
             raise DataError("--sets-out is not available with --scheduler / --dask-workers yet: predict the sets "
                             "locally (without the cluster options).")
@@ -264,10 +289,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
         if args.sets_out:
             raise DataError("--sets-out is per profile; use it with --level profile.")
         bundle = load_bundle(args.bundle)
-        frame = predict_level(bundle, args.features, args.level)
+        precision = None if not args.calls_out else _call_precision(args)
+        frame, calls = predict_level(bundle, args.features, args.level, call_precision=precision)
         write_table(frame, args.out)
         console.print(f"wrote {len(frame):,} {args.level}-level predictions (wells averaged per {args.level}) to "
                       f"{escape(args.out)}", highlight=False)
+        if calls is not None:
+            write_table(calls, args.calls_out)
+            _print_calls(bundle, precision, int((calls["reason"] == "").sum()),
+                         calls.loc[calls["reason"] != "", "reason"].value_counts().to_dict(), args.calls_out,
+                         args.level)
         return
     else:
         from ..inference.stream import predict_file
@@ -276,7 +307,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         bundle = load_bundle(args.bundle)
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                                keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
-                               set_level=args.set_level)
+                               set_level=args.set_level, calls_out=args.calls_out,
+                               call_precision=None if not args.calls_out else _call_precision(args))
     marker = _simulated_marker(args.bundle)
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
@@ -298,6 +330,28 @@ def cmd_predict(args: argparse.Namespace) -> None:
         console.print(f"wrote MoA sets at the {100 * x['set_level']:.0f} % level to {args.sets_out}: "
                       f"{x['with_set']:,} profiles with a set{'; ' + why if why else ''}. "
                       f"{bundle.trust.sentence(x['set_level'], simulated)}", highlight=False)
+    if args.calls_out:
+        x = summary.extra["calls"]
+        _print_calls(bundle, x["precision"], x["made"], x["reasons"], args.calls_out, "profile")
+
+
+def _call_precision(args: argparse.Namespace) -> float:
+    from ..evaluation.calls import DEFAULT_PRECISION
+
+    return DEFAULT_PRECISION if args.call_precision is None else args.call_precision
+
+
+def _print_calls(bundle: Any, precision: float, made: int, reasons: dict, path: str, unit: str) -> None:
+    """What --calls-out wrote, with the precision MEASURED for such calls on held-out compounds."""
+    m = bundle.trust.call_model.measured_at(precision, unit)
+    why = "; ".join(f"{n:,} {w}" for w, n in reasons.items())
+    simulated = " (measured on SIMULATED profiles)" if (bundle.info.get("training_data") or {}).get("simulated") else ""
+    measured = ("no threshold reached this precision on the calibration compounds, so no calls are made"
+                if m.get("precision") is None and not m.get("calls") else
+                f"on held-out compounds such calls were right {100 * (m.get('precision') or 0):.0f} % of the time, "
+                f"for {100 * (m.get('coverage_profiles') or 0):.0f} % of {unit}s{simulated}")
+    console.print(f"wrote calls at precision {precision:g} to {escape(path)}: {made:,} {unit}s called"
+                  f"{'; ' + why if why else ''}. {measured}.", highlight=False)
 
 
 def _simulated_marker(bundle_path: str) -> dict | None:
@@ -429,7 +483,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if not args.no_serve:
         from ..web.server import serve
 
-        serve(result.bundle_dir, host=args.host, port=args.port)
+        serve([L1000_REFERENCE, result.bundle_dir], host=args.host, port=args.port)
 
 
 def cmd_benchmark_paper(args: argparse.Namespace) -> None:
@@ -495,7 +549,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     for flag in ("max_age_days", "max_store_mb", "job_threshold_mb"):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise DataError(f"--{flag.replace('_', '-')} must be a positive number.")
-    serve(args.bundle, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, data_dir=args.data_dir,
+    serve(args.bundle or [L1000_REFERENCE], host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+          data_dir=args.data_dir,
           token=args.token, max_age_days=args.max_age_days, max_store_mb=args.max_store_mb,
           job_threshold_mb=args.job_threshold_mb)
 
@@ -581,6 +636,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-from", metavar="DIR",
                    help="directory with the real label files: keep their sig_ids, drugs and labels")
     p.add_argument("--check", action="store_true", help="print feature statistics next to the real data's")
+    p.add_argument("--world-seed", type=int, default=None,
+                   help="seed of the simulated biology (MoA signatures, cell lines; default: --seed): the same world "
+                        "seed with another --seed is an independent screen of the same biology")
+    p.add_argument("--hold-out-drugs", type=float, default=0.0, metavar="SHARE",
+                   help="with --labels-from: leave this share of the drugs (drawn with the world seed) out")
+    p.add_argument("--held-out-only", action="store_true",
+                   help="with --hold-out-drugs: write only the held-out drugs (a drug-disjoint check set)")
     _simulate_layout_args(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -628,6 +690,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "moa_set with MoAs joined by '|', abstention)")
     p.add_argument("--set-level", type=float, metavar="LEVEL",
                    help="share of true MoAs the sets should contain on new compounds, 0.5-0.99 (default 0.9)")
+    p.add_argument("--calls-out", metavar="FILE",
+                   help="also write each profile's (or --level unit's) confident call (CSV/Parquet: id, call, kind, "
+                        "estimated_precision, reason)")
+    p.add_argument("--call-precision", type=float, metavar="P",
+                   help="share of calls that should be right on new compounds: 0.5, 0.55, ..., 0.95 (default 0.8)")
     _cluster_args(p, "the file is cut into partitions scored on the workers (they must see the files at the "
                      "same paths)")
     p.add_argument("--partition-rows", type=int, default=40_000,
@@ -705,7 +772,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web app and JSON API for a model bundle",
                        description="Serve the upload pages and the JSON API (/api/predict, /api/model, /api/health; "
                                    "reference at /docs) with uvicorn; the bundle is loaded once. Ctrl+C stops it.")
-    p.add_argument("--bundle", required=True, help="bundle directory written by 'moa train'")
+    p.add_argument("--bundle", action="append",
+                   help="bundle directory written by 'moa train', or a built-in model by name; repeat it to serve "
+                        "several models (the first is the default; the upload page and the API's 'model' field "
+                        f"choose another). Default: the built-in {L1000_REFERENCE!r} (real L1000 signatures)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=200, help="largest accepted upload (default 200 MB)")

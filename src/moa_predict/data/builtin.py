@@ -22,6 +22,19 @@ L1000_EXAMPLES = BUILTIN_DIR / "examples" / "l1000_level5_examples.csv"
 """A few real level-5 signatures (LINCS, CC BY 4.0): the example upload for the reference."""
 
 
+EXAMPLES: dict[str, tuple[Path, str]] = {
+    "l1000-reference": (L1000_EXAMPLES, "12 real L1000 level-5 signatures of vemurafenib, atorvastatin and venlafaxine "
+                                        "in several cell lines (LINCS, CC BY 4.0): drugs the reference never saw"),
+}
+"""A layout's name → its shipped example upload and a line saying what it holds."""
+
+
+def example_for(layout_name: str | None) -> tuple[Path, str] | None:
+    """The shipped example upload of a built-in layout (None: no example ships for it)."""
+    found = EXAMPLES.get(str(layout_name))
+    return found if found and found[0].is_file() else None
+
+
 def builtin_names() -> list[str]:
     return sorted(BUILTIN_BUNDLES)
 

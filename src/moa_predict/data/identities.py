@@ -206,9 +206,11 @@ def block_summary(feature_columns: list[str] | tuple[str, ...], examples: int = 
     if gene_cols:
         shown = ", ".join(feature_label(c) for c in gene_cols[:examples])
         out.append({"block": "gene", "columns": f"{gene_cols[0]} … {gene_cols[-1]}", "count": len(gene_cols),
-                    "text": f"{len(gene_cols)} L1000 landmark genes (e.g. {shown})"})
+                    "text": f"{len(gene_cols)} L1000 landmark genes, each named by its gene symbol with its Entrez "
+                            f"Gene id in brackets (e.g. {shown})"})
     if cell_cols:
         shown = ", ".join(feature_label(c) for c in cell_cols[:examples])
         out.append({"block": "cell_line", "columns": f"{cell_cols[0]} … {cell_cols[-1]}", "count": len(cell_cols),
-                    "text": f"{len(cell_cols)} cancer cell lines (CCLE; viability, e.g. {shown})"})
+                    "text": f"{len(cell_cols)} cancer cell lines (CCLE; viability), each named by its cell line "
+                            f"with its tissue in brackets (e.g. {shown})"})
     return out

@@ -21,7 +21,7 @@ from .errors import DataError
 from .io import Source, read_table
 from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
-from .genes import landmark_naming
+from .genes import column_entrez, landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
 from .normalize import ProfileNormalizer, scale_profiles
 
@@ -68,7 +68,9 @@ def _sample_rows(values: pd.DataFrame, meta: pd.DataFrame, genes: pd.DataFrame) 
 
 def _turned(frame: pd.DataFrame, name: str) -> pd.DataFrame | None:
     """`frame` as one row per sample when its genes are rows (``cmap.table_source`` tells the orientation); None
-    when its columns already name genes, or when neither axis does (the gene matching then says what is wrong)."""
+    when its columns already name genes, or when its rows are not one gene each (at least half of them, ten or more,
+    each named once: a Cell Painting table's column of compound targets is no gene axis), so that the gene matching
+    says what is wrong."""
     if landmark_naming(list(frame.columns))[1] >= 10:
         return None
     try:
@@ -76,6 +78,10 @@ def _turned(frame: pd.DataFrame, name: str) -> pd.DataFrame | None:
     except DataError:
         return None
     if source.orientation != "genes as rows":
+        return None
+    hits = [h[0] for i, s in zip(source.genes["id"], source.genes.get("symbol", source.genes["id"]))
+            if (h := column_entrez(i, "auto") or column_entrez(s, "auto")) is not None]
+    if len(hits) < max(10, len(source.genes) // 2) or len(set(hits)) != len(hits):
         return None
     values, meta = source.read_all()
     return _sample_rows(values, meta, source.genes)
@@ -329,15 +335,15 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     else:
         is_control = np.zeros(len(frame), bool)
     meta_cols = [c for c in layout.meta_columns() if c in frame.columns]
-    if upload:
-        for c in layout.prediction_columns():
-            if c not in frame.columns:
-                raise DataError(f"the model takes column {c!r} as an input (a meta column of its layout), and it is "
-                                "not in the table. Add it (the training table's values), or train without it.",
-                                source=source, column=c)
-    for c in [] if upload else layout.meta_columns():
-        if c not in frame.columns and c not in layout.id and not (labels is False and layout.labels is not None
-                                                                   and c == layout.labels.column):
+    needed = layout.prediction_columns() if upload else [
+        c for c in layout.meta_columns() if c not in layout.id and not (
+            labels is False and layout.labels is not None and c == layout.labels.column)]
+    for c in needed:
+        if c not in frame.columns and upload:
+            raise DataError(f"the model takes column {c!r} as an input (a meta column of its layout, or the plate / "
+                            "control column its normalisation needs), and it is not in the table. Add it.",
+                            source=source, column=c)
+        if c not in frame.columns:
             raise DataError(f"the layout names column {c!r}, which is not in the table.", source=source, column=c)
     meta = frame[meta_cols].copy()
     meta.index = ids
@@ -348,6 +354,13 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     if normalizer is None:
         normalizer = layout.normalizer()
     fit = not normalizer.fitted
+    gene_positions = [i for i, c in enumerate(columns) if c in genes]
+    # a gene block's values are z-scores: level-3 (log2 expression) files are refused, not answered. Judged on the
+    # values as read unless the layout normalises to control wells (then raw level-3 is its input): a per-profile
+    # scaling would hide log2 expression, not turn it into a signature
+    raw_check = bool(gene_positions) and layout.normalize == "none" and not layout.whiten
+    if raw_check:
+        check_scale(values[:, gene_positions], source)
     if layout.transforms_profiles:
         if np.isnan(values).any():  # statistics over controls must not see holes: fill first (median of the column)
             values = _fill_missing(values, notes)
@@ -358,8 +371,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         notes["normalization"] = "; ".join(sentences)
     if np.isnan(values).any():
         values = _fill_missing(values, notes)
-    if genes:  # a gene block's values are z-scores: level-3 (log2 expression) files are refused, not answered
-        check_scale(values[:, [i for i, c in enumerate(columns) if c in genes]], source)
+    if gene_positions and not raw_check:
+        check_scale(values[:, gene_positions], source)
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)

@@ -157,6 +157,24 @@ def _numeric_block(df: pd.DataFrame, columns: Sequence[str], source: str, what: 
     return values
 
 
+OTHER_LAYOUT = (" This model reads the LISH-MoA layout (sig_id, cp_type, cp_time, cp_dose, g-0 ..., c-0 ...); "
+                "this looks like a table of another layout (Cell Painting, your own screen). Train a model on your "
+                "layout: 'moa layout infer FILE --out layout.toml', then 'moa train --features FILE --layout "
+                "layout.toml'.")
+
+
+def _layout_hint(df: pd.DataFrame) -> str:
+    """Why a table has none of the LISH-MoA columns: a targets file (sig_id and 0/1 columns), a file that is
+    not comma-separated (one column), or a table of another layout (numbers under other names)."""
+    others = [c for c in df.columns if c != schema.SIG_ID]
+    if len(df.columns) <= 1:
+        return " This does not look like a features file (is it comma-separated?)."
+    numeric = df[others].select_dtypes("number")
+    if schema.SIG_ID in df.columns and numeric.shape[1] == len(others) and numeric.isin([0, 1]).all().all():
+        return " This looks like a targets file (sig_id and 0/1 columns), not a features file."
+    return OTHER_LAYOUT
+
+
 def validate_features(df: pd.DataFrame, source: str,
                       feature_columns: Sequence[str] = schema.FEATURE_COLUMNS) -> pd.DataFrame:
     """Return the profiles indexed by sig_id: meta columns, float32 features in the
@@ -168,7 +186,7 @@ def validate_features(df: pd.DataFrame, source: str,
     if missing:
         hint = ""
         if not any(c in df.columns for c in required if c != schema.SIG_ID):
-            hint = " This does not look like a features file (is it a targets file, or not comma-separated?)."
+            hint = _layout_hint(df)
         raise DataError(f"missing column(s) {_listing(missing)} ({len(missing)} in all). A features file needs "
                         f"{', '.join(schema.META_COLUMNS)} and the {len(feature_columns)} columns "
                         f"{feature_columns[0]} ... {feature_columns[-1]}.{hint}", source=source, column=missing[0])

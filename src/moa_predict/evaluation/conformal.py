@@ -107,17 +107,22 @@ def prediction_sets(P: np.ndarray, threshold: float) -> np.ndarray:
 
 def set_recall(Y: np.ndarray, S: np.ndarray) -> dict[str, Any]:
     """Pooled recall (true pairs inside the sets / all true pairs), per-profile recall (mean over profiles with
-    a true MoA of the share of theirs inside the set), mean set size, and the share of empty sets."""
+    a true MoA of the share of theirs inside the set), mean set size and its quantiles, the share of empty sets,
+    and the share of sets that narrow things down (fewer than half the MoAs)."""
     Y = np.asarray(Y) > 0
     S = np.asarray(S, dtype=bool)
     hit = (Y & S).sum(axis=1)
     n_pos = Y.sum(axis=1)
     has = n_pos > 0
     size = S.sum(axis=1)
+    q = np.quantile(size, [0.1, 0.25, 0.5, 0.75, 0.9]) if len(size) else np.zeros(5)
     return {"pooled_recall": float(hit.sum() / max(n_pos.sum(), 1)),
             "per_profile_recall": float((hit[has] / n_pos[has]).mean()) if has.any() else None,
             "mean_set_size": float(size.mean()) if len(size) else 0.0,
             "empty_share": float((size == 0).mean()) if len(size) else 0.0,
+            "set_size_quantiles": {"p10": float(q[0]), "p25": float(q[1]), "median": float(q[2]),
+                                   "p75": float(q[3]), "p90": float(q[4])},
+            "narrowing_share": float((size < S.shape[1] / 2).mean()) if len(size) else 0.0,
             "true_pairs": int(n_pos.sum()), "profiles": int(len(Y))}
 
 

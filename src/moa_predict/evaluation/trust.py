@@ -5,7 +5,9 @@
   compounds: λ calibrated on the other CV folds' compounds, sets scored on this fold's);
 - abstention: "no confident MoA" (empty set) and "unlike anything in the reference" (the OOD flag);
 - compound consensus: a compound's profiles pooled (mean logit, then a Platt map fit on compound-level OOF) into
-  one call with its own set, and the agreement of its profiles.
+  one call with its own set, and the agreement of its profiles;
+- confident calls (``calls``): one MoA, or a MoA family, when precision on new compounds is at least P; else
+  no call and the reason. Sets are shown only when they narrow things down (fewer than half the MoAs).
 
 ``TrustModel`` is plain JSON (``to_dict`` / ``from_dict``), stored under ``"trust"`` in bundle.json.
 """
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.errors import DataError
+from .calls import CallModel, fit_call_model
 from .calibration import Recalibrator, calibration_report, fit_platt, logit, nested_recalibration, sigmoid
 from .conformal import (LEVELS, grouped_coverage, positive_ranks, prediction_sets, set_recall, thresholds,
                         top_k_for_recall)
@@ -27,6 +30,8 @@ DEFAULT_LEVEL = 0.9
 NO_CONFIDENT = "no confident MoA"
 UNLIKE = "unlike anything in the reference"
 CONTROL = "control: no MoA by definition"
+NO_NARROW = "the model cannot narrow this profile down at this level"
+"""A set holding half the MoAs or more says nothing a scientist can act on: it is not shown."""
 MAX_DRUG_SIZE = 18
 """As ``folds.DrugGroupedFolds``: larger drugs are split by rows across folds, so their profiles are units."""
 
@@ -68,6 +73,12 @@ class TrustModel:
     compound: dict[str, Any] | None = None
     grouped: bool = True
     default_level: float = DEFAULT_LEVEL
+    calls: dict[str, Any] | None = None
+    """``evaluation.calls.CallModel`` state: call thresholds per precision level, families, measured precision."""
+
+    @property
+    def call_model(self) -> CallModel | None:
+        return None if self.calls is None else CallModel(self.calls)
 
     # -- levels ----------------------------------------------------------------------------------------------
     def level_index(self, level: float) -> int:
@@ -94,6 +105,12 @@ class TrustModel:
         nominal = self.levels[self.level_index(level)]
         text = (f"On compounds this model has not seen, sets at the {100 * nominal:.0f} % level contained the true "
                 f"MoA for {100 * m['pooled_recall']:.1f} % of MoAs")
+        median = (m.get("set_size_quantiles") or {}).get("median")
+        if median is not None:  # the recall never without the size of the sets that reach it
+            text += f", with a median of {median:.0f} MoAs per set"
+            if m.get("narrowing_share") is not None:
+                text += (f"; {100 * m['narrowing_share']:.0f} % of profiles got a set of fewer than half the MoAs "
+                         "(the others are not shown)")
         if not self.grouped:
             text += " (measured without compound ids: optimistic)"
         return text + (" (measured on SIMULATED profiles)." if simulated else ".")
@@ -109,18 +126,20 @@ class TrustModel:
     def profile_sets(self, proba: np.ndarray, level: float, control: np.ndarray,
                      ood: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
         """The sets (rows × MoAs booleans; empty for controls and out-of-distribution profiles, where the
-        guarantee does not hold) and each profile's abstention (None when it has a set)."""
+        guarantee does not hold, and for sets of half the MoAs or more, which narrow nothing down) and each profile's abstention (None when it has a set)."""
         S = self.sets(proba, level)
         control = np.asarray(control, dtype=bool)
         ood = np.zeros(len(S), dtype=bool) if ood is None else np.asarray(ood, dtype=bool)
-        S[control | ood] = False
-        return S, abstentions(S, control, ood)
+        wide = S.sum(axis=1) >= S.shape[1] / 2
+        S[control | ood | wide] = False
+        return S, abstentions(S, control, ood, wide)
 
     def compound_consensus(self, features: pd.DataFrame, proba: np.ndarray, target_names: list[str],
                            level: float, column: str | None = None, ood: np.ndarray | None = None,
-                           top: int = 5) -> list[dict[str, Any]]:
+                           top: int = 5, call_precision: float | None = None) -> list[dict[str, Any]]:
         """Per compound of the upload: its pooled probabilities' top MoAs, its set with each MoA's agreement (the
-        share of the compound's profiles whose own set holds it), and its abstention. A compound with one
+        share of the compound's profiles whose own set holds it), and its abstention; with `call_precision`, its
+        confident call (``evaluation.calls``, thresholds fit on pooled held-out compounds). A compound with one
         profile gets exactly that profile's probabilities and set."""
         from ..data.dataset import control_mask
         from ..data.dataset import find_compound_column
@@ -139,13 +158,21 @@ class TrustModel:
         zbar, n = pool_logits(np.asarray(proba, dtype=np.float64)[rows], codes, len(uniques))
         pooled = self.pool(zbar, n)
         lam = self.compound_threshold(level, n)
+        calls = None
+        if call_precision is not None and self.call_model is not None:
+            cm = self.call_model
+            all_ood_c = None if ood is None else (
+                np.bincount(codes, weights=np.asarray(ood, dtype=float)[rows], minlength=len(uniques)) >= n)
+            calls = cm.call(pooled, target_names, call_precision, "compound" if "compound" in cm.units()
+                            else "profile", ood=all_ood_c).to_dict("records")
         out = []
         for c, name in enumerate(uniques):
             idx = rows[codes == c]
             p = pooled[c]
             members = np.flatnonzero(p >= lam[c])
             all_ood = ood is not None and bool(np.asarray(ood)[idx].all())
-            if all_ood:
+            wide = len(members) >= len(target_names) / 2
+            if all_ood or wide:
                 members = members[:0]
             agreement = S[idx].mean(axis=0)
             order = np.argsort(-p, kind="stable")[:top]
@@ -155,7 +182,9 @@ class TrustModel:
                          "agreement": round(float(agreement[j]), 4)}
                         for j in members[np.argsort(-p[members], kind="stable")]],
                 "top": [{"moa": target_names[j], "probability": round(float(p[j]), 6)} for j in order],
-                "abstention": UNLIKE if all_ood else (NO_CONFIDENT if len(members) == 0 else None),
+                "abstention": (UNLIKE if all_ood else NO_NARROW if wide
+                               else NO_CONFIDENT if len(members) == 0 else None),
+                **({"call": calls[c]} if calls is not None else {}),
             })
         return out
 
@@ -179,7 +208,7 @@ class TrustModel:
         return {"levels": list(self.levels), "thresholds": [float(t) for t in self.thresholds],
                 "measured": self.measured, "recalibration": self.recalibration.to_dict(),
                 "calibration": self.calibration, "compound": self.compound, "grouped": self.grouped,
-                "default_level": self.default_level}
+                "default_level": self.default_level, **({"calls": self.calls} if self.calls is not None else {})}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> "TrustModel":
@@ -187,7 +216,8 @@ class TrustModel:
                    measured=list(state["measured"]), recalibration=Recalibrator.from_dict(state["recalibration"]),
                    calibration=dict(state.get("calibration") or {}), compound=state.get("compound"),
                    grouped=bool(state.get("grouped", True)),
-                   default_level=float(state.get("default_level", DEFAULT_LEVEL)))
+                   default_level=float(state.get("default_level", DEFAULT_LEVEL)),
+                   calls=state.get("calls") if isinstance(state.get("calls"), dict) else None)
 
     def summary(self) -> dict[str, Any]:
         """The short form for reports and the model card: ECE before/after and the sets at 80/90/95 %."""
@@ -199,18 +229,22 @@ class TrustModel:
                     "top1_after": cal.get("after", {}).get("top1", {}).get("ece"),
                     "recalibration": self.recalibration.method},
             "sets": [{k: m[k] for k in ("level", "pooled_recall", "per_profile_recall", "mean_set_size",
-                                        "empty_share") if k in m}
+                                        "set_size_quantiles", "narrowing_share", "empty_share") if k in m}
                      for m in self.measured if any(abs(m["level"] - lv) < 1e-9 for lv in (0.8, 0.9, 0.95))],
             "compound_pooling": None if self.compound is None else self.compound.get("gain"),
+            "calls": None if self.calls is None else CallModel(self.calls).summary(),
         }
 
 
-def abstentions(S: np.ndarray, control: np.ndarray, ood: np.ndarray | None = None) -> list[str | None]:
-    """Per profile: CONTROL, UNLIKE (out of distribution), NO_CONFIDENT (empty set) or None (a set)."""
+def abstentions(S: np.ndarray, control: np.ndarray, ood: np.ndarray | None = None,
+                wide: np.ndarray | None = None) -> list[str | None]:
+    """Per profile: CONTROL, UNLIKE (out of distribution), NO_NARROW (a set of half the MoAs or more),
+    NO_CONFIDENT (empty set) or None (a set)."""
     ood = np.zeros(len(S), dtype=bool) if ood is None else np.asarray(ood, dtype=bool)
+    wide = np.zeros(len(S), dtype=bool) if wide is None else np.asarray(wide, dtype=bool)
     empty = ~np.asarray(S, dtype=bool).any(axis=1)
-    return [CONTROL if c else UNLIKE if o else NO_CONFIDENT if e else None
-            for c, o, e in zip(np.asarray(control, dtype=bool), ood, empty)]
+    return [CONTROL if c else UNLIKE if o else NO_NARROW if w else NO_CONFIDENT if e else None
+            for c, o, w, e in zip(np.asarray(control, dtype=bool), ood, wide, empty)]
 
 
 def fit_trust(result: Any, data: Any, levels: tuple[float, ...] = LEVELS) -> TrustModel:
@@ -233,15 +267,62 @@ def fit_trust(result: Any, data: Any, levels: tuple[float, ...] = LEVELS) -> Tru
     ranks = positive_ranks(Y, P)
     for m in measured:
         m["top_k_same_recall"] = top_k_for_recall(ranks, m["pooled_recall"])
-    compound = None if drugs is None else _fit_compound(P, Y, drugs, fold, levels)
+    compound, pooled = (None, None) if drugs is None else _fit_compound(P, Y, drugs, fold, levels)
     return TrustModel(levels=list(levels), thresholds=lam.tolist(), measured=measured, recalibration=recal,
-                      calibration=calibration, compound=compound, grouped=drugs is not None)
+                      calibration=calibration, compound=compound, grouped=drugs is not None,
+                      calls=fit_calls_of(data, rows, P, Y, fold, units, pooled))
+
+
+def fit_calls_of(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray, fold: np.ndarray,
+                 units: np.ndarray | None, pooled: tuple | None) -> dict[str, Any]:
+    """The calls (``evaluation.calls``) at every unit a bundle answers: profiles, compounds pooled (when the data
+    has compounds), a custom layout's treatments; with the MoA families of the bundle's targets."""
+    from ..data.moa_families import hub_targets, moa_families
+
+    units_P = {"profile": (P, Y, units, fold)}
+    if pooled is not None:
+        units_P["compound"] = pooled
+    treatment = _treatment_pooled(data, rows, P, Y, fold, units)
+    if treatment is not None:
+        units_P["treatment"] = treatment
+    names = list(data.target_names)
+    families = moa_families(names)
+    calls = fit_call_model(units_P, names, families).to_dict()
+    if families:
+        calls["families_source"] = hub_targets()[1]
+    return calls
+
+
+def _treatment_pooled(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray, fold: np.ndarray,
+                      units: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray] | None:
+    """A custom layout's treatments (its treatment columns, within a fold): the wells' out-of-fold predictions
+    pooled (mean logit), as ``--level treatment`` calls pool the wells it predicts; None without treatments."""
+    layout = getattr(data, "layout", None)
+    cols = list(getattr(layout, "treatment", None) or []) if layout is not None else []
+    if not cols or any(c not in data.features.columns for c in cols):
+        return None
+    from ..data.profiles import treatment_keys
+
+    keys = treatment_keys(data.features.loc[rows], cols).to_numpy().astype(str)
+    keys = np.char.add(np.char.add(keys, "|"), fold.astype(str))
+    codes, uniques = pd.factorize(keys, sort=True)
+    zbar, _ = pool_logits(P, codes, len(uniques))
+    Yt = np.zeros((len(uniques), Y.shape[1]))
+    np.maximum.at(Yt, codes, Y)
+    fold_t = np.zeros(len(uniques), dtype=np.int64)
+    fold_t[codes] = fold
+    unit_t = None
+    if units is not None:
+        unit_t = np.empty(len(uniques), dtype=object)
+        unit_t[codes] = np.asarray(units)
+    return sigmoid(zbar), Yt, unit_t, fold_t
 
 
 def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndarray,
-                  levels: tuple[float, ...]) -> dict[str, Any]:
+                  levels: tuple[float, ...]) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, None, np.ndarray]]:
     """Compound-level pooling: one row per (drug, fold) (a large drug split over folds is one compound per
-    fold); the Platt map and set thresholds fit on compounds with ≥ 2 profiles; its gain measured nested."""
+    fold); the Platt map and set thresholds fit on compounds with ≥ 2 profiles; its gain measured nested.
+    Also the compounds' nested pooled probabilities, labels and folds (the calls at the compound level)."""
     keys = np.char.add(np.char.add(np.asarray(drugs).astype(str), "|"), fold.astype(str))
     codes, uniques = pd.factorize(keys, sort=True)
     G = len(uniques)
@@ -267,9 +348,9 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
                 "call (mean logit, Platt map fit on the other folds' compounds) against the compound's labels",
     }
     measured = grouped_coverage(Pc[multi], Yc[multi], None, fold_c[multi], levels)
-    return {"platt": fit_platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[multi], Yc[multi], None,
-                                                                              levels).tolist(),
-            "measured": measured, "gain": gain}
+    return ({"platt": fit_platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[multi], Yc[multi], None,
+                                                                               levels).tolist(),
+             "measured": measured, "gain": gain}, (Pc, Yc, None, fold_c))
 
 
 def trust_of(bundle: Any) -> TrustModel | None:
@@ -278,4 +359,4 @@ def trust_of(bundle: Any) -> TrustModel | None:
 
 
 __all__ = ["TrustModel", "fit_trust", "abstentions", "compound_units", "set_recall", "trust_of", "DEFAULT_LEVEL",
-           "NO_CONFIDENT", "UNLIKE", "CONTROL"]
+           "NO_CONFIDENT", "NO_NARROW", "UNLIKE", "CONTROL"]

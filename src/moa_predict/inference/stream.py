@@ -131,6 +131,46 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
                          "abstention": [w or "" for w in why]})
 
 
+def call_model_of(bundle: Bundle) -> Any:
+    """The bundle's calls (``evaluation.calls.CallModel``), or one clear DataError saying why there are none."""
+    trust = bundle.trust
+    model = None if trust is None else trust.call_model
+    if model is None:
+        raise DataError("this model has no calibrated calls: it was trained without cross-validation (or before "
+                        "moa-predict made calls), so no threshold with a measured precision exists. Retrain it with "
+                        "'moa train' (with cross-validation) to get --calls-out.", source=str(bundle.path or "bundle"))
+    return model
+
+
+def id_column(bundle: Bundle) -> str:
+    """The name of the id column in outputs: ``sig_id``, or the layout's id column (``id`` when it joins several)."""
+    layout = bundle.layout
+    if layout is None or not layout.id:
+        return schema.SIG_ID if layout is None else "id"
+    return layout.id[0] if len(layout.id) == 1 else "id"
+
+
+def ood_of(bundle: Bundle, features: pd.DataFrame) -> Any:
+    """The OOD flags of these profiles (``explain.ood``), None when the bundle has no reference index."""
+    if bundle.reference is None:
+        return None
+    from ..explain.ood import ood_mask
+
+    return ood_mask(bundle.reference, features)
+
+
+def call_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, precision: float,
+               id_name: str = schema.SIG_ID) -> pd.DataFrame:
+    """``id, call, kind, estimated_precision, reason`` of one chunk: the MoA (or family) called at `precision`,
+    the precision measured for such calls on held-out compounds, and why there is no call."""
+    proba = frame[bundle.target_names].to_numpy()
+    control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    calls = call_model_of(bundle).call(proba, bundle.target_names, precision, "profile", control,
+                                       ood_of(bundle, features))
+    calls.insert(0, id_name, frame[schema.SIG_ID].to_numpy())
+    return calls[[id_name, "call", "kind", "estimated_precision", "reason"]]
+
+
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
             summary: StreamSummary | None, overlap: bool = False) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     if bundle.layout is not None:  # a lab's own layout: read whole, as plate normalisation needs whole plates
@@ -190,6 +230,7 @@ def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_col
 def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  keep_columns: bool = False, progress: bool = True, name: str | None = None,
                  sets_out: str | os.PathLike | None = None, set_level: float | None = None,
+                 calls_out: str | os.PathLike | None = None, call_precision: float | None = None,
                  overlap: bool = True) -> StreamSummary:
     """Predict every profile of `src` into `out` (``.parquet`` → Parquet, else CSV), chunk by chunk, atomically.
 
@@ -199,7 +240,9 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
 
     With `sets_out`, each profile's MoA set at `set_level` (default: the bundle's) goes there too (``set_frame``);
     ``summary.extra`` then holds the level, its measured recall, and the counts of sets and abstentions. Both
-    files appear only when every chunk succeeded.
+    files appear only when every chunk succeeded. With `calls_out`, each profile's confident call at
+    `call_precision` (default 0.8) is written too (``call_frame``); ``summary.extra["calls"]`` counts calls and
+    reasons.
 
     A progress bar counts profiles (with an ETA when the total is known cheaply: the size of a GCTX/h5ad file's
     sample axis is not read here, so the bar shows the rate)."""
@@ -214,6 +257,14 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
         bundle.trust.level_index(set_level)  # a bad level fails before any work
         summary.extra.update({"set_level": set_level, "with_set": 0, "abstentions": {},
                               "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"]})
+    if calls_out is not None:
+        from ..evaluation.calls import DEFAULT_PRECISION
+
+        call_precision = DEFAULT_PRECISION if call_precision is None else call_precision
+        for answer in (bundle, bundle.gene_only):  # no calls or a bad level fail before any work
+            if answer is not None and (answer is bundle or answer.trust is not None):
+                call_model_of(answer).level_index(call_precision)
+        summary.extra["calls"] = {"precision": call_precision, "made": 0, "reasons": {}}
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_system_allocator())
@@ -225,6 +276,11 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
             sets_out = Path(sets_out)
             sets_writer = Writer(stack.enter_context(atomic_path(sets_out)), sets_out.suffix.lower() == ".parquet")
             stack.callback(sets_writer.close)
+        calls_writer = None
+        if calls_out is not None:
+            calls_out = Path(calls_out)
+            calls_writer = Writer(stack.enter_context(atomic_path(calls_out)), calls_out.suffix.lower() == ".parquet")
+            stack.callback(calls_writer.close)
         bar = stack.enter_context(tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False,
                                        delay=1.0))
         writes = stack.enter_context(Serial(enabled=overlap, name="moa-write"))  # left before the writers close
@@ -241,6 +297,14 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                 for why, n in sets.loc[sets["abstention"] != "", "abstention"].value_counts().items():
                     counts[why] = counts.get(why, 0) + int(n)
                 del sets
+            if calls_writer is not None:
+                calls = call_frame(bundle.for_features(features), features, frame, call_precision, id_column(bundle))
+                writes.submit(calls_writer.write, calls)
+                x = summary.extra["calls"]
+                x["made"] += int((calls["reason"] == "").sum())
+                for why, n in calls.loc[calls["reason"] != "", "reason"].value_counts().items():
+                    x["reasons"][why] = x["reasons"].get(why, 0) + int(n)
+                del calls
             bar.update(len(frame))
             del features, frame  # dropped here; the writer holds the frame until it is written
             release_memory()

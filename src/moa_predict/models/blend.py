@@ -34,8 +34,10 @@ def _fit_member(name: str, params: dict[str, Any], X: pd.DataFrame, Y: np.ndarra
     return settings, arrays, time.perf_counter() - t0, cpu_seconds() - c0
 
 
-def member_label(name: str, params: dict[str, Any]) -> str:
-    """'mlp 256-256 raw+PCA 150/20 25 ep seed 7': what distinguishes one member of a blend from another."""
+def member_label(name: str, params: dict[str, Any], blocks: dict[str, int] | None = None) -> str:
+    """'mlp 256-256 raw+PCA 150/20 25 ep seed 7': what distinguishes one member of a blend from another.
+    `blocks` (a custom layout's block -> PCA components) replaces the LISH-MoA g-/c- PCA sizes, which such
+    a layout does not use: 'PCA Cells 15, Nuclei 16'."""
     parts = [name]
     if "hidden" in params:
         parts.append("-".join(str(h) for h in params["hidden"]))
@@ -43,7 +45,10 @@ def member_label(name: str, params: dict[str, Any]) -> str:
         parts.append(f"{params['width']}x{params.get('n_blocks', '?')}")
     if "g_pca" in params or "c_pca" in params:
         raw = "raw+" if params.get("keep_raw") else ""
-        parts.append(f"{raw}PCA {params.get('g_pca', '-')}/{params.get('c_pca', '-')}")
+        if blocks is not None:
+            parts.append(f"{raw}PCA " + ", ".join(f"{b} {k}" for b, k in blocks.items()))
+        else:
+            parts.append(f"{raw}PCA {params.get('g_pca', '-')}/{params.get('c_pca', '-')}")
     if "epochs" in params:
         parts.append(f"{params['epochs']} ep")
     if params.get("seed"):
@@ -98,9 +103,10 @@ class BlendModel(MoAModel):
         return any(make_member(name).needs_full_layout for name, _ in self.member_specs())
 
     # -- the stack --------------------------------------------------------------------------
-    def member_labels(self) -> list[str]:
-        """One short name per member for tables: registry name + the hyper-parameters that tell members apart."""
-        return [member_label(name, params) for name, params in self.member_specs()]
+    def member_labels(self, blocks: dict[str, int] | None = None) -> list[str]:
+        """One short name per member for tables: registry name + the hyper-parameters that tell members apart
+        (`blocks`: a custom layout's PCA components per block, see :func:`member_label`)."""
+        return [member_label(name, params, blocks) for name, params in self.member_specs()]
 
     def member_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The members as (registry name, hyper-parameters)."""

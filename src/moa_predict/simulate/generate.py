@@ -565,6 +565,18 @@ def _read_real_labels(src: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     return scored, nonscored, drugs, submission
 
 
+def _drug_split(drug_ids: pd.Series, share: float, seed: int, held_out: bool) -> np.ndarray:
+    """Rows to keep: controls, and the drugs outside (or, with `held_out`, inside) a seeded `share` of the
+    drugs. The draw depends on the drug ids and the seed only."""
+    ids = drug_ids.astype(str).to_numpy()
+    control = ids == schema.CONTROL_DRUG_ID
+    drugs = np.unique(ids[~control])
+    rng = np.random.default_rng([int(seed), 23])
+    chosen = set(rng.choice(drugs, size=int(round(share * len(drugs))), replace=False).tolist())
+    inside = np.array([d in chosen for d in ids])
+    return control | (inside if held_out else ~inside & ~control)
+
+
 def _random_sig_ids(rng: np.random.Generator, n: int, taken: set[str] = frozenset()) -> list[str]:
     return sorted("id_" + h for h in _hex_ids(rng, n, {t[3:] for t in taken}))
 
@@ -574,18 +586,36 @@ def simulate(
     n_test: int = 3982,
     seed: int = 0,
     labels_from: str | Path | None = None,
+    world_seed: int | None = None,
+    hold_out_drugs: float = 0.0,
+    held_out_only: bool = False,
 ) -> SimulatedData:
     """Simulate a LISH-MoA data set (features SIMULATED, layout exact).
 
     ``labels_from=None``: fully synthetic, ``n_train`` / ``n_test`` rows.  ``labels_from=DIR`` (a directory
     with the real label files): the real sig_ids, drugs and labels are kept, only features are generated, and
     ``n_train`` / ``n_test`` are ignored (the sizes are the files').  Deterministic given ``seed``.
+
+    ``world_seed`` (default: ``seed``) fixes the simulated biology (MoA signatures, cell lines, background), so
+    two data sets with the same world seed and different seeds are two screens of the same biology with
+    independent drugs' responses and noise. ``hold_out_drugs`` (``labels_from`` only): that share of the
+    drugs, drawn with the world seed (so every run with that world seed agrees), is left out of the training
+    files; ``held_out_only`` writes only those drugs instead (with the controls): a drug-disjoint second data
+    set on which a model trained on the first can be checked.
     """
     rng = np.random.default_rng(seed)
     catalog = load_catalog()
     scored_names = list(catalog["scored_targets"])
     nonscored_names = list(catalog["nonscored_targets"])
     world = _make_world(rng, catalog)
+    if world_seed is not None and world_seed != seed:  # the same biology as another seed's data set
+        world = _make_world(np.random.default_rng(world_seed), catalog)
+    if not 0.0 <= hold_out_drugs < 1.0:
+        raise ValueError("hold_out_drugs must be a share in [0, 1)")
+    if (hold_out_drugs or held_out_only) and labels_from is None:
+        raise ValueError("hold_out_drugs / held_out_only need labels_from (the real drugs to split)")
+    if held_out_only and not hold_out_drugs:
+        raise ValueError("held_out_only needs hold_out_drugs > 0")
 
     if labels_from is None:
         if n_train < 1 or n_test < 0:
@@ -606,6 +636,11 @@ def simulate(
         scored_frame, nonscored_frame, real_drugs, submission = _read_real_labels(src)
         if list(scored_frame.columns[1:]) != scored_names or list(nonscored_frame.columns[1:]) != nonscored_names:
             raise ValueError(f"the target columns in {src} differ from the real LISH-MoA targets")
+        if hold_out_drugs:
+            keep = _drug_split(real_drugs[schema.DRUG_ID], hold_out_drugs,
+                               seed if world_seed is None else world_seed, held_out_only)
+            scored_frame, nonscored_frame, real_drugs = (f.loc[keep].reset_index(drop=True)
+                                                         for f in (scored_frame, nonscored_frame, real_drugs))
         train_ids = list(scored_frame[schema.SIG_ID])
         n_train = len(train_ids)
         is_ctrl = (real_drugs[schema.DRUG_ID] == schema.CONTROL_DRUG_ID).to_numpy()
@@ -650,6 +685,13 @@ def simulate(
     submission.insert(0, schema.SIG_ID, test_ids)
 
     truth = _truth(world, seed, mode, scored_names, n_train, n_test)
+    if world_seed is not None and world_seed != seed:
+        truth["world_seed"] = int(world_seed)
+    if hold_out_drugs:
+        truth["drugs"] = (f"only the {hold_out_drugs:g} share of drugs held out (drawn with world seed "
+                          f"{truth.get('world_seed', seed)})" if held_out_only else
+                          f"without the {hold_out_drugs:g} share of drugs held out (drawn with world seed "
+                          f"{truth.get('world_seed', seed)})")
     return SimulatedData(
         train_features=train_features,
         targets_scored=scored_frame,

@@ -37,5 +37,9 @@ def simulated_marker(truth: dict) -> dict:
     """What ``load_dataset`` keeps and every bundle trained on this directory shows: the features are simulated."""
     mode = truth.get("mode", "synthetic")
     labels = ("real LISH-MoA sig_ids, drugs and labels" if mode != "synthetic" else "synthetic labels")
-    return {"simulated": True, "mode": mode, "seed": truth.get("seed"),
-            "note": f"features SIMULATED by moa-predict's simulator ({labels}); not measured data"}
+    marker = {"simulated": True, "mode": mode, "seed": truth.get("seed"),
+              "note": f"features SIMULATED by moa-predict's simulator ({labels}); not measured data"}
+    for key in ("world_seed", "drugs"):
+        if key in truth:
+            marker[key] = truth[key]
+    return marker

@@ -75,9 +75,15 @@ def fold_assignment(data: Dataset, n_splits: int, seed: int, fold: np.ndarray | 
 
 
 def describe_rows(data: Dataset) -> str:
+    """'342 treated rows (trt_cp); 18 control rows excluded ...', in the words of the data's layout."""
     n_ctl = int(data.is_control.sum())
     n_trt = len(data.features) - n_ctl
-    return f"{n_trt:,} treated rows ({schema.TREATED}); {n_ctl:,} control rows excluded and predicted 0"
+    layout = data.layout
+    if layout is None:
+        return f"{n_trt:,} treated rows ({schema.TREATED}); {n_ctl:,} control rows excluded and predicted 0"
+    controls = ("" if layout.controls is None
+                else f" ({layout.controls.column} = {' or '.join(map(str, layout.controls.values))})")
+    return f"{n_trt:,} treated rows; {n_ctl:,} control rows{controls} excluded and predicted 0"
 
 
 def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *, progress: bool = True,

@@ -9,29 +9,36 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..training.bundle import Bundle, load_bundle
 from . import middleware
 from .auth import LoginRoute, TokenMiddleware
 from .jobs import JobQueue
+from .models import ServedModels
 from .options import query_parameters
 from .panels import Panels, explanation_panels
 from .routers import api, pages
-from .service import ModelService
 from .settings import WebSettings
-from .store import ResultStore
+from .store import ResultStore, open_store
 from .templating import STATIC_DIR
 
+BundleSource = Bundle | str | os.PathLike
 
-def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | None = None,
+
+def create_app(bundle: BundleSource | Sequence[BundleSource], *, max_upload_mb: float | None = None,
                settings: WebSettings | None = None, store: ResultStore | None = None, panels: Panels | None = None,
                explanations: bool = True) -> FastAPI:
-    """Build the app around one bundle (a loaded Bundle or a bundle directory), loaded once, read-only.
+    """Build the app around one bundle, or several (a list; the first is the default and the others are
+    chosen per upload by name, see ``web/models.py``); each a loaded Bundle or a bundle directory (anything
+    ``load_bundle`` takes), loaded once, read-only.
 
     `settings` hold every limit and option (default: :class:`WebSettings`); `max_upload_mb` overrides their
     upload limit (ValueError unless positive). Results and jobs are kept in `settings.data_dir` (or `store`);
@@ -41,10 +48,16 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | Non
     settings = settings or WebSettings()
     if max_upload_mb is not None:
         settings = settings.with_upload_mb(max_upload_mb)
-    if not isinstance(bundle, Bundle):
-        bundle = load_bundle(bundle)
+    given = [bundle] if isinstance(bundle, (Bundle, str, os.PathLike)) else list(bundle)
+    bundles = [b if isinstance(b, Bundle) else load_bundle(b) for b in given]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(app.state.service.store.flush)  # results answered but not yet on disk
 
     app = FastAPI(
+        lifespan=lifespan,
         title="moa-predict",
         version=__version__,
         summary="Predict compounds' mechanisms of action (206 MoAs) from LISH-MoA gene-expression and "
@@ -58,8 +71,9 @@ def create_app(bundle: Bundle | str | os.PathLike, *, max_upload_mb: float | Non
         app.state.tempdir = tempfile.TemporaryDirectory(prefix="moa-predict-")
         settings = settings.replace(data_dir=app.state.tempdir.name)
     app.state.settings = settings
-    app.state.service = ModelService(bundle, settings, store=store)
-    app.state.jobs = JobQueue(app.state.service.store.db, app.state.service,
+    app.state.models = ServedModels(bundles, settings, store if store is not None else open_store(settings))
+    app.state.service = app.state.models.default
+    app.state.jobs = JobQueue(app.state.service.store.db, app.state.models,
                               threshold_bytes=settings.job_threshold_bytes, workers=settings.job_workers)
     app.state.panels = (explanation_panels() if explanations else Panels()) + (panels or Panels())
     app.state.explanations = explanations

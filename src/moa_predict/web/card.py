@@ -115,6 +115,7 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
         "simulated_training_data": simulated,
         "cv": card_cv,
         "trust": None if getattr(bundle, "trust", None) is None else jsonable(bundle.trust.summary()),
+        "families": _families(bundle),
         "gene_only": jsonable(info.get("gene_only")),
         "n_features": len(bundle.feature_columns),
         "feature_blocks": (block_summary(list(bundle.feature_columns)) if layout is None
@@ -136,6 +137,15 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
                           "definition)"),
         "research_use_only": True,
     }
+
+
+def _families(bundle: Bundle) -> list[dict[str, Any]] | None:
+    """The MoA families of the bundle's calls with their held-out precision at 0.8 (None without calls)."""
+    trust = getattr(bundle, "trust", None)
+    model = None if trust is None else trust.call_model
+    if model is None or not model.families:
+        return None
+    return jsonable(model.family_report())
 
 
 def field_card(field: dict[str, Any]) -> dict[str, Any]:

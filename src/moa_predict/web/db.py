@@ -46,6 +46,11 @@ MIGRATIONS: list[str] = [
         updated REAL NOT NULL
     );
     """,
+    # 2: which of the served models answered a result (or a job will): NULL for rows of older servers
+    """
+    ALTER TABLE results ADD COLUMN model TEXT;
+    ALTER TABLE jobs ADD COLUMN model TEXT;
+    """,
 ]
 """Migration i brings the schema from version i to i + 1; never edit one that has shipped, append."""
 

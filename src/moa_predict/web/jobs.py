@@ -38,13 +38,14 @@ def upload_size(handle: IO[bytes]) -> int:
 class JobQueue:
     """Queued predictions of large uploads, persisted in the data directory's database."""
 
-    def __init__(self, db: Database, service: Any, *, threshold_bytes: int, workers: int = 1) -> None:
+    def __init__(self, db: Database, models: Any, *, threshold_bytes: int, workers: int = 1) -> None:
         self.db = db
-        self.service = service
+        self.models = models
+        """The served models (``web.models.ServedModels``): a job is predicted by the one it names."""
         self.threshold_bytes = threshold_bytes
         self.uploads = db.dir / "uploads"
         self.uploads.mkdir(exist_ok=True)
-        self._queue: queue.Queue[tuple[str, Path, str | None] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, Path, str | None, str | None] | None] = queue.Queue()
         self._fail_interrupted()
         # Daemon threads: stopping the server does not wait for a job; the next start marks it failed.
         self._workers = [threading.Thread(target=self._work, name=f"moa-job-{i}", daemon=True)
@@ -56,8 +57,9 @@ class JobQueue:
         """Whether this upload is large enough to be a background job."""
         return upload_size(handle) > self.threshold_bytes
 
-    def submit(self, handle: IO[bytes], filename: str | None, source: str) -> str:
-        """Copy the upload under a new job id, record the job, queue it; the job id."""
+    def submit(self, handle: IO[bytes], filename: str | None, source: str, model: str | None = None) -> str:
+        """Copy the upload under a new job id, record the job (and the served model that will answer it: its
+        name, None for the default), queue it; the job id."""
         job_id = secrets.token_urlsafe(16)
         path = self.uploads / f"{job_id}.upload"
         handle.seek(0)
@@ -66,9 +68,9 @@ class JobQueue:
         now = time.time()
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO jobs (id, source, status, stage, progress, message, result_id, created, "
-                         "updated) VALUES (?, ?, 'queued', 'waiting for a worker', 0, NULL, NULL, ?, ?)",
-                         (job_id, source, now, now))
-        self._queue.put((job_id, path, filename))
+                         "updated, model) VALUES (?, ?, 'queued', 'waiting for a worker', 0, NULL, NULL, ?, ?, ?)",
+                         (job_id, source, now, now, model))
+        self._queue.put((job_id, path, filename, model))
         return job_id
 
     def get(self, job_id: str) -> dict[str, Any] | None:
@@ -77,7 +79,8 @@ class JobQueue:
             return None
         return {"job_id": row["id"], "file": row["source"], "status": row["status"], "stage": row["stage"],
                 "progress": round(float(row["progress"]), 3), "message": row["message"],
-                "result_id": row["result_id"], "created": row["created"], "updated": row["updated"]}
+                "result_id": row["result_id"], "created": row["created"], "updated": row["updated"],
+                "model": row["model"] or self.models.default.name}
 
     def shutdown(self) -> None:
         """Stop the workers once the queued jobs are done (tests; the server just exits)."""
@@ -91,14 +94,14 @@ class JobQueue:
         while (item := self._queue.get()) is not None:
             self._run(*item)
 
-    def _run(self, job_id: str, path: Path, filename: str | None) -> None:
+    def _run(self, job_id: str, path: Path, filename: str | None, model: str | None) -> None:
         def progress(stage: str, fraction: float) -> None:
             self._update(job_id, status="running", stage=stage, progress=fraction)
 
         try:
             progress("starting", 0.05)
             with open(path, "rb") as handle:
-                pred = self.service.predict_file(handle, filename, progress)
+                pred = self.models.get(model).predict_file(handle, filename, progress)
             self._update(job_id, status="done", stage="done", progress=1.0, result_id=pred.id)
         except DataError as exc:
             self._update(job_id, status="failed", stage="rejected", message=str(exc))

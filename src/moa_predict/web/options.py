@@ -20,6 +20,8 @@ LIST_OPTIONS = frozenset({"sig_ids", "sig_id", "moas", "moa"})
 
 _BOOL = TypeAdapter(bool)
 
+MODEL_HELP = ("the served model to answer (its name in GET /api/models); default: the server's first model")
+
 
 def query_values(query: Any) -> dict[str, Any]:
     """A query string's values: name -> text, or list of texts for repeated names and list options."""
@@ -38,11 +40,14 @@ class PredictOptions(BaseModel):
     top: int
     probabilities: bool = True
     set_level: float | None = None
+    call_precision: float | None = None
 
     HELP: ClassVar[dict[str, str]] = {"top": "how many top MoAs to list per profile",
             "probabilities": "include all probabilities (in 'targets' order)",
             "set_level": "level of the MoA sets: the share of true MoAs the sets should contain on compounds the "
-                         "model has not seen, 0.5-0.99 (default: the model's, 0.9)"}
+                         "model has not seen, 0.5-0.99 (default: the model's, 0.9)",
+            "call_precision": "precision of the confident calls: the share of calls that should be right on "
+                              "compounds the model has not seen, 0.5, 0.55, ..., 0.95 (default 0.8)"}
 
     @classmethod
     def parse(cls, values: Mapping[str, Any], settings: WebSettings) -> "PredictOptions":
@@ -52,14 +57,17 @@ class PredictOptions(BaseModel):
         except ValidationError:
             raise DataError(f"invalid request: probabilities must be true or false (got {str(raw)[:40]!r}).") from None
         return cls(top=settings.top.read("top", values.get("top")), probabilities=probabilities,
-                   set_level=read_set_level(values.get("set_level")))
+                   set_level=read_set_level(values.get("set_level")),
+                   call_precision=read_set_level(values.get("call_precision"), CALL_LEVELS, "call_precision"))
 
 
 SET_LEVELS = (0.5, 0.99)
+CALL_LEVELS = (0.5, 0.95)
 
 
-def read_set_level(raw: Any) -> float | None:
-    """A set level (0.5-0.99, as a share; 90 is read as 0.90) or None when missing; else DataError."""
+def read_set_level(raw: Any, bounds: tuple[float, float] = SET_LEVELS, name: str = "set_level") -> float | None:
+    """A set level (0.5-0.99, as a share; 90 is read as 0.90; or a call precision within `bounds`) or None when
+    missing; else DataError."""
     if isinstance(raw, (list, tuple)):
         raw = raw[-1] if raw else None
     if raw is None or (isinstance(raw, str) and not raw.strip()):
@@ -72,9 +80,9 @@ def read_set_level(raw: Any) -> float | None:
         level = float("nan")
     if 1 < level <= 100:
         level /= 100
-    if not SET_LEVELS[0] <= level <= SET_LEVELS[1]:
-        raise DataError(f"invalid request: set_level must be a share from {SET_LEVELS[0]} to {SET_LEVELS[1]} "
-                        f"(e.g. 0.9; got {str(raw)[:40]!r}).")
+    if not bounds[0] <= level <= bounds[1]:
+        raise DataError(f"invalid request: {name} must be a share from {bounds[0]} to {bounds[1]} "
+                        f"(e.g. {0.9 if name == 'set_level' else 0.8}; got {str(raw)[:40]!r}).")
     return round(level, 2)
 
 
@@ -155,5 +163,11 @@ def query_parameters(settings: WebSettings) -> dict[str, list[dict[str, Any]]]:
                {"name": "probabilities", "in": "query", "required": False,
                 "description": PredictOptions.HELP["probabilities"], "schema": {"type": "boolean", "default": True}},
                {"name": "set_level", "in": "query", "required": False, "description": PredictOptions.HELP["set_level"],
-                "schema": {"type": "number", "minimum": SET_LEVELS[0], "maximum": SET_LEVELS[1]}}]
-    return {"/api/predict": predict, "/api/explain": explain, "/api/results/{result_id}/explain": stored}
+                "schema": {"type": "number", "minimum": SET_LEVELS[0], "maximum": SET_LEVELS[1]}},
+               {"name": "call_precision", "in": "query", "required": False,
+                "description": PredictOptions.HELP["call_precision"],
+                "schema": {"type": "number", "minimum": CALL_LEVELS[0], "maximum": CALL_LEVELS[1]}}]
+    model = {"name": "model", "in": "query", "required": False, "description": MODEL_HELP,
+             "schema": {"type": "string"}}
+    return {"/api/predict": [*predict, model], "/api/explain": [*explain, model],
+            "/api/results/{result_id}/explain": stored}

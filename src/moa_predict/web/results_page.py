@@ -25,7 +25,10 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
     reference = explainer.reference_rows(pred, rows) if explanations else {}
     panel_data = [(panel, panel.data(service, pred, rows)) for panel in panels.profile]
     sets = service.sets(pred, set_level)
+    confident = service.calls(pred)
     for prof in view["profiles"]:
+        if confident["available"]:
+            prof["call"] = confident["rows"][prof["pos"]]
         if sets["available"]:
             prof["moa_set"] = [service.targets[j] for j in sets["moa_sets"][prof["pos"]]]
             prof["abstention"] = sets["abstentions"][prof["pos"]]
@@ -52,4 +55,5 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
     }
     return {"pred": pred, "summary": pred.summary(), "view": view, "base": base, "targets": service.targets,
             "page_panels": page_panels, "policy": REJECTION_POLICY, "explain": explain_info,
-            "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")}}
+            "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
+            "calls": {k: v for k, v in confident.items() if k != "rows"}}

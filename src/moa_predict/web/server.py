@@ -1,4 +1,4 @@
-"""The launcher: ``serve(bundle_path, host, port, max_upload_mb, ...)``, used by ``moa serve`` and ``moa demo``."""
+"""The launcher: ``serve(bundles, host, port, max_upload_mb, ...)``, used by ``moa serve`` and ``moa demo``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import errno
 import os
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..data.errors import DataError
@@ -61,22 +62,28 @@ def check_port(host: str, port: int) -> None:
                             "another port with --port.") from None
 
 
-def serve(bundle_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
+def serve(bundles: str | os.PathLike | Sequence[str | os.PathLike], host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float | None = None, *, log_level: str = "info", **options) -> None:
-    """Load the bundle once and run the web app with uvicorn (one process, never debug or reload).
+    """Load the bundle(s) once and run the web app with uvicorn (one process, never debug or reload).
 
-    Blocks until interrupted (Ctrl+C). Bad bundles raise DataError before anything starts; `max_upload_mb`
-    defaults to the settings' limit; `options` are :func:`serve_settings`'s (data_dir, token, retention,
-    job threshold)."""
+    `bundles`: one bundle, or a list of them (``moa serve --bundle A --bundle B``; the first is the default,
+    the page and the API's ``model`` field choose another), each as ``load_bundle`` takes it. Blocks until
+    interrupted (Ctrl+C). Bad bundles raise DataError before anything starts; `max_upload_mb` defaults to the
+    settings' limit; `options` are :func:`serve_settings`'s (data_dir, token, retention, job threshold)."""
     import uvicorn
 
     check_port(host, port)
     settings = serve_settings(max_upload_mb=max_upload_mb, **options)
-    app = create_app(bundle_path, settings=settings)
+    given = [bundles] if isinstance(bundles, (str, os.PathLike)) else list(bundles)
+    app = create_app(given, settings=settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     shown = f"[{shown}]" if ":" in shown else shown
-    model = app.state.service.bundle.model_name
-    print(f"moa-predict web app: open http://{shown}:{port}/ in a browser (model '{model}', uploads up to "
+    served = app.state.models
+    if len(served) == 1:
+        model = f"model '{served.default.bundle.model_name}'"
+    else:
+        model = "models " + ", ".join(f"'{name}'" for name in served.names) + f"; default '{served.default.name}'"
+    print(f"moa-predict web app: open http://{shown}:{port}/ in a browser ({model}, uploads up to "
           f"{settings.max_upload_mb:g} MB; results kept {settings.max_age_days:g} days in {settings.data_dir}"
           f"{', access token required' if settings.token else ''}). Press Ctrl+C to stop.",
           file=sys.stderr, flush=True)

@@ -48,15 +48,19 @@ def display_name(filename: str | None, default: str = "upload") -> str:
 class ModelService:
     """The bundle (loaded once, read-only) plus the result store; safe to call from many threads."""
 
-    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None) -> None:
+    def __init__(self, bundle: Bundle, settings: WebSettings, *, store: ResultStore | None = None,
+                 name: str | None = None, slots: threading.BoundedSemaphore | None = None) -> None:
         self.bundle = bundle
+        self.name = name or bundle.model_name
+        """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
+        answer and kept with every result."""
         self.layout = bundle.layout
         """The bundle's profile layout (``data.layout``): uploads are read through it; None for LISH-MoA."""
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
-        self.store = store or open_store(settings)
-        self._slots = threading.BoundedSemaphore(settings.max_parallel)
+        self.store = store if store is not None else open_store(settings)
+        self._slots = slots or threading.BoundedSemaphore(settings.max_parallel)
         self.card = model_card(bundle)
         self.predictable = predictable_mask(self.card)
         """Per target: False where the card marks the MoA not predictable from this training data."""
@@ -65,6 +69,14 @@ class ModelService:
         self.started = time.time()
         self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
         self._gene_explainer: Explainer | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What this model is, in a few words (``GET /api/models``, the upload form's chooser, every answer)."""
+        training = self.card.get("training_data") or {}
+        return {"model": self.bundle.model_name, "layout": None if self.layout is None else self.layout.name,
+                "n_targets": len(self.targets), "simulated_training_data": self.card["simulated_training_data"],
+                "trained_on": training.get("description") if isinstance(training, dict) else None,
+                "answers": self.bundle.answers}
 
     # -- which model answers ----------------------------------------------------------
     def answering(self, features: pd.DataFrame) -> Bundle:
@@ -113,23 +125,29 @@ class ModelService:
 
     # -- predicting ----------------------------------------------------------------
     def predict_file(self, handle: IO[bytes], filename: str | None,
-                     progress: Callable[[str, float], None] | None = None) -> Prediction:
+                     progress: Callable[[str, float], None] | None = None,
+                     then: Callable[[Prediction], Any] | None = None) -> Any:
         """Read, validate and predict an uploaded CSV/Parquet file object (a spooled temporary file);
-        `progress(stage, fraction)` is told each step (background jobs show it)."""
+        `progress(stage, fraction)` is told each step (background jobs show it). The Prediction, or
+        ``then(prediction)`` computed in the same slot (the API's answer: its memory counts against the slots
+        too)."""
         t0 = time.perf_counter()
         step = progress or (lambda stage, fraction: None)
         with self._slots:
             step("reading and validating the file", 0.1)
             features, name = self.read_file(handle, filename)
             step(f"predicting {len(features):,} profiles", 0.5)
-            return self._predict(features, name, t0, step)
+            pred = self._predict(features, name, t0, step)
+            return pred if then is None else then(pred)
 
-    def predict_rows(self, rows: Any, source: str = "request body") -> Prediction:
-        """Predict JSON rows: a list of objects, one per profile, keyed by column name."""
+    def predict_rows(self, rows: Any, source: str = "request body",
+                     then: Callable[[Prediction], Any] | None = None) -> Any:
+        """Predict JSON rows: a list of objects, one per profile, keyed by column name (``then`` as for files)."""
         t0 = time.perf_counter()
         with self._slots:
             features = self.read_rows(rows, source)
-            return self._predict(features, source, t0)
+            pred = self._predict(features, source, t0)
+            return pred if then is None else then(pred)
 
     # -- explaining (attributions, similar reference profiles, OOD flags, compound calls) --------------------
     def explain_file(self, handle: IO[bytes], filename: str | None, options: ExplainOptions) -> dict[str, Any]:
@@ -166,6 +184,7 @@ class ModelService:
             extra=extra,
             seconds=time.perf_counter() - t0,
             features=features,
+            model=self.name,
         )
         step("saving the result", 0.9)
         self.store.put(pred)
@@ -227,8 +246,7 @@ class ModelService:
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
         if trust is None:
-            return {"available": False, "message": "this model was trained before MoA sets existed (or without "
-                                                   "cross-validation): retrain it with 'moa train' to get them"}
+            return {"available": False, "message": sets_unavailable(answer)}
         level = trust.levels[trust.level_index(trust.default_level if level is None else level)]
         key = f"sets@{level:.2f}"
         with pred.lock:
@@ -253,12 +271,56 @@ class ModelService:
             pred.derived[key] = out
         return out
 
+    def calls(self, pred: Prediction, precision: float | None = None) -> dict[str, Any]:
+        """The confident calls of a stored result at `precision` (default 0.8; ``evaluation.calls``):
+        ``available``, ``precision``, ``measured`` (precision and coverage on held-out compounds), ``rule``, per row
+        ``rows`` (call, kind, estimated_precision, reason, sentence) and per compound ``compounds`` (pooled);
+        computed once per level and kept with the result. Without calls: available False and the reason."""
+        from ..evaluation.calls import DEFAULT_PRECISION
+
+        answer = self.answering(pred.features)
+        trust = getattr(answer, "trust", None)
+        model = None if trust is None else trust.call_model
+        if model is None:
+            return {"available": False, "message": "this model has no calibrated calls: it was trained without "
+                                                   "cross-validation (or before calls existed); retrain it with "
+                                                   "'moa train' to get them"}
+        precision = model.levels[model.level_index(DEFAULT_PRECISION if precision is None else precision)]
+        key = f"calls@{precision:.2f}"
+        with pred.lock:
+            cached = pred.derived.get(key)
+        if cached is not None:
+            return cached
+        ood = self.explainer_for(pred.features).ood_mask(pred)
+        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        frame = model.call(pred.proba, self.targets, precision, "profile", pred.is_control, ood)
+        rows = [_call_json(r, simulated) for r in frame.to_dict("records")]
+        group = None
+        if self.layout is not None and pred.features is not None and self.layout.group in pred.features.columns:
+            group = self.layout.group
+        compounds = [] if pred.features is None or trust is None else trust.compound_consensus(
+            pred.features, pred.proba, self.targets, trust.default_level, column=group, ood=ood,
+            call_precision=precision)
+        m = model.measured_at(precision)
+        out = {"available": True, "precision": precision, "rule": model.state.get("rule"),
+               "measured": {k: m.get(k) for k in ("precision", "precision_moa", "precision_family",
+                                                  "coverage_profiles", "coverage_compounds")},
+               "simulated": simulated,
+               "compounds": [{"compound": c["compound"], "n_profiles": c["n_profiles"],
+                              "call": _call_json(c["call"], simulated)} for c in compounds if "call" in c] or None,
+               "rows": rows}
+        with pred.lock:
+            pred.derived[key] = out
+        return out
+
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
-                    base_url: str = "", set_level: float | None = None) -> dict[str, Any]:
-        """The API's answer (and the JSON download): summary, then per profile the top-N, its MoA set and
-        abstention, and all probabilities."""
+                    base_url: str = "", set_level: float | None = None,
+                    call_precision: float | None = None) -> dict[str, Any]:
+        """The API's answer (and the JSON download): summary, then per profile its call, the top-N, its MoA set
+        and abstention, and all probabilities."""
         top = clamp(top, 1, len(self.targets))
         sets = self.sets(pred, set_level)
+        calls = self.calls(pred, call_precision)
         rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
@@ -271,6 +333,7 @@ class ModelService:
                 **({"cp_time": int(pred.cp_time[i]), "cp_dose": str(pred.cp_dose[i])}
                    if pred.cp_time is not None else {}),
                 "control": control,
+                **({"call": calls["rows"][i]} if calls["available"] else {}),
                 "top": [] if control else [
                     {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
                      "predictable": bool(self.predictable[j]) if self.predictable_known else None}
@@ -288,21 +351,45 @@ class ModelService:
         return {
             "result_id": pred.id,
             "model": self.bundle.model_name,
+            "model_id": self.name,
             "layout": None if self.layout is None else self.layout.name,
             "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),
             "top_n": top,
             "targets": self.targets if probabilities else None,
-            "note": "control rows (ctl_vehicle) carry no MoA by definition: all their probabilities are 0 "
-                    "and their top list is empty",
+            "note": f"control rows ({self.card['layout']['controls'] if self.layout is not None else 'ctl_vehicle'})"
+                    " carry no MoA by definition: all their probabilities are 0 and their top list is empty",
             "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
                                 "frequency); see GET /api/model",
             "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
+            "calls": {k: v for k, v in calls.items() if k != "rows"},
             "predictions": out,
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},
         }
+
+
+def sets_unavailable(bundle: Bundle) -> str:
+    """Why a model offers no MoA sets, in words a user can act on."""
+    if not (bundle.info or {}).get("cv"):
+        return ("this model was not cross-validated, and MoA sets are calibrated on the compounds cross-validation "
+                "holds out: train it with cross-validation ('moa train', or 'moa demo --cv') to get them")
+    return "this model was trained before MoA sets existed: retrain it with 'moa train' to get them"
+
+
+def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
+    """One call as the API and the page give it (NaN and empty strings as null, with its sentence)."""
+    from ..evaluation.calls import call_sentence
+
+    call = row.get("call") or None
+    precision = row.get("estimated_precision")
+    precision = None if precision is None or (isinstance(precision, float) and math.isnan(precision)) else precision
+    p = row.get("probability")
+    return {"call": call, "kind": row.get("kind"), "estimated_precision": precision,
+            "probability": None if p is None or (isinstance(p, float) and math.isnan(p)) else float(p),
+            "reason": row.get("reason") or None,
+            "sentence": call_sentence(call, precision, simulated) if call else None}
 
 
 def _id_text(value: Any) -> str | None:

@@ -107,7 +107,11 @@ class WebSettings(BaseModel):
     top: Bound = Bound(default=10, low=1, high=1000)
     """Top MoAs listed per profile by ``POST /api/predict`` (and the JSON download's default)."""
     max_parallel: int = 2
-    """Uploads read, validated and predicted at the same time."""
+    """Uploads read, validated, predicted and answered at the same time (the others wait without holding a
+    thread, so pages and /api/health keep answering)."""
+    store_in_background: bool = True
+    """Write results to disk in a background thread (an upload's answer does not wait for its files; see
+    ``web/store.py``)."""
     store_max_bytes: int = 512 * 1024**2
     store_max_items: int = 100
     """The in-memory cache of stored results (least recently used dropped first; they stay on disk)."""

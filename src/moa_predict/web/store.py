@@ -10,6 +10,13 @@ retention delete; files are written atomically (temp + rename) and read back wit
 The row is committed only after both files are in place, so a result is never served half-written; files
 without a row (a crash between the two) are deleted on the next start.
 
+Writing in the background (``background=True``, what ``moa serve`` uses): ``put`` hands the result to one
+writer thread and returns at once, so an upload's answer does not wait for its files; until the writer has
+committed it the result is served from memory (it cannot be dropped from there before), ``flush`` waits for
+the writer (``close`` and the app's shutdown call it). A process killed in between loses the results not
+written yet, never half of one. At most ``max_pending`` results wait: a request beyond that waits for the
+writer (memory stays bounded under a burst of uploads).
+
 Retention: results older than ``max_age_seconds``, and the oldest beyond ``max_disk_bytes`` in total, are
 expired: their files are deleted and their row is kept (a few bytes) so that the link answers "this result
 has expired" (410) rather than a generic 404.
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import secrets
 import threading
@@ -64,6 +72,9 @@ class Prediction:
     """Read + validate + predict time."""
     features: pd.DataFrame | None = field(default=None, repr=False)
     """The validated profiles (index sig_id, as the model saw them), for explanation panels; counted in nbytes."""
+    model: str | None = None
+    """The served model that answered (its name on this server, ``web.models``); None for results of older
+    servers, which the default model answers."""
     id: str = field(default_factory=new_result_id)
     created: float = field(default_factory=time.time)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
@@ -145,7 +156,7 @@ class ResultStore:
 
     def __init__(self, data_dir: str | os.PathLike | Database, *, max_age_seconds: float = 30 * 86400,
                  max_disk_bytes: int = 2 * 1024**3, cache_bytes: int = 512 * 1024**2, cache_items: int = 100,
-                 clock=time.time) -> None:
+                 clock=time.time, background: bool = False, max_pending: int = 4) -> None:
         self.db = data_dir if isinstance(data_dir, Database) else Database(data_dir)
         self.files = self.db.dir / "results"
         self.files.mkdir(exist_ok=True)
@@ -157,12 +168,55 @@ class ResultStore:
         self._items: OrderedDict[str, Prediction] = OrderedDict()
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._pending: dict[str, Prediction] = {}
         self._remove_orphans()
+        self._count = int(self.db.one("SELECT COUNT(*) AS n FROM results WHERE expired IS NULL")["n"])
         self.sweep()
+        self._queue: queue.Queue[Prediction | None] | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=max_pending)
+            self._writer = threading.Thread(target=self._write_loop, name="moa-result-writer", daemon=True)
+            self._writer.start()
 
     # -- writing ----------------------------------------------------------------------------------------
     def put(self, prediction: Prediction) -> str:
-        """Persist the result (files first, then the row), keep it in memory, apply the retention policy."""
+        """Persist the result (files first, then the row), keep it in memory, apply the retention policy; in
+        the background when the store was opened so (served from memory meanwhile)."""
+        if self._queue is None:
+            self._write(prediction)
+            with self._lock:
+                self._count += 1
+            self._after_write(prediction)
+            return prediction.id
+        with self._lock:
+            self._pending[prediction.id] = prediction
+        self._queue.put(prediction)
+        return prediction.id
+
+    def flush(self) -> None:
+        """Wait until every result handed to ``put`` is on disk."""
+        if self._queue is not None:
+            self._queue.join()
+
+    def _write_loop(self) -> None:
+        while (prediction := self._queue.get()) is not None:
+            written = False
+            try:
+                self._write(prediction)
+                self._remember(prediction)  # before it leaves _pending: never read back from disk meanwhile
+                written = True
+            except Exception as exc:  # noqa: BLE001 - the writer keeps going; this result is lost, not half-kept
+                log.error("result %s could not be written: %s: %s", prediction.id, type(exc).__name__, exc)
+            finally:
+                with self._lock:  # one step: counted as kept before and after
+                    self._count += written
+                    self._pending.pop(prediction.id, None)
+                self._queue.task_done()
+            if written:
+                self.sweep(keep=prediction.id)
+        self._queue.task_done()
+
+    def _write(self, prediction: Prediction) -> None:
         frame = _table(prediction)
         with atomic_path(self._path(prediction.id, ".parquet")) as tmp:
             _write_parquet(frame, tmp)
@@ -172,13 +226,14 @@ class ResultStore:
         size = sum(self._path(prediction.id, s).stat().st_size for s in (".parquet", ".npy"))
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO results (id, source, created, seconds, n_rows, bytes, extra_columns, "
-                         "has_features, expired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                         "has_features, expired, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
                          (prediction.id, prediction.source, prediction.created, prediction.seconds,
                           prediction.n_rows, size, json.dumps(prediction.extra_columns),
-                          int(prediction.features is not None)))
+                          int(prediction.features is not None), prediction.model))
+
+    def _after_write(self, prediction: Prediction) -> None:
         self._remember(prediction)
         self.sweep(keep=prediction.id)
-        return prediction.id
 
     def sweep(self, keep: str | None = None) -> list[str]:
         """Expire what the retention policy says (too old; the oldest beyond the size cap, never `keep`);
@@ -195,6 +250,8 @@ class ResultStore:
         if gone:
             with self.db.transaction() as conn:
                 conn.executemany("UPDATE results SET expired = ? WHERE id = ?", [(now, i) for i in gone])
+            with self._lock:
+                self._count -= len(gone)
             for rid in gone:
                 self._forget(rid)
                 for suffix in (".parquet", ".npy"):
@@ -212,6 +269,12 @@ class ResultStore:
     def require(self, result_id: str) -> Prediction:
         if not RESULT_ID.match(result_id or ""):
             raise ResultUnavailable(404, UNKNOWN)
+        with self._lock:
+            pending = self._pending.get(result_id)
+        if pending is not None:  # answered, not written yet
+            if self.clock() - pending.created > self.max_age_seconds:
+                raise ResultUnavailable(410, expired_message(self.max_age_seconds))
+            return pending
         row = self.db.one("SELECT * FROM results WHERE id = ?", (result_id,))
         if row is None:
             raise ResultUnavailable(404, UNKNOWN)
@@ -244,9 +307,18 @@ class ResultStore:
         return int(row["n"])
 
     def __len__(self) -> int:
-        return int(self.db.one("SELECT COUNT(*) AS n FROM results WHERE expired IS NULL")["n"])
+        """Results kept (not expired; those answered but not yet written included); counted in memory, so
+        asking never waits on the database."""
+        with self._lock:
+            return self._count + len(self._pending)
 
     def close(self) -> None:
+        """Write what is pending, stop the writer, close the database."""
+        if self._queue is not None:
+            self.flush()
+            self._queue.put(None)
+            self._writer.join()
+            self._queue = None
         self.db.close()
 
     # -- internals ----------------------------------------------------------------------------------------
@@ -264,7 +336,8 @@ class ResultStore:
             cp_dose=frame[schema.CP_DOSE].to_numpy(dtype=object) if schema.CP_DOSE in frame.columns else None,
             proba=proba,
             extra=frame[extra_cols].reset_index(drop=True) if extra_cols else None, seconds=row["seconds"],
-            features=frame if row["has_features"] else None, id=row["id"], created=row["created"])
+            features=frame if row["has_features"] else None, id=row["id"], created=row["created"],
+            model=row["model"])
 
     def _remember(self, prediction: Prediction) -> Prediction:
         size = prediction.nbytes
@@ -274,7 +347,7 @@ class ResultStore:
             self._items.move_to_end(prediction.id)
             while len(self._items) > 1 and (len(self._items) > self.cache_items
                                             or sum(self._sizes.values()) > self.cache_bytes):
-                old, _ = self._items.popitem(last=False)
+                old, _ = self._items.popitem(last=False)  # a pending one stays reachable in _pending
                 del self._sizes[old]
         return prediction
 
@@ -329,4 +402,4 @@ def open_store(settings) -> ResultStore:
         raise ValueError("settings.data_dir is not set")
     return ResultStore(settings.data_dir, max_age_seconds=settings.max_age_seconds,
                        max_disk_bytes=settings.max_disk_bytes, cache_bytes=settings.store_max_bytes,
-                       cache_items=settings.store_max_items)
+                       cache_items=settings.store_max_items, background=settings.store_in_background)

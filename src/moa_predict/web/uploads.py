@@ -25,8 +25,10 @@ UNSUPPORTED_TYPE = ("send the profiles as multipart/form-data (a 'file' field ho
 
 @asynccontextmanager
 async def multipart(request: Request) -> AsyncIterator[tuple[UploadFile | None, dict[str, Any]]]:
-    """The multipart form's file and its plain fields (a repeated field: all its values); closed on exit."""
-    form = await request.form(max_files=1, max_fields=20)
+    """The multipart form's file and its plain fields (a repeated field: all its values); closed on exit. At
+    most a few bodies are received at once (``ServedModels.reading``)."""
+    async with request.app.state.models.reading():
+        form = await request.form(max_files=1, max_fields=20)
     try:
         yield _file_and_fields(form)
     finally:
@@ -58,16 +60,19 @@ def require_file(upload: UploadFile | None) -> UploadFile:
 async def with_profiles(request: Request, on_file: Callable[[Any, str | None, dict[str, Any]], Any],
                         on_rows: Callable[[Any, dict[str, Any]], Any]) -> Any:
     """A multipart file goes to ``on_file(handle, filename, options)``, JSON rows to ``on_rows(rows, options)``,
-    both in the threadpool. ``options`` are the request's query parameters, overridden by its other values
-    (multipart form fields, or the JSON body's keys besides "rows")."""
+    both in the threadpool once the app's gate lets the request through (at most ``max_parallel`` at once;
+    the others wait in the event loop, holding no thread). ``options`` are the request's query parameters,
+    overridden by its other values (multipart form fields, or the JSON body's keys besides "rows")."""
     options = query_values(request.query_params)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         async with multipart(request) as (upload, fields):
             upload = require_file(upload)
-            return await run_in_threadpool(on_file, upload.file, upload.filename, {**options, **fields})
+            async with gate(request):
+                return await run_in_threadpool(on_file, upload.file, upload.filename, {**options, **fields})
     if ctype == "application/json" or ctype.endswith("+json"):
-        body = await request.body()
+        async with request.app.state.models.reading():
+            body = await request.body()
         try:
             data = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -75,5 +80,11 @@ async def with_profiles(request: Request, on_file: Callable[[Any, str | None, di
                             source="request body") from None
         rows: Any = data.get("rows") if isinstance(data, dict) else data
         fields = {k: v for k, v in data.items() if k != "rows"} if isinstance(data, dict) else {}
-        return await run_in_threadpool(on_rows, rows, {**options, **fields})
+        async with gate(request):
+            return await run_in_threadpool(on_rows, rows, {**options, **fields})
     raise HTTPException(415, UNSUPPORTED_TYPE)
+
+
+def gate(request: Request) -> Any:
+    """The app's gate on parallel work (``web.models.Gate``): ``async with gate(request): ...``."""
+    return request.app.state.models.gate()

@@ -78,7 +78,8 @@ def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery, ood: 
 
     The query keeps profiles whose sig_id (or compound, given the upload's compound column as `compounds`)
     contains it, or whose top-N list holds a MoA whose name contains it; when it names MoAs, profiles are
-    ordered by their highest probability for those MoAs. ``show=ood`` keeps the profiles flagged in `ood`.
+    ordered by their highest probability for those MoAs, else treated profiles come first (in file order) and
+    controls after them. ``show=ood`` keeps the profiles flagged in `ood`.
     """
     keep = np.ones(pred.n_rows, dtype=bool)
     ctl = pred.is_control
@@ -105,6 +106,8 @@ def select_rows(pred: Prediction, targets: list[str], query: ResultsQuery, ood: 
     rows = np.flatnonzero(keep)
     if score is not None and len(rows):
         rows = rows[np.argsort(-score[rows], kind="stable")]
+    else:  # treated profiles first (in file order), the controls after them: they carry no MoA
+        rows = rows[np.argsort(ctl[rows], kind="stable")]
     return rows, moas
 
 

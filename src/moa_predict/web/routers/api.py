@@ -1,5 +1,5 @@
 """JSON API: ``POST /api/predict``, ``POST /api/explain``, ``GET /api/results/{id}/explain``,
-``GET /api/jobs/{id}``, ``GET /api/model``, ``GET /api/health``.
+``GET /api/jobs/{id}``, ``GET /api/model``, ``GET /api/models``, ``GET /api/health``.
 
 Each route parses its request (options validated once, uploads read by ``web/uploads.py``), makes one call
 into the service, and answers JSON. Uploads go through the same reader and validation as ``moa predict``;
@@ -8,19 +8,17 @@ bad data is answered 422 with ``DataError.to_dict()`` (error, file, row, line, c
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ... import __version__
-from ..deps import Jobs, Service, Store, explain_query_options, predict_options
-from ..options import ExplainOptions, PredictOptions
+from ..deps import Jobs, Models, ResultService, Stored, explain_query_options, predict_options
+from ..jsonbody import json_bytes
+from ..options import MODEL_HELP, ExplainOptions, PredictOptions
 from ..service import display_name
 from ..uploads import with_profiles
 
@@ -50,7 +48,8 @@ PREDICT_BODY = {
             "multipart/form-data": {
                 "schema": {"type": "object", "required": ["file"],
                            "properties": {"file": {"type": "string", "format": "binary",
-                                                   "description": "CSV or Parquet in the test_features layout"}}},
+                                                   "description": "CSV or Parquet in the test_features layout"},
+                                          "model": {"type": "string", "description": MODEL_HELP}}},
             },
             "application/json": {
                 "schema": {"oneOf": [
@@ -90,18 +89,13 @@ PREDICT_RESPONSES = {
 
 
 def json_response(content: Any) -> Response:
-    """Compact JSON (NaN refused: every number the API sends is finite)."""
-    return Response(json.dumps(content, allow_nan=False, separators=(",", ":")).encode(),
-                    media_type="application/json")
-
-
-def _in_threadpool(make: Callable[[], Any]) -> Any:
-    return run_in_threadpool(lambda: json_response(make()))
+    """Compact JSON (``web/jsonbody.py``)."""
+    return Response(json_bytes(content), media_type="application/json")
 
 
 @router.post("/predict", summary="Predict MoA probabilities for uploaded profiles",
              openapi_extra=PREDICT_BODY, responses=PREDICT_RESPONSES)
-async def predict(request: Request, service: Service, jobs: Jobs,
+async def predict(request: Request, models: Models, jobs: Jobs,
                   options: Annotated[PredictOptions, Depends(predict_options)]) -> Response:
     """Send profiles in the LISH-MoA `test_features` layout, either as a **file** (multipart field `file`,
     CSV or Parquet) or as **JSON rows** (`{"rows": [{column: value, ...}, ...]}` or a bare list).
@@ -119,27 +113,45 @@ async def predict(request: Request, service: Service, jobs: Jobs,
     `compound_id` column `sets.compounds`: per compound one pooled call (its profiles' mean logit, calibrated on
     held-out compounds), its set with each MoA's agreement across the compound's profiles, and its abstention.
     Models trained before sets existed answer `sets.available = false`.
+    Each profile also gets its **call** at `call_precision` (default 0.8): `call.call` is its most probable MoA
+    (or a MoA family) when calls that confident were right at least that often on compounds the model had not
+    seen, with `estimated_precision` (measured on held-out compounds) and `sentence`; otherwise `call.call` is
+    null and `call.reason` says why ("not confident enough", "unlike anything in the reference", "control").
+    `calls` gives the level, the measured precision and coverage, and per compound its pooled call.
+    Models trained without cross-validation answer `calls.available = false` with the reason.
     A file with any invalid row or column is rejected whole (422) with the row, column and problem.
     Files over the server's job threshold are queued instead: `202` with the job (`GET /api/jobs/{id}`
-    says its progress, then the `result_id`)."""
+    says its progress, then the `result_id`).
+    A server may serve several models (`GET /api/models`): `model` (a multipart form field, a query parameter
+    or a JSON key next to `rows`) names the one to answer (default: the first); `model_id` in the answer
+    names the one that did."""
 
-    def on_file(handle: Any, name: str | None, _: Any) -> Any:
+    def answer(service: Any) -> Any:
+        return lambda pred: json_response(service.result_json(pred, top=options.top,
+                                                              probabilities=options.probabilities,
+                                                              set_level=options.set_level,
+                                                              call_precision=options.call_precision))
+
+    def on_file(handle: Any, name: str | None, values: dict[str, Any]) -> Any:
+        service = models.get(values.get("model"))
         if jobs.wants(handle):
-            return jobs.submit(handle, name, display_name(name))
-        return service.predict_file(handle, name)
+            return jobs.submit(handle, name, display_name(name), service.name)
+        return service.predict_file(handle, name, then=answer(service))
 
-    pred = await with_profiles(request, on_file, lambda rows, _: service.predict_rows(rows))
-    if isinstance(pred, str):  # a background job's id
-        return JSONResponse(job_json(jobs.get(pred), _root(request)), status_code=202,
-                            headers={"Location": f"{_root(request)}/api/jobs/{pred}"})
-    return await _in_threadpool(lambda: service.result_json(pred, top=options.top,
-                                                            probabilities=options.probabilities,
-                                                            set_level=options.set_level))
+    def on_rows(rows: Any, values: dict[str, Any]) -> Any:
+        service = models.get(values.get("model"))
+        return service.predict_rows(rows, then=answer(service))
+
+    out = await with_profiles(request, on_file, on_rows)
+    if isinstance(out, str):  # a background job's id
+        return JSONResponse(job_json(jobs.get(out), _root(request)), status_code=202,
+                            headers={"Location": f"{_root(request)}/api/jobs/{out}"})
+    return out
 
 
 @router.post("/explain", summary="Explain predictions: attributions, similar reference profiles, OOD flags, "
                                  "compound calls", openapi_extra=PREDICT_BODY, responses=ERRORS)
-async def explain(request: Request, service: Service) -> Response:
+async def explain(request: Request, models: Models) -> Response:
     """Send profiles exactly as for `POST /api/predict` (a multipart **file**, or **JSON rows**; the same
     validation, all or nothing, and the same error JSON). The options may also be given as multipart form
     fields or as JSON keys next to `rows` (`{"rows": [...], "sig_ids": ["id_1"], "top_moas": 2}`).
@@ -154,25 +166,29 @@ async def explain(request: Request, service: Service) -> Response:
     flag (`ood`, with reasons); with a `drug_id`, `compound` or `compound_id` column, **compound calls**
     (one ranked MoA list per compound, agreement across its profiles). Models without attribution support
     (kNN, prior) answer `attributions.available = false` with the reason; the other parts still work.
-    Nothing is stored."""
+    `model` chooses the served model, as for `POST /api/predict`. Nothing is stored."""
 
-    def options(values: dict[str, Any]) -> ExplainOptions:
-        return ExplainOptions.parse(values, service.settings.explain, service.targets)
+    def on_file(handle: Any, name: str | None, values: dict[str, Any]) -> Response:
+        service = models.get(values.get("model"))
+        options = ExplainOptions.parse(values, service.settings.explain, service.targets)
+        return json_response({**service.explain_file(handle, name, options), "model_id": service.name})
 
-    return await with_profiles(
-        request,
-        lambda handle, name, values: json_response(service.explain_file(handle, name, options(values))),
-        lambda rows, values: json_response(service.explain_rows(rows, options(values))))
+    def on_rows(rows: Any, values: dict[str, Any]) -> Response:
+        service = models.get(values.get("model"))
+        options = ExplainOptions.parse(values, service.settings.explain, service.targets)
+        return json_response({**service.explain_rows(rows, options), "model_id": service.name})
+
+    return await with_profiles(request, on_file, on_rows)
 
 
 @router.get("/results/{result_id}/explain", summary="Explain a stored result's profiles",
             responses={**ERRORS, **GONE})
-def explain_result(result_id: str, service: Service, store: Store,
+def explain_result(pred: Stored, service: ResultService,
                    options: Annotated[ExplainOptions, Depends(explain_query_options)]) -> Response:
     """The `POST /api/explain` answer for profiles of a result kept on the server (`result_id` from
     `POST /api/predict` or the results page), e.g. `?sig_ids=id_000644bb2`. The results page draws its
     attribution charts from here."""
-    return json_response(service.explain_result(store.require(result_id), options))
+    return json_response({**service.explain_result(pred, options), "model_id": service.name})
 
 
 @router.get("/jobs/{job_id}", summary="A background job's progress",
@@ -202,7 +218,8 @@ def _root(request: Request) -> str:
 
 
 @router.get("/model", summary="The model card")
-def model(service: Service) -> JSONResponse:
+def model(models: Models, name: Annotated[str | None, Query(alias="model", description=MODEL_HELP)] = None
+          ) -> JSONResponse:
     """Which model is served, what it was trained on (`training_data.description`; `simulated_training_data`:
     the simulator's marker, null for measured data), its cross-validated score (`cv`, with `prior_score` and
     `field`: top-k accuracy, micro PR-AUC, macro ROC-AUC, retrieval mAP and log loss beside the prior's and a
@@ -211,18 +228,31 @@ def model(service: Service) -> JSONResponse:
     (profiles), `auc` and `ap` on held-out drugs beside the prior's and the shuffled control's, `gain` over the
     frequency-only baseline, `judgement`: predictable, not predictable or too few compounds to judge).
     `not_predictable` lists the MoAs the model answers with their training frequency, `too_few_to_judge` those
-    of them with too few compounds (null when the bundle does not say)."""
-    return JSONResponse(service.card)
+    of them with too few compounds (null when the bundle does not say). `?model=NAME`: another served model's
+    card."""
+    service = models.get(name)
+    return JSONResponse({**service.card, "model_id": service.name})
+
+
+@router.get("/models", summary="The models this server answers with")
+def served_models(models: Models) -> JSONResponse:
+    """Each served model: `name` (what the `model` field of an upload takes), `default` (answers uploads that
+    name none), `model`, `layout`, `n_targets`, `answers`, `trained_on`, `simulated_training_data`."""
+    return JSONResponse({"default": models.default.name, "models": models.listing()})
 
 
 @router.get("/health", summary="Liveness and basic facts")
-def health(service: Service, store: Store) -> JSONResponse:
+async def health(models: Models) -> JSONResponse:
+    """Answered in the event loop from values kept in memory: never waits for a thread, a lock or the
+    database, however busy the server is."""
+    service = models.default
     return JSONResponse({
         "status": "ok",
         "version": __version__,
         "model": service.bundle.model_name,
+        "models": models.names,
         "targets": len(service.targets),
-        "results_kept": len(store),
+        "results_kept": len(service.store),
         "uptime_seconds": round(time.time() - service.started, 1),
         "max_upload_mb": service.settings.max_upload_mb,
     })

@@ -6,14 +6,12 @@ a template; the results page adds the panels (web/panels.py) of the profiles it 
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -22,13 +20,15 @@ from starlette.responses import FileResponse
 from ...data import schema
 from ...data.errors import DataError
 from .. import views
-from ..deps import Explanations, Jobs, PagePanels, Service, Settings, Store, service_of
+from ..deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
+from ..jsonbody import json_bytes
 from ..options import read_set_level
 from ..results_page import results_page
-from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, display_name, example_csv
+from ...data.builtin import example_for
+from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv
 from ..store import REJECTION_POLICY, Prediction
 from ..templating import STATIC_DIR, templates
-from ..uploads import multipart, require_file
+from ..uploads import gate, multipart, require_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,21 +39,28 @@ def _root(request: Request) -> str:
     return request.scope.get("root_path", "").rstrip("/")
 
 
-def _page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
-    service = service_of(request)
+def _page(request: Request, name: str, status: int = 200, service: ModelService | None = None,
+          **context) -> HTMLResponse:
+    """Render a page about `service`'s model (default: the server's default model)."""
+    service = service or service_of(request)
+    models = models_of(request)
     context.setdefault("card", service.card)
+    context.setdefault("model_id", service.name)
+    context.setdefault("models", models.listing() if len(models) > 1 else [])
     context.setdefault("max_upload_mb", service.settings.max_upload_mb)
     context.setdefault("max_upload_bytes", service.settings.max_upload_bytes)
     context.setdefault("root", _root(request))
     return templates().TemplateResponse(request, name, context, status_code=status, headers=NO_STORE)
 
 
-def _home(request: Request, status: int = 200, error: dict | None = None, n: int | None = None) -> HTMLResponse:
-    service = service_of(request)
+def _home(request: Request, status: int = 200, error: dict | None = None, n: int | None = None,
+          service: ModelService | None = None) -> HTMLResponse:
+    service = service or service_of(request)
     paging = service.settings.paging
-    return _page(request, "home.html", status, error=error, n=paging.default_n if n is None else n,
+    return _page(request, "home.html", status, service=service, error=error, n=paging.default_n if n is None else n,
                  n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
+                 layout_example=(example_for(service.layout.name) or (None, None))[1] if service.layout else None,
                  columns=_column_help(service.bundle.feature_columns, service.card.get("layout")))
 
 
@@ -105,32 +112,42 @@ def _column_help(feature_columns: list[str], layout: dict | None = None) -> list
     return rows
 
 
+def _chosen(models: Models, name: str | None) -> ModelService:
+    """The model a page's ``model`` parameter names (unknown or missing: the default; pages are lenient)."""
+    return models.services.get((name or "").strip(), models.default)
+
+
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, settings: Settings, n: str | None = None) -> HTMLResponse:
-    return _home(request, n=views.ResultsQuery.parse(settings.paging, n=n).n)
+def home(request: Request, settings: Settings, models: Models, n: str | None = None,
+         model: str | None = None) -> HTMLResponse:
+    return _home(request, n=views.ResultsQuery.parse(settings.paging, n=n).n, service=_chosen(models, model))
 
 
 @router.post("/predict", response_class=HTMLResponse)
-async def upload(request: Request, service: Service, jobs: Jobs) -> Response:
-    """The upload form: predict, keep the result, redirect to its page (303, so reloading is harmless); a file
-    over the job threshold becomes a background job and the redirect goes to the job's page."""
+async def upload(request: Request, models: Models, jobs: Jobs) -> Response:
+    """The upload form: predict with the model chosen (the form's ``model`` field; default: the first), keep
+    the result, redirect to its page (303, so reloading is harmless); a file over the job threshold becomes a
+    background job and the redirect goes to the job's page."""
+    service = models.default
     query = views.ResultsQuery.parse(service.settings.paging, n_targets=len(service.targets))
     try:
         async with multipart(request) as (upload_file, fields):
+            service = models.get(fields.get("model"))
             query = views.ResultsQuery.parse(service.settings.paging, n=fields.get("n"), n_targets=len(service.targets))
             upload_file = require_file(upload_file)
             if await run_in_threadpool(jobs.wants, upload_file.file):
                 job_id = await run_in_threadpool(jobs.submit, upload_file.file, upload_file.filename,
-                                                 display_name(upload_file.filename))
+                                                 display_name(upload_file.filename), service.name)
                 return RedirectResponse(query.url(f"{_root(request)}/jobs/{job_id}"), status_code=303)
-            pred = await run_in_threadpool(service.predict_file, upload_file.file, upload_file.filename)
+            async with gate(request):
+                pred = await run_in_threadpool(service.predict_file, upload_file.file, upload_file.filename)
     except DataError as exc:
-        return _home(request, 422, error=_error_view(exc), n=query.n)
+        return _home(request, 422, error=_error_view(exc), n=query.n, service=service)
     except HTTPException as exc:  # malformed multipart body
         if exc.status_code != 400:
             raise
         return _home(request, 400, error={"message": f"the upload could not be read ({exc.detail}). Try again.",
-                                          "details": []}, n=query.n)
+                                          "details": []}, n=query.n, service=service)
     return RedirectResponse(query.url(f"{_root(request)}/results/{pred.id}"), status_code=303)
 
 
@@ -145,11 +162,6 @@ def _error_view(exc: DataError) -> dict:
     return {"message": str(exc), "details": details}
 
 
-def stored(result_id: str, store: Store) -> Prediction:
-    """The stored result a page is about (dependency); 404 (unknown) or 410 (expired) saying to upload again."""
-    return store.require(result_id)
-
-
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, job_id: str, jobs: Jobs, n: str | None = None) -> Response:
     """A background job: its progress (the page reloads itself every 2 s), then its results page (303)."""
@@ -159,11 +171,8 @@ def job_page(request: Request, job_id: str, jobs: Jobs, n: str | None = None) ->
     if found["status"] == "done":
         query = views.ResultsQuery.parse(service_of(request).settings.paging, n=n)
         return RedirectResponse(query.url(f"{_root(request)}/results/{found['result_id']}"), status_code=303)
-    return _page(request, "job.html", job=found, refresh=found["status"] in ("queued", "running"),
-                 percent=round(100 * found["progress"]))
-
-
-Stored = Annotated[Prediction, Depends(stored)]
+    return _page(request, "job.html", service=_chosen(models_of(request), found["model"]), job=found,
+                 refresh=found["status"] in ("queued", "running"), percent=round(100 * found["progress"]))
 
 
 def _lenient_level(raw: str | None) -> float | None:
@@ -175,18 +184,18 @@ def _lenient_level(raw: str | None) -> float | None:
 
 
 @router.get("/results/{result_id}", response_class=HTMLResponse)
-def results(request: Request, pred: Stored, service: Service, panels: PagePanels, explanations: Explanations,
+def results(request: Request, pred: Stored, service: ResultService, panels: PagePanels, explanations: Explanations,
             n: str | None = None, page: str | None = None, per: str | None = None, q: str | None = None,
             show: str | None = None, set_level: str | None = None) -> HTMLResponse:
     query = views.ResultsQuery.parse(service.settings.paging, n=n, page=page, per=per, q=q, show=show,
                                      n_targets=len(service.targets))
     context = results_page(service, pred, query, f"{_root(request)}/results/{pred.id}", panels, explanations,
                            set_level=_lenient_level(set_level))
-    return _page(request, "results.html", **context)
+    return _page(request, "results.html", service=service, **context)
 
 
 @router.get("/results/{result_id}/compounds", response_class=HTMLResponse)
-def compounds_page(request: Request, pred: Stored, service: Service, q: str | None = None, page: str | None = None,
+def compounds_page(request: Request, pred: Stored, service: ResultService, q: str | None = None, page: str | None = None,
                    per: str | None = None, n: str | None = None) -> HTMLResponse:
     """Compound-level calls: one ranked MoA list per compound of the upload, with agreement across its
     profiles (doses x times)."""
@@ -194,12 +203,15 @@ def compounds_page(request: Request, pred: Stored, service: Service, q: str | No
     base = f"{_root(request)}/results/{pred.id}"
     view = views.compounds_view(calls, service.settings.paging, q=q, page=page, per=per, n=n, base=f"{base}/compounds",
                                 not_predictable=frozenset(service.card["not_predictable"] or ()))
-    return _page(request, "compounds.html", pred=pred, summary=pred.summary(), base=base, column=column,
-                 view=view, top_k=service.settings.explain.compound_top_k, confident=service.settings.confident)
+    pooled = service.calls(pred)  # each compound's profiles pooled into one call (evaluation.calls)
+    compound_calls = {c["compound"]: c["call"] for c in (pooled.get("compounds") or [])}
+    return _page(request, "compounds.html", service=service, pred=pred, summary=pred.summary(), base=base, column=column,
+                 view=view, top_k=service.settings.explain.compound_top_k, confident=service.settings.confident,
+                 compound_calls=compound_calls, calls=pooled)
 
 
 @router.get("/results/{result_id}/compounds.csv")
-async def compounds_csv(pred: Stored, service: Service) -> Response:
+async def compounds_csv(pred: Stored, service: ResultService) -> Response:
     column, calls = await run_in_threadpool(service.explainer.compounds, pred)
     if calls is None:
         raise HTTPException(404, "this upload has no compound column (drug_id, compound or compound_id), so there "
@@ -219,14 +231,14 @@ def _download_name(pred: Prediction, suffix: str, what: str = "predictions") -> 
 
 
 @router.get("/results/{result_id}/predictions.csv")
-async def download_csv(pred: Stored, service: Service) -> Response:
+async def download_csv(pred: Stored, service: ResultService) -> Response:
     data = await run_in_threadpool(service.csv_bytes, pred)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "csv")}"'})
 
 
 @router.get("/results/{result_id}/top.csv")
-async def download_top_csv(pred: Stored, service: Service, explanations: Explanations,
+async def download_top_csv(pred: Stored, service: ResultService, explanations: Explanations,
                            n: str | None = None) -> Response:
     """The long "top N per profile" table (``ModelService.top_frame``); `n` is clamped like the page's."""
     top = views.ResultsQuery.parse(service.settings.paging, n=n, n_targets=len(service.targets)).n
@@ -241,7 +253,7 @@ async def download_top_csv(pred: Stored, service: Service, explanations: Explana
 
 
 @router.get("/results/{result_id}/sets.csv")
-async def download_sets_csv(pred: Stored, service: Service, set_level: str | None = None) -> Response:
+async def download_sets_csv(pred: Stored, service: ResultService, set_level: str | None = None) -> Response:
     """Each profile's MoA set (``sig_id, moa_set, abstention``: MoAs joined by ``|``, as ``moa predict
     --sets-out`` writes them) at `set_level` (default: the bundle's)."""
     sets = await run_in_threadpool(service.sets, pred, _lenient_level(set_level))
@@ -258,22 +270,27 @@ async def download_sets_csv(pred: Stored, service: Service, set_level: str | Non
 
 
 @router.get("/results/{result_id}/predictions.json")
-async def download_json(pred: Stored, service: Service, top: int | None = None) -> Response:
+async def download_json(pred: Stored, service: ResultService, top: int | None = None) -> Response:
     top = service.settings.top.default if top is None else top  # result_json clamps it to the MoAs there are
-    data = await run_in_threadpool(lambda: json.dumps(service.result_json(pred, top=top), allow_nan=False,
-                                                      separators=(",", ":")).encode())
+    data = await run_in_threadpool(lambda: json_bytes(service.result_json(pred, top=top)))
     return Response(data, media_type="application/json", headers={
         **NO_STORE, "Content-Disposition": f'attachment; filename="{_download_name(pred, "json")}"'})
 
 
 @router.get("/example.csv")
-async def example(service: Service) -> Response:
+async def example(models: Models, model: str | None = None) -> Response:
+    service = _chosen(models, model)
+    filename = EXAMPLE_FILENAME
     if service.layout is not None:
-        raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload profiles "
-                                 "of your own screen, with the columns listed on the home page.")
-    data = await run_in_threadpool(example_csv)
+        shipped = example_for(service.layout.name)
+        if shipped is None:
+            raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload "
+                                     "profiles of your own screen, with the columns listed on the home page.")
+        data, filename = await run_in_threadpool(shipped[0].read_bytes), shipped[0].name
+    else:
+        data = await run_in_threadpool(example_csv)
     return Response(data, media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{EXAMPLE_FILENAME}"', "Cache-Control": "public, max-age=3600"})
+        "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "public, max-age=3600"})
 
 
 @lru_cache(maxsize=1)

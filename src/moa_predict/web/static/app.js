@@ -84,6 +84,7 @@
   }
 
   /* ---------------- charts ---------------- */
+  var TOOLBAR = 40;  /* px above a chart kept for Plotly's toolbar, so it never covers labels or cells */
   var CONFIG = { responsive: true, displaylogo: false,
                  modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d"] };
   var FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, Arial, sans-serif", size: 12, color: "#1d2430" };
@@ -113,7 +114,8 @@
     var all = { x: x, y: data.y, text: text, customdata: notes, mode: "markers", type: "scatter", name: "all MoAs",
                 marker: { size: 5, color: colors, opacity: 0.75 },
                 hovertemplate: "<b>%{text}</b><br>MoA id %{x}<br>p = %{y:.4f}%{customdata}<extra></extra>" };
-    var layout = { margin: { l: 55, r: 15, t: 28, b: 45 }, height: 320, font: FONT, showlegend: false,
+    /* t: room above the plot for Plotly's toolbar (it would cover the top labels) */
+    var layout = { margin: { l: 55, r: 15, t: TOOLBAR, b: 45 }, height: 320, font: FONT, showlegend: false,
                    hovermode: "closest", annotations: annotations,
                    xaxis: { title: { text: "MoA id (1–" + n + ")" }, range: [0, n + 1], zeroline: false,
                             gridcolor: "#eef0f3" },
@@ -133,7 +135,7 @@
     var trace = { type: "heatmap", z: data.z, x: data.x.map(plain), y: data.y.map(plain), colorscale: "Viridis",
                   colorbar: { title: { text: "p" }, thickness: 12 },
                   hovertemplate: "<b>%{y}</b><br>%{x}<br>p = %{z:.4f}<extra></extra>" };
-    var layout = { margin: { l: 230, r: 10, t: 10, b: many ? 20 : 110 }, height: 120 + 17 * data.y.length,
+    var layout = { margin: { l: 230, r: 10, t: TOOLBAR, b: many ? 20 : 110 }, height: 150 + 17 * data.y.length,
                    font: FONT,
                    xaxis: { showticklabels: !many, tickangle: -60, type: "category",
                             title: many ? { text: data.x.length + " profiles (hover for sig_id)" } : undefined },
