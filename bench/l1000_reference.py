@@ -117,7 +117,7 @@ def level5_check(bundle) -> dict:
         import pandas as pd
 
         drug = pd.read_csv(LEVEL5, usecols=["Metadata_pert_iname"])["Metadata_pert_iname"].to_numpy()
-    by_compound = predict_level(bundle, LEVEL5, "compound")
+    by_compound, _ = predict_level(bundle, LEVEL5, "compound")
 
     def rank(p: np.ndarray, moas: list[str]) -> int | None:
         idx = [names.index(m) for m in moas if m in names]

@@ -15,7 +15,8 @@ from sklearn.metrics import average_precision_score
 from moa_predict.data.layout import load_layout
 from moa_predict.data.profiles import load_profiles
 from moa_predict.evaluation.field_metrics import (Scored, field_report, macro_roc_auc, micro_pr_auc,
-                                                  permute_by_compound, retrieval_map, topk_accuracy)
+                                                  permute_by_compound, random_ranking_ap, retrieval_map,
+                                                  topk_accuracy)
 from moa_predict.evaluation.skill import (NOT_PREDICTABLE, PREDICTABLE, TOO_FEW, per_target_skill,
                                           training_compounds_when_held_out)
 
@@ -56,6 +57,17 @@ def test_labels_permuted_across_compounds_keep_each_compound_whole():
     assert sorted(map(tuple, permute_by_compound(Y, None, seed=0))) == sorted(map(tuple, Y))
 
 
+def test_random_ranking_ap_is_the_mean_ap_of_random_rankings():
+    rng = np.random.default_rng(0)
+    for R, N in [(1, 10), (3, 12), (5, 5), (2, 40)]:
+        aps = []
+        for _ in range(20000):
+            rel = np.zeros(N, bool)
+            rel[rng.choice(N, R, replace=False)] = True
+            aps.append(np.mean((np.cumsum(rel) / np.arange(1, N + 1))[rel]))
+        assert random_ranking_ap(np.array([R]), np.array([N]))[0] == pytest.approx(np.mean(aps), abs=0.01)
+
+
 def test_retrieval_map_finds_moas_that_profiles_carry_and_a_constant_retrieves_by_chance():
     rng = np.random.default_rng(0)
     n, k = 60, 4
@@ -67,6 +79,14 @@ def test_retrieval_map_finds_moas_that_profiles_carry_and_a_constant_retrieves_b
     assert good["map"] > 0.95 and good["map_significant"] == 1.0 and good["moas"] == k
     flat = retrieval_map(np.ones((n, k)), Y, None, names, seed=0, null_size=200)  # ties must not rank positives first
     assert flat["map"] < 0.5 and flat["map_significant"] == 0.0
+    # one vector for all, averaged over compounds of different sizes (float rounding differs by size): still chance
+    groups = np.repeat(np.arange(n), np.arange(n) % 5 + 1).astype(str)
+    rows = np.repeat(np.arange(n), np.arange(n) % 5 + 1)
+    prior = np.broadcast_to(np.array([0.1, 0.3, 0.7, 0.01]), (len(rows), k))
+    Yr = np.zeros((n, k), int)
+    Yr[np.arange(n), (np.arange(n) % 5 + 1) % k] = 1  # MoA follows the compound's size: rounding would retrieve it
+    sized = retrieval_map(prior, Yr[rows], groups, names, seed=0, null_size=200)
+    assert sized["map_significant"] == 0.0 and sized["map"] < 0.5
     few = retrieval_map(signal[:3], np.eye(3, k, dtype=int), None, names)
     assert few["map"] is None and "nothing to retrieve" in few["note"]
     sampled = retrieval_map(signal, Y, None, names, seed=0, null_size=200, max_compounds=20)
@@ -158,6 +178,9 @@ def test_permute_control_scores_the_same_predictions_and_changes_no_cv_number(si
     assert fa["notes"]["shuffled_mode"] == "permute"
     assert fa["figures"]["log_loss"]["model"] == pytest.approx(fa["figures"]["log_loss"]["prior"])  # the prior is the prior
     assert b.info["cv"]["field"]["notes"]["shuffled_mode"] == "refit"
+    from moa_predict.training.controls import resolve_mode
+
+    assert resolve_mode("auto", sim_dataset) == "permute"  # LISH-MoA layout: no second CV unless asked for
 
 
 def test_evaluate_and_the_card_show_the_field_figures(cellpainting, tmp_path, capsys):

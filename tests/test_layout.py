@@ -99,7 +99,9 @@ def test_infer_layout_finds_meta_blocks_controls_and_labels(table_file: Path) ->
     assert layout.controls == Controls("Metadata_compound", ("DMSO",))
     assert layout.group == "Metadata_compound" and layout.plate == "Metadata_Plate"
     assert layout.labels == Labels("column", column="Metadata_moa", separator="|")
-    assert layout.normalize == "robust_z"  # raw values with a plate and controls
+    # raw CellProfiler values with a plate and 8 controls per plate: each plate centred, the scale pooled; 24 control
+    # wells are too few to whiten on (data.practice)
+    assert layout.normalize == "robust_z_pooled" and layout.whiten == 0
     assert any("controls" in r for r in reasons)
     data = load_profiles(table_file, layout)  # the inferred layout reads the table it came from
     assert len(data.feature_columns) == 18

@@ -91,6 +91,39 @@ def test_bbbc021_reads_with_the_shipped_layout() -> None:
     assert len(t.moa) == 103 and len(set(t.moa)) == 12 and len(set(t.compound)) == 38
 
 
+def test_bbbc021_files_become_a_layout_without_edits(tmp_path: Path) -> None:
+    """`moa layout infer` with the image table and moa.csv proposes every join: the layout reads the 103 treatments,
+    and a bundle trained on it (or on the shipped layout) predicts the raw per-well file as it is."""
+    _need(BBBC021 / "per_well_mean.csv.gz")
+    from moa_predict.benchmarks.real import Treatments
+    from moa_predict.data.profiles import load_profiles
+
+    layout = tmp_path / "bbbc021.toml"
+    _moa("layout", "infer", BBBC021 / "per_well_mean.csv.gz", "--metadata", BBBC021 / "image.csv.gz",
+         "--annotation", BBBC021 / "moa.csv", "--out", layout)
+    spec = load_layout(layout)
+    assert spec.batch_from_plate and spec.normalize == "robust_z_pooled" and spec.whiten > 0
+    wells = load_profiles(BBBC021 / "per_well_mean.csv.gz", spec)
+    t = Treatments.of(wells)
+    assert len(t.moa) == 103 and len(set(t.moa)) == 12 and wells.features["batch"].nunique() == 10
+    for chosen in (str(layout), None):  # the inferred layout, then the shipped one (its joins kept too)
+        bundle = tmp_path / f"bundle-{chosen is None}"
+        if chosen is None:
+            from importlib import resources
+
+            shipped = tmp_path / "shipped.toml"
+            shipped.write_text(resources.files("moa_predict.benchmarks").joinpath("layouts/bbbc021.toml")
+                               .read_text(encoding="utf-8").replace('file = "', f'file = "{BBBC021.as_posix()}/'),
+                               encoding="utf-8")
+            chosen = str(shipped)
+        _moa("train", "--features", BBBC021 / "per_well_mean.csv.gz", "--layout", chosen, "--model", "knn",
+             "--no-cv", "--out", bundle)
+        preds = tmp_path / "calls.csv"
+        _moa("predict", "--bundle", bundle, "--features", BBBC021 / "per_well_mean.csv.gz", "--out", preds,
+             "--level", "treatment", "--quiet")
+        assert len(pd.read_csv(preds)) >= 103
+
+
 CONSENSUS = REAL / "l1000_consensus" / "consensus_signatures.csv.gz"
 LEVEL5 = REAL / "l1000" / "modzs_n272x978_level5.csv.gz"
 LEVEL4_GCTX = REAL / "l1000" / "LJP005_A375_24H_level3.gctx"  # despite its name: GCT text of level-4 z-scores

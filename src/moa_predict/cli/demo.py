@@ -98,7 +98,7 @@ def real_examples(workdir: Path, log: Callable[[str], None] = print) -> Path:
     from ..training.bundle import load_bundle
 
     reference = load_bundle(L1000_REFERENCE)
-    frame = predict_level(reference, L1000_EXAMPLES, "compound")
+    frame, _ = predict_level(reference, L1000_EXAMPLES, "compound")
     path = write_table(frame, Path(workdir) / "l1000_examples_by_compound.csv")
     names = list(reference.target_names)
     for _, row in frame.iterrows():

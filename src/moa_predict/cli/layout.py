@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..data.errors import DataError
-from ..data.layout import Block, Controls, Labels, Layout, dump_layout, load_layout
+from ..data.layout import NORMALIZATIONS, Block, Controls, Labels, Layout, dump_layout, load_layout
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -43,8 +43,9 @@ def add_layout_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--annotation-on", action="append", type=_pair, metavar="COLUMN=ANNOTATION_COLUMN",
                    help="join key (repeat for several, e.g. compound and concentration)")
     g.add_argument("--annotation-moa", metavar="COLUMN", help="MoA column of the annotation table (default moa)")
-    g.add_argument("--normalize", choices=("none", "robust_z"),
-                   help="robust_z: each plate's features as robust z-scores to its control wells")
+    g.add_argument("--normalize", choices=NORMALIZATIONS,
+                   help="per-plate normalisation to control wells: none, z (mean/sd), robust_z (median/MAD), "
+                        "robust_z_pooled (plate median, MAD pooled over every plate's controls); docs/layout.md")
 
 
 def layout_from_args(args: argparse.Namespace) -> Layout | None:
@@ -83,8 +84,11 @@ def cmd_layout_infer(args: argparse.Namespace) -> None:
     from ..data.io import write_text
     from ..data.layout_infer import infer_layout
 
-    layout, reasons = infer_layout(args.file)
-    comment = "\n".join([f"Layout inferred by 'moa layout infer {Path(args.file).name}'. Review every entry:",
+    layout, reasons = infer_layout(args.file, metadata=args.metadata or (), annotation=args.annotation,
+                                   relative_to=Path(args.out).resolve().parent if args.out else None)
+    extra = "".join(f" --metadata {Path(m).name}" for m in args.metadata or ()) + (
+        f" --annotation {Path(args.annotation).name}" if args.annotation else "")
+    comment = "\n".join([f"Layout inferred by 'moa layout infer {Path(args.file).name}{extra}'. Review every entry:",
                          *(f"- {r}" for r in reasons), "Reference: docs/layout.md"])
     text = dump_layout(layout, comment)
     if args.out:
@@ -104,7 +108,15 @@ def add_layout_command(sub: argparse._SubParsersAction) -> None:
     lsub = p.add_subparsers(dest="layout_command", required=True, metavar="ACTION")
     q = lsub.add_parser("infer", help="write a starting layout TOML for a table and explain each guess",
                         description="Read a profile table (CSV/Parquet/GCT/GCTX/h5ad) and propose its layout: "
-                                    "meta and feature columns, feature blocks, controls, plate, compound, labels.")
+                                    "meta and feature columns, feature blocks, controls, plate, compound, labels, "
+                                    "joins of --metadata / --annotation tables, and for CellProfiler tables the "
+                                    "field's practice (pycytominer's blocklist, control scaling, whitening, batch "
+                                    "alignment); each choice is explained.")
     q.add_argument("file", help="profile table")
+    q.add_argument("--metadata", action="append", metavar="FILE",
+                   help="a table joined on plate + well (e.g. CellProfiler's image table with compound and "
+                        "concentration); repeat for several")
+    q.add_argument("--annotation", metavar="FILE",
+                   help="a table mapping compound (and concentration) to MoA, joined on the compound")
     q.add_argument("--out", metavar="FILE.toml", help="write the layout here (default: print it)")
     q.set_defaults(func=cmd_layout_infer)

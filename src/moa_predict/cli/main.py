@@ -534,8 +534,17 @@ def cmd_benchmark_real(args: argparse.Namespace) -> None:
     _set_torch_threads(args)
     methods = args.method or list(METHODS)
     console.print(f"BBBC021 benchmark (REAL data) on {escape(args.data)}: {len(methods)} method(s), NSC and NSCB")
-    report = run(args.data, methods, progress=not args.quiet)
+    previous = []
+    for path in args.keep_from or ():
+        try:
+            previous.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read an earlier report ({exc}).", source=path) from None
+    report = run(args.data, methods, progress=not args.quiet, with_sensitivity=not args.no_sensitivity,
+                 previous=previous, with_nscb=not args.nsc_only)
     report["command"] = _command_line()
+    for name in methods:
+        report["methods"][name]["command"] = report["command"]
     print_report(report, out)
     paths = write_outputs(report, args.out)
     console.print(f"wrote {', '.join(str(p) for p in paths)}")
@@ -658,8 +667,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shuffled-control", choices=("auto", "refit", "permute"), default="auto",
                    help="the shuffled-label control the CV figures are shown beside: refit (the model "
                         "cross-validated again on labels permuted across compounds), permute (its out-of-fold "
-                        "predictions scored against permuted labels; free), auto (default: refit up to 5,000 "
-                        "treated profiles, else permute)")
+                        "predictions scored against permuted labels; free), auto (default: refit for a layout's "
+                        "screen of up to 5,000 treated profiles, else permute)")
     p.add_argument("--no-gene-only", action="store_true",
                    help="do not also train the gene-only model (it answers CMap/L1000 profiles, which have no "
                         "cell-viability block; training it roughly doubles the training time)")
@@ -765,6 +774,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data", required=True, help="the BBBC021 folder (per_well_mean.csv.gz, image.csv.gz, moa.csv)")
     b.add_argument("--out", default="docs/real", help="output directory (default docs/real)")
     b.add_argument("--method", action="append", help="only this method (repeat; default: all)")
+    b.add_argument("--keep-from", action="append", metavar="REPORT.json",
+                   help="keep the rows of an earlier bbbc021.json for the methods not run now (repeat; the first "
+                        "report holding a method wins; with --no-sensitivity also its sensitivity grid); each row "
+                        "keeps the command that measured it")
+    b.add_argument("--nsc-only", action="store_true",
+                   help="score NSC only (half the leave-out fits; for costly models such as the default blend)")
+    b.add_argument("--no-sensitivity", action="store_true",
+                   help="skip the grid of 32 neighbouring settings of the tuned layout and its split-half estimate")
     b.add_argument("--torch-threads", type=int, default=0, help="torch and BLAS threads (0: the libraries' default)")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_benchmark_real)

@@ -11,14 +11,18 @@ import dataclasses
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import practice
+from .errors import DataError
 from .genes import landmark_naming
-from .io import Source
-from .layout import Block, Controls, Labels, Layout, short_name
-from .profiles import read_raw_table
+from .io import Source, read_table
+from .layout import Block, Controls, Labels, Layout, MetadataTable, short_name
+from .profiles import annotate, join_metadata, read_annotation, read_raw_table
 
 CONTROL_VALUES = ("dmso", "ctl_vehicle", "control", "vehicle", "negcon", "ctrl", "untreated", "pbs")
 _COMPOUND = ("compound", "pert_iname", "broad_sample", "pert_id", "drug", "treatment", "cmpd", "perturbation")
@@ -45,14 +49,24 @@ def _find(columns: list[str], words: tuple[str, ...], exclude: tuple[str, ...] =
     return None
 
 
-def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None = None) -> tuple[Layout, list[str]]:
+def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None = None,
+                 metadata: Sequence[str | os.PathLike] = (), annotation: str | os.PathLike | None = None,
+                 relative_to: str | os.PathLike | None = None) -> tuple[Layout, list[str]]:
     """(layout, reasons): meta columns are the non-numeric ones and those named ``Metadata_*``/known meta names;
     features are the numeric rest, in blocks by their common prefix; controls, plate, compound and labels are
-    found by name and by value."""
+    found by name and by value. `metadata`: tables joined on plate + well (an image table holding compound and
+    concentration); `annotation`: a table mapping compound (and concentration) to MoA. File paths in the layout are
+    written relative to `relative_to` (the folder of the TOML file) when given. CellProfiler tables with raw values
+    get the field's practice (``data.practice``): pycytominer's blocklist, pooled or per-plate control scaling,
+    whitening and batch alignment on control wells when there are enough of them."""
     frame = read_raw_table(src, name=name)
     if max_rows:
         frame = frame.head(max_rows)
     reasons: list[str] = []
+    joins: list[MetadataTable] = []
+    for path in metadata:
+        frame, join = _propose_join(frame, path, relative_to, reasons)
+        joins.append(join)
     columns = [str(c) for c in frame.columns]
     numeric = {c for c in columns if pd.api.types.is_numeric_dtype(frame[c])}
     named_meta = {c for c in columns if re.match(r"^(image_)?metadata_|^(sig_id|cp_type|cp_time|cp_dose|drug_id)$",
@@ -90,27 +104,181 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
     if ids:
         reasons.append(f"id: {' + '.join(ids)} (unique per row)")
     labels = None
-    if moa:
+    if annotation is not None:
+        labels = _propose_annotation(frame, annotation, compound, dose, controls, relative_to, reasons)
+    elif moa:
         values = frame[moa].dropna().astype(str)
         sep = "|" if values.str.contains("|", regex=False).any() else ""
         labels = Labels("column", column=moa, separator=sep)
         reasons.append(f"labels: column {moa!r}" + (" (several MoAs joined by '|': multi-label)" if sep
                                                      else " (one MoA per row: single-label)"))
-    else:
+    if labels is None:
         reasons.append("no MoA column: add [labels] (an annotation table joined on the compound, or a label column)")
     meta_cat = tuple(c for c in (cell,) if c and frame[c].nunique() > 1)
+    batch = batch if batch and batch != plate else None
+    batch_regex = None
+    if batch is None and plate:
+        batch_regex = practice.batch_from_plate_names(frame[plate].astype(str).tolist())
+        if batch_regex:
+            heads = sorted(set(frame[plate].astype(str).str.extract(batch_regex, expand=False).dropna()))
+            reasons.append(f"batch from the plate names: batch_from_plate = {batch_regex!r} ({len(heads)} batches: "
+                           f"{', '.join(heads[:4])}{' ...' if len(heads) > 4 else ''})")
+    elif batch:
+        reasons.append(f"batch: column {batch!r} ({frame[batch].nunique()} batches)")
+    blocked = _blocklist(feats, reasons)
     layout = Layout(name=os.path.splitext(os.path.basename(name or str(src)))[0].split(".")[0] or "custom",
                     id=ids, group=compound, treatment=tuple(c for c in (compound, dose) if c), plate=plate,
-                    batch=batch if batch and batch != plate else None, meta_categorical=meta_cat,
-                    controls=controls, blocks=blocks, labels=labels,
-                    normalize="robust_z" if plate and controls is not None and not _looks_normalised(frame, feats)
-                    else "none")
+                    batch=batch, batch_from_plate=batch_regex, meta_categorical=meta_cat,
+                    controls=controls, blocks=blocks, labels=labels, metadata=tuple(joins),
+                    exclude=tuple(f"^{re.escape(c)}$" for c in blocked))
+    layout = _normalisation(frame, layout, [c for c in feats if c not in set(blocked)], reasons)
     used = set(layout.meta_columns())
     layout = dataclasses.replace(layout, ignore=tuple(c for c in meta if c not in used))
-    reasons.append(f"normalize = {layout.normalize!r}" + (
-        " (raw values: each plate is scaled to its control wells)" if layout.normalize == "robust_z" else
-        " (values look already normalised, or no plate/controls)"))
     return layout, reasons
+
+
+def _blocklist(feats: list[str], reasons: list[str]) -> list[str]:
+    """The columns on pycytominer's blocklist for CellProfiler feature names (``data.practice``)."""
+    if not practice.is_cellprofiler(feats):
+        return []
+    blocked = practice.pycytominer_blocklist(feats)
+    if blocked:
+        reasons.append(f"exclude: {len(blocked)} columns on pycytominer's lists (its default blocklist and its "
+                       "per-object bookkeeping columns: object numbers, parent/child links, neighbour ids), e.g. "
+                       f"{', '.join(blocked[:3])}")
+    else:
+        reasons.append("exclude: no column is on pycytominer's blocklist")
+    return blocked
+
+
+def _normalisation(frame: pd.DataFrame, layout: Layout, feats: list[str], reasons: list[str]) -> Layout:
+    """The control-based normalisation the field's practice gives this table (``data.practice``)."""
+    plate, controls = layout.plate, layout.controls
+    if not (plate and controls is not None) or _looks_normalised(frame, feats):
+        reasons.append("normalize = 'none' (values look already normalised, or no plate / control wells)")
+        return dataclasses.replace(layout, normalize="none")
+    if not practice.is_cellprofiler(feats):
+        reasons.append("normalize = 'robust_z' (raw values: each plate is scaled to its control wells)")
+        return dataclasses.replace(layout, normalize="robust_z")
+    wanted = {v.lower() for v in controls.values}
+    is_control = frame[controls.column].astype(str).str.strip().str.lower().isin(wanted).to_numpy()
+    plates = frame[plate].astype(str).to_numpy()
+    per_plate = np.array([int((is_control & (plates == p)).sum()) for p in sorted(set(plates.tolist()))])
+    method, why = practice.scaling_rule(per_plate)
+    reasons.append(why)
+    k, why = practice.whitening_rule(int(is_control.sum()), len(feats))
+    reasons.append(why)
+    batches = None
+    if layout.batch_from_plate:
+        batches = frame[plate].astype(str).str.extract(layout.batch_from_plate, expand=False).fillna(
+            frame[plate].astype(str)).to_numpy()
+    elif layout.batch:
+        batches = frame[layout.batch].astype(str).to_numpy()
+    counts = {} if batches is None else {b: int((is_control & (batches == b)).sum()) for b in set(batches.tolist())}
+    alpha, why = practice.alignment_rule(counts, k)
+    reasons.append(why)
+    return dataclasses.replace(layout, normalize=method, whiten=k, whiten_reg=practice.WHITEN_REG if k else 0.1,
+                               align_batches=alpha)
+
+
+def _path_for_layout(path: str | os.PathLike, relative_to: str | os.PathLike | None) -> str:
+    """`path` as the layout file should name it: relative to the layout's folder when it lies below it, else
+    absolute (relative paths in a layout are read from its folder)."""
+    path = os.path.abspath(os.fspath(path))
+    if relative_to is None:
+        return path
+    rel = os.path.relpath(path, os.path.abspath(os.fspath(relative_to)))
+    return path if rel.startswith("..") else rel
+
+
+def _propose_join(frame: pd.DataFrame, path: str | os.PathLike, relative_to: str | os.PathLike | None,
+                  reasons: list[str]) -> tuple[pd.DataFrame, MetadataTable]:
+    """Join a metadata table (an image table) on plate + well, found by name in both tables; it brings the
+    columns that name a compound, concentration, control type, batch, cell line or MoA and have one value per well.
+    Returns the joined frame and the ``[[metadata]]`` entry."""
+    file = os.fspath(path)
+    table = read_table(path, name=os.path.basename(file))
+    left_cols = [str(c) for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]
+    right_cols = [str(c) for c in table.columns]
+    keys = []
+    for words, exclude in ((_PLATE, ("map", "barcode")), (_WELL, ())):
+        a, b = _find(left_cols, words, exclude), _find(right_cols, words, exclude)
+        if a is None or b is None:
+            raise DataError(f"cannot join {os.path.basename(file)}: no {words[0]} column found in "
+                            f"{'the profile table' if a is None else 'the metadata table'}; write the [[metadata]] "
+                            "entry by hand (docs/layout.md).", source=file)
+        keys.append((a, b))
+    on = tuple(keys)
+    wanted = []
+    for words, exclude in ((_COMPOUND, ()), (_DOSE, ("unit",)), (_BATCH, ()), (_CELL, ()), (_MOA, ("alternative",)),
+                           (("pert_type", "control", "type"), ())):
+        c = _find([c for c in right_cols if c not in {b for _, b in on}], words, exclude)
+        if c and c not in wanted and c not in frame.columns:
+            wanted.append(c)
+    columns = []
+    right = [b for _, b in on]
+    for c in wanted:  # one value per well, or it is not a property of the well (a per-image column)
+        if table[[*right, c]].astype(str).drop_duplicates().duplicated(right).any():
+            reasons.append(f"metadata {os.path.basename(file)}: {c!r} has several values per well: not joined")
+        else:
+            columns.append(c)
+    if not columns:
+        raise DataError(f"{os.path.basename(file)} has no compound / concentration / MoA column to join; write the "
+                        "[[metadata]] entry by hand (docs/layout.md).", source=file)
+    entry = MetadataTable(file, on, tuple(columns))
+    joined = join_metadata(frame, Layout(blocks=(Block("x", regex="."),), metadata=(entry,)), file)
+    matched = float(joined[columns[0]].notna().mean())
+    reasons.append(f"metadata: {os.path.basename(file)} joined on "
+                   f"{', '.join(f'{a} = {b}' for a, b in on)}, bringing {', '.join(columns)} "
+                   f"({matched:.0%} of the rows matched)")
+    return joined, MetadataTable(_path_for_layout(path, relative_to), on, tuple(columns))
+
+
+def _propose_annotation(frame: pd.DataFrame, path: str | os.PathLike, compound: str | None, dose: str | None,
+                        controls: Controls | None, relative_to: str | os.PathLike | None,
+                        reasons: list[str]) -> Labels:
+    """Labels from an annotation table: its MoA column, joined on the compound (and the concentration when both
+    tables have one), found by name; several MoAs joined by ``|`` make it multi-label."""
+    file = os.fspath(path)
+    base = os.path.basename(file)
+    comment = "!" if _starts_with(file, "!") else None
+    table = read_annotation(Path(file), Labels("annotation", file=file, comment=comment))
+    cols = [str(c) for c in table.columns]
+    moa = _find(cols, _MOA, exclude=("alternative",))
+    ann_compound = _find(cols, _COMPOUND + ("name",))
+    if moa is None or ann_compound is None or compound is None:
+        raise DataError(f"cannot propose the labels from {base}: "
+                        + ("no MoA column" if moa is None else "no compound column" if ann_compound is None else
+                           "the profile table has no compound column") + "; write [labels] by hand (docs/layout.md).",
+                        source=file)
+    on = [(compound, ann_compound)]
+    ann_dose = _find([c for c in cols if c not in (moa, ann_compound)], _DOSE, exclude=("unit",))
+    if dose and ann_dose:
+        on.append((dose, ann_dose))
+    sep = "|" if table[moa].dropna().astype(str).str.contains("|", regex=False).any() else ""
+    labels = Labels("annotation", file=file, on=tuple(on), column=moa, separator=sep, comment=comment)
+    values = annotate(frame, labels, Layout(blocks=(Block("x", regex="."),)), base)
+    treated = np.ones(len(frame), bool)
+    if controls is not None:
+        treated = ~frame[controls.column].astype(str).str.strip().str.lower().isin(
+            {v.lower() for v in controls.values}).to_numpy()
+    hit = values.notna().to_numpy() & treated
+    reasons.append(f"labels: {base} joined on {', '.join(f'{a} = {b}' for a, b in on)}, MoA column {moa!r} "
+                   + ("(several MoAs joined by '|': multi-label)" if sep else "(one MoA per row: single-label)")
+                   + f"; {int(hit.sum())} of {int(treated.sum())} treated rows annotated")
+    return dataclasses.replace(labels, file=_path_for_layout(path, relative_to))
+
+
+def _starts_with(file: str, prefix: str) -> bool:
+    """Whether the (plain or gzip) text file's first line starts with `prefix` (Repurposing Hub header lines)."""
+    import gzip
+
+    opener = gzip.open if file.endswith(".gz") else open
+    try:
+        with opener(file, "rt", encoding="utf-8", errors="replace") as handle:
+            return handle.readline().startswith(prefix)
+    except OSError:
+        return False
 
 
 def _gene_blocks(feats: list[str], reasons: list[str]) -> tuple[Block, ...]:

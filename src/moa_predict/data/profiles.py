@@ -8,6 +8,7 @@ columns, single- or multi-label): preprocessing learns its columns from it, so t
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -123,10 +124,45 @@ def _lookup(frame: pd.DataFrame, table: pd.DataFrame, on: tuple[tuple[str, str],
     return fk.merge(keys, on=kcols, how="left")[values]
 
 
-def _join_metadata(frame: pd.DataFrame, layout: Layout, source: str) -> pd.DataFrame:
+def metadata_lookups(layout: Layout) -> list[pd.DataFrame]:
+    """Each ``[[metadata]]`` table of the layout cut to its join keys and joined columns, one row per key: what a
+    bundle stores so that a raw file in the training form is joined exactly as the training table was."""
+    out = []
     for meta in layout.metadata:
-        table = read_table(layout.resolve(meta.file), name=meta.file)
+        path = layout.resolve(meta.file)
+        stamp = os.stat(path).st_mtime_ns if os.path.isfile(path) else 0
+        out.append(_lookup_table(str(path), stamp, meta.file, tuple(b for _, b in meta.on), meta.columns))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _lookup_table(path: str, stamp: int, file: str, right: tuple[str, ...], columns: tuple[str, ...]
+                  ) -> pd.DataFrame:
+    """``metadata_lookups`` of one table (cached by path and modification time: a benchmark trains many bundles)."""
+    table = read_table(path, name=file)
+    keep = list(columns) or [c for c in table.columns if c not in right]
+    missing = [c for c in [*right, *keep] if c not in table.columns]
+    if missing:
+        raise DataError(f"column {missing[0]!r} not found in the metadata table.", source=file, column=missing[0])
+    return table[list(dict.fromkeys([*right, *keep]))].drop_duplicates().reset_index(drop=True)
+
+
+def join_metadata(frame: pd.DataFrame, layout: Layout, source: str,
+                   stored: list[pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The layout's ``[[metadata]]`` tables joined onto `frame`. With `stored` (a bundle's ``metadata_lookups``,
+    predicting): a join whose columns the upload already has, or whose keys it lacks, is skipped; the others use the
+    stored table."""
+    for i, meta in enumerate(layout.metadata):
         right = {b for _, b in meta.on}
+        if stored is not None:
+            if i >= len(stored):
+                continue  # a bundle from before joins were stored: the upload must carry the columns itself
+            table = stored[i]
+            if (all(c in frame.columns for c in meta.columns or [c for c in table.columns if c not in right])
+                    or any(a not in frame.columns for a, _ in meta.on)):
+                continue  # the upload carries these columns itself, or lacks the keys to join them on
+        else:
+            table = read_table(layout.resolve(meta.file), name=meta.file)
         keep = list(meta.columns) or [c for c in table.columns if c not in right]
         joined = _lookup(frame, table, meta.on, keep, source=source, file=meta.file, what="metadata values")
         added = pd.DataFrame({c if c not in frame.columns else f"{c}_joined": joined[c].to_numpy() for c in keep})
@@ -194,7 +230,7 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
                             column=labels.column)
         raw = frame[labels.column]
     else:
-        raw = _annotate(frame, labels, layout, source)
+        raw = annotate(frame, labels, layout, source)
     text = raw.astype("string").str.strip()
     text = text.where(text.notna() & (text != "") & (text.str.lower() != "nan"), None)
     text = pd.Series([v if isinstance(v, str) else None for v in text], index=text.index, dtype=object)
@@ -217,10 +253,10 @@ def _labels(frame: pd.DataFrame, ids: pd.Index, labels: Labels, layout: Layout, 
     return pd.DataFrame(Y, index=ids, columns=classes), {}
 
 
-def _annotate(frame: pd.DataFrame, labels: Labels, layout: Layout, source: str) -> pd.Series:
+def annotate(frame: pd.DataFrame, labels: Labels, layout: Layout, source: str) -> pd.Series:
     """The MoA of each row from the annotation table, joined on ``labels.on`` (rules: ``_lookup``; rows of the
     annotation without a MoA are ignored)."""
-    table = _read_annotation(layout.resolve(labels.file), labels)
+    table = read_annotation(layout.resolve(labels.file), labels)
     if labels.column in table.columns:
         table = table.assign(**{labels.column: table[labels.column].astype("string").str.strip()})
         table = table.dropna(subset=[labels.column])
@@ -228,7 +264,7 @@ def _annotate(frame: pd.DataFrame, labels: Labels, layout: Layout, source: str) 
                    what="annotations")[labels.column]
 
 
-def _read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
+def read_annotation(path: os.PathLike, labels: Labels) -> pd.DataFrame:
     if not labels.comment:
         return read_table(path, name=labels.file)
     import io
@@ -281,7 +317,7 @@ def _fill_missing(values: np.ndarray, notes: dict[str, Any]) -> np.ndarray:
 
 def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_bytes: int | None = None,
                   labels: bool = True, feature_columns: list[str] | None = None,
-                  normalizer: "ProfileNormalizer | None" = None):
+                  normalizer: "ProfileNormalizer | None" = None, metadata: list[pd.DataFrame] | None = None):
     """Read a table through `layout` into a :class:`~moa_predict.data.dataset.Dataset`.
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
@@ -289,12 +325,14 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     have all of them, except a gene block's genes, which are matched by identity with up to 5 % missing; extra
     columns are ignored; of the meta columns only the model's meta inputs are required). `normalizer`: the fitted
     normalisation of the training table (a bundle stores it: pooled control scale, whitening), else one is fit on
-    this table's control wells and returned as ``dataset.normalizer``."""
+    this table's control wells and returned as ``dataset.normalizer``. `metadata`: the layout's metadata tables as a
+    bundle stored them (``metadata_lookups``): joined where the upload lacks their columns, instead of reading the
+    files."""
     from .dataset import Dataset
 
     source = _name(src, name)
     frame = read_raw_table(src, name=source, max_bytes=max_bytes, genes_as_rows=bool(layout.gene_blocks()))
-    frame = _join_metadata(frame.reset_index(drop=True), layout, source)
+    frame = join_metadata(frame.reset_index(drop=True), layout, source, metadata)
     if len(frame) == 0:
         raise DataError("the table has no rows.", source=source)
     upload = feature_columns is not None

@@ -171,7 +171,7 @@ def _layout_hint(df: pd.DataFrame) -> str:
         return " This does not look like a features file (is it comma-separated?)."
     numeric = df[others].select_dtypes("number")
     if schema.SIG_ID in df.columns and numeric.shape[1] == len(others) and numeric.isin([0, 1]).all().all():
-        return " This looks like a targets file (sig_id and 0/1 columns), not a features file."
+        return " This does not look like a features file: it looks like a targets file (sig_id and 0/1 columns)."
     return OTHER_LAYOUT
 
 

@@ -133,6 +133,17 @@ def compound_means(values: np.ndarray, Y: np.ndarray, groups: np.ndarray | None
     return means / counts[:, None], labels, names
 
 
+def random_ranking_ap(n_pos: np.ndarray, n_total: np.ndarray) -> np.ndarray:
+    """Expected average precision of a random ranking of `n_total` items of which `n_pos` are relevant:
+    (1/N) * ((R - 1) / (N - 1) * (N - H_N) + H_N), H_N the N-th harmonic number."""
+    R = np.asarray(n_pos, dtype=np.float64)
+    N = np.asarray(n_total, dtype=np.float64)
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(N.max(initial=0)) + 1))])
+    H = harmonic[N.astype(np.int64)]
+    frac = np.divide(R - 1, N - 1, out=np.ones_like(N), where=N > 1)
+    return (frac * (N - H) + H) / np.maximum(N, 1)
+
+
 def retrieval_map(values: np.ndarray, Y: np.ndarray, groups: np.ndarray | None, target_names: Sequence[str], *,
                   seed: int = 0, max_compounds: int = MAP_MAX_COMPOUNDS, null_size: int = MAP_NULL_SIZE,
                   ) -> dict[str, Any]:
@@ -161,13 +172,19 @@ def retrieval_map(values: np.ndarray, Y: np.ndarray, groups: np.ndarray | None, 
     if not shared.any() or len(keep) < 3:
         return {**base, "map": None, "map_significant": None, "moas": 0,
                 "note": "no MoA is shared by two labelled compounds: nothing to retrieve"}
+    scale = float(np.sqrt(np.mean(X ** 2))) or 1.0
     X = X - X.mean(axis=0)  # probabilities all lean towards the common MoAs: compare deviations from the mean
-    rms = float(np.sqrt(np.mean(X ** 2))) or 1.0
+    rms = float(np.sqrt(np.mean(X ** 2)))
+    constant = rms <= 1e-9 * scale  # one vector for all (the prior): rounding residue, not a difference
+    if constant:
+        X, rms = np.zeros_like(X), 1.0
     X = X + rng.normal(0.0, JITTER * rms, X.shape)
     meta = pd.DataFrame({"moa": [list(names[row]) for row in L]})
     try:
         ap = multilabel.average_precision(meta, X, pos_sameby=["moa"], pos_diffby=[], neg_sameby=[],
                                           neg_diffby=["moa"], multilabel_col="moa", progress_bar=False)
+        if constant:  # a random ranking: its expected AP, not one draw (noisy on small sets)
+            ap["average_precision"] = random_ranking_ap(ap["n_pos_pairs"].to_numpy(), ap["n_total_pairs"].to_numpy())
         scores = mean_average_precision(ap, sameby=["moa"], null_size=null_size, threshold=MAP_ALPHA, seed=seed,
                                         progress_bar=False)
     except UnpairedException as exc:

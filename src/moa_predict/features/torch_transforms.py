@@ -311,6 +311,8 @@ class TorchMoAPreprocessor(nn.Module):
         for block, cols in self.block_slices.items():
             if block in self.blocks:
                 parts.append(self.blocks[block](z[:, cols]))
+            elif not self.keep_raw:  # a block without PCA enters as its own columns (MoAPreprocessor's rule)
+                parts.append(z[:, cols])
         body = torch.cat(parts, dim=1) if parts else z[:, :0]
         if self.selector is not None:
             body = self.selector(body)

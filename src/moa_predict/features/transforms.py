@@ -147,7 +147,8 @@ class MoAPreprocessor(BaseEstimator):
     rankgauss: apply RankGauss to the g-/c- columns (else they pass through unchanged).
     n_quantiles: quantiles of the RankGauss transformer (the public recipe used 100).
     g_pca, c_pca: number of PCA components of the g- and c- blocks appended (0: none).
-    keep_raw: keep the (RankGauss'd) g-/c- columns; False gives PCA components (+ meta) only.
+    keep_raw: keep the (RankGauss'd) g-/c- columns; False gives PCA components (+ meta) only, except that a block
+        without PCA (pca = 0) then enters as its own columns: a layout block is never dropped from the inputs.
     variance_threshold: drop columns whose training variance is at most this (None: keep all).
     meta: append the 5 one-hot dose/time columns.
     seed: random state of the quantile subsampling and the randomised PCA.
@@ -252,6 +253,13 @@ class MoAPreprocessor(BaseEstimator):
         for block in self.blocks_:
             pca = self.pca_.get(block)
             if pca is None:
+                if not self.keep_raw:  # a block without PCA enters as its own columns (never silently dropped)
+                    cols = self._block(block)
+                    idx = np.arange(cols.start, cols.stop)
+                    kept = idx if self.selector_ is None else idx[keep[start:start + len(idx)]]
+                    start += len(idx)
+                    parts.append(("raw", kept, slice(pos, pos + len(kept))))
+                    pos += len(kept)
                 continue
             k = pca.components_.shape[0]
             comps = np.arange(k) if self.selector_ is None else np.flatnonzero(keep[start:start + k])
@@ -316,7 +324,9 @@ class MoAPreprocessor(BaseEstimator):
         parts = [z] if self.keep_raw else []
         for block in self.blocks_:
             pca = self.pca_.get(block)
-            if pca is not None:
+            if pca is None and not self.keep_raw:
+                parts.append(z[:, self._block(block)])
+            elif pca is not None:
                 cols = self._block(block)
                 # contiguous float32 copies: the fitted and the reloaded estimator then take the same BLAS path
                 mean = np.ascontiguousarray(pca.mean_, dtype=np.float32)

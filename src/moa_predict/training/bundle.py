@@ -99,9 +99,10 @@ class Bundle:
         if self.layout is None:
             raise DataError("this bundle was trained on the LISH-MoA layout, which has no layout to read a file "
                             "through.", source=str(self.path or "bundle"))
-        layout = dataclasses.replace(self.layout, metadata=())  # an upload carries its own metadata columns
-        return load_profiles(src, layout, name=name, max_bytes=max_bytes, labels=False,
-                             feature_columns=self.feature_columns, normalizer=self.normalizer)
+        # the layout's joins from the tables stored at training; an upload that carries the columns keeps its own
+        stored = [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
+        return load_profiles(src, self.layout, name=name, max_bytes=max_bytes, labels=False,
+                             feature_columns=self.feature_columns, normalizer=self.normalizer, metadata=stored)
 
     @property
     def answers(self) -> str:

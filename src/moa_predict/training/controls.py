@@ -9,6 +9,10 @@ another compound's MoAs, so class sizes and compound structure stay). Two ways t
   pipeline that leaks labels); it costs one more cross-validation, so ``auto`` uses it on small data;
 - ``permute``: the model's own out-of-fold predictions scored against the permuted labels (the permutation null
   of each figure; free).
+
+``auto`` refits for a screen read through a layout with at most ``REFIT_MAX_ROWS`` treated profiles (a real
+reference screen, where the control matters most and costs little) and permutes for the LISH-MoA layout (its
+training sets are large, and its CV numbers and training time stay as they were).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .stacking import cross_validate_blend
 
 SHUFFLED_MODES = ("auto", "refit", "permute")
 REFIT_MAX_ROWS = 5_000
-"""``auto`` refits the shuffled-label control when the CV scores at most this many treated profiles."""
+"""``auto`` refits the shuffled-label control of a layout's screen with at most this many treated profiles."""
 
 
 def permuted_dataset(data: Dataset, seed: int) -> Dataset:
@@ -51,11 +55,12 @@ def permuted_dataset(data: Dataset, seed: int) -> Dataset:
 
 
 def resolve_mode(mode: str, data: Dataset) -> str:
-    """``auto`` → ``refit`` on small data (≤ REFIT_MAX_ROWS treated profiles), else ``permute``."""
+    """``auto`` → ``refit`` for a layout's screen of at most REFIT_MAX_ROWS treated profiles, else ``permute``."""
     if mode not in SHUFFLED_MODES:
         raise ValueError(f"shuffled-label control {mode!r}: expected one of {', '.join(SHUFFLED_MODES)}")
     if mode == "auto":
-        return "refit" if int((~data.is_control).sum()) <= REFIT_MAX_ROWS else "permute"
+        small = int((~data.is_control).sum()) <= REFIT_MAX_ROWS
+        return "refit" if data.layout is not None and small else "permute"
     return mode
 
 

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from .. import __version__
 from ..data.dataset import Dataset
 from ..data.errors import DataError
-from ..data.profiles import training_rows
+from ..data.profiles import metadata_lookups, training_rows
 from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import TOO_FEW, per_target_skill
@@ -105,6 +105,9 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     }
     if data.layout is not None:
         info["layout"] = data.layout.to_dict()
+        if data.layout.metadata:  # the joins travel with the bundle: a raw file in the training form predicts as is
+            info["layout_metadata"] = [{"columns": [str(c) for c in t.columns], "data": t.astype(object).where(
+                t.notna(), None).to_numpy().tolist()} for t in metadata_lookups(data.layout)]
     if result is not None and data.single_label:
         info["cv"]["single_label"] = single_label_scores(data.targets.to_numpy(), result.oof, result.fold >= 0)
     if result is not None:

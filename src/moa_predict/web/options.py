@@ -170,4 +170,4 @@ def query_parameters(settings: WebSettings) -> dict[str, list[dict[str, Any]]]:
     model = {"name": "model", "in": "query", "required": False, "description": MODEL_HELP,
              "schema": {"type": "string"}}
     return {"/api/predict": [*predict, model], "/api/explain": [*explain, model],
-            "/api/results/{result_id}/explain": stored}
+            "/api/results/{result_id}/explain": stored, "/api/model": [model]}

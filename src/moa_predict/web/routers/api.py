@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -217,9 +217,8 @@ def _root(request: Request) -> str:
     return request.scope.get("root_path", "").rstrip("/")
 
 
-@router.get("/model", summary="The model card")
-def model(models: Models, name: Annotated[str | None, Query(alias="model", description=MODEL_HELP)] = None
-          ) -> JSONResponse:
+@router.get("/model", summary="The model card", responses={422: ERRORS[422]})
+def model(request: Request, models: Models) -> JSONResponse:
     """Which model is served, what it was trained on (`training_data.description`; `simulated_training_data`:
     the simulator's marker, null for measured data), its cross-validated score (`cv`, with `prior_score` and
     `field`: top-k accuracy, micro PR-AUC, macro ROC-AUC, retrieval mAP and log loss beside the prior's and a
@@ -230,7 +229,7 @@ def model(models: Models, name: Annotated[str | None, Query(alias="model", descr
     `not_predictable` lists the MoAs the model answers with their training frequency, `too_few_to_judge` those
     of them with too few compounds (null when the bundle does not say). `?model=NAME`: another served model's
     card."""
-    service = models.get(name)
+    service = models.get(request.query_params.get("model"))
     return JSONResponse({**service.card, "model_id": service.name})
 
 
