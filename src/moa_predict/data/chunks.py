@@ -1,14 +1,18 @@
 """Features read in row chunks, validated chunk by chunk: files of any size with flat memory.
 
-Every input ``moa predict`` accepts streams: CSV (plain or gzip) through pandas' chunked reader, Parquet by
-record batches (pyarrow), GCTX/h5ad by sample blocks and GCT as one block (``gene_features``). Each chunk is
+Every input ``moa predict`` accepts streams: CSV (plain or gzip) through pyarrow's streaming reader where it
+reads the table as pandas would (``arrow_csv``; pandas' chunked reader otherwise, and from the row where pyarrow
+stopped), Parquet by record batches (pyarrow), GCTX/h5ad by sample blocks and GCT as one block
+(``gene_features``). Uploads go through the same CSV reader, whole (``load_upload``). Each chunk is
 validated exactly as a whole file would be (``validate.validate_features``), with error rows counted from the
 start of the file, and sig_ids are checked for duplicates across chunks (64-bit hashes, 8 bytes a profile).
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import os
 import warnings
 from collections.abc import Iterator
@@ -18,11 +22,12 @@ from typing import IO, Sequence
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import arrow_csv, schema
 from .cmap import detect_format
 from .errors import DataError
 from .gene_features import iter_gene_features, looks_like_gene_table
-from .io import DEFAULT_MAX_BYTES, Source, missing_file, open_csv_text, read_table
+from .io import (DEFAULT_MAX_BYTES, GZIP_MAGIC, Source, _is_parquet, _size_of, missing_file, open_csv_text, read_table,
+                 sniff_dialect)
 from .validate import validate_features
 
 DEFAULT_CHUNK_ROWS = 5_000
@@ -43,24 +48,65 @@ def shift_row(exc: DataError, offset: int) -> DataError:
 
 
 def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFrame]:
-    """CSV chunks; a file pandas cannot parse raises the whole-file reader's error, which names the line."""
+    """CSV chunks of `rows` rows: pyarrow's streaming reader where it reads the table as pandas would
+    (``arrow_csv``: UTF-8 text), pandas' chunked reader otherwise and from the row where pyarrow stopped (a ragged
+    line, a non-number: pandas' frames carry what validation names). A file pandas cannot parse raises the
+    whole-file reader's error, which names the line."""
     text, header, sep, decimal = open_csv_text(handle, name)  # encoding, dialect, a cut-off end: said here
     try:
         names = [h.strip() for h in header]
-        dtype = {h: str for h in header if h.strip() == schema.SIG_ID}
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", pd.errors.ParserWarning)
-            reader = pd.read_csv(text, chunksize=rows, dtype=dtype, index_col=False, low_memory=False, sep=sep,
-                                 decimal=decimal)
-            for chunk in reader:
-                if len(chunk.columns) == len(names):
-                    chunk.columns = names
-                yield chunk
+        done = 0
+        if text.encoding in ("utf-8", "utf-8-sig") and _fast_header(names):
+            sample = text.read(1 << 16)
+            handle.seek(0)
+            try:
+                for chunk in arrow_csv.csv_frames(handle, names, rows, sep=sep, decimal=decimal,
+                                                  block_bytes=arrow_csv.block_size(sample, rows)):
+                    done += len(chunk)
+                    yield chunk
+                return
+            except arrow_csv.ArrowUnparsable as exc:
+                done = exc.rows
+        text.seek(0)
+        yield from _pandas_csv_chunks(text, header, rows, sep, decimal, done)
     except (UnicodeDecodeError, EOFError, pd.errors.EmptyDataError, pd.errors.ParserError,
             pd.errors.ParserWarning) as exc:
         raise _Unparsable(str(exc).strip()) from None
     finally:
         text.detach()
+
+
+def _fast_header(names: list[str]) -> bool:
+    """True when pyarrow reads a CSV with this header as pandas does (``arrow_csv.readable``, unique names)."""
+    return arrow_csv.readable(names) and len(set(names)) == len(names)
+
+
+def _csv_names(handle: IO[bytes]) -> list[str]:
+    """The stripped header names of a CSV file object (none if it is not UTF-8 text); the handle is rewound."""
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+    try:
+        sep, _ = sniff_dialect(text)
+        return [h.strip() for h in next(csv.reader(text, delimiter=sep), [])]
+    except (UnicodeDecodeError, csv.Error):
+        return []
+    finally:
+        text.detach()
+        handle.seek(0)
+
+
+def _pandas_csv_chunks(text: IO[str], header: list[str], rows: int, sep: str, decimal: str,
+                       skip: int = 0) -> Iterator[pd.DataFrame]:
+    """pandas' chunked reader of a CSV text stream at its start, the first `skip` data rows left out."""
+    names = [h.strip() for h in header]
+    dtype = {h: str for h in header if h.strip() == schema.SIG_ID}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        reader = pd.read_csv(text, chunksize=rows, dtype=dtype, index_col=False, low_memory=False, sep=sep,
+                             decimal=decimal, skiprows=range(1, skip + 1) if skip else None)
+        for chunk in reader:
+            if len(chunk.columns) == len(names):
+                chunk.columns = names
+            yield chunk
 
 
 class _Unparsable(Exception):
@@ -69,26 +115,22 @@ class _Unparsable(Exception):
 
 def parquet_frames(path: Path, name: str, rows: int, row_groups: Sequence[int] | None = None
                    ) -> Iterator[pd.DataFrame]:
-    """Frames of at most `rows` rows of a Parquet file (of `row_groups` only, if given), read one row group at
-    a time: pyarrow's ``iter_batches`` over a whole file keeps what it read (peak memory grew from 0.4 to 2.2
-    GB between a 10,000- and a 300,000-row file of 20,000-row groups), a row group read and released does not.
-    A row group much larger than `rows` is read in batches instead, so memory stays bounded by `rows`."""
+    """Frames of at most `rows` rows of a Parquet file (of `row_groups` only, if given), streamed by record
+    batches of `rows` rows, one row group at a time: pyarrow's ``iter_batches`` over a whole file keeps what
+    it read (peak memory grew from 0.4 to 2.2 GB between a 10,000- and a 300,000-row file of 20,000-row
+    groups); over one row group it holds one batch, and a group read and released leaves nothing behind.
+    Chunks start at each row group's first row, so they are the same whatever the number of groups read."""
     import pyarrow.parquet as pq
 
     try:
         handle = pq.ParquetFile(path, pre_buffer=False)
         groups = range(handle.num_row_groups) if row_groups is None else row_groups
         for g in groups:
-            if handle.metadata.row_group(g).num_rows <= 4 * rows:
-                tables = [handle.read_row_group(g)]
-            else:
-                tables = handle.iter_batches(batch_size=rows, row_groups=[g])
-            for table in tables:
-                for start in range(0, table.num_rows, rows):
-                    frame = table.slice(start, rows).to_pandas()
-                    frame.columns = [str(c).strip() for c in frame.columns]
-                    yield frame
-                del table
+            for batch in handle.iter_batches(batch_size=rows, row_groups=[g]):
+                frame = batch.to_pandas()
+                del batch
+                frame.columns = [str(c).strip() for c in frame.columns]
+                yield frame
     except (OSError, ValueError) as exc:
         raise DataError(f"not a readable Parquet file ({type(exc).__name__}: {exc}). Save the table again as "
                         "Parquet or CSV.", source=name) from None
@@ -128,9 +170,7 @@ def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATUR
     h5ad, gene-named tables) give gene-only frames (``gene_features.is_gene_only``). A file object (an
     upload) is read whole: uploads are size-limited already."""
     if not isinstance(src, (str, os.PathLike)):
-        from .dataset import load_features
-
-        yield load_features(src, name=name, feature_columns=feature_columns, allow_gene_only=True)
+        yield load_upload(src, name=name, feature_columns=feature_columns, allow_gene_only=True)
         return
     path = Path(src)
     name = name or path.name
@@ -154,6 +194,33 @@ def iter_features(src: Source, *, feature_columns: Sequence[str] = schema.FEATUR
         read_table(path, name=name)  # the whole-file reader names what is wrong with an empty file
         raise DataError("the file has no data rows. Provide a table with a header line and at least one profile.",
                         source=name)
+
+
+def load_upload(handle: IO[bytes], *, name: str | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES,
+                feature_columns: Sequence[str] = schema.FEATURE_COLUMNS,
+                allow_gene_only: bool | None = None) -> pd.DataFrame:
+    """A features file object (an upload) read whole and validated, as ``dataset.load_features`` reads it: a
+    plain CSV in the LISH-MoA layout through the streamed path's reader (pyarrow, ``_csv_chunks``) in one
+    chunk, so it is validated exactly as a whole file; anything else (gzip, Parquet, CMap files, a file over
+    `max_bytes`, one the fast reader cannot parse) by ``load_features``, whose errors name what is wrong."""
+    from .dataset import load_features
+
+    name = name or os.path.basename(str(getattr(handle, "name", "") or "upload"))
+    size = _size_of(handle)
+    head = handle.read(4096)
+    handle.seek(0)
+    plain_csv = (0 < size <= (max_bytes or size) and head[:2] != GZIP_MAGIC and not _is_parquet(name, head)
+                 and b"\x00" not in head and detect_format(handle, name) == "table")
+    if plain_csv and _fast_header(_csv_names(handle)):
+        try:
+            frames = list(_csv_chunks(handle, name, size))  # a row takes a byte at least: one chunk
+        except _Unparsable:
+            frames = []
+        handle.seek(0)
+        if len(frames) == 1 and len(frames[0]) and not looks_like_gene_table(frames[0]):
+            return validate_features(frames[0], name, feature_columns)
+    return load_features(handle, name=name, max_bytes=max_bytes, feature_columns=list(feature_columns),
+                         allow_gene_only=allow_gene_only)
 
 
 class SigIds:

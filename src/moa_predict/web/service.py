@@ -1,8 +1,9 @@
 """What the web app does, without any HTTP: read + validate an upload (the CLI's own functions),
 predict with the bundle loaded once, keep the result, and describe the model.
 
-Every check on uploaded data is :func:`moa_predict.data.load_features` /
-:func:`moa_predict.data.validate.validate_features`, exactly as ``moa predict`` runs it.
+Every check on uploaded data is :func:`moa_predict.data.chunks.load_upload` (``moa predict``'s CSV reader,
+then :func:`moa_predict.data.load_features` for other files) / :func:`moa_predict.data.validate.validate_features`,
+exactly as ``moa predict`` runs it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from ..training.bundle import Bundle
 from ..data import schema
-from ..data.dataset import load_features
+from ..data.chunks import load_upload
 from ..data.io import jsonable
 from ..data.errors import DataError
 from ..data.validate import validate_features
@@ -98,9 +99,9 @@ class ModelService:
         name = display_name(filename)
         if self.layout is not None:  # the lab's own layout, read as the training table was (plate normalisation)
             return self.bundle.read_profiles(handle, name=name, max_bytes=self.settings.max_upload_bytes), name
-        features = load_features(handle, name=name, max_bytes=self.settings.max_upload_bytes,
-                                 feature_columns=self.bundle.feature_columns,
-                                 allow_gene_only=self.bundle.gene_only is not None)
+        features = load_upload(handle, name=name, max_bytes=self.settings.max_upload_bytes,
+                               feature_columns=self.bundle.feature_columns,
+                               allow_gene_only=self.bundle.gene_only is not None)
         return features, name
 
     def read_rows(self, rows: Any, source: str = "request body") -> pd.DataFrame:
