@@ -165,7 +165,9 @@ def test_upload_results_charts_n_and_download(base_url, tmp_path):
         # the model card: MoAs not predictable greyed out, a search box and sortable columns
         page.click("#moa-list summary")
         grey = page.locator("#moa-table tr.not-predictable").first
-        assert "not predictable from this training data" in grey.inner_text()
+        # greyed with its judgement: not predictable, or too few compounds to judge (evaluation.skill)
+        assert any(w in grey.inner_text() for w in ("not predictable from this training data",
+                                                    "too few compounds to judge"))
         assert grey.evaluate("e => getComputedStyle(e).color") == "rgb(138, 147, 159)"
         n_rows = page.locator("#moa-table tbody tr").count()
         page.fill("#moa-filter", "kinase")
