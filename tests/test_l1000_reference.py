@@ -114,7 +114,8 @@ def test_statin_explanations_name_the_genes_their_signatures_move(reference):
 @pytest.mark.slow
 def test_retraining_with_the_command_reproduces_the_shipped_card(reference, tmp_path):
     """`python bench/l1000_reference.py --only-chosen MODEL --out DIR` (what --ship wrote into the package)
-    gives the same model: the same MoAs and genes, and the card's CV figures to the printed precision."""
+    gives the same model: the same MoAs and genes, and the card's CV figures to three significant digits (another BLAS
+    kernel, e.g. with OPENBLAS_CORETYPE set, moves the log loss's fifth decimal: 0.02653 vs 0.02654 seen)."""
     import subprocess
     import sys
 
@@ -127,4 +128,7 @@ def test_retraining_with_the_command_reproduces_the_shipped_card(reference, tmp_
 
     again = load_bundle(tmp_path / "b")
     assert again.target_names == reference.target_names and again.feature_columns == reference.feature_columns
-    assert round(again.info["cv"]["score"], 5) == round(reference.info["cv"]["score"], 5)
+    assert again.info["cv"]["score"] == pytest.approx(reference.info["cv"]["score"], rel=2e-3)
+    new, old = again.info["cv"]["field"]["figures"], reference.info["cv"]["field"]["figures"]
+    for figure in ("top1_accuracy", "top5_accuracy", "micro_pr_auc"):
+        assert new[figure]["model"] == pytest.approx(old[figure]["model"], abs=0.01), figure
