@@ -13,7 +13,6 @@ the model answers.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ import pandas as pd
 
 from . import identities
 from .errors import DataError
-from .genes import MATCH_KINDS, MAX_MISSING_SHARE, column_entrez
+from .genes import MATCH_KINDS, MAX_MISSING_SHARE, column_entrez, count_by_kind, listed
 
 if TYPE_CHECKING:
     from .layout import Layout
@@ -94,8 +93,7 @@ class GeneMatch:
 
     @property
     def by_kind(self) -> dict[str, int]:
-        counts = Counter(kind for _, kind in self.matched.values())
-        return {k: counts[k] for k in (*MATCH_KINDS, NAME) if counts[k]}
+        return count_by_kind(self.matched, (*MATCH_KINDS, NAME))
 
     def to_dict(self) -> dict[str, Any]:
         """The same keys as the LISH-MoA mapping report (``genes.MappingReport.to_dict``), plus the block."""
@@ -107,12 +105,8 @@ class GeneMatch:
         kinds = ", ".join(f"{n} by {k.replace('_', ' ')}" for k, n in self.by_kind.items())
         text = f"{self.found} of the model's {self.n_model} genes found ({kinds or 'none'})"
         if self.filled_with_zero:
-            text += f"; {len(self.filled_with_zero)} missing, filled with 0: {_listed(self.filled_with_zero)}"
+            text += f"; {len(self.filled_with_zero)} missing, filled with 0: {listed(self.filled_with_zero)}"
         return text
-
-
-def _listed(labels: list[str], limit: int = 10) -> str:
-    return ", ".join(labels[:limit]) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
 def match_genes(frame: pd.DataFrame, layout: "Layout", feature_columns: list[str], *, source: str,
@@ -161,7 +155,7 @@ def match_genes(frame: pd.DataFrame, layout: "Layout", feature_columns: list[str
         if len(missing) > limit:
             raise DataError(f"{len(missing)} of the model's {len(genes)} genes are missing (at most {limit}, "
                             f"{max_missing_share:.0%}, may be; they would be filled with 0 = no change): "
-                            f"{_listed(report.filled_with_zero)}. Provide all of them, named by Entrez id or "
+                            f"{listed(report.filled_with_zero)}. Provide all of them, named by Entrez id or "
                             "symbol.", source=source)
         for c in missing:
             added[c] = np.zeros(len(frame), np.float32)

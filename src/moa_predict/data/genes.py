@@ -57,8 +57,7 @@ class MappingReport:
 
     @property
     def by_kind(self) -> dict[str, int]:
-        counts = Counter(kind for _, kind in self.matched.values())
-        return {k: counts[k] for k in MATCH_KINDS if counts[k]}
+        return count_by_kind(self.matched)
 
     @property
     def ignored(self) -> int:
@@ -78,9 +77,19 @@ class MappingReport:
                 "ignored": self.ignored, "filled_with_zero": list(self.filled_with_zero)}
 
 
+def count_by_kind(matched: dict[str, tuple[str, str]], kinds: tuple[str, ...] = MATCH_KINDS) -> dict[str, int]:
+    """How many model genes each match kind found (kinds in `kinds` order, zeros left out): every mapping report."""
+    counts = Counter(kind for _, kind in matched.values())
+    return {k: counts[k] for k in kinds if counts[k]}
+
+
+def listed(labels: list[str], limit: int = 10) -> str:
+    """The first `limit` labels joined, then how many more: how every report names missing genes."""
+    return ", ".join(labels[:limit]) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
+
+
 def _named(features: list[str], limit: int = 10) -> str:
-    shown = ", ".join(identities.feature_label(f) for f in features[:limit])
-    return shown + (f" and {len(features) - limit} more" if len(features) > limit else "")
+    return listed([identities.feature_label(f) for f in features], limit)
 
 
 def _text(value: object) -> str | None:
