@@ -162,6 +162,12 @@ class ProfileNormalizer:
         needs_scale = self.method == "robust_z_pooled"
         return (self.scale_ is not None or not needs_scale) and (self.whiten_ is not None or not self.whiten_components)
 
+    @property
+    def row_local(self) -> bool:
+        """Whether every step transforms one profile at a time (clipping, per-profile scaling), so a table can be
+        read in row chunks with a whole read's answers; plate normalisation and whitening need whole plates."""
+        return self.method == "none" and not self.whiten_components
+
     def transform(self, values: np.ndarray, plates: np.ndarray | None, batches: np.ndarray | None,
                   is_control: np.ndarray, *, source: str = "profiles", fit: bool = False) -> tuple[np.ndarray, list[str]]:
         """(normalised values, sentences for reports). `fit`: learn the scale / whitening on these control wells."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 
 from . import schema
-from .cmap import detect_format, read_genes, table_source
+from .cmap import detect_format, open_genes, read_genes, table_source
 from .errors import DataError
 from .io import Source, read_table
 from .gene_blocks import GeneMatch, block_genes, match_genes
@@ -171,16 +171,16 @@ def join_metadata(frame: pd.DataFrame, layout: Layout, source: str,
     return frame
 
 
-def _ids(frame: pd.DataFrame, layout: Layout, source: str, *, upload: bool = False) -> pd.Index:
+def _ids(frame: pd.DataFrame, layout: Layout, source: str, *, upload: bool = False, first_row: int = 0) -> pd.Index:
     """The profile ids: the layout's id columns; an upload without them uses its own unique ``sig_id`` /
-    ``sample_id`` / ``id`` column, else row numbers."""
+    ``sample_id`` / ``id`` column, else row numbers (counted from `first_row` + 1)."""
     if upload and (not layout.id or any(c not in frame.columns for c in layout.id)):
         own = next((c for c in ID_FALLBACKS if c in frame.columns and frame[c].notna().all()
                     and frame[c].astype(str).str.strip().is_unique), None)
         if own is not None:
             return pd.Index(frame[own].astype(str).str.strip().to_numpy(), name=schema.SIG_ID)
     if not layout.id or (upload and any(c not in frame.columns for c in layout.id)):
-        return pd.Index([f"row-{i + 1}" for i in range(len(frame))], name=schema.SIG_ID)
+        return pd.Index([f"row-{first_row + i + 1}" for i in range(len(frame))], name=schema.SIG_ID)
     for c in layout.id:
         if c not in frame.columns:
             raise DataError(f"the layout's id column {c!r} is not in the table."
@@ -195,16 +195,19 @@ def _ids(frame: pd.DataFrame, layout: Layout, source: str, *, upload: bool = Fal
     return pd.Index(ids.to_numpy(), name=schema.SIG_ID)
 
 
-def _feature_block(frame: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
-    """The features as float32; text cells are an error naming row and column; missing values are filled with the
-    column's median over the table and counted (CellProfiler leaves a few cells empty)."""
+def _feature_block(frame: pd.DataFrame, columns: list[str], source: str,
+                   own_names: dict[str, str] | None = None) -> np.ndarray:
+    """The features as float64 (missing and infinite values as NaN); a text cell is an error naming its row and
+    its column as the file names it (`own_names`: model column -> the upload's column, for matched genes)."""
     block = frame[columns]
     numeric = block.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna() & block.notna()
     if bad.to_numpy().any():
         r, c = np.argwhere(bad.to_numpy())[0]
-        raise DataError(f"value {block.iat[r, c]!r} is not a number; feature columns must be numeric (or name the "
-                        "column as meta in the layout).", source=source, row=int(r) + 1, column=columns[c])
+        column = (own_names or {}).get(columns[c], columns[c])
+        raise DataError(f"row {int(r) + 1}, column {column!r}: value {block.iat[r, c]!r} is not a number; feature "
+                        "columns must be numeric (fix the cell, or name the column as meta in the layout).",
+                        source=source, row=int(r) + 1, column=column)
     values = numeric.to_numpy(np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan
     return values
@@ -331,10 +334,88 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     this table's control wells and returned as ``dataset.normalizer``. `metadata`: the layout's metadata tables as a
     bundle stored them (``metadata_lookups``): joined where the upload lacks their columns, instead of reading the
     files."""
-    from .dataset import Dataset
-
     source = _name(src, name)
     frame = read_raw_table(src, name=source, max_bytes=max_bytes, genes_as_rows=bool(layout.gene_blocks()))
+    dataset = _dataset(frame, layout, source, labels=labels, feature_columns=feature_columns, normalizer=normalizer,
+                       metadata=metadata)
+    if isinstance(src, (str, os.PathLike)):
+        from .dataset import simulated_marker
+
+        dataset.simulated = simulated_marker(Path(src).parent)
+    return dataset
+
+
+def streams(layout: Layout, normalizer: "ProfileNormalizer") -> bool:
+    """Whether an upload can be read through `layout` in row chunks with the answers of a whole read: every step
+    works on one profile at a time (no plate normalisation, no whitening: those need whole plates), and the
+    normalisation is already fitted (a bundle's)."""
+    return normalizer.fitted and normalizer.row_local
+
+
+def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: list[str],
+                  normalizer: "ProfileNormalizer", name: str | None = None, chunk_rows: int = 5_000,
+                  metadata: list[pd.DataFrame] | None = None) -> Iterator[Any]:
+    """An upload's profiles read through `layout` as ``Dataset`` s of at most `chunk_rows` profiles each, for files of
+    any size with flat memory (a layout that ``streams`` only). Each chunk is read exactly as ``load_profiles``
+    reads a whole file, with row numbers in errors counted from the start of the file and ids unique across
+    chunks. One difference: a missing cell gets its column's median over its chunk, not over the whole file (a
+    file of at most `chunk_rows` profiles is one chunk, answered as a whole read)."""
+    from .chunks import SigIds, shift_row
+
+    if not streams(layout, normalizer):
+        raise ValueError("this layout normalises whole plates: read the table whole (load_profiles)")
+    source = _name(path, name)
+    seen = SigIds(source)
+    offset = 0
+    for frame in iter_raw_tables(path, source, chunk_rows, genes_as_rows=bool(layout.gene_blocks())):
+        try:
+            data = _dataset(frame, layout, source, labels=False, feature_columns=feature_columns,
+                            normalizer=normalizer, metadata=metadata, first_row=offset)
+        except DataError as exc:
+            raise shift_row(exc, offset) from None
+        seen.add(data.features.index, offset)  # its rows counted from the start of the file already
+        offset += len(frame)
+        del frame
+        yield data
+    if offset == 0:
+        raise DataError("the table has no rows.", source=source)
+
+
+def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as_rows: bool = False
+                    ) -> Iterator[pd.DataFrame]:
+    """``read_raw_table`` in chunks of at most `rows` profiles: CSV/Parquet by record batches (``chunks``),
+    GCTX/h5ad by sample blocks; a GCT file, or a table whose genes are rows, is read whole (one chunk)."""
+    from .chunks import _checked, _table_chunks
+
+    kind = detect_format(path, source)
+    if kind == "hdf5":
+        with open_genes(path, name=source, max_bytes=None, whole=False) as genes:
+            for meta, values in genes.blocks(rows):
+                frame = _sample_rows(pd.DataFrame(values, columns=genes.genes["id"].tolist()), meta, genes.genes)
+                del meta, values
+                yield frame
+        return
+    if kind == "table":
+        path = Path(path)
+        chunks = _checked(_table_chunks(path, source, rows), path, source)
+        first = next(chunks, None)
+        if first is None:
+            return
+        if not genes_as_rows or landmark_naming(list(first.columns))[1] >= 10:  # profiles as rows: stream
+            yield first
+            del first
+            yield from chunks
+            return
+        chunks.close()
+    yield read_raw_table(path, name=source, max_bytes=None, genes_as_rows=genes_as_rows)
+
+
+def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, feature_columns: list[str] | None,
+             normalizer: "ProfileNormalizer | None", metadata: list[pd.DataFrame] | None, first_row: int = 0):
+    """The ``Dataset`` of a raw table already read (``load_profiles``'s work after reading); `first_row`: the
+    rows of the file before this table (a chunk's ids by row number continue the file's)."""
+    from .dataset import Dataset
+
     frame = join_metadata(frame.reset_index(drop=True), layout, source, metadata)
     if len(frame) == 0:
         raise DataError("the table has no rows.", source=source)
@@ -344,7 +425,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         frame = _alias_meta(frame, layout)
         frame, gene_reports = match_genes(frame, layout, feature_columns, source=source,
                                           skip=[*layout.meta_columns(), *layout.ignore, *ID_FALLBACKS])
-    ids = _ids(frame, layout, source, upload=upload)
+    ids = _ids(frame, layout, source, upload=upload, first_row=first_row)
     if feature_columns is None:
         blocks = layout.block_columns(list(frame.columns), source)
     else:
@@ -360,7 +441,8 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     genes: dict[str, int | None] = {}
     for b in layout.gene_blocks():
         genes.update(block_genes(blocks.get(b.name, []), b.genes or "auto", block=b.name, source=source))
-    values = _feature_block(frame, columns, source)
+    own_names = {model: own for r in gene_reports for model, (own, _) in r.matched.items()}
+    values = _feature_block(frame, columns, source, own_names)
     notes: dict[str, Any] = {}
     if gene_reports:
         notes["genes"] = _gene_notes(gene_reports)
@@ -443,12 +525,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
         notes["classes"] = len(targets.columns)
         if layout.single_label and (targets.sum(axis=1) > 1).any():
             raise DataError("single-label layout but a row has several MoAs; set labels.separator.", source=source)
-    simulated = None
-    if isinstance(src, (str, os.PathLike)):
-        from .dataset import simulated_marker
-
-        simulated = simulated_marker(Path(src).parent)
-    return Dataset(features, targets, None, drugs, source=source, simulated=simulated, layout=layout, notes=notes,
+    return Dataset(features, targets, None, drugs, source=source, simulated=None, layout=layout, notes=notes,
                    normalizer=normalizer)
 
 

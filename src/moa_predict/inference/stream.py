@@ -211,8 +211,10 @@ def call_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, prec
 def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
             summary: StreamSummary | None, overlap: bool = False,
             ood: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    if bundle.layout is not None:  # a lab's own layout: read whole, as plate normalisation needs whole plates
-        frames: Iterator[pd.DataFrame] = iter([bundle.read_profiles(src, name=name)])
+    if bundle.layout is not None:  # a lab's own layout: in chunks when it reads one profile at a time, else whole
+        streamed = bundle.iter_profiles(src, name=name, chunk_rows=chunk_rows)
+        frames: Iterator[pd.DataFrame] = streamed if streamed is not None else iter([bundle.read_profiles(src,
+                                                                                                    name=name)])
     else:
         frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
     if overlap:

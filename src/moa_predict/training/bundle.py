@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from ..data.errors import DataError
 from ..data.io import DIR_MODE, FILE_MODE, Source, jsonable
 from ..data.layout import Layout
 from ..data.normalize import ProfileNormalizer
-from ..data.profiles import load_profiles
+from ..data.profiles import iter_profiles, load_profiles, streams
 from ..models.base import MoAModel
 from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
@@ -93,16 +93,33 @@ class Bundle:
                                  allow_gene_only=self.gene_only is not None)
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
 
+    def iter_profiles(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000
+                      ) -> Iterator[pd.DataFrame] | None:
+        """An upload's features in row chunks (``data.profiles.iter_profiles``: flat memory, files of any size)
+        when this bundle's layout reads profiles one at a time and `src` is a path; None when the file must be
+        read whole (``read_profiles``): plate normalisation or whitening, a file object, or no layout."""
+        layout = self.layout
+        if layout is None or self.normalizer is None or not isinstance(src, (str, os.PathLike)):
+            return None
+        if not streams(layout, self.normalizer):
+            return None
+        return (d.features for d in iter_profiles(src, layout, feature_columns=self.feature_columns,
+                                                   normalizer=self.normalizer, name=name, chunk_rows=chunk_rows,
+                                                   metadata=self._stored_metadata()))
+
+    def _stored_metadata(self) -> list[pd.DataFrame]:
+        """The layout's joins from the tables stored at training; an upload that carries the columns keeps its own."""
+        return [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
+
     def read_dataset(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> Dataset:
         """An upload read through this bundle's layout, as a ``Dataset`` (its control mask, compound and layout
         with it), normalised with the bundle's fitted normalisation; a custom-layout bundle only."""
         if self.layout is None:
             raise DataError("this bundle was trained on the LISH-MoA layout, which has no layout to read a file "
                             "through.", source=str(self.path or "bundle"))
-        # the layout's joins from the tables stored at training; an upload that carries the columns keeps its own
-        stored = [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
         return load_profiles(src, self.layout, name=name, max_bytes=max_bytes, labels=False,
-                             feature_columns=self.feature_columns, normalizer=self.normalizer, metadata=stored)
+                             feature_columns=self.feature_columns, normalizer=self.normalizer,
+                             metadata=self._stored_metadata())
 
     @property
     def answers(self) -> str:

@@ -132,7 +132,8 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     if reference:
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
                                      feature_columns=data.feature_columns,
-                                     meta_columns=None if data.layout is None else reference_meta_columns(data.layout))
+                                     meta_columns=None if data.layout is None else reference_meta_columns(data.layout),
+                                     noisy_queries=data.layout is not None and data.layout.profile_scale != "none")
     if companion is not None:
         info["gene_only"] = {"cv": None if companion.info["cv"] is None else
                              {k: companion.info["cv"][k] for k in ("score", "rows", "folds", "grouped_by_drug", "seed")},
