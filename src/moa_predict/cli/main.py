@@ -216,6 +216,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
                                       gene_only=not args.no_gene_only, command=_command_line(),
                                       device=args.device or "cpu", shuffled=args.shuffled_control)
+        if data.layout is not None and data.layout.label_sets:
+            bundle.label_sets = _train_label_sets(model, data, args)
     path = save_bundle(bundle, args.out)
     if bundle.info.get("stack"):
         console.print(f"blend stack: {bundle.info['stack']}")
@@ -225,6 +227,29 @@ def cmd_train(args: argparse.Namespace) -> None:
                    path / "cv_report.json")
         print_cv(report, f"{name}: {report['folds']}-fold CV", members=_member_labels(model, data.layout))
     console.print(f"bundle written to {path}")
+
+
+def _train_label_sets(model: Any, data: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The layout's extra label sets ([label_sets.NAME]: protein targets), each trained as the MoA model is, on the
+    same features; a label with too few compounds is listed, not trained."""
+    from ..data.profiles import load_profiles
+    from ..training.train import train_label_sets
+
+    sets = {}
+    for name in data.layout.label_set_names:
+        part = load_profiles(args.features, data.layout, label_set=name)
+        few = part.notes.get("too_few_compounds", {})
+        console.print(f"label set {escape(name)}: {part.notes.get('classes', 0)} labels on "
+                      f"{part.notes.get('labelled_rows', 0):,} profiles; {len(few)} with too few compounds "
+                      f"(< {data.layout.label_set(name).min_compounds}) listed, not trained", highlight=False)
+        sets[name] = part
+    out = train_label_sets(model, sets, moas=data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
+                           command=_command_line(), device=args.device or "cpu", shuffled=args.shuffled_control)
+    for name, part in out.items():
+        cv = part.info.get("cv")
+        if cv is not None:
+            print_cv(cv, f"label set {name}: {cv['folds']}-fold CV")
+    return out
 
 
 def _training_data(args: argparse.Namespace) -> Any:
@@ -273,8 +298,12 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
-    if args.call_precision is not None and not args.calls_out:
+    if args.call_precision is not None and not (args.calls_out or args.target_calls_out):
         raise DataError("--call-precision needs --calls-out FILE.csv (where the calls are written).")
+    if (args.targets_out or args.target_calls_out) and (args.level != "profile" or args.scheduler
+                                                        or args.dask_workers):
+        raise DataError("--targets-out / --target-calls-out are per profile and local: use them with --level profile "
+                        "and without the cluster options.")
     if args.scheduler or args.dask_workers:
         if args.calls_out:
             raise DataError("--calls-out is not available with --scheduler / --dask-workers yet: predict the calls "
@@ -351,6 +380,30 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.calls_out:
         x = summary.extra["calls"]
         _print_calls(bundle, x["precision"], x["made"], x["reasons"], args.calls_out, "profile")
+    if args.targets_out or args.target_calls_out:
+        _predict_targets(bundle, args)
+
+
+def _predict_targets(bundle: Any, args: argparse.Namespace) -> None:
+    """--targets-out: the bundle's target model (``Bundle.label_set``) on the same file, same ids, one column per
+    target; --target-calls-out: its confident calls with their measured precision."""
+    import tempfile
+    from pathlib import Path
+
+    from ..inference.stream import predict_file
+
+    part = bundle.label_set()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.targets_out or str(Path(tmp) / "targets.csv")
+        summary = predict_file(part, args.features, out, chunk_rows=args.chunk_rows, progress=not args.quiet,
+                               calls_out=args.target_calls_out, ood=False,
+                               call_precision=None if not args.target_calls_out else _call_precision(args))
+    if args.targets_out:
+        console.print(f"wrote {len(part.target_names):,} target probabilities per profile "
+                      f"({part.info.get('label_set', 'targets')}) to {escape(args.targets_out)}", highlight=False)
+    if args.target_calls_out:
+        x = summary.extra["calls"]
+        _print_calls(part, x["precision"], x["made"], x["reasons"], args.target_calls_out, "profile")
 
 
 def _call_precision(args: argparse.Namespace) -> float:
@@ -734,6 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls-out", metavar="FILE",
                    help="also write each profile's (or --level unit's) confident call (CSV/Parquet: id, call, kind, "
                         "estimated_precision, reason)")
+    p.add_argument("--targets-out", metavar="FILE",
+                   help="also write each profile's protein-target probabilities (the bundle's target model: one "
+                        "column per target, same ids as --out; CSV/Parquet)")
+    p.add_argument("--target-calls-out", metavar="FILE",
+                   help="also write each profile's confident target call with its measured precision "
+                        "(--call-precision; columns as --calls-out)")
     p.add_argument("--call-precision", type=float, metavar="P",
                    help="share of calls that should be right on new compounds: 0.5, 0.55, ..., 0.95 (default 0.8)")
     _cluster_args(p, "the file is cut into partitions scored on the workers (they must see the files at the "

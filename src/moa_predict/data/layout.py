@@ -104,6 +104,10 @@ class Labels:
     on: tuple[tuple[str, str], ...] = ()
     comment: str | None = None
     """Lines of `file` starting with this are skipped (the Repurposing Hub's header lines start with ``!``)."""
+    min_compounds: int = 1
+    """A label carried by fewer labelled compounds (rows without a compound column) is listed as "too few
+    compounds" and not trained: 1 (keep every label) for ``[labels]``, 2 by default for a ``[label_sets.NAME]``
+    (a label with one compound cannot be learnt from the others)."""
 
     @property
     def single_label(self) -> bool:
@@ -139,6 +143,10 @@ class Layout:
     controls: Controls | None = None
     blocks: tuple[Block, ...] = ()
     labels: Labels | None = None
+    label_sets: tuple[tuple[str, Labels], ...] = ()
+    """More label sets beside ``labels`` (the MoAs), by name: ``[label_sets.target]`` takes the Repurposing Hub's
+    ``target`` column (gene symbols joined by ``|``). Each is trained as its own model beside the MoA model, with
+    the same features and folds (``training.train.train_label_sets``)."""
     normalize: str = "none"
     """Per-plate normalisation to control wells: none, z (mean / sd), robust_z (median / MAD of the plate's controls),
     robust_z_pooled (plate median, MAD pooled over every plate's controls: stable with few controls per plate)."""
@@ -180,6 +188,24 @@ class Layout:
     @property
     def single_label(self) -> bool:
         return self.labels is not None and self.labels.single_label
+
+    @property
+    def label_set_names(self) -> list[str]:
+        """The names of the extra label sets (``label_sets``), in the layout's order."""
+        return [name for name, _ in self.label_sets]
+
+    def label_set(self, name: str) -> Labels:
+        """The extra label set `name` (a DataError naming the known ones otherwise)."""
+        for known, labels in self.label_sets:
+            if known == name:
+                return labels
+        raise DataError(f"the layout has no label set {name!r}; it has "
+                        f"{', '.join(map(repr, self.label_set_names)) or 'none'} (add [label_sets.{name}]).",
+                        source=self.name)
+
+    def label_columns(self) -> list[str]:
+        """Columns of the table the label sets read (``source = 'column'``): never features, never required."""
+        return [lab.column for _, lab in self.label_sets if lab.source == "column" and lab.column]
 
     def normalizer(self) -> "ProfileNormalizer":
         """An unfitted ``data.normalize.ProfileNormalizer`` with this layout's settings."""
@@ -235,7 +261,7 @@ class Layout:
     def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
-        meta = set(self.meta_columns()) | set(self.ignore)
+        meta = set(self.meta_columns()) | set(self.ignore) | set(self.label_columns())
         if self.exclude:
             pattern = re.compile("|".join(f"(?:{x})" for x in self.exclude))
             meta |= {c for c in columns if pattern.search(c)}
@@ -262,8 +288,12 @@ class Layout:
         """Plain JSON/TOML-able form (None and empty values left out)."""
         d = dataclasses.asdict(self)
         d.pop("base_dir")
-        if d["labels"] is not None:
-            d["labels"]["on"] = dict(d["labels"]["on"])
+        for lab in [d["labels"], *(lab for _, lab in d["label_sets"])]:
+            if lab is not None:
+                lab["on"] = dict(lab["on"])
+        if d["labels"] is not None and d["labels"]["min_compounds"] == 1:
+            del d["labels"]["min_compounds"]  # the default of [labels]: stored layouts stay as they were
+        d["label_sets"] = {name: lab for name, lab in d["label_sets"]}
         for m in d["metadata"]:
             m["on"] = dict(m["on"])
         d["about"] = dict(d["about"])
@@ -287,9 +317,12 @@ class Layout:
                 controls = Controls(str(controls["column"]), tuple(str(v) for v in _as_list(controls["values"])))
             labels = d.get("labels")
             if labels is not None:
-                labels = dict(_check_keys(labels, Labels, source, "labels"))
-                labels["on"] = _pairs(labels.get("on", ()))
-                labels = Labels(**labels)
+                labels = _labels_entry(labels, source, "labels")
+            sets = d.get("label_sets") or {}
+            if not isinstance(sets, dict):
+                raise TypeError("label_sets must be a table of named label sets ([label_sets.NAME])")
+            label_sets = tuple((str(name), _labels_entry(lab, source, f"label_sets.{name}", min_compounds=2))
+                               for name, lab in sets.items())
             metadata = tuple(MetadataTable(file=str(m["file"]), on=_pairs(m["on"]),
                                            columns=tuple(_as_list(m.get("columns", ()))))
                              for m in d.get("metadata", ()))
@@ -298,7 +331,8 @@ class Layout:
                          plate=d.get("plate"), batch=d.get("batch"), batch_from_plate=d.get("batch_from_plate"),
                          meta_categorical=tuple(_as_list(d.get("meta_categorical", ()))),
                          meta_numeric=tuple(_as_list(d.get("meta_numeric", ()))), controls=controls, blocks=blocks,
-                         labels=labels, normalize=str(d.get("normalize", "none")), metadata=metadata,
+                         labels=labels, label_sets=label_sets, normalize=str(d.get("normalize", "none")),
+                         metadata=metadata,
                          clip=None if d.get("clip") is None else float(d["clip"]), whiten=int(d.get("whiten", 0)),
                          whiten_reg=float(d.get("whiten_reg", 0.1)),
                          align_batches=None if d.get("align_batches") is None else float(d["align_batches"]),
@@ -352,19 +386,40 @@ class Layout:
                 raise DataError("batch_from_plate needs `plate`.", source=source)
             if _regex(self.batch_from_plate, "batch_from_plate", source).groups != 1:
                 raise DataError("batch_from_plate must have exactly one (group).", source=source)
-        if self.labels is not None:
-            lab = self.labels
-            if lab.source not in LABEL_SOURCES:
-                raise DataError(f"labels.source = {lab.source!r}; use one of {', '.join(LABEL_SOURCES)}.",
-                                source=source)
-            if lab.source == "wide" and not (lab.file and lab.key):
-                raise DataError("labels.source = 'wide' needs `file` (the 0/1 table) and `key` (the id column).",
-                                source=source)
-            if lab.source == "column" and not lab.column:
-                raise DataError("labels.source = 'column' needs `column`.", source=source)
-            if lab.source == "annotation" and not (lab.file and lab.on and lab.column):
-                raise DataError("labels.source = 'annotation' needs `file`, `on` (table column = annotation column) "
-                                "and `column` (the MoA column of the annotation table).", source=source)
+        for where, lab in [("labels", self.labels), *((f"label_sets.{n}", lab) for n, lab in self.label_sets)]:
+            if lab is not None:
+                _check_labels(lab, where, source)
+        if self.label_sets and self.labels is None:
+            raise DataError("[label_sets] are trained beside the MoA labels: the layout needs [labels] too.",
+                            source=source)
+        if (len(set(self.label_set_names)) != len(self.label_sets) or "moa" in self.label_set_names
+                or not all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in self.label_set_names)):
+            raise DataError("label set names must be unique, made of letters, digits, '_' or '-', and not 'moa' (the "
+                            "name of [labels]).", source=source)
+
+
+def _labels_entry(d: dict[str, Any], source: str, where: str, min_compounds: int = 1) -> Labels:
+    """A ``[labels]`` or ``[label_sets.NAME]`` table as ``Labels`` (`min_compounds`: its default there)."""
+    entry = dict(_check_keys(d, Labels, source, where))
+    entry["on"] = _pairs(entry.get("on", ()))
+    entry["min_compounds"] = int(entry.get("min_compounds", min_compounds))
+    return Labels(**entry)
+
+
+def _check_labels(lab: Labels, where: str, source: str) -> None:
+    """One label set's entries are complete for its source."""
+    if lab.source not in LABEL_SOURCES:
+        raise DataError(f"{where}.source = {lab.source!r}; use one of {', '.join(LABEL_SOURCES)}.", source=source)
+    if lab.source == "wide" and not (lab.file and lab.key):
+        raise DataError(f"{where}.source = 'wide' needs `file` (the 0/1 table) and `key` (the id column).",
+                        source=source)
+    if lab.source == "column" and not lab.column:
+        raise DataError(f"{where}.source = 'column' needs `column`.", source=source)
+    if lab.source == "annotation" and not (lab.file and lab.on and lab.column):
+        raise DataError(f"{where}.source = 'annotation' needs `file`, `on` (table column = annotation column) "
+                        "and `column` (the label column of the annotation table).", source=source)
+    if lab.min_compounds < 1:
+        raise DataError(f"{where}.min_compounds must be >= 1.", source=source)
 
 
 def _regex(pattern: str, where: str, source: str) -> re.Pattern:

@@ -323,7 +323,8 @@ def _fill_missing(values: np.ndarray, notes: dict[str, Any]) -> np.ndarray:
 
 def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_bytes: int | None = None,
                   labels: bool = True, feature_columns: list[str] | None = None,
-                  normalizer: "ProfileNormalizer | None" = None, metadata: list[pd.DataFrame] | None = None):
+                  normalizer: "ProfileNormalizer | None" = None, metadata: list[pd.DataFrame] | None = None,
+                  label_set: str | None = None):
     """Read a table through `layout` into a :class:`~moa_predict.data.dataset.Dataset`.
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
@@ -333,11 +334,12 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     normalisation of the training table (a bundle stores it: pooled control scale, whitening), else one is fit on
     this table's control wells and returned as ``dataset.normalizer``. `metadata`: the layout's metadata tables as a
     bundle stored them (``metadata_lookups``): joined where the upload lacks their columns, instead of reading the
-    files."""
+    files. `label_set`: the targets are this extra label set of the layout (``[label_sets.NAME]``: the protein
+    targets) instead of ``[labels]``."""
     source = _name(src, name)
     frame = read_raw_table(src, name=source, max_bytes=max_bytes, genes_as_rows=bool(layout.gene_blocks()))
     dataset = _dataset(frame, layout, source, labels=labels, feature_columns=feature_columns, normalizer=normalizer,
-                       metadata=metadata)
+                       metadata=metadata, label_set=label_set)
     if isinstance(src, (str, os.PathLike)):
         from .dataset import simulated_marker
 
@@ -411,7 +413,8 @@ def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as
 
 
 def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, feature_columns: list[str] | None,
-             normalizer: "ProfileNormalizer | None", metadata: list[pd.DataFrame] | None, first_row: int = 0):
+             normalizer: "ProfileNormalizer | None", metadata: list[pd.DataFrame] | None, first_row: int = 0,
+             label_set: str | None = None):
     """The ``Dataset`` of a raw table already read (``load_profiles``'s work after reading); `first_row`: the
     rows of the file before this table (a chunk's ids by row number continue the file's)."""
     from .dataset import Dataset
@@ -458,6 +461,7 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     else:
         is_control = np.zeros(len(frame), bool)
     meta_cols = [c for c in layout.meta_columns() if c in frame.columns]
+    spec_labels = layout.labels if label_set is None else layout.label_set(label_set)
     needed = layout.prediction_columns() if upload else [
         c for c in layout.meta_columns() if c not in layout.id and not (
             labels is False and layout.labels is not None and c == layout.labels.column)]
@@ -502,7 +506,7 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     features.attrs[SPEC] = {"blocks": blocks, "pca": {b.name: int(b.pca) for b in layout.blocks},
                             "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
                             "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
-                            "single_label": layout.single_label,
+                            "single_label": spec_labels is not None and spec_labels.single_label,
                             "treatment": [c for c in layout.treatment if c in meta.columns],
                             "genes": genes,
                             "group": layout.group if layout.group in meta.columns else None}
@@ -511,22 +515,41 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     targets = drugs = None
     if layout.group is not None and layout.group in meta.columns:
         drugs = meta[layout.group].astype(str).rename("drug_id")
-    if labels and layout.labels is not None:
-        targets, report = _labels(frame, ids, layout.labels, layout, source)
+    if labels and spec_labels is not None:
+        targets, report = _labels(frame, ids, spec_labels, layout, source)
         targets.loc[is_control] = 0
         # a class only controls carry (BBBC021 annotates DMSO itself) is no MoA
         targets = targets.loc[:, targets.sum(axis=0).to_numpy() > 0]
+        if spec_labels.min_compounds > 1:
+            targets, few = _enough_compounds(targets, drugs, spec_labels.min_compounds)
+            report["too_few_compounds"] = few
         unlabelled = (targets.sum(axis=1).to_numpy() == 0) & ~is_control
         notes.update(report)
         notes["unlabelled_rows"] = int(unlabelled.sum())
         if drugs is not None:
-            notes["unlabelled_compounds"] = sorted(set(drugs[unlabelled]))[:50]
+            notes["unlabelled_compounds"] = sorted(set(drugs[unlabelled]), key=str)[:50]
         notes["labelled_rows"] = int((~unlabelled & ~is_control).sum())
         notes["classes"] = len(targets.columns)
-        if layout.single_label and (targets.sum(axis=1) > 1).any():
+        if spec_labels.single_label and (targets.sum(axis=1) > 1).any():
             raise DataError("single-label layout but a row has several MoAs; set labels.separator.", source=source)
     return Dataset(features, targets, None, drugs, source=source, simulated=None, layout=layout, notes=notes,
                    normalizer=normalizer)
+
+
+def _enough_compounds(targets: pd.DataFrame, drugs: pd.Series | None, minimum: int
+                      ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """`targets` without the labels carried by fewer than `minimum` compounds (rows, without a compound column),
+    and those labels with their count: listed as "too few compounds", never trained (nothing to learn a label
+    from when its one compound is held out)."""
+    Y = targets.to_numpy() > 0
+    if drugs is None:
+        counts = Y.sum(axis=0)
+    else:
+        codes = pd.factorize(drugs.astype(str).to_numpy())[0]
+        counts = np.array([len(np.unique(codes[Y[:, j]])) for j in range(Y.shape[1])])
+    keep = counts >= minimum
+    few = {str(c): int(n) for c, n in zip(targets.columns[~keep], counts[~keep])}
+    return targets.loc[:, keep], few
 
 
 def training_rows(dataset) -> np.ndarray:

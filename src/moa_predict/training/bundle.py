@@ -35,6 +35,7 @@ FORMAT_VERSION = 2
 """v2: a blend's stack is fitted state (``state["stack"]``), not hyper-parameters; v1 bundles are migrated."""
 META_FILE = "bundle.json"
 GENE_ONLY_DIR = "gene_only"
+LABEL_SETS_DIR = "label_sets"
 WEIGHTS_FILE = "weights.safetensors"
 NORM_PREFIX = "normalizer."
 
@@ -61,6 +62,20 @@ class Bundle:
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
     profiles without cell-viability columns (CMap / L1000 signatures)."""
+    label_sets: dict[str, "Bundle"] = field(default_factory=dict)
+    """Models of the layout's extra label sets by name (``label_sets/NAME/``): the protein targets beside the
+    MoAs. Each is a bundle of its own (CV report, calibration, calls), read through the same layout."""
+
+    def label_set(self, name: str | None = None) -> "Bundle":
+        """The model of label set `name` (None: the only one, else ``target``); a DataError when it has none."""
+        if name is None and len(self.label_sets) == 1:
+            return next(iter(self.label_sets.values()))
+        found = self.label_sets.get(name or "target")
+        if found is None:
+            raise DataError(f"this model has no {name or 'target'!r} label set (it has "
+                            f"{', '.join(map(repr, self.label_sets)) or 'none'}): train it from a layout with "
+                            "[label_sets.NAME] (docs/layout.md).", source=str(self.path or "bundle"))
+        return found
 
     def for_features(self, features: pd.DataFrame) -> "Bundle":
         """The bundle that answers these profiles: this one when they have every feature it was trained on,
@@ -210,6 +225,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
             os.chmod(written, FILE_MODE)
         if bundle.gene_only is not None:
             save_bundle(bundle.gene_only, tmp / GENE_ONLY_DIR)
+        for name, part in bundle.label_sets.items():
+            save_bundle(part, tmp / LABEL_SETS_DIR / name)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -223,6 +240,8 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     bundle.path = path
     if bundle.gene_only is not None:
         bundle.gene_only.path = path / GENE_ONLY_DIR
+    for name, part in bundle.label_sets.items():
+        part.path = path / LABEL_SETS_DIR / name
     return path
 
 
@@ -304,7 +323,10 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
             if k not in {"format", "format_version", "model", "target_names", "feature_columns", "weights",
                          "reference", "trust", "normalizer"}}
     gene_only = load_bundle(path / GENE_ONLY_DIR) if (path / GENE_ONLY_DIR).is_dir() else None
-    return Bundle(model, target_names, feature_columns, info, path, reference, trust, normalizer, gene_only)
+    sets_dir = path / LABEL_SETS_DIR
+    label_sets = {p.name: load_bundle(p) for p in sorted(sets_dir.iterdir()) if p.is_dir()} if sets_dir.is_dir() else {}
+    return Bundle(model, target_names, feature_columns, info, path, reference, trust, normalizer, gene_only,
+                  label_sets)
 
 
 def _stored_part(settings: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str,

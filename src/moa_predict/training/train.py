@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import clone
 
 from .. import __version__
@@ -141,3 +143,38 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
                              "final_fit_seconds": companion.info["final_fit_seconds"]}
     return Bundle(final, data.target_names, data.feature_columns, info, reference=index, trust=trust,
                   normalizer=data.normalizer, gene_only=companion), result
+
+
+def label_links(moas: Dataset, labels: Dataset) -> dict[str, dict[str, Any]]:
+    """Which labels of another set go with each MoA in the training annotations: for each MoA, the number of its
+    compounds that have such labels (``compounds``) and each label (a protein target) with the number of compounds
+    carrying both (``labels``). How a MoA call and target calls are checked against each other
+    (``evaluation.consistency``). Compounds are matched by the compound column, else by profile id."""
+    def per_compound(data: Dataset) -> pd.DataFrame:
+        keys = data.drugs.astype(str).to_numpy() if data.drugs is not None else data.features.index.to_numpy()
+        return data.targets.groupby(keys).max()
+
+    a, b = per_compound(moas), per_compound(labels)
+    both = a.index.intersection(b.index)
+    A, B = a.loc[both].to_numpy(np.int64), b.loc[both].to_numpy(np.int64)
+    counts = A.T @ B
+    names = list(b.columns)
+    n = A.T @ (B.sum(axis=1) > 0)
+    return {moa: {"compounds": int(n[i]), "labels": {names[j]: int(counts[i, j]) for j in np.flatnonzero(counts[i])}}
+            for i, moa in enumerate(a.columns) if counts[i].any()}
+
+
+def train_label_sets(model: MoAModel, sets: dict[str, Dataset], moas: Dataset | None = None,
+                     **kwargs) -> dict[str, Bundle]:
+    """A model per extra label set of the layout (``[label_sets.NAME]``: the protein targets), each trained and
+    cross-validated as ``train_bundle`` trains the MoA model, with the same features and folds grouped by compound
+    (no gene-only companion). With `moas` (the MoA training data), each bundle also keeps the MoA -> label links of
+    the training annotations (``info["links"]``) for the consistency check."""
+    out = {}
+    for name, data in sets.items():
+        bundle, _ = train_bundle(clone(model), data, gene_only=False, **kwargs)
+        bundle.info["label_set"] = name
+        if moas is not None:
+            bundle.info["links"] = label_links(moas.subset(training_rows(moas)), data.subset(training_rows(data)))
+        out[name] = bundle
+    return out
