@@ -18,12 +18,24 @@ Writes ``docs/real/l1000_reference.json`` and ``docs/real/l1000_reference.md``; 
     python bench/l1000_reference.py                 # measure the candidates, train the chosen one into --out
     python bench/l1000_reference.py --ship          # ... and write it into the package (what ships)
     python bench/l1000_reference.py --only-chosen   # skip the candidate table (rebuild only)
+    python bench/l1000_reference.py --targets --ship --cache runs/l1000_cache
+                                                    # the protein-target model only (``label_sets/target``)
+
+``--targets`` measures and builds the target model (the layout's ``[label_sets.target]``: the Hub's ``target``
+column) the same way, on the drugs with a target carried by at least 2 drugs: candidates in the same 5-fold
+compound-grouped CV (the 1-NN connectivity baseline among them), the prior, a shuffled-label control, the chosen model
+(best micro PR-AUC) trained through ``train_label_sets`` into the bundle's ``label_sets/target/`` (the MoA model's
+files are not touched), how often the top MoA and the top 5 targets agree with the Hub's MoA -> target links in CV,
+and the level-5 drugs' targets. ``--joint`` adds the MoA blend cross-validated with the targets as an auxiliary head.
+Writes ``docs/real/l1000_targets.json`` / ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +52,7 @@ from moa_predict.data.profiles import load_profiles  # noqa: E402
 from moa_predict.evaluation.field_metrics import ranking_figures  # noqa: E402
 from moa_predict.evaluation.skill import MIN_TRAIN_COMPOUNDS, training_compounds_when_held_out  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
+from moa_predict.models.default import DEFAULT_MEMBERS  # noqa: E402
 from moa_predict.runtime.threads import set_threads  # noqa: E402
 from moa_predict.training.bundle import save_bundle  # noqa: E402
 from moa_predict.training.controls import permuted_dataset  # noqa: E402
@@ -47,7 +60,9 @@ from moa_predict.training.crossval import cross_validate  # noqa: E402
 from moa_predict.training.stacking import cross_validate_blend  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "real"
+SHARED = Path(os.environ.get("MOA_SHARED", ROOT.parent / "shared")) / "real"
+"""The shared real data (``MOA_SHARED``: the folder holding ``real/``, when it is not beside the repository)."""
+HUB = SHARED / "repurposing_hub" / "repurposing_drugs_20200324.txt"
 CONSENSUS = SHARED / "l1000_consensus" / "consensus_signatures.csv.gz"
 LEVEL5 = SHARED / "l1000" / "modzs_n272x978_level5.csv.gz"
 LEVEL5_MOAS = {  # the Drug Repurposing Hub's MoAs of the level-5 file's three drugs (none is in the consensus table)
@@ -206,6 +221,226 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+TARGET_CANDIDATES: dict[str, tuple[str, dict]] = {
+    "1-NN connectivity (cosine)": ("knn", {"k": 1}),
+    "knn, 10 neighbours": ("knn", {"k": 10}),
+    "logreg": ("logreg", {}),
+    "default blend": ("blend", {}),
+}
+TARGET_SET = "target"
+
+
+def target_layout():
+    """The reference's layout with its target label set read from the shared Hub file (the shipped layout names
+    the file beside the repository, ``../shared``)."""
+    layout = load_layout(L1000_LAYOUT)
+    sets = tuple((n, dataclasses.replace(lab, file=str(HUB)) if n == TARGET_SET else lab)
+                 for n, lab in layout.label_sets)
+    return dataclasses.replace(layout, label_sets=sets)
+
+
+def hub_targets(names: list[str]) -> dict[str, list[str]]:
+    """The Hub's targets of these drugs (the level-5 check's drugs)."""
+    from moa_predict.data.profiles import read_annotation
+
+    table = read_annotation(HUB, target_layout().label_set(TARGET_SET))
+    table = table.assign(key=table["pert_iname"].astype(str).str.lower())
+    return {n: sorted(str(table.loc[table["key"] == n, "target"].iloc[0]).split("|")) for n in names
+            if (table["key"] == n).any() and table.loc[table["key"] == n, "target"].notna().any()}
+
+
+def consistency_in_cv(moa_oof, moa_data, target_oof, target_data) -> dict:
+    """How often the top MoA (the MoA model's out-of-fold prediction) and the top 5 targets (the target model's)
+    agree with the MoA -> target links of the other drugs (each drug's own annotation left out), and how right each
+    answer is when they agree and when they do not."""
+    from moa_predict.evaluation.consistency import consistency
+
+    moas, targets = list(moa_data.target_names), list(target_data.target_names)
+    common = [d for d in target_data.features.index if d in set(moa_data.features.index)]
+    mi = moa_data.features.index.get_indexer(common)
+    ti = target_data.features.index.get_indexer(common)
+    A = moa_data.targets.to_numpy(np.int64)[mi]
+    B = target_data.targets.to_numpy(np.int64)[ti]
+    counts, compounds = A.T @ B, A.T @ (B.sum(axis=1) > 0)
+    Pm, Pt = moa_oof[mi], target_oof[ti]
+    rows = []
+    for i in range(len(common)):
+        m = int(np.argmax(Pm[i]))
+        own = A[i, m]
+        entry = {"compounds": int(compounds[m] - own * (B[i].sum() > 0)),
+                 "labels": {targets[j]: int(c) for j, c in enumerate(counts[m] - own * B[i]) if c > 0}}
+        top5 = np.argsort(-Pt[i], kind="stable")[:5]
+        agree = consistency(moas[m], [targets[j] for j in top5], {moas[m]: entry})["agree"]
+        rows.append((agree, bool(A[i, m]), bool(B[i, top5].any())))
+
+    def share(sel) -> dict:
+        sub = [r for r in rows if sel(r)]
+        return {"drugs": len(sub), "share": len(sub) / len(rows),
+                "top_moa_right": float(np.mean([r[1] for r in sub])) if sub else None,
+                "top5_targets_right": float(np.mean([r[2] for r in sub])) if sub else None}
+
+    return {"drugs": len(rows), "agree": share(lambda r: r[0] is True), "disagree": share(lambda r: r[0] is False),
+            "no_link": share(lambda r: r[0] is None)}
+
+
+def target_level5(part) -> dict:
+    """Per level-5 drug (never seen), the rank of its best-ranked Hub target, signatures pooled per compound."""
+    from moa_predict.inference.levels import predict_level
+
+    frame, _ = predict_level(part, LEVEL5, "compound")
+    names = list(part.target_names)
+    key = frame.columns[1]
+    out = {}
+    for drug, targets in hub_targets(list(LEVEL5_MOAS)).items():
+        known = [t for t in targets if t in names]
+        row = frame[frame[key].astype(str).str.lower() == drug]
+        rank = None
+        if known and len(row):
+            order = np.argsort(-row[names].to_numpy(np.float64)[0], kind="stable")
+            rank = int(np.flatnonzero(np.isin(order, [names.index(t) for t in known]))[0] + 1)
+        out[drug] = {"hub_targets": targets, "targets_known_to_model": known, "compound_rank": rank}
+    return {"drugs": out, "targets": len(names)}
+
+
+def figures_over(result, data, minimum: int) -> dict:
+    """The figures over the targets carried by at least `minimum` drugs (and the drugs that have one): how the
+    figures move when rare targets are left out of the label space."""
+    Y = data.targets.to_numpy(np.float64)
+    cols = Y.sum(axis=0) >= minimum
+    rows = Y[:, cols].sum(axis=1) > 0
+    return {"targets": int(cols.sum()), "drugs": int(rows.sum()),
+            **ranking_figures(Y[rows][:, cols], np.asarray(result.oof, np.float64)[rows][:, cols])}
+
+
+def targets_step(args, cache) -> None:
+    """``--targets``: the protein-target model of the reference, measured and built (module docstring)."""
+    from moa_predict.data.profiles import training_rows
+    from moa_predict.training.bundle import load_bundle
+    from moa_predict.training.train import train_label_sets
+
+    layout = target_layout()
+    full = load_profiles(CONSENSUS, layout, label_set=TARGET_SET)
+    data = full.subset(training_rows(full))
+    moa_full = load_profiles(CONSENSUS, layout)
+    moa_data = moa_full.subset(training_rows(moa_full))
+    Y = data.targets.to_numpy(np.float32)
+    report: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{args.threads} threads",
+                    "drugs": int(len(Y)), "targets": int(Y.shape[1]),
+                    "too_few_drugs": len(full.notes.get("too_few_compounds", {})), "candidates": {},
+                    "min3": {}}
+    result, secs = out_of_fold("prior", {}, data)
+    report["candidates"]["prior (training frequencies)"] = {**figures(result, data), "seconds": secs}
+    report["min3"]["prior (training frequencies)"] = figures_over(result, data, 3)
+    oofs = {}
+    for label, (name, params) in TARGET_CANDIDATES.items():
+        result, secs = out_of_fold(name, params, data, cache=cache(f"targets {label}"))
+        oofs[label] = result
+        report["candidates"][label] = {**figures(result, data), "seconds": secs}
+        report["min3"][label] = figures_over(result, data, 3)
+        print(f"{label:40s} {json.dumps(report['candidates'][label])}", flush=True)
+    chosen = max(TARGET_CANDIDATES, key=lambda k: report["candidates"][k]["micro_pr_auc"])
+    name, params = TARGET_CANDIDATES[chosen]
+    result, secs = out_of_fold(name, params, permuted_dataset(data, 0), cache=cache(f"targets {chosen} shuffled"))
+    report["candidates"][f"{chosen}, shuffled labels (control)"] = {**figures(result, data), "seconds": secs}
+    report["chosen"] = chosen
+    moa_result, _ = out_of_fold("blend", {}, moa_data, cache=cache("default blend"))
+    report["consistency"] = consistency_in_cv(moa_result.oof, moa_data, oofs[chosen].oof, data)
+    if args.joint:
+        aux = [[n, {**p, "aux": True}] if n != "logreg" else [n, p] for n, p in DEFAULT_MEMBERS]
+        T = data.targets.reindex(moa_data.features.index).fillna(0).astype(np.int8)
+        joint, secs = out_of_fold("blend", {"members": aux, "weights": None},
+                                  dataclasses.replace(moa_data, nonscored=T), cache=cache("moa blend, targets aux"))
+        report["joint"] = {"moa_alone": figures(moa_result, moa_data),
+                           "moa_with_target_head": {**figures(joint, moa_data), "seconds": secs}}
+    if not args.no_train:
+        t0 = time.perf_counter()
+        parts = train_label_sets(make_model(name, **params), {TARGET_SET: full}, moas=moa_full, n_splits=5, seed=0,
+                                 command=f"python bench/l1000_reference.py --targets (model {chosen!r})")
+        part = parts[TARGET_SET]
+        part.info["layout"] = load_layout(L1000_LAYOUT).to_dict()  # the shipped layout, not this machine's path
+        report["train_seconds"] = time.perf_counter() - t0
+        base = BUILTIN_DIR / BUILTIN_BUNDLES[L1000_REFERENCE] if args.ship else Path(args.out)
+        from moa_predict.training.bundle import LABEL_SETS_DIR, save_bundle as save
+
+        save(part, base / LABEL_SETS_DIR / TARGET_SET)
+        total = sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+        report["bundle_bytes"] = total
+        print(f"{base}: {total / 1e6:.1f} MB with the target model, trained in {report['train_seconds']:.0f} s",
+              flush=True)
+        if LEVEL5.is_file():
+            report["level5"] = target_level5(load_bundle(base).label_set(TARGET_SET))
+    docs = Path(args.docs)
+    write_text(json.dumps(report, indent=1), docs / "l1000_targets.json")
+    text = targets_markdown(report)
+    write_text(text + "\n", docs / "l1000_targets.md")
+    print(text)
+
+
+def targets_markdown(report: dict) -> str:
+    lines = ["# Protein targets beside the MoAs (`l1000-reference`, `label_sets/target`): REAL data", "",
+             f"Measured by `python bench/l1000_reference.py --targets` on {report['date']} ({report['machine']}). "
+             f"{report['drugs']} drugs of the real L1000 consensus table with a Drug Repurposing Hub target carried by "
+             f"at least 2 drugs, {report['targets']} targets ({report['too_few_drugs']} targets with a single drug are "
+             "listed as too few drugs, not trained); 5-fold CV grouped by drug, seed 0. Top-k: a true target among "
+             "the k most probable; micro PR-AUC over the flattened drug × target matrix; macro ROC-AUC over the "
+             "targets judged (at least 2 other drugs in training when held out). Candidates ranked by micro PR-AUC "
+             "(fixed before scoring).", "",
+             "| model | top-1 | top-5 | micro PR-AUC | macro ROC-AUC (judged targets) | log loss | CV time |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in report["candidates"].items():
+        mark = "**" if name == report["chosen"] else ""
+        lines.append(f"| {mark}{name}{mark} | {fmt(row['top1_accuracy'])} | {fmt(row['top5_accuracy'])} | "
+                     f"{fmt(row['micro_pr_auc'])} | {fmt(row.get('macro_roc_auc_judged'))} | {fmt(row['log_loss'], 5)} | "
+                     f"{row.get('seconds', 0):.0f} s |")
+    lines += ["", f"Chosen: **{report['chosen']}**.", ""]
+    m3 = report["min3"]
+    if m3:
+        first = next(iter(m3.values()))
+        lines += [f"The same out-of-fold predictions scored over the {first['targets']} targets with at least 3 "
+                  f"drugs ({first['drugs']} drugs): a smaller, easier label space (not what the model is asked).", "",
+                  "| model | top-1 | top-5 | micro PR-AUC |", "|---|---:|---:|---:|"]
+        for name, row in m3.items():
+            lines.append(f"| {name} | {fmt(row['top1_accuracy'])} | {fmt(row['top5_accuracy'])} | "
+                         f"{fmt(row['micro_pr_auc'])} |")
+        lines.append("")
+    c = report.get("consistency")
+    if c:
+        lines += ["## Do the MoA and the targets agree?", "",
+                  f"For the {c['drugs']} drugs with both, held out: the top MoA (the MoA model's out-of-fold "
+                  "prediction) and the top 5 targets agree when a top target is a usual target of that MoA (carried "
+                  "by at least half of the other drugs of the MoA).", "",
+                  "| | drugs | share | top MoA right | a true target in the top 5 |", "|---|---:|---:|---:|---:|"]
+        for k in ("agree", "disagree", "no_link"):
+            v = c[k]
+            lines.append(f"| {k.replace('_', ' ')} | {v['drugs']} | {fmt(v['share'])} | {fmt(v['top_moa_right'])} | "
+                         f"{fmt(v['top5_targets_right'])} |")
+        lines.append("")
+    j = report.get("joint")
+    if j:
+        a, b = j["moa_alone"], j["moa_with_target_head"]
+        lines += ["## Does a target head help the MoA model?", "",
+                  "The default blend's MoA CV (663 drugs) with its network members given the targets as an "
+                  "auxiliary head (as LISH-MoA's non-scored targets), beside the blend alone:", "",
+                  "| MoA model | top-1 | top-5 | micro PR-AUC | log loss |", "|---|---:|---:|---:|---:|",
+                  f"| default blend | {fmt(a['top1_accuracy'])} | {fmt(a['top5_accuracy'])} | "
+                  f"{fmt(a['micro_pr_auc'])} | {fmt(a['log_loss'], 5)} |",
+                  f"| default blend + target head | {fmt(b['top1_accuracy'])} | {fmt(b['top5_accuracy'])} | "
+                  f"{fmt(b['micro_pr_auc'])} | {fmt(b['log_loss'], 5)} |", ""]
+    l5 = report.get("level5")
+    if l5:
+        lines += ["## Level-5 signatures of drugs the reference never saw (signatures pooled per drug)", "",
+                  "| drug | Hub targets | known to the model | rank of the best-ranked Hub target |",
+                  "|---|---|---|---:|"]
+        for d, v in l5["drugs"].items():
+            lines.append(f"| {d} | {', '.join(v['hub_targets'])} | {', '.join(v['targets_known_to_model']) or 'none'} "
+                         f"| {v['compound_rank'] or '—'} (of {l5['targets']}) |")
+        lines.append("")
+    if "bundle_bytes" in report:
+        lines.append(f"Bundle with the target model: {report['bundle_bytes'] / 1e6:.1f} MB; target model trained "
+                     f"(CV, shuffled control, calibration, calls) in {report['train_seconds']:.0f} s.")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/l1000-reference", help="bundle directory to write (default %(default)s)")
@@ -218,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report-only", metavar="BUNDLE", help="no training: the report of this already trained bundle "
                                                             "(with --cache, the candidate table from the cache)")
     ap.add_argument("--level5-only", metavar="BUNDLE", help="only the level-5 check of this bundle (JSON on stdout)")
+    ap.add_argument("--targets", action="store_true", help="the protein-target model only (label_sets/target)")
+    ap.add_argument("--joint", action="store_true", help="with --targets: also the MoA blend with a target head")
     args = ap.parse_args(argv)
     if args.level5_only:
         from moa_predict.training.bundle import load_bundle
@@ -227,6 +464,10 @@ def main(argv: list[str] | None = None) -> None:
     if not CONSENSUS.is_file():
         sys.exit(f"error: {CONSENSUS} not found (the shared real data); nothing to build")
     set_threads(args.threads)
+    if args.targets:
+        targets_step(args, (lambda label: Path(args.cache) / f"{label.replace(' ', '_').replace('/', '_')}.npz")
+                     if args.cache else (lambda label: None))
+        return
     data = read()
     Y = data.targets.to_numpy(np.float32)
     report: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{args.threads} threads",

@@ -176,3 +176,24 @@ def test_targets_out_without_a_label_set_is_one_error(trained: Path, tmp_path: P
     with pytest.raises(DataError, match="no 'target' label set"):
         load_bundle(tmp_path / "plain").label_set()
     assert json.loads((tmp_path / "plain" / "bundle.json").read_text())["target_names"] == bundle.target_names
+
+
+def test_the_api_and_the_results_page_show_targets_beside_the_moas(trained: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from moa_predict.web import create_app
+
+    client = TestClient(create_app(trained / "bundle"), raise_server_exceptions=False)
+    with open(trained / "profiles.csv", "rb") as handle:
+        r = client.post("/api/predict", files={"file": ("profiles.csv", handle, "text/csv")})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["protein_targets"]["available"] and answer["protein_targets"]["n_targets"] == 3
+    first = answer["predictions"][0]
+    assert [t["target"] for t in first["protein_targets"]][:1] == ["HMGCR"]  # drug0: an HMGCR compound
+    # all 3 targets are listed, so a usual target of either MoA is among them
+    assert first["target_consistency"]["agree"] is True
+    assert "target_call" in first
+    page = client.get(f"/results/{answer['result_id']}")
+    assert page.status_code == 200 and "protein targets for drug0_0" in page.text

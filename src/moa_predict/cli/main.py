@@ -651,6 +651,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
         features = load_features(args.features, feature_columns=bundle.feature_columns,
                                  allow_gene_only=bundle.gene_only is not None)
     bundle = bundle.for_features(features)  # CMap files: the gene-only model
+    if args.label_set:  # the target model's calls explained in genes, as the MoA model's are
+        bundle = bundle.label_set(args.label_set)
     global_data = None
     if args.global_data:
         if bundle.layout is not None:
@@ -913,6 +915,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "compound_id column, or CMap's pert_iname / pert_id): one ranked MoA list. Writes "
                                    "JSON.")
     p.add_argument("--bundle", default=L1000_REFERENCE, help=BUNDLE_HELP)
+    p.add_argument("--label-set", metavar="NAME",
+                   help="explain the bundle's model of this label set instead of the MoAs (e.g. target: which genes "
+                        "push each protein-target call)")
     p.add_argument("--features", required=True,
                    help="CSV or Parquet in the bundle's layout (test_features for LISH-MoA bundles, the training "
                         "table's layout for bundles trained with --layout), or a CMap file (GCTX, GCT, h5ad, "

@@ -88,9 +88,28 @@ def neighbours_panel_batch(service: ModelService, pred: Prediction, rows: Sequen
     return {r: f for r, f in found.items() if f.get("neighbours")}
 
 
+def targets_panel_batch(service: ModelService, pred: Prediction, rows: Sequence[int]) -> dict[int, Any]:
+    """Per treated profile of the page: its most likely protein targets, the target call and whether they agree
+    with the top MoA (models with a target label set only)."""
+    found = service.protein_targets(pred)
+    if not found["available"]:
+        return {}
+    out = {}
+    for r in rows:
+        if pred.is_control[r] or not found["rows"][r]:
+            continue
+        out[int(r)] = {"targets": [{**t, "pct": percent_text(t["probability"])} for t in found["rows"][r]],
+                       "consistency": found["consistency"][r],
+                       "call": None if found["calls"] is None else found["calls"][r],
+                       "n_targets": found["n_targets"], "cv": found["cv"]}
+    return out
+
+
 def explanation_panels() -> Panels:
     """The panels every app gets unless ``create_app(..., explanations=False)``."""
     return Panels(profile=[
+        ProfilePanel("targets", "Which proteins it may hit: protein targets", "_panel_targets.html",
+                     batch=targets_panel_batch),
         ProfilePanel("attributions", "Why these MoAs: feature attributions", "_panel_attributions.html",
                      batch=attribution_panel_batch),
         ProfilePanel("neighbours", "Similar reference profiles", "_panel_neighbours.html",

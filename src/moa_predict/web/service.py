@@ -313,6 +313,48 @@ class ModelService:
             pred.derived[key] = out
         return out
 
+    def protein_targets(self, pred: Prediction, top: int = 5) -> dict[str, Any]:
+        """The bundle's target model (``Bundle.label_sets``: protein targets beside the MoAs) on a stored result:
+        ``available``, per row the `top` targets with probabilities (``rows``), whether they agree with the top MoA
+        (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
+        measured precision (``calls``); computed once and kept with the result."""
+        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..evaluation.consistency import consistency, label_set_proba, top_labels
+
+        part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
+                                                         if len(self.bundle.label_sets) == 1 else None)
+        if part is None or pred.features is None or self.answering(pred.features) is not self.bundle:
+            return {"available": False, "message": "this model has no target model (train it from a layout with "
+                                                   "[label_sets.target]; docs/layout.md)"}
+        key = f"protein_targets@{top}"
+        with pred.lock:
+            cached = pred.derived.get(key)
+        if cached is not None:
+            return cached
+        proba = label_set_proba(part, pred.features)
+        tops = top_labels(proba, list(part.target_names), top)
+        links = part.info.get("links") or {}
+        agree = [None if pred.is_control[i] or not tops[i] else
+                 consistency(self.targets[int(pred.order[i, 0])], [t["target"] for t in tops[i]], links)
+                 for i in range(pred.n_rows)]
+        calls, measured = None, None
+        model = None if part.trust is None else part.trust.call_model
+        if model is not None:
+            simulated = bool((part.info.get("training_data") or {}).get("simulated"))
+            frame = model.call(proba, list(part.target_names), DEFAULT_PRECISION, "profile", pred.is_control, None)
+            calls = [_call_json(r, simulated) for r in frame.to_dict("records")]
+            m = model.measured_at(DEFAULT_PRECISION)
+            measured = {k: m.get(k) for k in ("precision", "coverage_profiles")}
+        skill = (part.info.get("cv") or {}).get("field", {}).get("figures") or {}
+        out = {"available": True, "label_set": part.info.get("label_set", "target"), "n_targets": len(part.target_names),
+               "top": top, "rows": tops, "consistency": agree, "calls": calls, "call_precision": DEFAULT_PRECISION,
+               "measured": measured,
+               "cv": {k: (skill[k] or {}).get("model") for k in ("top1_accuracy", "top5_accuracy", "micro_pr_auc")
+                      if k in skill} or None}
+        with pred.lock:
+            pred.derived[key] = out
+        return out
+
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
                     base_url: str = "", set_level: float | None = None,
                     call_precision: float | None = None) -> dict[str, Any]:
@@ -321,6 +363,7 @@ class ModelService:
         top = clamp(top, 1, len(self.targets))
         sets = self.sets(pred, set_level)
         calls = self.calls(pred, call_precision)
+        targets = self.protein_targets(pred)
         rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
@@ -346,6 +389,11 @@ class ModelService:
             if sets["available"]:
                 row["moa_set"] = [self.targets[j] for j in sets["moa_sets"][i]]
                 row["abstention"] = sets["abstentions"][i]
+            if targets["available"]:
+                row["protein_targets"] = targets["rows"][i]
+                row["target_consistency"] = targets["consistency"][i]
+                if targets["calls"] is not None:
+                    row["target_call"] = targets["calls"][i]
             if probabilities:
                 row["probabilities"] = rounded[i]
             if extras is not None:
@@ -369,6 +417,7 @@ class ModelService:
                                 "frequency); see GET /api/model",
             "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
             "calls": {k: v for k, v in calls.items() if k != "rows"},
+            "protein_targets": {k: v for k, v in targets.items() if k not in ("rows", "consistency", "calls")},
             "predictions": out,
             "links": {"results_page": base, "csv": f"{base}/predictions.csv", "json": f"{base}/predictions.json",
                       "top_csv": f"{base}/top.csv?n={top}"},
