@@ -197,3 +197,20 @@ def test_the_api_and_the_results_page_show_targets_beside_the_moas(trained: Path
     assert "target_call" in first
     page = client.get(f"/results/{answer['result_id']}")
     assert page.status_code == 200 and "protein targets for drug0_0" in page.text
+
+
+def test_explain_a_target_call_in_genes(trained: Path) -> None:
+    """`moa explain --label-set target`: the target model's calls explained by the input genes, as the MoAs are."""
+    from moa_predict.cli import main
+
+    out = trained / "explain.json"
+    main(["explain", "--bundle", str(trained / "bundle"), "--label-set", "target", "--features",
+          str(trained / "profiles.csv"), "--sig-id", "drug0_0", "--moa", "HMGCR", "--top", "3", "--neighbours", "0",
+          "--out", str(out), "--quiet"])
+    report = json.loads(out.read_text())
+    assert report["attributions"]["available"]
+    (explained,) = report["profiles"][0]["explanations"]
+    assert explained["moa"] == "HMGCR"
+    assert explained["completeness_ok"]
+    top = max(explained["features"], key=lambda f: abs(f["attribution"]))
+    assert top["feature"] in {"g_0", "g_1", "g_2"}  # a gene the HMGCR compounds move
