@@ -205,3 +205,24 @@ def test_single_level5_signatures_are_not_flagged_but_shuffled_and_noise_are(ref
     x = features[reference.feature_columns].to_numpy(np.float32)
     assert ood_mask(reference.reference, rng.permuted(x, axis=1)).all()
     assert ood_mask(reference.reference, rng.standard_normal(x.shape).astype(np.float32)).all()
+
+
+def test_the_reference_lists_protein_targets_beside_the_moas(reference, tmp_path):
+    """The built-in's target model (label_sets/target): `moa predict --targets-out` gives one column per Hub target
+    with the ids of the predictions file, and its card beats the prior and the shuffled control on held-out drugs."""
+    from moa_predict.cli import main
+
+    part = reference.label_set("target")
+    assert len(part.target_names) >= 200 and "HMGCR" in part.target_names
+    assert part.feature_columns == reference.feature_columns
+    figures = part.info["cv"]["field"]["figures"]
+    for name in ("top5_accuracy", "micro_pr_auc"):
+        f = figures[name]
+        assert f["model"] > max(f["prior"], f["shuffled"]), (name, f)
+    assert part.info["links"]["HMGCR inhibitor"]["labels"]["HMGCR"] >= 2
+    out, targets = tmp_path / "p.csv", tmp_path / "t.csv"
+    main(["predict", "--features", str(L1000_EXAMPLES), "--out", str(out), "--targets-out", str(targets), "--quiet"])
+    pred, tp = pd.read_csv(out), pd.read_csv(targets)
+    assert tp.iloc[:, 0].tolist() == pred.iloc[:, 0].tolist()
+    assert list(tp.columns[1:]) == list(part.target_names)
+    assert np.isfinite(tp.iloc[:, 1:].to_numpy()).all()
