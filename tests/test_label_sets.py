@@ -214,3 +214,13 @@ def test_explain_a_target_call_in_genes(trained: Path) -> None:
     assert explained["completeness_ok"]
     top = max(explained["features"], key=lambda f: abs(f["attribution"]))
     assert top["feature"] in {"g_0", "g_1", "g_2"}  # a gene the HMGCR compounds move
+
+
+def test_python_api_targets(trained: Path) -> None:
+    import moa_predict.api as mp
+
+    model = mp.load(trained / "bundle")
+    frame = model.targets(trained / "profiles.csv", top=2)
+    assert set(frame.columns[:3]) == {"EGFR", "ERBB2", "HMGCR"}
+    assert frame.index[0] == "drug0_0" and frame["top_targets"].iloc[0].split("|")[0] == "HMGCR"
+    assert set(frame["consistency"]) <= {""} | {n for n in frame["consistency"] if n.startswith("called ")}
