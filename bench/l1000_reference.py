@@ -491,6 +491,23 @@ def targets_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def keep_label_sets(out: Path, save) -> None:
+    """`save()` rewrites the bundle directory `out` (the MoA model); its label-set models (``label_sets/``, built by
+    ``--targets``) are kept as they were."""
+    import shutil
+    import tempfile
+
+    from moa_predict.training.bundle import LABEL_SETS_DIR
+
+    if not (out / LABEL_SETS_DIR).is_dir():
+        save()
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(out / LABEL_SETS_DIR, Path(tmp) / LABEL_SETS_DIR)
+        save()
+        shutil.copytree(Path(tmp) / LABEL_SETS_DIR, out / LABEL_SETS_DIR, dirs_exist_ok=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/l1000-reference", help="bundle directory to write (default %(default)s)")
@@ -559,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
                                  command=f"python bench/l1000_reference.py (model {chosen!r})")
         report["train_seconds"] = time.perf_counter() - t0
         out = BUILTIN_DIR / BUILTIN_BUNDLES[L1000_REFERENCE] if args.ship else Path(args.out)
-        save_bundle(bundle, out)
+        keep_label_sets(out, lambda: save_bundle(bundle, out))
     size = sum(f.stat().st_size for f in out.iterdir())
     report["bundle_bytes"] = size
     print(f"{out}: {size / 1e6:.1f} MB, trained in {report['train_seconds'] or 0:.0f} s", flush=True)
