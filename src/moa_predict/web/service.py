@@ -390,6 +390,18 @@ def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dic
             "notes": substitution_notes(attrs.get(SUBSTITUTED_ATTR))}
 
 
+def input_notes(features: pd.DataFrame | None) -> dict[str, Any]:
+    """What the pages say about how the file was read, in the CLI's and the API's words: how its genes matched
+    (CMap files) and each time or dose the model was asked in place of the file's own (``substituted``: the
+    columns concerned, so a profile's tag can say its time is the model's, not the file's)."""
+    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
+
+    attrs = {} if features is None else features.attrs
+    substituted = attrs.get(SUBSTITUTED_ATTR) or {}
+    return {"genes": mapping_note(attrs.get(MAPPING_ATTR)), "notes": substitution_notes(substituted),
+            "substituted": sorted(substituted)}
+
+
 def sets_unavailable(bundle: Bundle) -> str:
     """Why a model offers no MoA sets, in words a user can act on."""
     if not (bundle.info or {}).get("cv"):
