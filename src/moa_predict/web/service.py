@@ -325,6 +325,11 @@ class ModelService:
         top_idx = pred.order[:, :top].tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
         ood = self.explainer_for(pred.features).ood_table(pred) if pred.features is not None else None
+        if ood is not None:  # plain lists: a pandas lookup per row cost more than the rest of the answer
+            ood_flags = ood["ood"].to_numpy(dtype=bool).tolist()
+            ood_reasons = [str(r) or None for r in ood["ood_reason"].to_numpy(dtype=object)]
+        predictable = ([bool(p) for p in self.predictable] if self.predictable_known
+                       else [None] * len(self.targets))
         out = []
         for i in range(pred.n_rows):
             control = bool(pred.cp_type[i] == schema.CONTROL)
@@ -337,12 +342,12 @@ class ModelService:
                 **({"call": calls["rows"][i]} if calls["available"] else {}),
                 "top": [] if control else [
                     {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
-                     "predictable": bool(self.predictable[j]) if self.predictable_known else None}
+                     "predictable": predictable[j]}
                     for r, j in enumerate(top_idx[i])],
             }
             if ood is not None:
-                row["ood"] = bool(ood["ood"].iat[i])
-                row["ood_reason"] = str(ood["ood_reason"].iat[i]) or None
+                row["ood"] = ood_flags[i]
+                row["ood_reason"] = ood_reasons[i]
             if sets["available"]:
                 row["moa_set"] = [self.targets[j] for j in sets["moa_sets"][i]]
                 row["abstention"] = sets["abstentions"][i]
