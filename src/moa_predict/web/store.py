@@ -106,8 +106,8 @@ class Prediction:
              + 3 * 60 * self.n_rows)
         if self.extra is not None:
             n += int(self.extra.memory_usage(deep=True).sum())
-        if self.features is not None:
-            n += int(self.features.memory_usage(deep=False).sum())
+        if self.features is not None:  # from the dtypes: asking each of ~900 columns its size took 0.05 s a result
+            n += len(self.features) * sum(getattr(dtype, "itemsize", 8) for dtype in self.features.dtypes)
         return n
 
     def summary(self) -> dict:
