@@ -417,6 +417,7 @@ def targets_step(args, cache) -> None:
         report["bundle_bytes"] = total
         print(f"{base}: {total / 1e6:.1f} MB with the target model, trained in {report['train_seconds']:.0f} s",
               flush=True)
+        report["card"] = card_summary(part)
         if LEVEL5.is_file():
             report["level5"] = target_level5(load_bundle(base).label_set(TARGET_SET))
     docs = Path(args.docs)
@@ -484,6 +485,16 @@ def targets_markdown(report: dict) -> str:
         for d, v in l5["drugs"].items():
             lines.append(f"| {d} | {', '.join(v['hub_targets'])} | {', '.join(v['targets_known_to_model']) or 'none'} "
                          f"| {v['compound_rank'] or '—'} (of {l5['targets']}) |")
+        lines.append("")
+    card = report.get("card")
+    if card:
+        j = card["judgements"]
+        lines += ["## Which targets are learnable", "",
+                  f"Per target on held-out drugs (the card's judgement, as for MoAs): {j.get('predictable', 0)} "
+                  f"predictable, {j.get('not predictable', 0)} not predictable, {j.get('too few compounds to judge', 0)} "
+                  "with too few drugs to judge.", "", "| learnable target | drugs | ROC AUC | AP |", "|---|---:|---:|---:|"]
+        for row in card["learnable"][:25]:
+            lines.append(f"| {row['moa']} | {row['drugs']} | {fmt(row['auc'])} | {fmt(row['ap'])} |")
         lines.append("")
     if "bundle_bytes" in report:
         lines.append(f"Bundle with the target model: {report['bundle_bytes'] / 1e6:.1f} MB; target model trained "
