@@ -246,6 +246,10 @@ def test_pages_show_the_call_first(client, upload):
     assert "compound-call" in compounds and "its profiles pooled" in compounds
     card = client.get("/").text
     assert 'id="card-calls"' in card and 'id="card-sets"' in card
+    # the card's sets: the size distribution beside every recall, not only a mean
+    sets_line = card[card.index('id="card-sets"'):card.index("</dd>", card.index('id="card-sets"'))]
+    assert sets_line.count("recall") == sets_line.count("median set of") == sets_line.count("10th–90th percentile") > 0
+    assert "fewer than half the MoAs" in sets_line
 
 
 def test_a_compound_with_any_wrong_call_is_a_loss_tested_exactly():
