@@ -97,12 +97,35 @@ def out_of_fold(name: str, params: dict, data, seed: int = 0, cache: Path | None
     return result, seconds
 
 
+SHARED_AT_LEAST = (1, 2, 5)
+"""Drug subsets of the gap analysis: drugs with a MoA that at least k other drugs of the training folds share."""
+
+
 def figures(result, data) -> dict:
     """The field's figures of out-of-fold predictions (``evaluation.field_metrics``); the second macro ROC-AUC
-    over the MoAs with at least 2 other drugs in training when their drugs are held out."""
+    over the MoAs with at least 2 other drugs in training when their drugs are held out; and top-1 / top-5 over
+    the drugs a model could learn from others (``by_shared``: the gap analysis)."""
     Y = data.targets.to_numpy(np.float64)
     judged = training_compounds_when_held_out(Y, result.fold, data.drugs.to_numpy()) >= MIN_TRAIN_COMPOUNDS
-    return ranking_figures(Y, result.oof, judged)
+    return {**ranking_figures(Y, result.oof, judged), "by_shared": shared_figures(Y, result.oof, result.fold)}
+
+
+def shared_figures(Y: np.ndarray, oof: np.ndarray, fold: np.ndarray) -> dict:
+    """Top-1 / top-5 over the held-out drugs with a MoA that at least k other drugs of the training folds share
+    (k in ``SHARED_AT_LEAST``), and the share of drugs that qualify: a drug whose every MoA is its own alone in
+    training cannot be answered by any model that learns from other drugs, which bounds the top-1 over all drugs."""
+    others = np.zeros(len(Y))
+    for f in np.unique(fold):
+        held = fold == f
+        others[held] = (Y[held] * Y[~held].sum(axis=0)).max(axis=1)
+    order = np.argsort(-oof, axis=1, kind="stable")[:, :5]
+    hits = np.take_along_axis(Y, order, axis=1) > 0
+    out = {}
+    for k in SHARED_AT_LEAST:
+        m = others >= k
+        out[str(k)] = {"share_of_drugs": float(m.mean()), "top1_accuracy": float(hits[m, 0].mean()),
+                       "top5_accuracy": float(hits[m].any(axis=1).mean())}
+    return out
 
 
 def level5_check(bundle) -> dict:
@@ -140,7 +163,11 @@ def level5_check(bundle) -> dict:
                      "compound_rank": comp}
     chance = 5 / len(names)
     rates = [v["top5_rate"] for v in out.values() if v["top5_rate"] is not None]
-    return {"drugs": out, "moas": len(names), "chance_top5": chance,
+    from moa_predict.explain.ood import ood_mask
+
+    ood = ood_mask(bundle.reference, data.features) if bundle.reference is not None else np.zeros(0, bool)
+    return {"drugs": out, "moas": len(names), "chance_top5": chance, "signatures": int(len(proba)),
+            "out_of_distribution": int(ood.sum()),
             "mean_top5_rate": float(np.mean(rates)), "times_chance": float(np.mean(rates) / chance),
             "compounds_top5": int(sum(v["compound_rank"] is not None and v["compound_rank"] <= 5 for v in out.values()))}
 
@@ -190,6 +217,29 @@ def markdown(report: dict) -> str:
         lines += ["", f"Mean per-signature top-5 rate {l5['mean_top5_rate']:.3f} = {l5['times_chance']:.1f} × chance "
                   f"({l5['chance_top5']:.3f}); compound-level true MoA in the top 5 for {l5['compounds_top5']} of 3 "
                   "drugs.", ""]
+        if "out_of_distribution" in l5:
+            lines += [f"Out-of-distribution flags: {l5['out_of_distribution']} of {l5['signatures']} signatures (the "
+                      "check is calibrated for single signatures against consensus references: flagged only when as "
+                      "unstructured, or as far from every reference, as gene-shuffled profiles).", ""]
+    gap = [(name, row["by_shared"]) for name, row in report["candidates"].items() if "by_shared" in row]
+    if gap:
+        ks = [str(k) for k in SHARED_AT_LEAST]
+        share = gap[0][1]
+        lines += ["## The accuracy goal (top-1 ≥ 0.25, micro PR-AUC ≥ 0.25): the gap", "",
+                  "A held-out drug can only be called right by learning from other drugs of its MoA. Top-1 / top-5 over "
+                  "the held-out drugs with a MoA that at least k other drugs of the training folds share (share of "
+                  "drugs: " + ", ".join(f"k ≥ {k}: {share[k]['share_of_drugs']:.3f}" for k in ks) + "):", "",
+                  "| model | all drugs | " + " | ".join(f"k ≥ {k}" for k in ks) + " |",
+                  "|---|---:|" + "---:|" * len(ks)]
+        for name, by in gap:
+            row = report["candidates"][name]
+            lines.append(f"| {name} | {fmt(row['top1_accuracy'])} / {fmt(row['top5_accuracy'])} | " + " | ".join(
+                f"{fmt(by[k]['top1_accuracy'])} / {fmt(by[k]['top5_accuracy'])}" for k in ks) + " |")
+        lines += ["", "Even on the drugs whose MoA has five or more other drugs in training the chosen model's top-1 "
+                  "stays near 0.2: the goal is not met by any candidate, and not by restricting the evaluation either. "
+                  "The prior's top-1 (always the most frequent MoA, dopamine receptor antagonist) is 0.042 here, its "
+                  "frequency among the 663 drugs; the issue's hand figures (prior ≈ 0.07, blend ≈ 0.21) do not "
+                  "reproduce on this table.", ""]
     card = report.get("card")
     if card:
         j = card["judgements"]

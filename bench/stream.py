@@ -158,7 +158,7 @@ def max_abs_diff(a: Path, b: Path) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", required=True, help="bundle directory (the default blend's architecture for the goal)")
+    p.add_argument("--bundle", required=True, help="bundle directory or built-in name (l1000-reference)")
     p.add_argument("--format", choices=FORMATS, default="parquet", help="input format (outputs Parquet)")
     p.add_argument("--pairs", nargs="+", metavar="IN:OUT",
                    help="input:output format pairs, e.g. csv:csv parquet:csv parquet:parquet gctx:csv "
@@ -176,7 +176,9 @@ def main() -> None:
             p.error(f"--pairs: {':'.join(pair)} is not IN:OUT with IN in {FORMATS} and OUT in {OUTPUTS}")
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    bundle = str(Path(args.bundle).resolve())
+    from moa_predict.data.builtin import resolve_bundle
+
+    bundle = str(resolve_bundle(args.bundle).resolve())  # a built-in name ('l1000-reference') or a directory
     local = []
     for fmt, out_fmt in pairs:
         for n in sorted(args.sizes):

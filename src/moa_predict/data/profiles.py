@@ -200,7 +200,13 @@ def _feature_block(frame: pd.DataFrame, columns: list[str], source: str,
     """The features as float64 (missing and infinite values as NaN); a text cell is an error naming its row and
     its column as the file names it (`own_names`: model column -> the upload's column, for matched genes)."""
     block = frame[columns]
-    numeric = block.apply(pd.to_numeric, errors="coerce")
+    text = [c for c, d in zip(columns, block.dtypes) if not pd.api.types.is_numeric_dtype(d)]
+    if not text:  # every column read as numbers (GCTX, Parquet, most CSVs): no per-column parsing
+        values = block.to_numpy(np.float64, copy=True)
+        values[~np.isfinite(values)] = np.nan
+        return values
+    numeric = block.copy()
+    numeric[text] = block[text].apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna() & block.notna()
     if bad.to_numpy().any():
         r, c = np.argwhere(bad.to_numpy())[0]
@@ -483,7 +489,7 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     # scaling would hide log2 expression, not turn it into a signature
     raw_check = bool(gene_positions) and layout.normalize == "none" and not layout.whiten
     if raw_check:
-        check_scale(values[:, gene_positions], source)
+        check_scale(values if len(gene_positions) == values.shape[1] else values[:, gene_positions], source)
     if layout.transforms_profiles:
         if np.isnan(values).any():  # statistics over controls must not see holes: fill first (median of the column)
             values = _fill_missing(values, notes)
@@ -495,7 +501,7 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     if np.isnan(values).any():
         values = _fill_missing(values, notes)
     if gene_positions and not raw_check:
-        check_scale(values[:, gene_positions], source)
+        check_scale(values if len(gene_positions) == values.shape[1] else values[:, gene_positions], source)
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
