@@ -149,3 +149,27 @@ def test_without_dask_the_commands_say_how_to_install_it(monkeypatch, capsys, bu
     err = capsys.readouterr().err
     assert code == 2 and INSTALL_HINT in err and "Traceback" not in err
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_a_layout_bundle_scores_gctx_partitions_on_the_cluster_as_locally(client, tmp_path):
+    """The built-in L1000 reference (a layout bundle reading one profile at a time) on a GCTX: sample partitions
+    read through the layout on the workers, the same ids and probabilities as the local streamed path."""
+    from moa_predict.data.builtin import L1000_EXAMPLES
+    from moa_predict.inference.distributed import predict_file_distributed
+    from moa_predict.inference.stream import predict_file
+    from moa_predict.simulate.cmap import landmark_rows, write_gctx
+    from moa_predict.training.bundle import load_bundle
+
+    examples = pd.read_csv(L1000_EXAMPLES)
+    table = pd.concat([examples.assign(sig_id=examples["sig_id"] + f"#{k}") for k in range(5)], ignore_index=True)
+    rows = landmark_rows().drop(columns="feature")
+    src = tmp_path / "sigs.gctx"
+    write_gctx(src, rows, len(table), [(pd.DataFrame({"id": table["sig_id"]}),
+                                        table[rows["pr_gene_symbol"].tolist()].to_numpy(np.float32))])
+    predict_file(load_bundle("l1000-reference"), src, tmp_path / "local.csv", chunk_rows=10, progress=False)
+    summary = predict_file_distributed(client, "l1000-reference", src, tmp_path / "dist.csv", chunk_rows=10,
+                                       partition_rows=20, progress=False, threads=1)
+    local, dist = pd.read_csv(tmp_path / "local.csv"), pd.read_csv(tmp_path / "dist.csv")
+    assert summary.extra["partitions"] == 3 and summary.rows == len(table)
+    assert dist["sig_id"].tolist() == local["sig_id"].tolist() == table["sig_id"].tolist()
+    assert np.abs(dist.iloc[:, 1:].to_numpy() - local.iloc[:, 1:].to_numpy()).max() <= TOL

@@ -83,7 +83,7 @@ def check_scale(values: np.ndarray, source: str) -> None:
     Judged on an evenly strided sample of at most ~65,000 cells (a view, no copy of the block): the median and the
     share of negative values of a level-3 block are far from a z-score block's, so a sample decides the same way
     while a streamed file's chunk is not copied twice."""
-    flat = values.reshape(-1)
+    flat = values.ravel(order="K")  # memory order: a view whether the block is C- or Fortran-ordered
     sample = flat[:: max(1, flat.size // 65_536)]
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:

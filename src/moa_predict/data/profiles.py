@@ -25,6 +25,7 @@ from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
 from .normalize import ProfileNormalizer, scale_profiles
+from .partitions import Partition
 from .validate import lookalike_hint
 
 ID_FALLBACKS = ("sig_id", "sample_id", "id")
@@ -360,20 +361,24 @@ def streams(layout: Layout, normalizer: "ProfileNormalizer") -> bool:
 
 def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: list[str],
                   normalizer: "ProfileNormalizer", name: str | None = None, chunk_rows: int = 5_000,
-                  metadata: list[pd.DataFrame] | None = None) -> Iterator[Any]:
+                  metadata: list[pd.DataFrame] | None = None, part: "Partition | None" = None) -> Iterator[Any]:
     """An upload's profiles read through `layout` as ``Dataset`` s of at most `chunk_rows` profiles each, for files of
     any size with flat memory (a layout that ``streams`` only). Each chunk is read exactly as ``load_profiles``
     reads a whole file, with row numbers in errors counted from the start of the file and ids unique across
     chunks. One difference: a missing cell gets its column's median over its chunk, not over the whole file (a
-    file of at most `chunk_rows` profiles is one chunk, answered as a whole read)."""
+    file of at most `chunk_rows` profiles is one chunk, answered as a whole read).
+
+    `part`: only this partition of the file (``data.partitions``: GCTX/h5ad samples or Parquet row groups, a
+    cluster task's share), rows and ids still counted from the start of the file; ids are checked for repeats
+    within the partition (across partitions: the caller's check)."""
     from .chunks import SigIds, shift_row
 
     if not streams(layout, normalizer):
         raise ValueError("this layout normalises whole plates: read the table whole (load_profiles)")
     source = _name(path, name)
     seen = SigIds(source)
-    offset = 0
-    for frame in iter_raw_tables(path, source, chunk_rows, genes_as_rows=bool(layout.gene_blocks())):
+    offset = first = part.first if part is not None and part.first is not None else 0
+    for frame in iter_raw_tables(path, source, chunk_rows, genes_as_rows=bool(layout.gene_blocks()), part=part):
         try:
             data = _dataset(frame, layout, source, labels=False, feature_columns=feature_columns,
                             normalizer=normalizer, metadata=metadata, first_row=offset)
@@ -383,20 +388,27 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
         offset += len(frame)
         del frame
         yield data
-    if offset == 0:
+    if offset == first and part is None:
         raise DataError("the table has no rows.", source=source)
 
 
-def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as_rows: bool = False
-                    ) -> Iterator[pd.DataFrame]:
+def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as_rows: bool = False,
+                    part: "Partition | None" = None) -> Iterator[pd.DataFrame]:
     """``read_raw_table`` in chunks of at most `rows` profiles: CSV/Parquet by record batches (``chunks``),
-    GCTX/h5ad by sample blocks; a GCT file, or a table whose genes are rows, is read whole (one chunk)."""
-    from .chunks import _checked, _table_chunks
+    GCTX/h5ad by sample blocks; a GCT file, or a table whose genes are rows, is read whole (one chunk).
+    `part`: a partition's samples or row groups only (``data.partitions``; "whole": the file)."""
+    from .chunks import _checked, _table_chunks, parquet_frames
 
+    if part is not None and part.kind == "row_groups":
+        yield from parquet_frames(Path(path), source, rows, part.row_groups)
+        return
+    if part is not None and part.kind not in ("samples", "whole"):
+        raise ValueError(f"a layout file is partitioned by samples or row groups, not {part.kind}")
     kind = detect_format(path, source)
     if kind == "hdf5":
+        first, last = (part.first, part.last) if part is not None and part.kind == "samples" else (0, None)
         with open_genes(path, name=source, max_bytes=None, whole=False) as genes:
-            for meta, values in genes.blocks(rows):
+            for meta, values in genes.blocks(rows, first=first, last=last):
                 frame = _sample_rows(pd.DataFrame(values, columns=genes.genes["id"].tolist()), meta, genes.genes)
                 del meta, values
                 yield frame

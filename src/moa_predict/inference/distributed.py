@@ -25,6 +25,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..data import schema
+from ..data.builtin import resolve_bundle
 from ..data.chunks import DEFAULT_CHUNK_ROWS, SigIds, shift_row
 from ..data.errors import DataError
 from ..data.io import atomic_path
@@ -66,17 +67,23 @@ def score_partition(bundle_path: str, features_path: str, part: Partition, chunk
     """A worker's task: read partition `part` of the file and predict it with the process's bundle."""
     bundle = worker_bundle(bundle_path, threads)
     summary = StreamSummary()
-    frames = iter_partition(features_path, part, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows)
+    if bundle.layout is not None:  # a lab's layout: its partition in chunks when it streams, else the whole file
+        streamed = bundle.iter_profiles(features_path, chunk_rows=chunk_rows, part=part)
+        frames = streamed if streamed is not None else iter([bundle.read_profiles(features_path)])
+    else:
+        frames = iter_partition(features_path, part, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows)
     parts = [written(frame, keep_columns)
              for _, frame in predict_features(bundle, frames, keep_columns=keep_columns, summary=summary, ood=ood)]
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
     return PartitionResult(frame, summary)
 
 
-def _partition_error(exc: BaseException, part: Partition, rows_before: int, name: str) -> DataError:
-    """One DataError naming the partition (and the file row, counted from the start of the file)."""
+def _partition_error(exc: BaseException, part: Partition, rows_before: int, name: str,
+                     absolute: bool = False) -> DataError:
+    """One DataError naming the partition (and the file row, counted from the start of the file; `absolute`:
+    the partition's reader counts them so already, as a layout's does)."""
     if isinstance(exc, DataError):
-        shifted = shift_row(exc, 0 if part.kind in ("whole", "samples") else rows_before)
+        shifted = shift_row(exc, 0 if absolute or part.kind in ("whole", "samples") else rows_before)
         text = str(shifted)
         prefix = f"{shifted.source}: " if shifted.source else ""
         return DataError(f"{part.describe()}: {text[len(prefix):]}", source=shifted.source or name,
@@ -95,10 +102,14 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
     """``inference.stream.predict_file`` with the partitions scored on the cluster of `client`
     (``distributed.Client``); `threads`: torch threads per worker process (None: the workers' own);
     `in_flight`: partitions submitted ahead of the one being written (default twice the workers)."""
-    bundle_path, src, out = Path(bundle_path).resolve(), Path(src).resolve(), Path(out)
+    bundle_path, src, out = resolve_bundle(bundle_path).resolve(), Path(src).resolve(), Path(out)
     name = src.name
-    load_bundle(bundle_path)  # a bad bundle is one clear error here, before any task starts
+    bundle = load_bundle(bundle_path)  # a bad bundle is one clear error here, before any task starts
     parts = plan_partitions(src, rows=partition_rows, chunk_rows=chunk_rows)
+    layout = bundle.layout is not None
+    if layout and (bundle.iter_profiles(src) is None or any(p.kind == "bytes" for p in parts)):
+        # a layout normalising whole plates, or a CSV (its byte ranges carry no row numbers): one task
+        parts = [Partition(0, 1, "whole")]
     ahead = in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
     total = parts[-1].last if parts[-1].kind in ("samples", "row_groups") else None
     run = uuid.uuid4().hex[:8]
@@ -124,7 +135,7 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
                     try:
                         result = future.result()
                     except Exception as exc:  # noqa: BLE001  (any worker failure becomes one DataError)
-                        raise _partition_error(exc, part, rows_before, name) from None
+                        raise _partition_error(exc, part, rows_before, name, absolute=layout) from None
                     finally:
                         future.release()
                     try:

@@ -93,11 +93,12 @@ class Bundle:
                                  allow_gene_only=self.gene_only is not None)
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
 
-    def iter_profiles(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000
-                      ) -> Iterator[pd.DataFrame] | None:
-        """An upload's features in row chunks (``data.profiles.iter_profiles``: flat memory, files of any size)
-        when this bundle's layout reads profiles one at a time and `src` is a path; None when the file must be
-        read whole (``read_profiles``): plate normalisation or whitening, a file object, or no layout."""
+    def iter_profiles(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
+                      part: Any = None) -> Iterator[pd.DataFrame] | None:
+        """An upload's features in row chunks (``data.profiles.iter_profiles``: flat memory, files of any size;
+        `part`: one partition of it, a cluster task's) when this bundle's layout reads profiles one at a time and
+        `src` is a path; None when the file must be read whole (``read_profiles``): plate normalisation or
+        whitening, a file object, or no layout."""
         layout = self.layout
         if layout is None or self.normalizer is None or not isinstance(src, (str, os.PathLike)):
             return None
@@ -105,7 +106,7 @@ class Bundle:
             return None
         return (d.features for d in iter_profiles(src, layout, feature_columns=self.feature_columns,
                                                    normalizer=self.normalizer, name=name, chunk_rows=chunk_rows,
-                                                   metadata=self._stored_metadata()))
+                                                   metadata=self._stored_metadata(), part=part))
 
     def _stored_metadata(self) -> list[pd.DataFrame]:
         """The layout's joins from the tables stored at training; an upload that carries the columns keeps its own."""
