@@ -189,6 +189,16 @@ def substitution_notes(substituted: dict[str, dict[str, int]] | None, limit: int
     return notes
 
 
+def mapping_note(mapping: dict | None) -> str | None:
+    """How a file's genes were matched to the model's, as the one sentence the CLI prints and the pages show."""
+    if not mapping:
+        return None
+    if mapping.get("summary"):  # a layout's gene block: found by Entrez id / symbol, the missing ones named
+        return f"genes: {mapping['summary']}"
+    return (f"genes: {mapping['found']} of the model's genes found in the file ({mapping['missing']} missing, "
+            f"filled with 0 = no change; {mapping['ignored']} extra genes ignored)")
+
+
 def _block_frame(meta: pd.DataFrame, values: np.ndarray, mapping: GeneMapping, source: str) -> pd.DataFrame:
     genes = mapping.apply(values, subset=True)
     lish, substituted = lish_meta(meta)
