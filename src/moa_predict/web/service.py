@@ -263,8 +263,10 @@ class ModelService:
             group = self.layout.group
         compounds = None if pred.features is None else trust.compound_consensus(
             pred.features, pred.proba, self.targets, level, column=group, ood=ood)
-        recall = round(trust.measured_at(level)["pooled_recall"], 4)
-        out = {"available": True, "level": level, "measured_recall": recall,
+        m = trust.measured_at(level)
+        recall = round(m["pooled_recall"], 4)
+        out = {"available": True, "level": level, "measured_recall": recall,  # never without the sets' size:
+               "set_size_quantiles": m.get("set_size_quantiles"), "narrowing_share": m.get("narrowing_share"),
                "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
                "moa_sets": members, "abstentions": why}
         with pred.lock:
