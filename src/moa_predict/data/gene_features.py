@@ -33,6 +33,7 @@ import pandas as pd
 from . import schema
 from .cmap import DEFAULT_CHUNK, GeneSource, open_genes
 from .errors import DataError
+from .frame_attrs import Shared
 from .genes import GeneMapping, MappingReport, count_known, map_genes
 from .io import DEFAULT_MAX_BYTES, Source
 from .validate import validate_features
@@ -207,7 +208,7 @@ def _block_frame(meta: pd.DataFrame, values: np.ndarray, mapping: GeneMapping, s
     frame = pd.concat([pd.DataFrame({schema.SIG_ID: meta.index.astype(str)}, index=meta.index), lish,
                        pd.DataFrame(genes, index=meta.index, columns=list(schema.GENE_COLUMNS)), extra], axis=1)
     frame = validate_features(frame.reset_index(drop=True), source, schema.GENE_COLUMNS)
-    frame.attrs[SUBSTITUTED_ATTR] = substituted
+    frame.attrs[SUBSTITUTED_ATTR] = Shared(substituted)
     return frame
 
 
@@ -249,4 +250,4 @@ def load_gene_features(src: Source, *, name: str | None = None, max_bytes: int |
 
 def _flag(frame: pd.DataFrame, report: MappingReport) -> None:
     frame.attrs[GENE_ONLY_ATTR] = True
-    frame.attrs[MAPPING_ATTR] = report.to_dict()
+    frame.attrs[MAPPING_ATTR] = Shared(report.to_dict())

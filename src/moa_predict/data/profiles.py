@@ -24,6 +24,7 @@ from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
+from .frame_attrs import Shared
 from .normalize import ProfileNormalizer, scale_profiles
 from .partitions import Partition
 from .validate import lookalike_hint
@@ -521,15 +522,15 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
-    features.attrs[SPEC] = {"blocks": blocks, "pca": {b.name: int(b.pca) for b in layout.blocks},
+    features.attrs[SPEC] = Shared({"blocks": blocks, "pca": {b.name: int(b.pca) for b in layout.blocks},
                             "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
                             "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
                             "single_label": spec_labels is not None and spec_labels.single_label,
                             "treatment": [c for c in layout.treatment if c in meta.columns],
                             "genes": genes,
-                            "group": layout.group if layout.group in meta.columns else None}
+                            "group": layout.group if layout.group in meta.columns else None})
     if gene_reports:
-        features.attrs[MAPPING_ATTR] = notes["genes"]
+        features.attrs[MAPPING_ATTR] = Shared(notes["genes"])
     targets = drugs = None
     if layout.group is not None and layout.group in meta.columns:
         drugs = meta[layout.group].astype(str).rename("drug_id")
