@@ -6,8 +6,11 @@
 
 1. load: `--uploads` (50) concurrent POST /api/predict of the 3,982-row test_features.csv (SIMULATED profiles:
    `moa simulate --out DIR --rows 600 --test-rows 3982`); every answer compared with `moa predict` on the same
-   file; p50/p95 latency; peak RSS of the server process (sampled from /proc every 0.1 s); GET /api/health
-   polled throughout (each answer's latency, and any failure).
+   file (after the load: the client's own parsing is not timed); p50/p95 latency (until the answer's last
+   byte); peak RSS of the server process (sampled from /proc every 0.1 s); the server's CPU seconds per upload
+   (from /proc: less sensitive to other jobs on the machine than the wall clock); the machine's load average
+   sampled every second; GET /api/health polled throughout by a separate process (so the client's threads do
+   not delay its own polls): each answer's latency, and any failure.
 2. restarts: the server stopped (SIGTERM) and started again: every result link of step 1 still served, the same
    CSV bytes; a background job stopped mid-run is 'failed' with the restart message after the next start.
 3. kill -9 during writes: uploads in flight, the server killed with SIGKILL, started again: SQLite's integrity
@@ -54,8 +57,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(data: str | None, bundle: str | None, workdir: Path) -> tuple[Path, Path]:
-    """A simulated data set (600 train / 3,982 test rows, seed 0) and a bundle (the prior), unless given."""
+def prepare(data: str | None, bundle: str | None, workdir: Path, model: str = "prior") -> tuple[Path, Path]:
+    """A simulated data set (600 train / 3,982 test rows, seed 0) and a bundle (`model`, no CV), unless given."""
     data_dir = Path(data) if data else workdir / "sim"
     if not (data_dir / "test_features.csv").is_file():
         print(f"simulating into {data_dir} ...", flush=True)
@@ -68,8 +71,8 @@ def prepare(data: str | None, bundle: str | None, workdir: Path) -> tuple[Path, 
     from moa_predict.training.bundle import save_bundle
     from moa_predict.training.train import train_bundle
 
-    print("training the prior bundle ...", flush=True)
-    trained, _ = train_bundle(make_model("prior"), load_dataset(data_dir), cv=False, progress=False)
+    print(f"training the {model} bundle ...", flush=True)
+    trained, _ = train_bundle(make_model(model), load_dataset(data_dir), cv=False, progress=False)
     return data_dir, save_bundle(trained, workdir / "bundle")
 
 
@@ -124,12 +127,34 @@ def expected_probabilities(bundle: Path, features: Path, workdir: Path) -> pd.Da
 
 
 def upload(url: str, content: bytes, timeout: float = 600) -> tuple[float, httpx.Response]:
+    """Seconds from sending the file to the answer's last byte (httpx reads the whole body), and the answer."""
     t0 = time.perf_counter()
     r = httpx.post(f"{url}/api/predict", files={"file": ("test_features.csv", content, "text/csv")},
                    timeout=timeout)
-    if r.status_code == 200:
-        r.json()
     return time.perf_counter() - t0, r
+
+
+HEALTH_POLLER = """
+import sys, time, httpx
+url = sys.argv[1]
+with httpx.Client() as client:
+    while True:
+        t0 = time.perf_counter()
+        try:
+            r = client.get(url, timeout=30)
+            ok = r.status_code == 200 and r.json()["status"] == "ok"
+        except httpx.HTTPError:
+            ok = False
+        print(f"{time.perf_counter() - t0:.4f} {int(ok)}", flush=True)
+        time.sleep(0.5)
+"""
+"""/api/health polled every 0.5 s from its own process: each line the answer's seconds and 1 (ok) or 0."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (its threads included), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def correct(answer: dict, expected: pd.DataFrame) -> bool:
@@ -174,31 +199,29 @@ def profile_upload(bundle: Path, features: Path, repeats: int = 3) -> dict:
 
 
 def load_test(server: Server, content: bytes, expected: pd.DataFrame, n: int) -> dict:
-    health: list[float] = []
-    health_failures = []
+    poller = subprocess.Popen([sys.executable, "-c", HEALTH_POLLER, f"{server.url}/api/health"],
+                              stdout=subprocess.PIPE, text=True)
+    loads: list[float] = []
     stop = threading.Event()
 
-    def poll() -> None:
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                r = httpx.get(f"{server.url}/api/health", timeout=10)
-                ok = r.status_code == 200 and r.json()["status"] == "ok"
-            except httpx.HTTPError as exc:
-                ok, r = False, exc
-            health.append(time.perf_counter() - t0)
-            if not ok:
-                health_failures.append(str(r))
-            stop.wait(0.5)
+    def sample_load() -> None:
+        while not stop.wait(1.0):
+            loads.append(os.getloadavg()[0])
 
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    time.sleep(1.0)  # the poller's first answers come from an idle server
+    server_cpu, client_cpu = cpu_seconds(server.proc.pid), time.process_time()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=n) as pool:
         results = list(pool.map(lambda _: upload(server.url, content), range(n)))
     wall = time.perf_counter() - t0
+    server_cpu, client_cpu = cpu_seconds(server.proc.pid) - server_cpu, time.process_time() - client_cpu
     stop.set()
-    poller.join()
+    poller.terminate()
+    polls = [line.split() for line in poller.communicate()[0].splitlines() if len(line.split()) == 2]
+    health = [float(s) for s, _ in polls]
+    health_failures = [s for s, ok in polls if ok != "1"]
     latencies = sorted(s for s, _ in results)
     ok = [r.status_code == 200 and correct(r.json(), expected) for _, r in results]
     ids = [r.json()["result_id"] for _, r in results if r.status_code == 200]
@@ -212,6 +235,11 @@ def load_test(server: Server, content: bytes, expected: pd.DataFrame, n: int) ->
                    "p50_seconds": round(statistics.median(health), 3) if health else None,
                    "max_seconds": round(max(health), 3) if health else None},
         "peak_server_rss_mb": round(server.peak_rss / 2**20, 1),
+        "server_cpu_seconds": round(server_cpu, 1),
+        "server_cpu_seconds_per_upload": round(server_cpu / n, 3),
+        "client_cpu_seconds": round(client_cpu, 1),
+        "load_average_1min_during": {"min": round(min(loads), 2), "mean": round(statistics.mean(loads), 2),
+                                     "max": round(max(loads), 2)} if loads else None,
         "result_ids": ids,
     }
 
@@ -287,7 +315,8 @@ def fuzz(examples: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="a directory with test_features.csv (default: moa simulate into a temp dir)")
-    ap.add_argument("--bundle", help="a bundle directory (default: the prior trained on --data)")
+    ap.add_argument("--bundle", help="a bundle directory (default: --model trained on --data, no CV)")
+    ap.add_argument("--model", default="prior", help="the model trained when no --bundle is given (default prior)")
     ap.add_argument("--uploads", type=int, default=50)
     ap.add_argument("--fuzz-examples", type=int, default=300, help="per API operation; 0 skips fuzzing")
     ap.add_argument("--out", default=str(ROOT / "docs" / "server_benchmark.json"))
@@ -295,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="moa-bench-server-") as tmp:
         work = Path(tmp)
-        data, bundle = prepare(args.data, args.bundle, work)
+        data, bundle = prepare(args.data, args.bundle, work, args.model)
         features = data / "test_features.csv"
         content = features.read_bytes()
         expected = expected_probabilities(bundle, features, work)
@@ -349,6 +378,11 @@ def table(r: dict) -> str:
                                                            f"(= moa predict)"),
         ("latency p50 / p95", f"{load['latency_seconds']['p50']} s / {load['latency_seconds']['p95']} s "
                               f"(load average {r['machine']['load_average_1min_at_start']} at the start)"),
+        ("server CPU per upload under the load", f"{load['server_cpu_seconds_per_upload']} s "
+                                                 f"({load['server_cpu_seconds']} s for all; the client took "
+                                                 f"{load['client_cpu_seconds']} s)"),
+        ("load average during the load", "{min} – {max} (mean {mean})".format(**load["load_average_1min_during"])
+         if load.get("load_average_1min_during") else "not sampled"),
         ("peak server memory (RSS)", f"{load['peak_server_rss_mb']:,} MB"),
         ("/api/health during the load", f"{load['health']['polls']} polls, {load['health']['failures']} failed, "
                                         f"max {load['health']['max_seconds']} s"),

@@ -246,3 +246,25 @@ def test_pages_show_the_call_first(client, upload):
     assert "compound-call" in compounds and "its profiles pooled" in compounds
     card = client.get("/").text
     assert 'id="card-calls"' in card and 'id="card-sets"' in card
+    # the card's sets: the size distribution beside every recall, not only a mean
+    sets_line = card[card.index('id="card-sets"'):card.index("</dd>", card.index('id="card-sets"'))]
+    assert sets_line.count("recall") == sets_line.count("median set of") == sets_line.count("10th–90th percentile") > 0
+    assert "fewer than half the MoAs" in sets_line
+
+
+def test_a_compound_with_any_wrong_call_is_a_loss_tested_exactly():
+    """The unit loss is 1 when any of a compound's calls is wrong (it bounds the share wrong), so the exact
+    binomial tail applies whatever the number of profiles per compound."""
+    from moa_predict.evaluation.calls import grid_risks, ltt_threshold
+
+    score = np.array([0.9, 0.9, 0.9, 0.8, 0.8, 0.3])
+    wrong = np.array([0, 1, 0, 0, 0, 1])
+    m, s, binary = grid_risks(score, wrong, np.array(list("aaabbc")), grid=np.array([0.85, 0.5, 0.1]))
+    assert binary and m.tolist() == [1, 2, 3] and s.tolist() == [1, 1, 2]
+    # 30 compounds of 3 profiles, all right: 0.9^30 < 0.1 certifies P = 0.9; one wrong profile among them does not
+    m, s, binary = grid_risks(np.full(90, 0.9), np.zeros(90), np.repeat(np.arange(30), 3), grid=np.array([0.5]))
+    assert ltt_threshold(m, s, binary, 0.9, grid=np.array([0.5])) == 0.5
+    wrong = np.zeros(90)
+    wrong[0] = 1
+    m, s, binary = grid_risks(np.full(90, 0.9), wrong, np.repeat(np.arange(30), 3), grid=np.array([0.5]))
+    assert ltt_threshold(m, s, binary, 0.9, grid=np.array([0.5])) is None

@@ -191,3 +191,43 @@ def test_a_gene_only_blend_says_why_it_has_no_attributions(bundle_dir):
     with pytest.raises(AttributionUnavailable) as raised:
         attribution_path(blend)
     assert "gene-only companion" in str(raised.value) and "not a differentiable network" not in str(raised.value)
+
+
+def test_cmap_time_and_dose_substitutions_are_said_on_the_pages(bundle_dir, sim_dir, tmp_path):
+    """Issue 27 item 4: the results page and the compound page say what the CLI and the API say (a 6 h signature
+    was answered as 24 h, a 10 uM dose as D1), and each profile's time tag says it is the time the model was
+    asked; also for a result read back from disk by a restarted server. A LISH-MoA file gets no such note."""
+    import html
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from moa_predict.web import create_app
+    from moa_predict.web.settings import WebSettings
+
+    src = _cmap_table(sim_dir, tmp_path / "cmap.csv")
+    settings = WebSettings(data_dir=str(tmp_path / "data"))
+    bundle = load_bundle(bundle_dir[0])
+
+    def text(page: str) -> str:
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+    with TestClient(create_app(bundle, settings=settings)) as client:
+        with open(src, "rb") as handle:
+            page = client.post("/predict", files={"file": ("cmap.csv", handle)}, follow_redirects=True)
+        assert page.status_code == 200, page.text
+        base = str(page.url).split("?")[0]
+        shown = text(page.text)
+        assert "time: 30 profiles at 6 h answered as 24 h (the model knows 24, 48, 72 h)." in shown
+        assert "dose: 40 profiles at 10 uM answered as D1" in shown
+        assert "genes: 772 of the model's genes found in the file" in shown
+        assert 'id="input-notes"' in page.text and "asked as 24 h" in shown and "asked as dose D1" in shown
+        compounds = client.get(f"{base}/compounds")
+        assert compounds.status_code == 200
+        assert "6 h answered as 24 h" in text(compounds.text)
+        with open(sim_dir / "test_features.csv", "rb") as handle:  # LISH-MoA's own columns: nothing asked instead
+            plain = client.post("/predict", files={"file": ("lish.csv", handle)}, follow_redirects=True)
+        assert plain.status_code == 200 and 'id="input-notes"' not in plain.text and "asked as" not in plain.text
+    with TestClient(create_app(bundle, settings=settings)) as restarted:  # read back from the stored files
+        again = text(restarted.get(base.replace("http://testserver", "")).text)
+        assert "time: 30 profiles at 6 h answered as 24 h" in again and "asked as 24 h" in again

@@ -75,6 +75,42 @@ def test_a_gzip_file_cut_off_names_the_row(plain, tmp_path):
             read(path)
 
 
+def test_a_big_gzip_file_cut_off_mid_row_is_said_by_the_streamed_reader(sim_dir, tmp_path, monkeypatch, capsys):
+    """A .csv.gz too big to read whole (the limit lowered here) cut in the middle of a row: the chunks already
+    read are not an answer; `moa predict` says "cut off at row N" (N the row the stream stops in, as the
+    whole-file reader says) and writes no output, without reading the whole file again."""
+    import zlib
+
+    from moa_predict.cli import main
+    from moa_predict.data import chunks
+
+    plain = (sim_dir / "test_features.csv").read_bytes()
+    packed = gzip.compress(plain)
+    cut = packed[: len(packed) * 2 // 3]
+    path = tmp_path / "big.csv.gz"
+    path.write_bytes(cut)
+    row = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")  # line ends before the row it stops in
+    assert 30 < row < plain.count(b"\n")
+    with pytest.raises(DataError, match=rf"seems cut off at row {row:,} \(line {row + 1:,}\).*gzip stream ends"):
+        read_table(path)  # the whole-file reader's sentence
+    monkeypatch.setattr(chunks, "DEFAULT_MAX_BYTES", 1000)  # "too big to read whole"
+    monkeypatch.setattr(chunks, "read_table", lambda *a, **k: pytest.fail("the file was read whole again"))
+    for rows in (7, 5000):
+        with pytest.raises(DataError, match=rf"seems cut off at row {row:,} \(line {row + 1:,}\)") as raised:
+            list(iter_features(path, chunk_rows=rows))
+        assert raised.value.row == row
+    bundle = tmp_path / "prior"
+    assert main(["train", "--data", str(sim_dir), "--model", "prior", "--no-cv", "--no-gene-only",
+                 "--out", str(bundle)]) == 0
+    out = tmp_path / "pred.csv"
+    capsys.readouterr()
+    assert main(["predict", "--bundle", str(bundle), "--features", str(path), "--out", str(out),
+                 "--chunk-rows", "7", "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"cut off at row {row:,}" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob("*pred*"))  # no shorter output, no temporary file left
+
+
 @pytest.mark.parametrize("wrong, odd", [("g\u20110", "U+2011 NON-BREAKING HYPHEN"),
                                         ("\u0441p_type", "U+0441 CYRILLIC SMALL LETTER ES"),
                                         ("g-1\u200b", "U+200B ZERO WIDTH SPACE")])

@@ -204,3 +204,29 @@ def test_one_profile_per_compound_reports_pooling_not_applicable_without_warning
     assert summary["compound_pooling"] == NOT_APPLICABLE_POOLING
     pooled = trust.pool(np.array([[0.0, 1.0]]), np.array([1]))  # a single profile passes through unchanged
     assert pooled == pytest.approx(1 / (1 + np.exp(-np.array([[0.0, 1.0]]))))
+
+
+def test_sets_are_calibrated_on_compounds_held_out_whole_only():
+    """A drug with more than 18 profiles is split by rows across the folds: its out-of-fold scores come from a model
+    that saw it. Made perfectly confident here, it must not move the sets' thresholds nor their measured recall
+    (with it, they promised more recall than they kept on new drugs)."""
+    from types import SimpleNamespace
+
+    P, Y, groups, outer = _compounds(n_compounds=600)
+    names = [f"m{j}" for j in range(Y.shape[1])]
+    drugs = np.array([f"d{g}" for g in groups])
+
+    def fit(P, Y, drugs, fold):
+        data = SimpleNamespace(targets=pd.DataFrame(Y), drugs=pd.Series(drugs), target_names=names)
+        return fit_trust(SimpleNamespace(oof=P, fold=fold), data)
+
+    base = fit(P, Y, drugs, outer)
+    big = 400  # one drug with 400 profiles, its true MoA seen by every fold model: p = 0.99
+    Y_big = np.zeros((big, Y.shape[1]), dtype=Y.dtype)
+    Y_big[:, 0] = 1
+    P_big = np.full(Y_big.shape, 0.001)
+    P_big[:, 0] = 0.99
+    leaky = fit(np.vstack([P, P_big]), np.vstack([Y, Y_big]), np.concatenate([drugs, ["big"] * big]),
+                np.concatenate([outer, np.arange(big) % 5]))
+    assert leaky.thresholds == pytest.approx(base.thresholds)
+    assert [m["pooled_recall"] for m in leaky.measured] == pytest.approx([m["pooled_recall"] for m in base.measured])

@@ -91,6 +91,10 @@ def test_api_returns_sets_and_abstentions(client, upload):
     sets = data["sets"]
     assert sets["available"] and sets["level"] == 0.95
     assert f"{100 * sets['measured_recall']:.1f} %" in sets["sentence"]
+    # the recall never without the size of the sets that reach it
+    q = sets["set_size_quantiles"]
+    assert q["p10"] <= q["median"] <= q["p90"] and f"median of {q['median']:.0f} MoAs" in sets["sentence"]
+    assert 0 <= sets["narrowing_share"] <= 1
     assert sets["compounds"] is None  # no compound column in this upload
     rows = {p["sig_id"]: p for p in data["predictions"]}
     assert rows["noise_row"]["abstention"] == UNLIKE and rows["noise_row"]["moa_set"] == []

@@ -171,6 +171,39 @@ def test_waiting_uploads_hold_no_thread_and_health_never_waits(bundle_dirs, uplo
     assert [a.status_code for a in answers] == [200] * 5 and len(entered) == 5
 
 
+def test_health_answers_with_every_thread_lock_and_slot_of_the_work_taken(bundle_dirs, upload, tmp_path):
+    """/api/health needs nothing the work holds: with every thread of the threadpool taken, the store's lock held
+    by a writer, the database's lock and every prediction slot held, it still answers at once (a dependency run
+    in the threadpool, or a count read under the store's lock, would wait here until the work let go)."""
+    import anyio
+
+    app = app_on(bundle_dirs[0], tmp_path)
+    service = app.state.service
+    with TestClient(app) as client:
+        assert post(client, upload).status_code == 200
+        limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
+        holders = [object() for _ in range(int(limiter.total_tokens))]
+        for holder in holders:  # the threadpool runs dry: every thread busy with uploads
+            client.portal.call(limiter.acquire_on_behalf_of, holder)
+        slots = [service._slots.acquire(timeout=5) for _ in range(service.settings.max_parallel)]
+        answer: list = []
+        try:
+            with service.store._lock, service.store.db._lock:
+                asking = threading.Thread(target=lambda: answer.append(client.get("/api/health")), daemon=True)
+                t0 = time.perf_counter()
+                asking.start()
+                asking.join(5)
+                waited = time.perf_counter() - t0
+        finally:
+            for holder in holders:
+                client.portal.call(limiter.release_on_behalf_of, holder)
+            for taken in slots:
+                if taken:
+                    service._slots.release()
+        assert answer and answer[0].status_code == 200, "health waited on the work"
+        assert answer[0].json()["results_kept"] == 1 and waited < 1.0
+
+
 def test_results_are_written_in_the_background_and_served_meanwhile(tmp_path, monkeypatch):
     store = ResultStore(tmp_path, background=True)
     gate, original = threading.Event(), store._write

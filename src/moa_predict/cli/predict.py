@@ -15,7 +15,7 @@ from .common import BUNDLE_HELP, add_cluster_args, console
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from ..data.gene_features import substitution_notes
+    from ..data.gene_features import mapping_note, substitution_notes
 
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
@@ -52,13 +52,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
-    if summary.mapping:
-        m = summary.mapping
-        if m.get("summary"):  # a layout's gene block: found by Entrez id / symbol, and the missing ones named
-            console.print(f"genes: {escape(m['summary'])}", highlight=False)
-        else:
-            console.print(f"genes: {m['found']} of the model's genes found in the file ({m['missing']} missing, "
-                          f"filled with 0 = no change; {m['ignored']} extra genes ignored)")
+    if (genes := mapping_note(summary.mapping)) is not None:
+        console.print(escape(genes), highlight=False)
     for note in substitution_notes(summary.substituted):
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     console.print(f"answered by the {' and the '.join(sorted(summary.answered_by)) or 'model'}")

@@ -119,13 +119,18 @@ def _frame(table: Any, names: Sequence[str]) -> pd.DataFrame:
     import pyarrow.compute as pc
 
     limit = float(np.finfo(np.float32).max)
+    columns, fields = [], []
     for i, field in enumerate(table.schema):
+        column = table.column(i)
         if field.type == pa.float64():
-            column = table.column(i)
             low_high = pc.min_max(column)
             low, high = low_high["min"].as_py(), low_high["max"].as_py()
             if low is None or (-limit <= low and high <= limit):
-                table = table.set_column(i, field.with_type(pa.float32()), pc.cast(column, pa.float32()))
+                column, field = pc.cast(column, pa.float32()), field.with_type(pa.float32())
+        columns.append(column)
+        fields.append(field)
+    # one new table (replacing columns one by one rebuilt the whole table each time: quadratic in columns)
+    table = pa.Table.from_arrays(columns, schema=pa.schema(fields, metadata=table.schema.metadata))
     frame = table.to_pandas()
     frame.columns = list(names)
     return frame

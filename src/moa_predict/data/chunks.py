@@ -26,8 +26,8 @@ from . import arrow_csv, schema
 from .cmap import detect_format
 from .errors import DataError
 from .gene_features import iter_gene_features, looks_like_gene_table
-from .io import (DEFAULT_MAX_BYTES, GZIP_MAGIC, Source, _is_parquet, _size_of, missing_file, open_csv_text, read_table,
-                 sniff_dialect)
+from .io import (DEFAULT_MAX_BYTES, GZIP_MAGIC, Source, _is_parquet, _size_of, gzip_cut_off, missing_file,
+                 open_csv_text, read_table, sniff_dialect)
 from .validate import validate_features
 
 DEFAULT_CHUNK_ROWS = 5_000
@@ -69,8 +69,8 @@ def _csv_chunks(handle: IO[bytes], name: str, rows: int) -> Iterator[pd.DataFram
                 done = exc.rows
         text.seek(0)
         yield from _pandas_csv_chunks(text, header, rows, sep, decimal, done)
-    except (UnicodeDecodeError, EOFError, pd.errors.EmptyDataError, pd.errors.ParserError,
-            pd.errors.ParserWarning) as exc:
+    except (UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError,
+            pd.errors.ParserWarning) as exc:  # EOFError (a gzip stream cut short) goes to _table_chunks
         raise _Unparsable(str(exc).strip()) from None
     finally:
         text.detach()
@@ -143,9 +143,12 @@ def _table_chunks(path: Path, name: str, rows: int) -> Iterator[pd.DataFrame]:
         yield from parquet_frames(path, name, rows)
         return
     with open(path, "rb") as raw:
-        if head[:2] == b"\x1f\x8b":
+        if head[:2] == GZIP_MAGIC:
             with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-                yield from _csv_chunks(unzipped, name, rows)  # type: ignore[arg-type]
+                try:
+                    yield from _csv_chunks(unzipped, name, rows)  # type: ignore[arg-type]
+                except EOFError:  # an interrupted copy: the row it stops in, as the whole-file reader says
+                    raise gzip_cut_off(raw, name) from None
         else:
             yield from _csv_chunks(raw, name, rows)
 

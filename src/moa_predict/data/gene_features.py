@@ -83,7 +83,7 @@ def check_scale(values: np.ndarray, source: str) -> None:
     Judged on an evenly strided sample of at most ~65,000 cells (a view, no copy of the block): the median and the
     share of negative values of a level-3 block are far from a z-score block's, so a sample decides the same way
     while a streamed file's chunk is not copied twice."""
-    flat = values.reshape(-1)
+    flat = values.ravel(order="K")  # memory order: a view whether the block is C- or Fortran-ordered
     sample = flat[:: max(1, flat.size // 65_536)]
     finite = sample[np.isfinite(sample)]
     if finite.size == 0:
@@ -187,6 +187,16 @@ def substitution_notes(substituted: dict[str, dict[str, int]] | None, limit: int
         notes.append(f"{what[column]}: {'; '.join(parts)}{f'; and {more} other value(s)' if more > 0 else ''} "
                      f"({knows[column]}).")
     return notes
+
+
+def mapping_note(mapping: dict | None) -> str | None:
+    """How a file's genes were matched to the model's, as the one sentence the CLI prints and the pages show."""
+    if not mapping:
+        return None
+    if mapping.get("summary"):  # a layout's gene block: found by Entrez id / symbol, the missing ones named
+        return f"genes: {mapping['summary']}"
+    return (f"genes: {mapping['found']} of the model's genes found in the file ({mapping['missing']} missing, "
+            f"filled with 0 = no change; {mapping['ignored']} extra genes ignored)")
 
 
 def _block_frame(meta: pd.DataFrame, values: np.ndarray, mapping: GeneMapping, source: str) -> pd.DataFrame:

@@ -262,10 +262,7 @@ def _gunzip(src: IO[bytes], name: str, max_bytes: int | None) -> IO[bytes]:
         with gzip.GzipFile(fileobj=src, mode="rb") as z:
             data = z.read(limit + 1)
     except EOFError:  # the compressed stream ends early: an interrupted copy or download
-        src.seek(0)
-        row = _readable_lines(src)
-        raise DataError(f"the file seems cut off at row {row:,} (line {row + 1:,}): its gzip stream ends early. "
-                        "Copy or download the file again, or provide it uncompressed.", source=name, row=row) from None
+        raise gzip_cut_off(src, name) from None
     except OSError as exc:
         raise DataError(f"not a readable gzip file ({exc}). Copy it again, or provide it uncompressed.",
                         source=name) from None
@@ -277,6 +274,16 @@ def _gunzip(src: IO[bytes], name: str, max_bytes: int | None) -> IO[bytes]:
     out = io.BytesIO(data)
     out.name = name.removesuffix(".gz")
     return out
+
+
+def gzip_cut_off(src: IO[bytes], name: str) -> DataError:
+    """The error for a gzip file whose compressed stream ends early (an interrupted copy or download), naming the
+    row it stops in: the whole-file reader and the streamed chunks say the same. `src`: the compressed bytes
+    (read again from the start, block by block: flat memory whatever the file's size)."""
+    src.seek(0)
+    row = _readable_lines(src)
+    return DataError(f"the file seems cut off at row {row:,} (line {row + 1:,}): its gzip stream ends early. "
+                     "Copy or download the file again, or provide it uncompressed.", source=name, row=row)
 
 
 def _readable_lines(src: IO[bytes]) -> int:

@@ -4,11 +4,12 @@ A profile's **call** is its most probable MoA when that probability reaches a th
 precision of calls on NEW compounds is at least P (0.5 ... 0.95); otherwise no call, with the reason. λ is fit
 by Learn-then-Test (Angelopoulos et al., 2021) on compound-grouped out-of-fold predictions, compounds as the unit:
 
-- unit c (a compound, or a profile when it has no compound): its loss at λ is the share of its called profiles
-  whose call is wrong; it counts when it has at least one call (the *selective* risk);
+- unit c (a compound, or a profile when it has no compound): its loss at λ is 1 when any of its called profiles'
+  calls is wrong (at least the share of its calls that are wrong, so bounding it bounds the precision); it counts
+  when it has at least one call (the *selective* risk);
 - for each threshold of a fixed descending grid, H_λ: "risk(λ) > 1 − P" is tested with the exact binomial tail
-  (0/1 losses: one profile per compound) or the Hoeffding-Bentkus bound (losses in [0, 1]) over the selected
-  compounds, which are i.i.d. given how many were selected;
+  over the selected compounds, which are i.i.d. given how many were selected (``grid_risks`` says why not the
+  share wrong with Hoeffding-Bentkus, the earlier form);
 - fixed-sequence testing from the strictest threshold down: λ(P) is the lowest threshold before the first
   non-rejection, so with probability ≥ 1 − δ (δ = 0.1) over the calibration compounds, the precision on new
   compounds at λ(P) is at least P. The sequence starts at the first grid point calling enough compounds for a
@@ -27,7 +28,8 @@ this fold's; precision and coverage (profiles and compounds with a call) pooled 
 Why a threshold fit on out-of-fold predictions holds for the refit model that answers: the refit model is
 trained on 1/(k−1) more compounds than each fold model; its scores on new compounds are not those of the fold
 models. The high-probability (1 − δ) bound leaves a margin that absorbs a small shift, and the README checks it on
-a drug-disjoint, independently simulated data set the calibration never saw.
+two drug-disjoint, independently simulated data sets the calibration never saw (precision at least P at every
+level on both). Only compounds held out whole by the CV calibrate (``trust.held_out_whole``).
 """
 
 from __future__ import annotations
@@ -107,13 +109,19 @@ def _unit_codes(units: np.ndarray | None, n: int) -> np.ndarray:
 
 def grid_risks(score: np.ndarray, wrong: np.ndarray, units: np.ndarray | None,
                grid: np.ndarray = GRID) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Per grid threshold: the number of units with a call and the sum of their losses (wrong share of their
-    calls); and whether every unit has one profile (0/1 losses)."""
+    """Per grid threshold: the number of units with a call and how many of them have a wrong call; and True (the
+    unit losses are 0/1, so the exact binomial tail tests them).
+
+    A unit's loss is 1 when ANY of its calls is wrong: at least the share of its calls that are wrong, so a bound
+    on it bounds the precision too. Why not the share itself, tested by Hoeffding-Bentkus: a compound's profiles
+    are mostly all right or all wrong, so the two losses are nearly equal, while Bentkus's bound pays a factor e
+    over the exact tail. Measured nested, the exact test certifies more at the same or higher precision (BBBC021
+    treatments, knn, P = 0.85: 96.4 % precision on 81.6 % of treatments instead of 0 % on 2.9 %; simulated
+    LISH-MoA, logreg, P = 0.9: 95.7 % on 7.5 % of profiles instead of 93.2 % on 1.6 %)."""
     score = np.asarray(score, dtype=np.float64)
     wrong = np.asarray(wrong, dtype=np.float64)
     codes = _unit_codes(units, len(score))
     n_units = int(codes.max()) + 1 if len(codes) else 0
-    binary = len(codes) == n_units
     m = np.zeros(len(grid), dtype=np.int64)
     s = np.zeros(len(grid))
     for k, lam in enumerate(grid):
@@ -124,8 +132,8 @@ def grid_risks(score: np.ndarray, wrong: np.ndarray, units: np.ndarray | None,
         w = np.bincount(codes[called], weights=wrong[called], minlength=n_units)
         sel = n > 0
         m[k] = int(sel.sum())
-        s[k] = float((w[sel] / n[sel]).sum())
-    return m, s, binary
+        s[k] = float((w[sel] > 0).sum())
+    return m, s, True
 
 
 def ltt_threshold(m: np.ndarray, s: np.ndarray, binary: bool, level: float, delta: float = DELTA,

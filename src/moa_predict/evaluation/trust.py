@@ -48,6 +48,16 @@ def compound_units(drugs: np.ndarray | None, max_size: int = MAX_DRUG_SIZE) -> n
     return np.where(big, np.char.add("row:", np.arange(len(drugs)).astype(str)), drugs)
 
 
+def held_out_whole(units: np.ndarray | None, n: int) -> np.ndarray:
+    """Profiles whose compound was held out whole by the CV (``compound_units`` not a ``row:`` unit): only their
+    out-of-fold predictions stand for a new compound. A large drug split by rows across folds was seen by its own
+    fold's model, so its out-of-fold scores are optimistic; counted in the calibration it made the sets and the
+    calls promise more than they kept on new drugs (see docs/trust, the drug-disjoint check)."""
+    if units is None:
+        return np.ones(n, dtype=bool)
+    return ~np.char.startswith(np.asarray(units).astype(str), "row:")
+
+
 def pool_logits(P: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean logit per group and the group sizes."""
     z = logit(P)
@@ -264,9 +274,12 @@ def fit_trust(result: Any, data: Any, levels: tuple[float, ...] = LEVELS) -> Tru
     calibration = {"before": calibration_report(Y, P, names), "after": calibration_report(Y, P_after, names),
                    "nested": nested,
                    "rows": "treated profiles, out-of-fold predictions on compound-grouped folds"}
-    lam = thresholds(P, Y, units, levels)
-    measured = grouped_coverage(P, Y, units, fold, levels)
-    ranks = positive_ranks(Y, P)
+    # sets calibrated and measured on compounds held out whole only (as the calls): see ``held_out_whole``
+    whole = held_out_whole(units, len(P))
+    units_w = None if units is None else units[whole]
+    lam = thresholds(P[whole], Y[whole], units_w, levels)
+    measured = grouped_coverage(P[whole], Y[whole], units_w, fold[whole], levels)
+    ranks = positive_ranks(Y[whole], P[whole])
     for m in measured:
         m["top_k_same_recall"] = top_k_for_recall(ranks, m["pooled_recall"])
     compound, pooled = (None, None) if drugs is None else _fit_compound(P, Y, drugs, fold, levels)
@@ -281,9 +294,7 @@ def fit_calls_of(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray, fold
     has compounds), a custom layout's treatments; with the MoA families of the bundle's targets."""
     from ..data.moa_families import hub_targets, moa_families
 
-    # only compounds held out whole stand for new compounds: a large drug split by rows across folds was seen
-    # by its own fold's model (its out-of-fold calls are optimistic), so it is left out of the calls' calibration
-    whole = np.ones(len(P), dtype=bool) if units is None else ~np.char.startswith(np.asarray(units).astype(str), "row:")
+    whole = held_out_whole(units, len(P))  # only compounds held out whole stand for new compounds
     units_P = {"profile": (P[whole], Y[whole], None if units is None else np.asarray(units)[whole], fold[whole])}
     if pooled is not None:
         units_P["compound"] = pooled
@@ -357,12 +368,15 @@ def _fit_compound(P: np.ndarray, Y: np.ndarray, drugs: np.ndarray, fold: np.ndar
                 "prediction against its labels, averaged over the compound's profiles, vs the compound's pooled "
                 "call (mean logit, Platt map fit on the other folds' compounds) against the compound's labels",
     }
-    measured = grouped_coverage(Pc[multi], Yc[multi], None, fold_c[multi], levels)
     drug_of = np.array([k.rsplit("|", 1)[0] for k in uniques])
     names, counts = np.unique(np.asarray(drugs).astype(str), return_counts=True)
     big = set(names[counts > MAX_DRUG_SIZE])
     whole = np.array([d not in big for d in drug_of], dtype=bool)  # held out whole: stands for a new compound
-    return ({"platt": fit_platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[multi], Yc[multi], None,
+    cal = multi & whole  # the compound sets, as the profile sets, calibrated on compounds held out whole
+    if not cal.any():
+        cal = multi
+    measured = grouped_coverage(Pc[cal], Yc[cal], None, fold_c[cal], levels)
+    return ({"platt": fit_platt(zbar[multi], Yc[multi]), "thresholds": thresholds(Pc[cal], Yc[cal], None,
                                                                                levels).tolist(),
              "measured": measured, "gain": gain}, (Pc[whole], Yc[whole], None, fold_c[whole]))
 

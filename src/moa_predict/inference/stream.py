@@ -313,7 +313,8 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
         set_level = bundle.trust.default_level if set_level is None else set_level
         bundle.trust.level_index(set_level)  # a bad level fails before any work
         summary.extra.update({"set_level": set_level, "with_set": 0, "abstentions": {},
-                              "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"]})
+                              "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"],
+                              "set_size_quantiles": bundle.trust.measured_at(set_level).get("set_size_quantiles")})
     if calls_out is not None:
         from ..evaluation.calls import DEFAULT_PRECISION
 

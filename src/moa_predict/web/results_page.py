@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .panels import Panels
-from .service import ModelService
+from .service import ModelService, input_notes
 from .store import REJECTION_POLICY, Prediction
 from .views import ResultsQuery, is_missing, results_view
 
@@ -56,4 +56,4 @@ def results_page(service: ModelService, pred: Prediction, query: ResultsQuery, b
     return {"pred": pred, "summary": pred.summary(), "view": view, "base": base, "targets": service.targets,
             "page_panels": page_panels, "policy": REJECTION_POLICY, "explain": explain_info,
             "sets": {k: v for k, v in sets.items() if k not in ("moa_sets", "abstentions")},
-            "calls": {k: v for k, v in confident.items() if k != "rows"}}
+            "calls": {k: v for k, v in confident.items() if k != "rows"}, "input_notes": input_notes(pred.features)}

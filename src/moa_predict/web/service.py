@@ -263,8 +263,10 @@ class ModelService:
             group = self.layout.group
         compounds = None if pred.features is None else trust.compound_consensus(
             pred.features, pred.proba, self.targets, level, column=group, ood=ood)
-        recall = round(trust.measured_at(level)["pooled_recall"], 4)
-        out = {"available": True, "level": level, "measured_recall": recall,
+        m = trust.measured_at(level)
+        recall = round(m["pooled_recall"], 4)
+        out = {"available": True, "level": level, "measured_recall": recall,  # never without the sets' size:
+               "set_size_quantiles": m.get("set_size_quantiles"), "narrowing_share": m.get("narrowing_share"),
                "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
                "moa_sets": members, "abstentions": why}
         with pred.lock:
@@ -321,10 +323,19 @@ class ModelService:
         top = clamp(top, 1, len(self.targets))
         sets = self.sets(pred, set_level)
         calls = self.calls(pred, call_precision)
-        rounded = np.round(pred.proba.astype(np.float64), 6).tolist()
-        top_idx = pred.order[:, :top].tolist()
+        # each row goes to orjson as a (C-contiguous) array: the digits of Python floats, without building 800,000
+        # of them for a 4,000-profile answer
+        rounded = np.round(np.ascontiguousarray(pred.proba, dtype=np.float64), 6)
+        top_idx = pred.order[:, :top].astype(np.intp)
+        top_p = np.take_along_axis(rounded, top_idx, axis=1).tolist()
+        top_idx = top_idx.tolist()
         extras = _records(pred.extra) if pred.extra is not None else None
         ood = self.explainer_for(pred.features).ood_table(pred) if pred.features is not None else None
+        if ood is not None:  # plain lists: a pandas lookup per row cost more than the rest of the answer
+            ood_flags = ood["ood"].to_numpy(dtype=bool).tolist()
+            ood_reasons = [str(r) or None for r in ood["ood_reason"].to_numpy(dtype=object)]
+        predictable = ([bool(p) for p in self.predictable] if self.predictable_known
+                       else [None] * len(self.targets))
         out = []
         for i in range(pred.n_rows):
             control = bool(pred.cp_type[i] == schema.CONTROL)
@@ -336,13 +347,13 @@ class ModelService:
                 "control": control,
                 **({"call": calls["rows"][i]} if calls["available"] else {}),
                 "top": [] if control else [
-                    {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": rounded[i][j],
-                     "predictable": bool(self.predictable[j]) if self.predictable_known else None}
+                    {"rank": r + 1, "moa": self.targets[j], "moa_id": int(j) + 1, "probability": top_p[i][r],
+                     "predictable": predictable[j]}
                     for r, j in enumerate(top_idx[i])],
             }
             if ood is not None:
-                row["ood"] = bool(ood["ood"].iat[i])
-                row["ood_reason"] = str(ood["ood_reason"].iat[i]) or None
+                row["ood"] = ood_flags[i]
+                row["ood_reason"] = ood_reasons[i]
             if sets["available"]:
                 row["moa_set"] = [self.targets[j] for j in sets["moa_sets"][i]]
                 row["abstention"] = sets["abstentions"][i]
@@ -388,6 +399,18 @@ def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dic
             "out_of_distribution_reasons": reasons,
             "genes": attrs.get(MAPPING_ATTR),
             "notes": substitution_notes(attrs.get(SUBSTITUTED_ATTR))}
+
+
+def input_notes(features: pd.DataFrame | None) -> dict[str, Any]:
+    """What the pages say about how the file was read, in the CLI's and the API's words: how its genes matched
+    (CMap files) and each time or dose the model was asked in place of the file's own (``substituted``: the
+    columns concerned, so a profile's tag can say its time is the model's, not the file's)."""
+    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
+
+    attrs = {} if features is None else features.attrs
+    substituted = attrs.get(SUBSTITUTED_ATTR) or {}
+    return {"genes": mapping_note(attrs.get(MAPPING_ATTR)), "notes": substitution_notes(substituted),
+            "substituted": sorted(substituted)}
 
 
 def sets_unavailable(bundle: Bundle) -> str:

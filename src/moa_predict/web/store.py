@@ -106,8 +106,8 @@ class Prediction:
              + 3 * 60 * self.n_rows)
         if self.extra is not None:
             n += int(self.extra.memory_usage(deep=True).sum())
-        if self.features is not None:
-            n += int(self.features.memory_usage(deep=False).sum())
+        if self.features is not None:  # from the dtypes: asking each of ~900 columns its size took 0.05 s a result
+            n += len(self.features) * sum(getattr(dtype, "itemsize", 8) for dtype in self.features.dtypes)
         return n
 
     def summary(self) -> dict:
@@ -171,6 +171,8 @@ class ResultStore:
         self._pending: dict[str, Prediction] = {}
         self._remove_orphans()
         self._count = int(self.db.one("SELECT COUNT(*) AS n FROM results WHERE expired IS NULL")["n"])
+        self._kept = self._count
+        """Results kept, pending ones included: one attribute, set under the lock, read without it."""
         self.sweep()
         self._queue: queue.Queue[Prediction | None] | None = None
         if background:
@@ -186,10 +188,12 @@ class ResultStore:
             self._write(prediction)
             with self._lock:
                 self._count += 1
+                self._kept = self._count + len(self._pending)
             self._after_write(prediction)
             return prediction.id
         with self._lock:
             self._pending[prediction.id] = prediction
+            self._kept = self._count + len(self._pending)
         self._queue.put(prediction)
         return prediction.id
 
@@ -211,6 +215,7 @@ class ResultStore:
                 with self._lock:  # one step: counted as kept before and after
                     self._count += written
                     self._pending.pop(prediction.id, None)
+                    self._kept = self._count + len(self._pending)
                 self._queue.task_done()
             if written:
                 self.sweep(keep=prediction.id)
@@ -252,6 +257,7 @@ class ResultStore:
                 conn.executemany("UPDATE results SET expired = ? WHERE id = ?", [(now, i) for i in gone])
             with self._lock:
                 self._count -= len(gone)
+                self._kept = self._count + len(self._pending)
             for rid in gone:
                 self._forget(rid)
                 for suffix in (".parquet", ".npy"):
@@ -307,10 +313,9 @@ class ResultStore:
         return int(row["n"])
 
     def __len__(self) -> int:
-        """Results kept (not expired; those answered but not yet written included); counted in memory, so
-        asking never waits on the database."""
-        with self._lock:
-            return self._count + len(self._pending)
+        """Results kept (not expired; those answered but not yet written included); counted in memory and read
+        without taking a lock, so asking (``/api/health``) never waits on the database or a writer."""
+        return self._kept
 
     def close(self) -> None:
         """Write what is pending, stop the writer, close the database."""
@@ -384,16 +389,22 @@ def _table(prediction: Prediction) -> pd.DataFrame:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet, with pass-through columns of mixed types (JSON rows may mix numbers and text) kept as text."""
+    """Parquet, with pass-through columns of mixed types (JSON rows may mix numbers and text) kept as text.
+    Dictionary encoding only for text columns: tried on every number column it doubled the CPU of storing a
+    4,000-profile upload (0.19 → 0.10 s) for a larger file (18 → 14 MB without it)."""
     try:
-        frame.to_parquet(path, index=True)
+        frame.to_parquet(path, index=True, use_dictionary=_text_columns(frame))
     except (TypeError, ValueError, ArithmeticError) as exc:  # pyarrow's ArrowTypeError/ArrowInvalid derive from these
         log.info("storing mixed-type columns as text (%s)", exc)
         fixed = frame.copy()
         for col in fixed.columns:
             if fixed[col].dtype == object:
                 fixed[col] = fixed[col].map(lambda v: v if v is None or isinstance(v, str) or v != v else str(v))
-        fixed.to_parquet(path, index=True)
+        fixed.to_parquet(path, index=True, use_dictionary=_text_columns(fixed))
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    return [str(c) for c, dtype in frame.dtypes.items() if dtype.kind not in "fiub"]
 
 
 def open_store(settings) -> ResultStore:

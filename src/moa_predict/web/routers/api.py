@@ -241,9 +241,10 @@ def served_models(models: Models) -> JSONResponse:
 
 
 @router.get("/health", summary="Liveness and basic facts")
-async def health(models: Models) -> JSONResponse:
+async def health(request: Request) -> JSONResponse:
     """Answered in the event loop from values kept in memory: never waits for a thread, a lock or the
     database, however busy the server is."""
+    models = request.app.state.models  # not a dependency: FastAPI runs plain ones in the threadpool, behind the work
     service = models.default
     return JSONResponse({
         "status": "ok",

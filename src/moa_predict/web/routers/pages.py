@@ -25,7 +25,7 @@ from ..jsonbody import json_bytes
 from ..options import read_set_level
 from ..results_page import results_page
 from ...data.builtin import example_for
-from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv
+from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv, input_notes
 from ..store import REJECTION_POLICY, Prediction
 from ..templating import STATIC_DIR, templates
 from ..uploads import gate, multipart, require_file
@@ -207,7 +207,7 @@ def compounds_page(request: Request, pred: Stored, service: ResultService, q: st
     compound_calls = {c["compound"]: c["call"] for c in (pooled.get("compounds") or [])}
     return _page(request, "compounds.html", service=service, pred=pred, summary=pred.summary(), base=base, column=column,
                  view=view, top_k=service.settings.explain.compound_top_k, confident=service.settings.confident,
-                 compound_calls=compound_calls, calls=pooled)
+                 compound_calls=compound_calls, calls=pooled, input_notes=input_notes(pred.features))
 
 
 @router.get("/results/{result_id}/compounds.csv")
