@@ -90,3 +90,41 @@ def test_packages_import_only_lower_layers() -> None:
 def test_every_package_has_a_layer() -> None:
     packages = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     assert packages == set(LAYERS)
+
+
+def _package_edges() -> set[tuple[str, str]]:
+    """(importer, imported) for every import between two packages (or top-level modules such as ``api``)."""
+    def package(m: str) -> str | None:
+        parts = m.split(".")
+        return parts[1] if len(parts) > 1 else None
+
+    return {(package(m), package(t)) for m, targets in _imports().items() for t in targets
+            if package(m) and package(t) and package(m) != package(t)}
+
+
+def _drawn_edges() -> set[tuple[str, str]]:
+    """The arrows of docs/architecture.md's diagram, node ids mapped to the package each node's label names."""
+    import re
+
+    text = (ROOT.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    diagram = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    names = {node: label.split()[0].removesuffix("/").removesuffix(".py")
+             for node, label in re.findall(r'^\s*(\w+)\["([^"]+)"\]', diagram, re.M)}
+    drawn = set()
+    for source, targets in re.findall(r"^\s*(\w+)\s*-->\s*(.+)$", diagram, re.M):
+        drawn |= {(names[source], names[t.strip()]) for t in targets.split("&")}
+    return drawn
+
+
+def test_the_document_draws_every_package_import_and_no_other() -> None:
+    """docs/architecture.md's arrows are the code's imports between packages: none missing, none invented."""
+    real, drawn = _package_edges(), _drawn_edges()
+    missing, invented = sorted(real - drawn), sorted(drawn - real)
+    assert not missing, f"imports the document does not draw: {missing}"
+    assert not invented, f"arrows in the document with no import behind them: {invented}"
+
+
+def test_cli_modules_are_thin() -> None:
+    """One module per subcommand: no file of the CLI over 250 lines (the work is in the library)."""
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in (ROOT / "cli").glob("*.py")}
+    assert max(sizes.values()) <= 250, {name: n for name, n in sizes.items() if n > 250}
