@@ -168,11 +168,12 @@ def _one_thread() -> None:
 
 
 def map_row_chunks(fn: Callable[[int, int], T], n_rows: int, n_threads: int | None = None,
-                   chunk: int = 4096) -> list[T]:
+                   chunk: int = 4096, first_alone: bool = True) -> list[T]:
     """``[fn(start, stop) for (start, stop) in row_blocks(n_rows, chunk)]``, in order, computed by up to
     `n_threads` threads (default: this thread's torch count) with torch and BLAS single-threaded in each, so the
-    results are the same whatever the thread count. The first block runs alone, so lazily built caches (lookup
-    tables, fused weights) are built once, not raced."""
+    results are the same whatever the thread count. With `first_alone` the first block runs alone, so lazily built
+    caches (lookup tables, fused weights) are built once, not raced; a caller whose caches are built passes False
+    and every block shares the threads (a 5,000-row chunk's four blocks: two rounds instead of three)."""
     n_threads = max(1, int(n_threads or torch.get_num_threads()))
     bounds = row_blocks(n_rows, chunk)
     if not bounds:
@@ -181,8 +182,8 @@ def map_row_chunks(fn: Callable[[int, int], T], n_rows: int, n_threads: int | No
         if n_threads == 1 or len(bounds) == 1:
             return [fn(a, b) for a, b in bounds]
         with _POOL_LOCK:
-            first = fn(*bounds[0])
+            done = [fn(*bounds[0])] if first_alone else []
             with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="moa-predict",
                                     initializer=_one_thread) as pool:
-                rest = list(pool.map(lambda ab: fn(*ab), bounds[1:]))
-    return [first, *rest]
+                done += list(pool.map(lambda ab: fn(*ab), bounds[len(done):]))
+    return done

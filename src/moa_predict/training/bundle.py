@@ -65,6 +65,8 @@ class Bundle:
     label_sets: dict[str, "Bundle"] = field(default_factory=dict)
     """Models of the layout's extra label sets by name (``label_sets/NAME/``): the protein targets beside the
     MoAs. Each is a bundle of its own (CV report, calibration, calls), read through the same layout."""
+    _warm: bool = field(default=False, init=False, repr=False, compare=False)
+    """Whether the model has predicted once (its lazy caches built: ``predict_proba`` then shares every block)."""
 
     def label_set(self, name: str | None = None) -> "Bundle":
         """The model of label set `name` (None: the only one, else ``target``); a DataError when it has none."""
@@ -158,7 +160,9 @@ class Bundle:
         def run(start: int, stop: int) -> None:
             out[start:stop] = self.model.predict_proba(features.iloc[start:stop])
 
-        map_row_chunks(run, len(features), n_threads, chunk)
+        # the model's lazy caches are built by its first prediction: later ones spread every block over the threads
+        map_row_chunks(run, len(features), n_threads, chunk, first_alone=not self._warm)
+        self._warm = True
         return out
 
     def training_prevalence(self) -> np.ndarray | None:
