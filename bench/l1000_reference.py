@@ -205,6 +205,17 @@ def fmt(x: float | None, d: int = 3) -> str:
     return "—" if x is None else f"{x:.{d}f}"
 
 
+def candidate_rows(report: dict) -> list[str]:
+    """The candidate table's rows (the chosen one in bold) and the line naming the choice: MoAs and targets alike."""
+    lines = []
+    for name, row in report["candidates"].items():
+        mark = "**" if name == report["chosen"] else ""
+        lines.append(f"| {mark}{name}{mark} | {fmt(row['top1_accuracy'])} | {fmt(row['top5_accuracy'])} | "
+                     f"{fmt(row['micro_pr_auc'])} | {fmt(row.get('macro_roc_auc_judged'))} | {fmt(row['log_loss'], 5)} | "
+                     f"{row.get('seconds', 0):.0f} s |")
+    return lines + ["", f"Chosen: **{report['chosen']}**.", ""]
+
+
 def markdown(report: dict) -> str:
     lines = ["# The built-in L1000 reference (`l1000-reference`): REAL data", "",
              f"Measured by `python bench/l1000_reference.py` on {report['date']} ({report['machine']}). "
@@ -215,12 +226,7 @@ def markdown(report: dict) -> str:
              f"Candidates ranked by {CHOSEN_BY} (fixed before scoring).", "",
              "| model | top-1 | top-5 | micro PR-AUC | macro ROC-AUC (judged MoAs) | log loss | CV time |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, row in report["candidates"].items():
-        mark = "**" if name == report["chosen"] else ""
-        lines.append(f"| {mark}{name}{mark} | {fmt(row['top1_accuracy'])} | {fmt(row['top5_accuracy'])} | "
-                     f"{fmt(row['micro_pr_auc'])} | {fmt(row.get('macro_roc_auc_judged'))} | {fmt(row['log_loss'], 5)} | "
-                     f"{row.get('seconds', 0):.0f} s |")
-    lines += ["", f"Chosen: **{report['chosen']}**.", ""]
+    lines += candidate_rows(report)
     l5 = report.get("level5")
     if l5:
         lines += ["## Level-5 signatures of drugs the reference never saw", "",
@@ -438,12 +444,7 @@ def targets_markdown(report: dict) -> str:
              "(fixed before scoring).", "",
              "| model | top-1 | top-5 | micro PR-AUC | macro ROC-AUC (judged targets) | log loss | CV time |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, row in report["candidates"].items():
-        mark = "**" if name == report["chosen"] else ""
-        lines.append(f"| {mark}{name}{mark} | {fmt(row['top1_accuracy'])} | {fmt(row['top5_accuracy'])} | "
-                     f"{fmt(row['micro_pr_auc'])} | {fmt(row.get('macro_roc_auc_judged'))} | {fmt(row['log_loss'], 5)} | "
-                     f"{row.get('seconds', 0):.0f} s |")
-    lines += ["", f"Chosen: **{report['chosen']}**.", ""]
+    lines += candidate_rows(report)
     m3 = report["min3"]
     if m3:
         first = next(iter(m3.values()))
