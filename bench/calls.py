@@ -65,7 +65,7 @@ def refit_calls(data, npz: Path, bundle_path: str):
     """Only the calls refit on the cached out-of-fold predictions (as ``fit_trust`` fits them), the rest of the
     bundle's trust layer kept: minutes instead of the whole trust fit on a busy machine."""
     from moa_predict.evaluation.trust import _fit_compound, compound_units, fit_calls_of
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     z = np.load(npz)
     rows = z["fold"] >= 0
@@ -130,7 +130,7 @@ def check(bundle_path: str, check_dir: str) -> dict:
     """Promised (nested CV) vs observed on a drug-disjoint simulation the calibration never saw."""
     from moa_predict.data.dataset import load_dataset
     from moa_predict.evaluation.conformal import set_recall
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
     data = load_dataset(check_dir)
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", "| data | level | recall (held out) | median set size (10-90 %) | sets narrower than half |",
                   "|---|---|---|---|---|"] + sets_rows(trust, args.name, len(data.target_names))
         if args.bundle:  # the bundle answers with the calls refit by this (current) code
-            from moa_predict.training.bundle import load_bundle, save_bundle
+            from moa_predict.bundle import load_bundle, save_bundle
 
             bundle = load_bundle(args.bundle)
             bundle.trust = trust

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     from rich.table import Table
 
     from moa_predict.data.io import write_text
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     torch.set_num_threads(1)
     console = Console()

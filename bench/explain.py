@@ -45,7 +45,7 @@ def _param(text: str):
 
 
 def get_bundle(args, data, console):
-    from moa_predict.training.bundle import load_bundle, save_bundle
+    from moa_predict.bundle import load_bundle, save_bundle
     from moa_predict.models import make_model
     from moa_predict.training.train import train_bundle
 

@@ -54,7 +54,7 @@ from moa_predict.evaluation.skill import MIN_TRAIN_COMPOUNDS, training_compounds
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.models.default import DEFAULT_MEMBERS  # noqa: E402
 from moa_predict.runtime.threads import set_threads  # noqa: E402
-from moa_predict.training.bundle import save_bundle  # noqa: E402
+from moa_predict.bundle import save_bundle  # noqa: E402
 from moa_predict.training.controls import permuted_dataset  # noqa: E402
 from moa_predict.training.crossval import cross_validate  # noqa: E402
 from moa_predict.training.stacking import cross_validate_blend  # noqa: E402
@@ -371,7 +371,7 @@ def figures_over(result, data, minimum: int) -> dict:
 def targets_step(args, cache) -> None:
     """``--targets``: the protein-target model of the reference, measured and built (module docstring)."""
     from moa_predict.data.profiles import training_rows
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
     from moa_predict.training.train import train_label_sets
 
     layout = target_layout()
@@ -416,7 +416,7 @@ def targets_step(args, cache) -> None:
         part.info["layout"] = load_layout(L1000_LAYOUT).to_dict()  # the shipped layout, not this machine's path
         report["train_seconds"] = time.perf_counter() - t0
         base = BUILTIN_DIR / BUILTIN_BUNDLES[L1000_REFERENCE] if args.ship else Path(args.out)
-        from moa_predict.training.bundle import LABEL_SETS_DIR, save_bundle as save
+        from moa_predict.bundle import LABEL_SETS_DIR, save_bundle as save
 
         save(part, base / LABEL_SETS_DIR / TARGET_SET)
         total = sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
@@ -509,7 +509,7 @@ def keep_label_sets(out: Path, save) -> None:
     import shutil
     import tempfile
 
-    from moa_predict.training.bundle import LABEL_SETS_DIR
+    from moa_predict.bundle import LABEL_SETS_DIR
 
     if not (out / LABEL_SETS_DIR).is_dir():
         save()
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--joint", action="store_true", help="with --targets: also the MoA blend with a target head")
     args = ap.parse_args(argv)
     if args.level5_only:
-        from moa_predict.training.bundle import load_bundle
+        from moa_predict.bundle import load_bundle
 
         print(json.dumps(level5_check(load_bundle(args.level5_only)), indent=1))
         return
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     name, params = CANDIDATES[chosen]
     if args.report_only:
-        from moa_predict.training.bundle import load_bundle
+        from moa_predict.bundle import load_bundle
 
         out = Path(args.report_only) if Path(args.report_only).exists() else BUILTIN_DIR / args.report_only
         bundle = load_bundle(out)

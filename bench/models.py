@@ -58,7 +58,7 @@ def ship_weights(report_path: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     from moa_predict import __version__
-    from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
+    from moa_predict.bundle import Bundle, load_bundle, save_bundle
     from moa_predict.data.dataset import load_dataset
     from moa_predict.data.io import write_text
     from moa_predict.models import DEFAULT_MODEL, make_model

@@ -68,7 +68,7 @@ def prepare(data: str | None, bundle: str | None, workdir: Path, model: str = "p
         return data_dir, Path(bundle)
     from moa_predict.data.dataset import load_dataset
     from moa_predict.models import make_model
-    from moa_predict.training.bundle import save_bundle
+    from moa_predict.bundle import save_bundle
     from moa_predict.training.train import train_bundle
 
     print(f"training the {model} bundle ...", flush=True)
@@ -168,7 +168,7 @@ def correct(answer: dict, expected: pd.DataFrame) -> bool:
 def profile_upload(bundle: Path, features: Path, repeats: int = 3) -> dict:
     """CPU seconds of each stage of one upload (median of `repeats`), measured in this process on the
     server's own code path (``ModelService``)."""
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
     from moa_predict.web.jsonbody import json_bytes
     from moa_predict.web.service import ModelService
     from moa_predict.web.settings import WebSettings
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         print("kill -9 during writes ...", flush=True)
         kill9 = kill9_test(bundle, work / "kill9", content)
         fuzzing = fuzz(args.fuzz_examples) if args.fuzz_examples else None
-        from moa_predict.training.bundle import load_bundle
+        from moa_predict.bundle import load_bundle
 
         model = load_bundle(bundle).model_name
     report = {

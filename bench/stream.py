@@ -96,7 +96,7 @@ def make_input(workdir: Path, fmt: str, n: int) -> Path:
 
 def child_local(bundle: str, src: str, out: str, chunk_rows: int) -> dict:
     from moa_predict.inference.stream import predict_file
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     t0 = time.perf_counter()
     b = load_bundle(bundle)

@@ -18,6 +18,7 @@ LAYERS: dict[str, float] = {
     "features": 1, "evaluation": 1, "simulate": 1,
     "models": 2,
     "explain": 3,
+    "bundle": 3.5,
     "training": 4,
     "inference": 5, "benchmarks": 5, "web": 5,
     "cli": 6,

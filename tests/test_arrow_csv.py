@@ -199,7 +199,7 @@ def test_streamed_csv_and_parquet_outputs_hold_the_same_predictions(bundle, sim_
 def bundle(sim_dir, tmp_path_factory):
     from moa_predict.data.dataset import load_dataset
     from moa_predict.models import make_model
-    from moa_predict.training.bundle import load_bundle, save_bundle
+    from moa_predict.bundle import load_bundle, save_bundle
     from moa_predict.training.train import train_bundle
 
     tiny = {"hidden": [16], "epochs": 2, "batch_size": 64, "g_pca": 8, "c_pca": 4, "aux": False}

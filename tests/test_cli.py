@@ -297,7 +297,7 @@ def test_evaluate_reports_the_prior_auc_and_average_precision(capsys, workdir, s
     import numpy as np
 
     from moa_predict.evaluation.metrics import smoothed_prevalence
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     preds = workdir / "eval_preds.csv"
     assert _predict(capsys, bundle, simulated / "test_features.csv", preds)[0] == 0

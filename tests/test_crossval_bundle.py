@@ -14,7 +14,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import QuantileTransformer
 
-from moa_predict.training.bundle import META_FILE, WEIGHTS_FILE, load_bundle, save_bundle
+from moa_predict.bundle import META_FILE, WEIGHTS_FILE, load_bundle, save_bundle
 from moa_predict.data.dataset import load_dataset
 from moa_predict.data.errors import DataError
 from moa_predict.data.io import DIR_MODE, FILE_MODE, write_table

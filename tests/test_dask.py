@@ -31,7 +31,7 @@ def client():
 @pytest.fixture(scope="module")
 def bundle_dir(sim_dataset, tmp_path_factory):
     from moa_predict.models import make_model
-    from moa_predict.training.bundle import save_bundle
+    from moa_predict.bundle import save_bundle
     from moa_predict.training.train import train_bundle
 
     bundle, _ = train_bundle(make_model("logreg", **TINY), sim_dataset, cv=False, progress=False, reference=False)
@@ -50,7 +50,7 @@ def big_csv(sim_dir, tmp_path_factory):
 
 def _local(bundle_dir, src, out):
     from moa_predict.inference.stream import predict_file
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     predict_file(load_bundle(bundle_dir), src, out, chunk_rows=100, progress=False)
     return pd.read_csv(out)
@@ -158,7 +158,7 @@ def test_a_layout_bundle_scores_gctx_partitions_on_the_cluster_as_locally(client
     from moa_predict.inference.distributed import predict_file_distributed
     from moa_predict.inference.stream import predict_file
     from moa_predict.simulate.cmap import landmark_rows, write_gctx
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     examples = pd.read_csv(L1000_EXAMPLES)
     table = pd.concat([examples.assign(sig_id=examples["sig_id"] + f"#{k}") for k in range(5)], ignore_index=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import hypergeom
 
-from moa_predict.training.bundle import META_FILE, load_bundle, save_bundle
+from moa_predict.bundle import META_FILE, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.explain.neighbours import ReferenceIndex, leave_drug_out_distances, similar_profiles
 from moa_predict.explain.ood import ood_flags, ood_mask

@@ -16,7 +16,7 @@ from moa_predict.data import identities
 def mlp_bundle_dir(sim_dataset, tmp_path_factory):
     """A tiny MLP bundle (attributions need a network), written as `moa train` would."""
     from moa_predict.models import make_model
-    from moa_predict.training.bundle import save_bundle
+    from moa_predict.bundle import save_bundle
     from moa_predict.training.train import train_bundle
 
     model = make_model("mlp", hidden=(16,), epochs=1, g_pca=4, c_pca=2, batch_size=64)

@@ -53,7 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     bundle = tmp / "bundle"
     assert moa_main(["train", "--features", str(table), "--layout", str(layout), "--model", "logreg", "--no-cv",
                      "--param", "epochs=30", "--out", str(bundle)]) == 0
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     loaded = load_bundle(bundle)
     return {"tmp": tmp, "table": table, "layout": layout, "bundle": bundle, "loaded": loaded,

@@ -16,7 +16,7 @@ from moa_predict.data.dataset import load_dataset, load_features
 from moa_predict.data.errors import DataError
 from moa_predict.models import make_model
 from moa_predict.simulate.cmap import simulate_gctx
-from moa_predict.training.bundle import load_bundle, save_bundle
+from moa_predict.bundle import load_bundle, save_bundle
 from moa_predict.training.train import train_bundle
 
 TINY = {"hidden": [16], "epochs": 4, "batch_size": 64, "g_pca": 8, "c_pca": 4, "aux": False}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.models import make_model
 from moa_predict.models.knn import brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, paper_inputs

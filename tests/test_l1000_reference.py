@@ -22,7 +22,7 @@ needs_consensus = pytest.mark.skipif(not CONSENSUS.is_file(), reason=f"the real 
 
 @pytest.fixture(scope="module")
 def reference():
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     return load_bundle(L1000_REFERENCE)
 
@@ -124,7 +124,7 @@ def test_retraining_with_the_command_reproduces_the_shipped_card(reference, tmp_
     subprocess.run([sys.executable, str(root / "bench" / "l1000_reference.py"), "--only-chosen", chosen,
                     "--out", str(tmp_path / "b"), "--docs", str(tmp_path / "docs")], check=True,
                    capture_output=True, text=True, timeout=1800)
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     again = load_bundle(tmp_path / "b")
     assert again.target_names == reference.target_names and again.feature_columns == reference.feature_columns

@@ -137,7 +137,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_train_fits_the_target_set_beside_the_moas(trained: Path) -> None:
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     bundle = load_bundle(trained / "bundle")
     part = bundle.label_set("target")
@@ -168,7 +168,7 @@ def test_predict_targets_out_has_the_ids_of_the_predictions(trained: Path) -> No
 
 
 def test_targets_out_without_a_label_set_is_one_error(trained: Path, tmp_path: Path) -> None:
-    from moa_predict.training.bundle import load_bundle, save_bundle
+    from moa_predict.bundle import load_bundle, save_bundle
 
     bundle = load_bundle(trained / "bundle")
     bundle.label_sets = {}

@@ -256,7 +256,7 @@ def test_single_label_scores() -> None:
 
 def test_custom_layout_bundle_round_trip(table_file: Path, tmp_path: Path) -> None:
     from moa_predict.models.registry import make_model
-    from moa_predict.training.bundle import load_bundle, save_bundle
+    from moa_predict.bundle import load_bundle, save_bundle
     from moa_predict.training.train import train_bundle
 
     frame = _table()
@@ -329,7 +329,7 @@ def test_cli_train_predict_levels_on_a_simulated_screen(tmp_path: Path) -> None:
     # a LISH-MoA bundle has no treatment columns: --level says so instead of guessing
     from moa_predict.data.errors import DataError
     from moa_predict.inference.levels import level_columns
-    from moa_predict.training.bundle import Bundle
+    from moa_predict.bundle import Bundle
 
     with pytest.raises(DataError, match="LISH-MoA layout"):
         level_columns(Bundle(model=None, target_names=[]), "treatment")
@@ -337,7 +337,7 @@ def test_cli_train_predict_levels_on_a_simulated_screen(tmp_path: Path) -> None:
 
 def test_knn_votes_of_nearest_treatments(table_file: Path, tmp_path: Path) -> None:
     from moa_predict.models.registry import make_model
-    from moa_predict.training.bundle import load_bundle, save_bundle
+    from moa_predict.bundle import load_bundle, save_bundle
     from moa_predict.training.train import train_bundle
 
     frame = _table()

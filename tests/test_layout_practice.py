@@ -117,7 +117,7 @@ def test_every_documented_normalisation_trains(tmp_path: Path, method: str) -> N
 
 
 def load_layout_from_bundle(path: Path):
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     return load_bundle(path).layout
 
@@ -164,7 +164,7 @@ def test_a_block_without_pca_enters_as_its_columns() -> None:
 def test_bundle_keeps_its_joins(tmp_path: Path) -> None:
     """A bundle trained through a layout with an image-table join predicts the raw per-well file as it is (the
     join is stored in the bundle), and an upload that carries the joined columns itself keeps them."""
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     files = _screen(tmp_path)
     layout = tmp_path / "layout.toml"

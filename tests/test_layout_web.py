@@ -29,7 +29,7 @@ from moa_predict.data.layout import load_layout  # noqa: E402
 from moa_predict.data.profiles import load_profiles  # noqa: E402
 from moa_predict.explain.report import explain_upload  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
-from moa_predict.training.bundle import load_bundle, save_bundle  # noqa: E402
+from moa_predict.bundle import load_bundle, save_bundle  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 

@@ -15,7 +15,7 @@ from sklearn.base import clone
 from moa_predict.data.dataset import load_features
 from moa_predict.models import make_model
 from moa_predict.models.training import TrainConfig, exact_float32, one_cycle
-from moa_predict.training.bundle import load_bundle, save_bundle
+from moa_predict.bundle import load_bundle, save_bundle
 from moa_predict.training.train import train_bundle
 
 FIXTURES = Path(__file__).parent / "fixtures"

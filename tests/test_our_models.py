@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.data import schema
 from moa_predict.training.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from torch import nn
 
-from moa_predict.training.bundle import Bundle, load_bundle, save_bundle
+from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.cli import main
 from moa_predict.data import schema
 from moa_predict.training.crossval import cross_validate

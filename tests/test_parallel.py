@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from moa_predict.training.bundle import Bundle
+from moa_predict.bundle import Bundle
 from moa_predict.data import schema
 from moa_predict.models import make_model
 from moa_predict.runtime.threads import map_row_chunks

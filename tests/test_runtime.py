@@ -15,7 +15,7 @@ from moa_predict.data import schema
 from moa_predict.explain.report import explain_profiles
 from moa_predict.models import make_model
 from moa_predict.runtime.threads import limit_threads, set_threads
-from moa_predict.training.bundle import Bundle
+from moa_predict.bundle import Bundle
 
 START = 2  # a count other than the limit, so a lost restore shows
 

@@ -288,7 +288,7 @@ def test_serve_warns_on_a_network_address_without_a_token(bundle, tmp_path, monk
     from moa_predict.web.server import serve
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
-    from moa_predict.training.bundle import save_bundle
+    from moa_predict.bundle import save_bundle
 
     save_bundle(bundle, tmp_path / "bundle")
     serve(tmp_path / "bundle", host="0.0.0.0", port=port, data_dir=tmp_path / "d1")

@@ -20,7 +20,7 @@ from moa_predict.inference import stream
 from moa_predict.models import make_model
 from moa_predict.runtime.background import Serial, prefetched
 from moa_predict.simulate.cmap import simulate_gctx
-from moa_predict.training.bundle import load_bundle, save_bundle
+from moa_predict.bundle import load_bundle, save_bundle
 from moa_predict.training.train import train_bundle
 
 TINY = {"hidden": [16], "epochs": 2, "batch_size": 64, "g_pca": 8, "c_pca": 4, "aux": False}

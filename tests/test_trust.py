@@ -96,7 +96,7 @@ def test_recalibration_fixes_overconfidence_without_hurting_log_loss():
 @pytest.fixture(scope="module")
 def trained(sim_dataset, tmp_path_factory):
     from moa_predict.models.prior import PriorModel
-    from moa_predict.training.bundle import save_bundle
+    from moa_predict.bundle import save_bundle
     from moa_predict.training.train import train_bundle
 
     bundle, _ = train_bundle(PriorModel(), sim_dataset, n_splits=5, seed=0, progress=False, command="test")
@@ -104,7 +104,7 @@ def trained(sim_dataset, tmp_path_factory):
 
 
 def test_bundle_round_trips_the_trust_layer(trained):
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     path, bundle = trained
     loaded = load_bundle(path)
@@ -118,7 +118,7 @@ def test_bundle_round_trips_the_trust_layer(trained):
 def test_a_bundle_without_sets_still_loads(trained, tmp_path):
     import shutil
 
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
 
     path, _ = trained
     old = tmp_path / "old"

@@ -76,7 +76,7 @@ def client(bundle_path):
     pytest.importorskip("httpx")
     from fastapi.testclient import TestClient
 
-    from moa_predict.training.bundle import load_bundle
+    from moa_predict.bundle import load_bundle
     from moa_predict.web import create_app
 
     return TestClient(create_app(load_bundle(bundle_path)), raise_server_exceptions=False)

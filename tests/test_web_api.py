@@ -543,7 +543,7 @@ def test_cli_serve_builds_the_app_with_its_upload_limit(bundle, features, tmp_pa
     import uvicorn
 
     from moa_predict.cli import main
-    from moa_predict.training.bundle import save_bundle
+    from moa_predict.bundle import save_bundle
 
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))

@@ -22,7 +22,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from moa_predict.models.prior import PriorModel  # noqa: E402
-from moa_predict.training.bundle import load_bundle, save_bundle  # noqa: E402
+from moa_predict.bundle import load_bundle, save_bundle  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.web.db import DB_NAME, MIGRATIONS, SCHEMA_VERSION  # noqa: E402

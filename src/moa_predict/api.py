@@ -52,7 +52,7 @@ def _as_source(data: pd.DataFrame | str | os.PathLike, name: str | None) -> tupl
 
 class Model:
     """A trained bundle with the questions a notebook asks of it. ``bundle_`` is the underlying
-    ``training.bundle.Bundle`` (probabilities, sets, calls, reference index)."""
+    ``bundle.Bundle`` (probabilities, sets, calls, reference index)."""
 
     def __init__(self, bundle: Any) -> None:
         self.bundle_ = bundle
@@ -160,7 +160,7 @@ _CALL_NAMES = {"kind": "call_kind", "estimated_precision": "call_precision", "re
 
 def load(bundle: str | os.PathLike = "l1000-reference") -> Model:
     """A trained model: a built-in name (``l1000-reference``) or a bundle directory written by ``moa train``."""
-    from .training.bundle import load_bundle
+    from .bundle import load_bundle
 
     return Model(load_bundle(bundle))
 

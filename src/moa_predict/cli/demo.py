@@ -33,7 +33,7 @@ class DemoResult:
 def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, seed: int = 0,
              model: str | None = None, cv: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole job in `workdir` and return where everything went (with `cv`, cross-validate first)."""
-    from ..training.bundle import load_bundle, save_bundle
+    from ..bundle import load_bundle, save_bundle
     from ..data.dataset import load_dataset, load_features, load_targets
     from ..data.io import write_table, write_text
     from ..simulate import simulate, write_simulated
@@ -98,7 +98,7 @@ def real_examples(workdir: Path, log: Callable[[str], None] = print) -> Path:
     from ..data.builtin import L1000_EXAMPLES
     from ..data.io import write_table
     from ..inference.levels import predict_level
-    from ..training.bundle import load_bundle
+    from ..bundle import load_bundle
 
     reference = load_bundle(L1000_REFERENCE)
     frame, _ = predict_level(reference, L1000_EXAMPLES, "compound")

@@ -49,7 +49,7 @@ def _evaluation_prior(bundle_path: str | None, names: list[str]) -> tuple[Any, s
     """The bundle's training prevalence for these targets, or (None, "") without a bundle."""
     if not bundle_path:
         return None, ""
-    from ..training.bundle import load_bundle
+    from ..bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
     prevalence = bundle.training_prevalence()

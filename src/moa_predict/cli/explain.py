@@ -18,7 +18,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     from ..data.dataset import load_dataset, load_features
     from ..data.io import write_text
     from ..explain.report import explain_upload
-    from ..training.bundle import load_bundle
+    from ..bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
     if bundle.layout is not None:  # a lab's own layout: read through it (plate normalisation needs whole plates)

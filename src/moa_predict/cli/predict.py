@@ -44,7 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         return _predict_level(args)
     else:
         from ..inference.stream import predict_file
-        from ..training.bundle import load_bundle
+        from ..bundle import load_bundle
 
         bundle = load_bundle(args.bundle)
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
@@ -109,7 +109,7 @@ def _predict_level(args: argparse.Namespace) -> None:
     """--level treatment / compound: each treatment's (or compound's) wells averaged, then called."""
     from ..data.io import write_table
     from ..inference.levels import predict_level
-    from ..training.bundle import load_bundle
+    from ..bundle import load_bundle
 
     if args.sets_out:
         raise DataError("--sets-out is per profile; use it with --level profile.")

@@ -24,7 +24,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ..training.bundle import save_bundle
+    from ..bundle import save_bundle
     from ..data.io import write_text
     from ..models import DEFAULT_MODEL, make_model
     from ..training.train import train_bundle

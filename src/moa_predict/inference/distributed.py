@@ -31,7 +31,7 @@ from ..data.errors import DataError
 from ..data.io import atomic_path
 from ..data.partitions import DEFAULT_PARTITION_ROWS, Partition, iter_partition, plan_partitions
 from ..runtime.threads import set_threads
-from ..training.bundle import Bundle, load_bundle
+from ..bundle import Bundle, load_bundle
 from .stream import StreamSummary, Writer, predict_features, written
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}

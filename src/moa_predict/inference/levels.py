@@ -16,7 +16,7 @@ from ..data.io import Source
 from ..data.profiles import treatment_keys, treatment_means
 from ..evaluation.calibration import sigmoid
 from ..evaluation.trust import pool_logits
-from ..training.bundle import Bundle
+from ..bundle import Bundle
 
 LEVELS = ("profile", "treatment", "compound")
 

@@ -25,7 +25,7 @@ from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, m
 from ..data.io import Source, atomic_path
 from ..runtime.background import Serial, prefetched
 from ..runtime.workers import release_memory
-from ..training.bundle import Bundle
+from ..bundle import Bundle
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ..models.base import MoAModel
 from ..models.blend import BlendModel
 from ..models.default import GENE_ONLY_MEMBERS
 from ..runtime.progress import elapsed
-from .bundle import Bundle
+from ..bundle import Bundle
 from .controls import cv_field_report
 from .stacking import cross_validate_blend
 

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..training.bundle import Bundle, load_bundle
+from ..bundle import Bundle, load_bundle
 from . import middleware
 from .auth import LoginRoute, TokenMiddleware
 from .jobs import JobQueue

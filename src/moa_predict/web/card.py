@@ -18,7 +18,7 @@ from ..data.gene_blocks import NAMING_TEXT, describe, layout_genes
 from ..data.identities import block_summary
 from ..evaluation.field_metrics import figure_rows
 from ..evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW
-from ..training.bundle import Bundle
+from ..bundle import Bundle
 
 NOT_PREDICTABLE = "not predictable from this training data"
 """What every page, chart and download says of a MoA the model answers with its training frequency."""

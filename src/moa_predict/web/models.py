@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..data.errors import DataError
-from ..training.bundle import Bundle
+from ..bundle import Bundle
 from .service import ModelService
 from .settings import WebSettings
 from .store import Prediction, ResultStore, ResultUnavailable

@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ..training.bundle import Bundle
+from ..bundle import Bundle
 from ..data import schema
 from ..data.chunks import load_upload
 from ..data.io import jsonable
