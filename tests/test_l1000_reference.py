@@ -155,7 +155,7 @@ def test_a_gctx_streams_through_the_layout_in_chunks_with_the_answers_of_a_whole
     from moa_predict.inference.stream import predict_file
 
     table = _examples_gctx(tmp_path / "ex.gctx", copies=3)
-    assert reference.iter_profiles(tmp_path / "ex.gctx") is not None
+    assert reference.reads_in_chunks
     whole = predict_file(reference, tmp_path / "ex.gctx", tmp_path / "whole.csv", chunk_rows=10_000,
                          progress=False, keep_columns=True)
     chunked = predict_file(reference, tmp_path / "ex.gctx", tmp_path / "chunks.csv", chunk_rows=7,

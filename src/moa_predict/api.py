@@ -37,12 +37,12 @@ def _as_source(data: pd.DataFrame | str | os.PathLike, name: str | None) -> tupl
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"expected a DataFrame or a file path, got {type(data).__name__}")
     frame = data.reset_index() if any(n is not None for n in data.index.names) else data
-    frame.columns = [str(c) for c in frame.columns]
+    frame = frame.rename(columns=str)  # a new frame: the caller's keeps its column labels
     buffer = io.BytesIO()
     try:
         frame.to_parquet(buffer, index=False)
         label = f"{name or FRAME_NAME}.parquet"
-    except (ValueError, TypeError, ImportError, Exception):  # noqa: BLE001 - pyarrow raises many types here
+    except Exception:  # noqa: BLE001 - pyarrow raises many types for columns it cannot store
         buffer = io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
         label = f"{name or FRAME_NAME}.csv"
     buffer.seek(0)

@@ -110,18 +110,21 @@ class Bundle:
                                  allow_gene_only=self.gene_only is not None)
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
 
-    def iter_profiles(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
-                      part: Any = None) -> Iterator[pd.DataFrame] | None:
-        """An upload's features in row chunks (``data.profiles.iter_profiles``: flat memory, files of any size;
-        `part`: one partition of it, a cluster task's) when this bundle's layout reads profiles one at a time and
-        `src` is a path; None when the file must be read whole (``read_profiles``): plate normalisation or
-        whitening, a file object, or no layout."""
+    @property
+    def reads_in_chunks(self) -> bool:
+        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.streams``), so a file
+        can be read in row chunks or partitions; False without a layout, or for plate normalisation / whitening."""
         layout = self.layout
-        if layout is None or self.normalizer is None or not isinstance(src, (str, os.PathLike)):
-            return None
-        if not streams(layout, self.normalizer):
-            return None
-        return (d.features for d in iter_profiles(src, layout, feature_columns=self.feature_columns,
+        return layout is not None and self.normalizer is not None and streams(layout, self.normalizer)
+
+    def layout_frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
+                      part: Any = None) -> Iterator[pd.DataFrame]:
+        """An upload's features read through this bundle's layout: in row chunks when it ``reads_in_chunks`` and
+        `src` is a path (``data.profiles.iter_profiles``: flat memory, files of any size; `part`: one partition
+        of it, a cluster task's), else read whole here (``read_profiles``) and given as one frame."""
+        if not (self.reads_in_chunks and isinstance(src, (str, os.PathLike))):
+            return iter([self.read_profiles(src, name=name)])
+        return (d.features for d in iter_profiles(src, self.layout, feature_columns=self.feature_columns,
                                                    normalizer=self.normalizer, name=name, chunk_rows=chunk_rows,
                                                    metadata=self._stored_metadata(), part=part))
 

@@ -24,6 +24,7 @@ from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
 from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
+from .chunks import SigIds, _checked, _table_chunks, parquet_frames, shift_row
 from .frame_attrs import Shared
 from .normalize import ProfileNormalizer, scale_profiles
 from .partitions import Partition
@@ -374,8 +375,6 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
     `part`: only this partition of the file (``data.partitions``: GCTX/h5ad samples or Parquet row groups, a
     cluster task's share), rows and ids still counted from the start of the file; ids are checked for repeats
     within the partition (across partitions: the caller's check)."""
-    from .chunks import SigIds, shift_row
-
     if not streams(layout, normalizer):
         raise ValueError("this layout normalises whole plates: read the table whole (load_profiles)")
     source = _name(path, name)
@@ -400,8 +399,6 @@ def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as
     """``read_raw_table`` in chunks of at most `rows` profiles: CSV/Parquet by record batches (``chunks``),
     GCTX/h5ad by sample blocks; a GCT file, or a table whose genes are rows, is read whole (one chunk).
     `part`: a partition's samples or row groups only (``data.partitions``; "whole": the file)."""
-    from .chunks import _checked, _table_chunks, parquet_frames
-
     if part is not None and part.kind == "row_groups":
         yield from parquet_frames(Path(path), source, rows, part.row_groups)
         return
@@ -411,8 +408,9 @@ def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as
     if kind == "hdf5":
         first, last = (part.first, part.last) if part is not None and part.kind == "samples" else (0, None)
         with open_genes(path, name=source, max_bytes=None, whole=False) as genes:
+            ids = genes.genes["id"].tolist()
             for meta, values in genes.blocks(rows, first=first, last=last):
-                frame = _sample_rows(pd.DataFrame(values, columns=genes.genes["id"].tolist()), meta, genes.genes)
+                frame = _sample_rows(pd.DataFrame(values, columns=ids), meta, genes.genes)
                 del meta, values
                 yield frame
         return

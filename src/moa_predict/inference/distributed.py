@@ -68,8 +68,7 @@ def score_partition(bundle_path: str, features_path: str, part: Partition, chunk
     bundle = worker_bundle(bundle_path, threads)
     summary = StreamSummary()
     if bundle.layout is not None:  # a lab's layout: its partition in chunks when it streams, else the whole file
-        streamed = bundle.iter_profiles(features_path, chunk_rows=chunk_rows, part=part)
-        frames = streamed if streamed is not None else iter([bundle.read_profiles(features_path)])
+        frames = bundle.layout_frames(features_path, chunk_rows=chunk_rows, part=part)
     else:
         frames = iter_partition(features_path, part, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows)
     parts = [written(frame, keep_columns)
@@ -107,7 +106,7 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
     bundle = load_bundle(bundle_path)  # a bad bundle is one clear error here, before any task starts
     parts = plan_partitions(src, rows=partition_rows, chunk_rows=chunk_rows)
     layout = bundle.layout is not None
-    if layout and (bundle.iter_profiles(src) is None or any(p.kind == "bytes" for p in parts)):
+    if layout and (not bundle.reads_in_chunks or any(p.kind == "bytes" for p in parts)):
         # a layout normalising whole plates, or a CSV (its byte ranges carry no row numbers): one task
         parts = [Partition(0, 1, "whole")]
     ahead = in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))

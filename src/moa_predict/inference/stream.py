@@ -202,8 +202,9 @@ def call_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, prec
     the precision measured for such calls on held-out compounds, and why there is no call."""
     proba = frame[bundle.target_names].to_numpy()
     control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
-    calls = call_model_of(bundle).call(proba, bundle.target_names, precision, "profile", control,
-                                       ood_of(bundle, features))
+    # the flags predict_features already put in the frame, else computed here
+    ood = frame["ood"].to_numpy(bool) if "ood" in frame.columns else ood_of(bundle, features)
+    calls = call_model_of(bundle).call(proba, bundle.target_names, precision, "profile", control, ood)
     calls.insert(0, id_name, frame[schema.SIG_ID].to_numpy())
     return calls[[id_name, "call", "kind", "estimated_precision", "reason"]]
 
@@ -212,9 +213,7 @@ def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, na
             summary: StreamSummary | None, overlap: bool = False,
             ood: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
     if bundle.layout is not None:  # a lab's own layout: in chunks when it reads one profile at a time, else whole
-        streamed = bundle.iter_profiles(src, name=name, chunk_rows=chunk_rows)
-        frames: Iterator[pd.DataFrame] = streamed if streamed is not None else iter([bundle.read_profiles(src,
-                                                                                                    name=name)])
+        frames: Iterator[pd.DataFrame] = bundle.layout_frames(src, name=name, chunk_rows=chunk_rows)
     else:
         frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
     if overlap:
