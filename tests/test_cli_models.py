@@ -47,6 +47,7 @@ def test_a_network_round_trips_through_the_cli(trained, sim_dir, tmp_path):
     assert treated in json.dumps(doc)
 
 
+@pytest.mark.slow  # trains two networks; the fast set keeps the CLI round trip of a network
 def test_seed_reaches_the_network(sim_dir, tmp_path):
     """`moa train --seed` seeds the folds and the network: another seed, another model."""
     runs = {}

@@ -123,6 +123,7 @@ def test_gctx_partitions_read_what_the_whole_file_gives(tmp_path):
     pd.testing.assert_frame_equal(split, whole)
 
 
+@pytest.mark.slow  # a full cross-validation on the cluster; the fast set keeps the cluster predictions
 def test_training_on_the_cluster_gives_the_local_cv_score(client, sim_dataset):
     from moa_predict.models import make_model
     from moa_predict.runtime.workers import joblib_backend
@@ -151,6 +152,7 @@ def test_without_dask_the_commands_say_how_to_install_it(monkeypatch, capsys, bu
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow  # trains a layout bundle; the fast set keeps CSV / Parquet partitions on the cluster
 def test_a_layout_bundle_scores_gctx_partitions_on_the_cluster_as_locally(client, tmp_path):
     """The built-in L1000 reference (a layout bundle reading one profile at a time) on a GCTX: sample partitions
     read through the layout on the workers, the same ids and probabilities as the local streamed path."""

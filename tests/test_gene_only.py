@@ -193,6 +193,7 @@ def test_a_gene_only_blend_says_why_it_has_no_attributions(bundle_dir):
     assert "gene-only companion" in str(raised.value) and "not a differentiable network" not in str(raised.value)
 
 
+@pytest.mark.slow  # the CLI's version of the same notes (test_cmap_time_dose_ood_and_compounds_are_said_not_silent) stays fast
 def test_cmap_time_and_dose_substitutions_are_said_on_the_pages(bundle_dir, sim_dir, tmp_path):
     """Issue 27 item 4: the results page and the compound page say what the CLI and the API say (a 6 h signature
     was answered as 24 h, a 10 uM dose as D1), and each profile's time tag says it is the time the model was
