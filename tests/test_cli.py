@@ -236,7 +236,7 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
 
 
-@pytest.mark.slow  # trains networks twice; test_cli_models' round trip stays in the fast set
+@pytest.mark.slow  # trains networks twice; networks through the CLI stay in the fast set (test_paper_nn.py)
 def test_train_seed_reaches_the_network(capsys, workdir, simulated):
     def train(*extra):
         out = workdir / f"seeded{'_'.join(map(str, extra))}"

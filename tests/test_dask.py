@@ -74,6 +74,7 @@ def test_cluster_predictions_equal_local_csv_and_bundle_loaded_once_per_worker(c
     assert len(loads) == 2 and all(v == {str(bundle_dir.resolve()): 1} for v in loads.values())
 
 
+@pytest.mark.slow  # the CSV partitions' test covers the cluster path in the fast set
 def test_cluster_predictions_equal_local_parquet_row_groups(client, bundle_dir, big_csv, tmp_path):
     src = tmp_path / "features.parquet"
     pd.read_csv(big_csv).to_parquet(src, row_group_size=100)
@@ -98,6 +99,7 @@ def test_a_poisoned_partition_is_one_error_naming_it_and_leaves_no_output(client
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.slow  # the poisoned-partition error stays in the fast set
 def test_repeated_sig_id_across_partitions_is_an_error(client, bundle_dir, big_csv, tmp_path):
     frame = pd.read_csv(big_csv)
     frame.loc[900, "sig_id"] = frame.loc[10, "sig_id"]
