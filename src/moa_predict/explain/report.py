@@ -20,8 +20,8 @@ from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predict
 from ..data.dataset import find_compound_column
 from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
 from .compounds import compound_calls, compound_calls_json
-from .neighbours import reference_meta_columns
-from .ood import OOD_MESSAGE, is_simulated, ood_scores
+from ..reference.neighbours import reference_meta_columns
+from ..reference.ood import OOD_MESSAGE, is_simulated, ood_scores
 
 
 def _plain(value: Any) -> Any:
