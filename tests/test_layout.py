@@ -361,7 +361,7 @@ def test_knn_votes_of_nearest_treatments(table_file: Path, tmp_path: Path) -> No
 
 def test_layout_flags_build_or_override_a_layout(tmp_path: Path) -> None:
     from moa_predict.cli.main import build_parser
-    from moa_predict.cli.layout import layout_from_args
+    from moa_predict.cli.layout import layout_asked, layout_from_args
 
     parser = build_parser()
     args = parser.parse_args(["train", "--features", "x.csv", "--out", "b", "--group", "Metadata_compound",
@@ -379,7 +379,8 @@ def test_layout_flags_build_or_override_a_layout(tmp_path: Path) -> None:
                               "--normalize", "none"])
     changed = layout_from_args(args)
     assert changed.normalize == "none" and changed.blocks == _layout().blocks
-    assert layout_from_args(parser.parse_args(["train", "--data", "d", "--out", "b"])) is None
+    plain = parser.parse_args(["train", "--data", "d", "--out", "b"])  # no layout named: LISH-MoA's
+    assert not layout_asked(plain) and layout_from_args(plain) == Layout.lish_moa()
     with pytest.raises(DataError, match="annotation-on"):
         layout_from_args(parser.parse_args(["train", "--features", "x", "--out", "b", "--block", "A=A_",
                                             "--annotation", "ann.csv"]))

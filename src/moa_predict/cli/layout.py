@@ -50,12 +50,17 @@ def add_layout_args(p: argparse.ArgumentParser) -> None:
                         "robust_z_pooled (plate median, MAD pooled over every plate's controls); docs/layout.md")
 
 
-def layout_from_args(args: argparse.Namespace) -> Layout | None:
-    """The layout from --layout and the flags (flags override the file's entries); None without either."""
-    flags = any(getattr(args, k, None) for k in ("id", "group", "treatment", "plate", "batch", "controls", "block",
-                                                  "label_column", "annotation", "normalize"))
-    if not args.layout and not flags:
-        return None
+def layout_asked(args: argparse.Namespace) -> bool:
+    """Whether the command line names a layout: --layout or any of the layout flags."""
+    return bool(args.layout) or any(getattr(args, k, None) for k in (
+        "id", "group", "treatment", "plate", "batch", "controls", "block", "label_column", "annotation", "normalize"))
+
+
+def layout_from_args(args: argparse.Namespace) -> Layout:
+    """The layout from --layout and the flags (flags override the file's entries); the shipped LISH-MoA layout
+    without either (``layout_asked``)."""
+    if not layout_asked(args):
+        return Layout.lish_moa()
     layout = load_layout(args.layout) if args.layout else Layout(blocks=())
     changes: dict = {}
     for key in ("group", "plate", "batch", "normalize"):

@@ -1,6 +1,8 @@
 """A profile layout: which columns of a lab's table are the id, the compound, the plate, the controls, the feature
-blocks and the labels. LISH-MoA is one built-in layout (``Layout.lish_moa()``); any other table is described by a
-small TOML file (``docs/layout.md``) or the same settings as CLI flags, and ``infer_layout`` writes a starting one.
+blocks and the labels. LISH-MoA is a layout like any other, shipped with the package (``builtin/lish_moa.toml``,
+``Layout.lish_moa()``); any other table is described by a small TOML file (``docs/layout.md``) or the same settings
+as CLI flags, and ``infer_layout`` writes a starting one. What differs between tables is declared here (its
+normalisation, controls, labels' source, fixed columns), never decided by the code from the table's origin.
 
 A layout is data, not code: it is stored in every bundle trained on it, so ``moa predict`` and the web app read an
 upload exactly as the training table was read.
@@ -9,6 +11,7 @@ upload exactly as the training table was read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tomllib
@@ -108,6 +111,9 @@ class Labels:
     """A label carried by fewer labelled compounds (rows without a compound column) is listed as "too few
     compounds" and not trained: 1 (keep every label) for ``[labels]``, 2 by default for a ``[label_sets.NAME]``
     (a label with one compound cannot be learnt from the others)."""
+    negatives: bool = False
+    """A profile without any label is known to have none of the MoAs (LISH-MoA's targets: every treated profile was
+    annotated) and is trained on as such; by default it is a profile nobody annotated: predicted, never trained on."""
 
     @property
     def single_label(self) -> bool:
@@ -169,21 +175,30 @@ class Layout:
     exclude: tuple[str, ...] = ()
     """Regexes of columns never used as features, e.g. image-based profiling's blocklist (object locations, object
     numbers, parent/child counts: ``_Location_``, ``AreaShape_Center_``, ``_Parent_``), decided before training."""
+    fixed_columns: bool = False
+    """The table's columns are fixed by a known schema (LISH-MoA's: sig_id, cp_type, cp_time, cp_dose, g-0 ... g-771,
+    c-0 ... c-99), checked cell by cell with that schema's messages (``data.validate``), a directory of its files
+    read as one data set (``data.lish_moa``), and fed to the models' fixed inputs (one-hot dose and time, the
+    public recipe's block PCA); models whose inputs are those exact columns (``needs_full_layout``) need it."""
     base_dir: str = field(default="", compare=False)
     """The directory of the TOML file: relative file paths in it are read from there."""
 
     # -- built-in --------------------------------------------------------------------------------
     @classmethod
     def lish_moa(cls) -> "Layout":
-        """The LISH-MoA layout, for display and documentation: its data keep their dedicated reader."""
-        return cls(name="lish-moa", id=("sig_id",), group="drug_id", treatment=("drug_id", "cp_dose", "cp_time"),
-                   meta_categorical=("cp_time", "cp_dose"), controls=Controls("cp_type", ("ctl_vehicle",)),
-                   blocks=(Block("genes", prefix="g-", pca=50), Block("cells", prefix="c-", pca=15)),
-                   labels=Labels("wide", file="train_targets_scored.csv", key="sig_id"))
+        """The LISH-MoA layout, shipped with the package (``data/builtin/lish_moa.toml``): how LISH-MoA data
+        directories and files are read, and the layout of every bundle trained on them."""
+        return _lish_moa()
 
     @property
     def is_lish_moa(self) -> bool:
         return self.name == "lish-moa"
+
+    @property
+    def unlabelled_are_negatives(self) -> bool:
+        """Whether a profile without any MoA is trained on as having none (``[labels] negatives``), or left out of
+        training as not annotated."""
+        return self.labels is not None and self.labels.negatives
 
     @property
     def single_label(self) -> bool:
@@ -258,6 +273,13 @@ class Layout:
         """The blocks whose columns are genes (``genes = ...``)."""
         return tuple(b for b in self.blocks if b.genes is not None)
 
+    def present_blocks(self, columns: list[str]) -> dict[str, list[str]]:
+        """The columns each block catches among `columns` (blocks catching none left out, no error): a frame read
+        before, such as a subset of a data set's features."""
+        meta = set(self.meta_columns()) | set(self.ignore) | set(self.label_columns())
+        blocks = {b.name: [c for c in columns if c not in meta and b.matches(c)] for b in self.blocks}
+        return {k: v for k, v in blocks.items() if v}
+
     def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
@@ -291,13 +313,16 @@ class Layout:
         for lab in [d["labels"], *(lab for _, lab in d["label_sets"])]:
             if lab is not None:
                 lab["on"] = dict(lab["on"])
+                if not lab["negatives"]:
+                    del lab["negatives"]  # the default: stored layouts stay as they were
         if d["labels"] is not None and d["labels"]["min_compounds"] == 1:
             del d["labels"]["min_compounds"]  # the default of [labels]: stored layouts stay as they were
         d["label_sets"] = {name: lab for name, lab in d["label_sets"]}
         for m in d["metadata"]:
             m["on"] = dict(m["on"])
         d["about"] = dict(d["about"])
-        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1), ("profile_scale", "none")):
+        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1), ("profile_scale", "none"),
+                             ("fixed_columns", False)):
             if d[key] == default:
                 del d[key]
         return _drop_empty(d)
@@ -338,6 +363,7 @@ class Layout:
                          align_batches=None if d.get("align_batches") is None else float(d["align_batches"]),
                          ignore=tuple(_as_list(d.get("ignore", ()))), exclude=tuple(_as_list(d.get("exclude", ()))),
                          profile_scale=str(d.get("profile_scale", "none")),
+                         fixed_columns=_flag(d.get("fixed_columns", False), "fixed_columns"),
                          about=tuple((str(k), str(v)) for k, v in dict(d.get("about") or {}).items()),
                          base_dir=base_dir)
         except (KeyError, TypeError) as exc:
@@ -398,11 +424,27 @@ class Layout:
                             "name of [labels]).", source=source)
 
 
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _lish_moa() -> Layout:
+    """The shipped LISH-MoA layout, read once."""
+    from importlib import resources
+
+    text = resources.files("moa_predict.data").joinpath("builtin/lish_moa.toml").read_text(encoding="utf-8")
+    return Layout.from_dict(tomllib.loads(text), source="lish_moa.toml (shipped)")
+
+
 def _labels_entry(d: dict[str, Any], source: str, where: str, min_compounds: int = 1) -> Labels:
     """A ``[labels]`` or ``[label_sets.NAME]`` table as ``Labels`` (`min_compounds`: its default there)."""
     entry = dict(_check_keys(d, Labels, source, where))
     entry["on"] = _pairs(entry.get("on", ()))
     entry["min_compounds"] = int(entry.get("min_compounds", min_compounds))
+    entry["negatives"] = _flag(entry.get("negatives", False), f"{where}.negatives")
     return Labels(**entry)
 
 

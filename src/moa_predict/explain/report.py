@@ -19,6 +19,7 @@ from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
 from ..data.dataset import find_compound_column
 from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
+from ..data.layout import Layout
 from .compounds import compound_calls, compound_calls_json
 from .neighbours import reference_meta_columns
 from .ood import OOD_MESSAGE, is_simulated, ood_scores
@@ -71,12 +72,12 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     proba = bundle.predict_proba(features)
     # times and doses the model was asked in place of the file's own (CMap signatures): said, never silent
     warnings: list[str] = substitution_notes(features.attrs.get(SUBSTITUTED_ATTR))
-    layout = getattr(bundle, "layout", None)
-    if compound_column is None and layout is not None and layout.group in features.columns:
-        compound_column = layout.group  # another layout: its compound (group) column
+    layout = bundle_layout(bundle)
+    if compound_column is None and layout.group in features.columns:
+        compound_column = layout.group  # the layout's compound (group) column
     compound_col = find_compound_column(features, compound_column)
-    meta_cols = ([c for c in reference_meta_columns(layout) if c in features.columns] if layout is not None
-                 else None)
+    # what describes a profile: LISH-MoA's dose and time (fixed columns), else the layout's own meta columns
+    meta_cols = [] if layout.fixed_columns else [c for c in reference_meta_columns(layout) if c in features.columns]
 
     # -- attributions -------------------------------------------------------------------------------------
     attr_part: dict[str, Any] = {"available": False, "message": None, "method": None}
@@ -126,7 +127,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     for i, sig in enumerate(features.index):
         row = features.iloc[i]
         order = np.argsort(-proba[i], kind="stable")[:top_moas] if treated[i] else []
-        where = ({"cp_time": int(row[schema.CP_TIME]), "cp_dose": str(row[schema.CP_DOSE])} if meta_cols is None
+        where = ({"cp_time": int(row[schema.CP_TIME]), "cp_dose": str(row[schema.CP_DOSE])} if layout.fixed_columns
                  else {"meta": {c: _plain(row[c]) for c in meta_cols}})
         profiles.append({
             "sig_id": str(sig),
@@ -157,6 +158,11 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
             "compound_column": compound_col, "compounds": compounds, "global": global_view, "warnings": warnings}
 
 
+def bundle_layout(bundle: Any) -> Layout:
+    """The layout a bundle was trained on; a bundle saved without one is LISH-MoA's."""
+    return getattr(bundle, "layout", None) or Layout.lish_moa()
+
+
 def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict[str, Any]:
     """Attributions only (``explain_predictions`` on a bundle); raises ``AttributionUnavailable``."""
     return explain_predictions(bundle.model, features, bundle.target_names, proba=bundle.predict_proba(features),
@@ -166,8 +172,8 @@ def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict
 def compound_report(bundle: Any, features: pd.DataFrame, *, column: str | None = None,
                     top_k: int = 5, n_moas: int = 10) -> list[dict[str, Any]]:
     """Compound-level calls of an upload (``[]`` when it has no compound column)."""
-    layout = getattr(bundle, "layout", None)
-    if column is None and layout is not None and layout.group in features.columns:
+    layout = bundle_layout(bundle)
+    if column is None and layout.group in features.columns:
         column = layout.group
     calls = compound_calls(features, bundle.predict_proba(features), bundle.target_names, column=column,
                            top_k=top_k, n_moas=n_moas)

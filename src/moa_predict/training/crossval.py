@@ -79,8 +79,6 @@ def describe_rows(data: Dataset) -> str:
     n_ctl = int(data.is_control.sum())
     n_trt = len(data.features) - n_ctl
     layout = data.layout
-    if layout is None:
-        return f"{n_trt:,} treated rows ({schema.TREATED}); {n_ctl:,} control rows excluded and predicted 0"
     controls = ("" if layout.controls is None
                 else f" ({layout.controls.column} = {' or '.join(map(str, layout.controls.values))})")
     return f"{n_trt:,} treated rows; {n_ctl:,} control rows{controls} excluded and predicted 0"
