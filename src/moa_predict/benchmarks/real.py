@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import Dataset
 from ..data.errors import DataError
-from ..data.layout import Layout, layout_spec, load_layout, spec_feature_columns
+from ..data.layout import Layout, load_layout
 from ..data.profiles import load_profiles, treatment_keys, treatment_means
 
 PUBLISHED = {
@@ -123,7 +123,7 @@ Method = Callable[[Dataset, Treatments, np.ndarray, np.ndarray, np.ndarray], np.
 def nearest_neighbour(wells: Dataset, t: Treatments, train_wells: np.ndarray, candidates: np.ndarray,
                       queries: np.ndarray) -> np.ndarray:
     """The field's baseline: the MoA of the most correlated other treatment mean (Pearson)."""
-    x = t.data.features[spec_feature_columns(layout_spec(t.data.features))].to_numpy(np.float64)
+    x = t.data.features[t.data.feature_columns].to_numpy(np.float64)
     x = x - x.mean(axis=1, keepdims=True)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     sim = x[queries] @ x[candidates].T

@@ -23,7 +23,7 @@ from .errors import DataError
 from .cmap import detect_format
 from .gene_features import load_gene_features, looks_like_gene_table
 from .io import Source, find_table, read_table
-from .layout import Layout
+from .layout import Layout, ModelInputs
 from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
                        validate_drugs, validate_features, validate_targets)
 
@@ -49,6 +49,14 @@ class Dataset:
     blocks: dict[str, list[str]] = field(default_factory=dict)
     """The feature columns of each of the layout's blocks, as read (a gene-only CMap table has no cell block);
     empty: every column of the frame a block of the layout catches."""
+    label_set: str | None = None
+    """The layout's extra label set the targets are (``[label_sets.NAME]``), None for its MoAs (``[labels]``)."""
+
+    @property
+    def inputs(self) -> ModelInputs:
+        """What a model fits on in these profiles (``models.base.MoAModel.fit``'s `inputs`)."""
+        return ModelInputs.of(self.layout, list(self.features.columns), blocks=self.blocks or None,
+                              single_label=self.single_label)
 
     @property
     def feature_columns(self) -> list[str]:
@@ -57,7 +65,8 @@ class Dataset:
 
     @property
     def single_label(self) -> bool:
-        return self.layout.single_label
+        labels = self.layout.labels if self.label_set is None else self.layout.label_set(self.label_set)
+        return labels is not None and labels.single_label
 
     @property
     def target_names(self) -> list[str]:
@@ -121,9 +130,13 @@ def find_compound_column(features: pd.DataFrame, column: str | None = None) -> s
     return next((c for c in COMPOUND_COLUMNS if c in features.columns), None)
 
 
+CONTROL_COLUMN = schema.CP_TYPE
+"""The column of every read frame (any layout) that says treated or control (``control_mask``)."""
+
+
 def control_mask(features: pd.DataFrame) -> np.ndarray:
     """True for control (vehicle) rows, which carry no MoA by definition."""
-    return (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    return (features[CONTROL_COLUMN] == schema.CONTROL).to_numpy()
 
 
 def load_features(src: Source, *, name: str | None = None, max_bytes: int | None = None,

@@ -29,22 +29,6 @@ if TYPE_CHECKING:
 
     from .normalize import ProfileNormalizer
 
-SPEC = "moa_layout"
-"""The key of ``DataFrame.attrs`` holding the layout spec of a profile frame (see ``layout_spec``)."""
-
-
-def layout_spec(frame: "pd.DataFrame") -> dict[str, Any] | None:
-    """The layout spec a frame read through a layout carries (``data.profiles.load_profiles``): {"blocks": {name:
-    [columns]}, "pca": {name: n}, "meta_categorical": [...], "meta_numeric": [...], "single_label": bool,
-    "treatment": [...], "group": the compound column or None}; None for LISH-MoA frames."""
-    return frame.attrs.get(SPEC)
-
-
-def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
-    """The feature columns of a spec, block after block."""
-    return [c for cols in spec["blocks"].values() for c in cols]
-
-
 def short_name(column: str) -> str:
     """A column's name without CellProfiler's ``Metadata_`` / ``Image_Metadata_`` prefix, lower-case: how a layout's
     meta column is recognised in a table that prefixes it (``pert_iname`` = ``Metadata_pert_iname``)."""
@@ -422,6 +406,50 @@ class Layout:
                 or not all(re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in self.label_set_names)):
             raise DataError("label set names must be unique, made of letters, digits, '_' or '-', and not 'moa' (the "
                             "name of [labels]).", source=source)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model fits on in a frame read through a layout: each block's columns and PCA components, the meta
+    columns the frame has, its treatment and compound columns, single- or multi-label, and whether the columns are a
+    fixed schema's (LISH-MoA: the public recipe's inputs). Given to ``fit`` (scikit-learn's fit parameters): a
+    frame carries no layout. ``Dataset.inputs`` builds it; ``ModelInputs.of(layout, columns)`` for a bare frame."""
+
+    blocks: dict[str, list[str]]
+    pca: dict[str, int]
+    meta_categorical: list[str] = field(default_factory=list)
+    meta_numeric: list[str] = field(default_factory=list)
+    treatment: list[str] = field(default_factory=list)
+    group: str | None = None
+    single_label: bool = False
+    fixed_columns: bool = False
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The feature columns, block after block."""
+        return [c for cols in self.blocks.values() for c in cols]
+
+    @classmethod
+    def of(cls, layout: Layout, columns: list[str], *, blocks: dict[str, list[str]] | None = None,
+           single_label: bool | None = None) -> "ModelInputs":
+        """The inputs of a frame with these `columns` read through `layout` (`blocks`: the reader's, else every
+        column a block catches; `single_label`: of the label set trained, else of the layout's labels)."""
+        have = set(columns)
+        return cls(blocks=dict(blocks or layout.present_blocks(list(columns))),
+                   pca={b.name: int(b.pca) for b in layout.blocks},
+                   meta_categorical=[c for c in layout.meta_categorical if c in have],
+                   meta_numeric=[c for c in layout.meta_numeric if c in have],
+                   # a treatment is defined by all its columns (a training table has them; LISH-MoA's drug_id is
+                   # in another file): without them each profile is its own treatment
+                   treatment=list(layout.treatment) if have.issuperset(layout.treatment) else [],
+                   group=layout.group if layout.group in have else None,
+                   single_label=layout.single_label if single_label is None else single_label,
+                   fixed_columns=layout.fixed_columns)
+
+    @classmethod
+    def lish_moa(cls, columns: list[str]) -> "ModelInputs":
+        """A LISH-MoA frame's inputs (what a model fit without ``inputs`` takes its frame for)."""
+        return cls.of(Layout.lish_moa(), columns)
 
 
 def _flag(value: Any, key: str) -> bool:

@@ -5,8 +5,8 @@ layout is read here.
 
 The internal form is the one every model, explanation and page already speaks: a frame indexed by profile id with
 a ``cp_type`` column (treated / control, from the layout's control rule), the layout's meta columns, and the feature
-columns under their own names. The frame carries its layout spec in ``frame.attrs[SPEC]`` (feature blocks, meta
-columns, single- or multi-label): preprocessing learns its columns from it, so the same models fit any layout.
+columns under their own names. The ``Dataset`` carries the layout and each block's columns (``Dataset.inputs``:
+what a model fits on), never the frame: the same models fit any layout.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .io import Source, read_table
 from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
-from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
+from .layout import Labels, Layout, short_name
 from .chunks import SigIds, _checked, _table_chunks, iter_features, parquet_frames, shift_row
 from .frame_attrs import Shared
 from .normalize import ProfileNormalizer, scale_profiles
@@ -372,7 +372,8 @@ def _fixed_dataset(src: Source, layout: Layout, *, name: str | None, max_bytes: 
     """A fixed-column (LISH-MoA) directory or file as a ``Dataset`` (``data.dataset``'s schema checks)."""
     from .dataset import Dataset, fixed_blocks, load_dataset, load_features, simulated_marker
 
-    if isinstance(src, (str, os.PathLike)) and Path(src).is_dir():
+    if isinstance(src, (str, os.PathLike)) and (Path(src).is_dir() or not (Path(src).exists() or Path(src).suffix)):
+        # a data directory (a missing path without a file suffix: one, whose error says so)
         return load_dataset(src, split="train" if labels else "test")
     kwargs = {} if feature_columns is None else {"feature_columns": feature_columns}
     features = load_features(src, name=name, max_bytes=max_bytes, allow_gene_only=allow_gene_only, **kwargs)
@@ -566,13 +567,6 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
-    features.attrs[SPEC] = Shared({"blocks": blocks, "pca": {b.name: int(b.pca) for b in layout.blocks},
-                            "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
-                            "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
-                            "single_label": spec_labels is not None and spec_labels.single_label,
-                            "treatment": [c for c in layout.treatment if c in meta.columns],
-                            "genes": genes,
-                            "group": layout.group if layout.group in meta.columns else None})
     if gene_reports:
         features.attrs[MAPPING_ATTR] = Shared(notes["genes"])
     targets = drugs = None
@@ -596,7 +590,7 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
         if spec_labels.single_label and (targets.sum(axis=1) > 1).any():
             raise DataError("single-label layout but a row has several MoAs; set labels.separator.", source=source)
     return Dataset(features, targets, None, drugs, source=source, simulated=None, layout=layout, notes=notes,
-                   normalizer=normalizer, blocks=blocks)
+                   normalizer=normalizer, blocks=blocks, label_set=label_set)
 
 
 def _enough_compounds(targets: pd.DataFrame, drugs: pd.Series | None, minimum: int
@@ -637,7 +631,6 @@ def treatment_means(dataset, by: list[str] | None = None):
     layout = dataset.layout
     by = list(by or layout.treatment or [layout.group])
     f = dataset.features.loc[~dataset.is_control]
-    spec = layout_spec(dataset.features)
     feats = dataset.feature_columns
     keys = treatment_keys(f, by)
     grouped = f.groupby(keys.to_numpy(), sort=True)
@@ -648,7 +641,6 @@ def treatment_means(dataset, by: list[str] | None = None):
     meta = grouped[[c for c in f.columns if c not in feats]].first()
     out = pd.concat([meta, means], axis=1)
     out.index.name = schema.SIG_ID
-    out.attrs[SPEC] = spec
     targets = drugs = None
     if dataset.targets is not None:
         t = dataset.targets.loc[~dataset.is_control]
@@ -658,4 +650,4 @@ def treatment_means(dataset, by: list[str] | None = None):
         drugs = dataset.drugs.loc[~dataset.is_control].groupby(keys.to_numpy(), sort=True).first()
         drugs.index = out.index
     return Dataset(out, targets, None, drugs, source=dataset.source, layout=layout, notes=dict(dataset.notes),
-                   blocks=dataset.blocks)
+                   blocks=dataset.blocks, label_set=dataset.label_set)

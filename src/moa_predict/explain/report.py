@@ -17,8 +17,9 @@ import pandas as pd
 from ..data import schema
 from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
-from ..data.dataset import find_compound_column
+from ..data.dataset import control_mask, find_compound_column
 from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
+from ..data.gene_blocks import layout_genes
 from ..data.layout import Layout
 from .compounds import compound_calls, compound_calls_json
 from .neighbours import reference_meta_columns
@@ -78,6 +79,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     compound_col = find_compound_column(features, compound_column)
     # what describes a profile: LISH-MoA's dose and time (fixed columns), else the layout's own meta columns
     meta_cols = [] if layout.fixed_columns else [c for c in reference_meta_columns(layout) if c in features.columns]
+    genes = layout_genes(layout, list(bundle.feature_columns))  # gene columns named by symbol
 
     # -- attributions -------------------------------------------------------------------------------------
     attr_part: dict[str, Any] = {"available": False, "message": None, "method": None}
@@ -85,14 +87,14 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     if attributions:
         subset = features
         if max_attributed is not None:
-            treated_pos = np.flatnonzero((features[schema.CP_TYPE] != schema.CONTROL).to_numpy())
+            treated_pos = np.flatnonzero(~control_mask(features))
             if len(treated_pos) > max_attributed:
                 subset = features.iloc[np.sort(treated_pos[:max_attributed])]
                 warnings.append(f"attributions computed for the first {max_attributed} treated profiles only")
         try:
             sub_proba = proba[features.index.get_indexer(subset.index)]
             res = explain_predictions(model, subset, names, proba=sub_proba, moas=moas, top_moas=top_moas,
-                                      top_k=top_k, n_steps=n_steps, progress=progress)
+                                      top_k=top_k, n_steps=n_steps, progress=progress, genes=genes)
             attr_part = {"available": True, "message": None, "method": res["method"]}
             explained = {p["sig_id"]: p["explanations"] for p in res["profiles"]}
             if res["method"]["forward_consistency"] > 1e-3:
@@ -123,7 +125,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
 
     # -- per profile ----------------------------------------------------------------------------------------
     profiles = []
-    treated = (features[schema.CP_TYPE] != schema.CONTROL).to_numpy()
+    treated = ~control_mask(features)
     for i, sig in enumerate(features.index):
         row = features.iloc[i]
         order = np.argsort(-proba[i], kind="stable")[:top_moas] if treated[i] else []
@@ -151,7 +153,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     if global_data is not None and attr_part["available"]:
         wanted = sorted({e["moa"] for p in profiles for e in p["explanations"]})
         global_view = global_attributions(model, global_data.features, global_data.targets, moas=wanted,
-                                          n_profiles=global_profiles, top_k=top_k)
+                                          n_profiles=global_profiles, top_k=top_k, genes=genes)
     return {"model": model.name, "simulated_training_data": (info.get("training_data") or {}).get("simulated"),
             "n_profiles": len(features), "n_targets": len(names),
             "attributions": attr_part, "reference": ref_part, "profiles": profiles,
@@ -165,6 +167,7 @@ def bundle_layout(bundle: Any) -> Layout:
 
 def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict[str, Any]:
     """Attributions only (``explain_predictions`` on a bundle); raises ``AttributionUnavailable``."""
+    kwargs.setdefault("genes", layout_genes(bundle_layout(bundle), list(bundle.feature_columns)))
     return explain_predictions(bundle.model, features, bundle.target_names, proba=bundle.predict_proba(features),
                                **kwargs)
 

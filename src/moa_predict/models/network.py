@@ -144,7 +144,7 @@ class NetworkModel(MoAModel):
         if inputs == PAPER_INPUTS:
             return paper_inputs(X)
         self.preprocessor_ = clone(inputs)
-        return self.preprocessor_.fit_transform(X)
+        return self.preprocessor_.fit_transform(X, inputs=self.inputs_)
 
     def _inputs(self, X: pd.DataFrame) -> np.ndarray:
         pre = getattr(self, "preprocessor_", None)

@@ -98,7 +98,8 @@ def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
         val = np.flatnonzero(fold == k)
         est = clone(model)
         c0, t0 = cpu_seconds(), time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train], device=device)
+        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train], device=device,
+                inputs=data.inputs)
         yield k, est, val, time.perf_counter() - t0, cpu_seconds() - c0
 
 

@@ -93,9 +93,9 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     what = f"final fit ({len(final.member_specs())} members)" if is_blend else "final fit"
     with elapsed(what, enabled=progress):
         if is_blend:
-            final.fit(X, Y, Y_aux, stack=stack, device=device)
+            final.fit(X, Y, Y_aux, stack=stack, device=device, inputs=data.inputs)
         else:
-            final.fit(X, Y, Y_aux, device=device)
+            final.fit(X, Y, Y_aux, device=device, inputs=data.inputs)
     info = {
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
