@@ -151,8 +151,8 @@ def attribution_overlap(bundle, test, test_y, truth, args, console):
 
 def neighbour_bench(bundle, data, test, test_y, args):
     from moa_predict.data import schema
-    from moa_predict.explain.neighbours import similar_profiles
-    from moa_predict.explain.ood import ood_flags, ood_mask
+    from moa_predict.reference.neighbours import similar_profiles
+    from moa_predict.reference.ood import ood_flags, ood_mask
 
     index = bundle.reference
     treated = test[test[schema.CP_TYPE] == schema.TREATED]

@@ -178,7 +178,7 @@ def level5_check(bundle) -> dict:
                      "compound_rank": comp}
     chance = 5 / len(names)
     rates = [v["top5_rate"] for v in out.values() if v["top5_rate"] is not None]
-    from moa_predict.explain.ood import ood_mask
+    from moa_predict.reference.ood import ood_mask
 
     ood = ood_mask(bundle.reference, data.features) if bundle.reference is not None else np.zeros(0, bool)
     return {"drugs": out, "moas": len(names), "chance_top5": chance, "signatures": int(len(proba)),

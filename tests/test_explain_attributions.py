@@ -251,7 +251,7 @@ def test_global_view_ranks_by_mean_absolute_attribution(paper_nn, sim_dataset):
 
 def test_explain_upload_with_a_network(paper_nn, sim_dataset, test_frame):
     from moa_predict.bundle import Bundle
-    from moa_predict.explain.neighbours import ReferenceIndex
+    from moa_predict.reference.neighbours import ReferenceIndex
     from moa_predict.explain.report import explain_upload
 
     d = sim_dataset

@@ -197,7 +197,7 @@ def test_single_level5_signatures_are_not_flagged_but_shuffled_and_noise_are(ref
     """The reference holds consensus signatures; a real single signature is noisier but still real. The OOD
     check is calibrated against shuffled profiles for such layouts, so the shipped level-5 examples pass while
     their gene-shuffled copies and random noise are flagged."""
-    from moa_predict.explain.ood import ood_mask
+    from moa_predict.reference.ood import ood_mask
 
     features = reference.read_profiles(L1000_EXAMPLES)
     assert ood_mask(reference.reference, features).mean() <= 0.25

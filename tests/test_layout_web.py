@@ -150,7 +150,7 @@ def test_reference_index_uses_the_layout_meta(bundle, upload_features):
 
 
 def test_ood_scores_on_the_layout(bundle, upload_features):
-    from moa_predict.explain.ood import ood_scores
+    from moa_predict.reference.ood import ood_scores
 
     normal = ood_scores(bundle.reference, upload_features)
     assert np.mean([o["flag"] for o in normal]) < 0.2

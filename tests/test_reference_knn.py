@@ -8,7 +8,7 @@ import pytest
 
 from moa_predict.data import schema
 from moa_predict.data.layout import ModelInputs
-from moa_predict.evaluation.calibration import calibration_report, top1_outcomes
+from moa_predict.trust.calibration import calibration_report, top1_outcomes
 from moa_predict.evaluation.metrics import columnwise_log_loss, smoothed_prevalence
 from moa_predict.models.registry import make_model
 

@@ -51,10 +51,10 @@ class Bundle:
     """Training facts: CV report, data fingerprint, package version, created, command."""
     path: Path | None = None
     reference: Any = None
-    """Optional ``explain.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
+    """Optional ``reference.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
     saved as arrays under ``reference.`` and settings under ``"reference"`` in bundle.json."""
     trust: Any = None
-    """Optional ``evaluation.trust.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
+    """Optional ``trust.model.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     normalizer: Any = None
     """The fitted profile normalisation of a custom layout (``data.normalize.ProfileNormalizer``: pooled control
@@ -200,7 +200,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     settings, arrays = bundle.model.get_state()
     reference = None
     if bundle.reference is not None:
-        from ..explain.neighbours import PREFIX as REF_PREFIX
+        from ..reference.neighbours import PREFIX as REF_PREFIX
 
         if any(k.startswith(REF_PREFIX) for k in arrays):
             raise ValueError(f"model arrays may not start with {REF_PREFIX!r} (kept for the reference index)")
@@ -301,7 +301,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                         source=str(path)) from None
     reference = None
     if isinstance(meta.get("reference"), dict):
-        from ..explain.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
+        from ..reference.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
 
         reference = _stored_part(meta["reference"], arrays, REF_PREFIX, ReferenceIndex.from_state,
                                  "the reference index", path)
@@ -320,7 +320,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                         "targets. The bundle is corrupt; retrain it.", source=str(path))
     trust = None
     if isinstance(meta.get("trust"), dict):
-        from ..evaluation.trust import TrustModel
+        from ..trust.model import TrustModel
 
         try:
             trust = TrustModel.from_dict(meta["trust"])

@@ -127,7 +127,7 @@ def _predict_level(args: argparse.Namespace) -> None:
 
 
 def _call_precision(args: argparse.Namespace) -> float:
-    from ..evaluation.calls import DEFAULT_PRECISION
+    from ..trust.calls import DEFAULT_PRECISION
 
     return DEFAULT_PRECISION if args.call_precision is None else args.call_precision
 

@@ -22,8 +22,8 @@ from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
 from ..data.gene_blocks import layout_genes
 from ..data.layout import Layout
 from .compounds import compound_calls, compound_calls_json
-from .neighbours import reference_meta_columns
-from .ood import OOD_MESSAGE, is_simulated, ood_scores
+from ..reference.neighbours import reference_meta_columns
+from ..reference.ood import OOD_MESSAGE, is_simulated, ood_scores
 
 
 def _plain(value: Any) -> Any:

@@ -163,13 +163,13 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
 def _ood(bundle: Bundle, features: pd.DataFrame) -> pd.DataFrame:
     """``ood`` / ``ood_reason`` of each profile, positional index (a control unlike the training controls is
     flagged too: it says something about the plate)."""
-    from ..explain.ood import is_simulated, ood_columns
+    from ..reference.ood import is_simulated, ood_columns
 
     return ood_columns(bundle.reference, features, is_simulated(bundle)).reset_index(drop=True)
 
 
 def call_model_of(bundle: Bundle) -> Any:
-    """The bundle's calls (``evaluation.calls.CallModel``), or one clear DataError saying why there are none."""
+    """The bundle's calls (``trust.calls.CallModel``), or one clear DataError saying why there are none."""
     trust = bundle.trust
     model = None if trust is None else trust.call_model
     if model is None:
@@ -188,10 +188,10 @@ def id_column(bundle: Bundle) -> str:
 
 
 def ood_of(bundle: Bundle, features: pd.DataFrame) -> Any:
-    """The OOD flags of these profiles (``explain.ood``), None when the bundle has no reference index."""
+    """The OOD flags of these profiles (``reference.ood``), None when the bundle has no reference index."""
     if bundle.reference is None:
         return None
-    from ..explain.ood import ood_mask
+    from ..reference.ood import ood_mask
 
     return ood_mask(bundle.reference, features)
 
@@ -296,7 +296,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     reasons.
 
     With `ood` (the default) every treated profile is checked against the bundle's reference index
-    (``explain.ood``): ``summary.ood`` counts the flagged ones, and the ``ood`` / ``ood_reason`` columns are written
+    (``reference.ood``): ``summary.ood`` counts the flagged ones, and the ``ood`` / ``ood_reason`` columns are written
     with `keep_columns` and in the sets file. The check costs about one matrix product with the reference per chunk;
     ``ood=False`` (``moa predict --no-ood``) skips it for files of millions of profiles.
 
@@ -315,7 +315,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                               "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"],
                               "set_size_quantiles": bundle.trust.measured_at(set_level).get("set_size_quantiles")})
     if calls_out is not None:
-        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..trust.calls import DEFAULT_PRECISION
 
         call_precision = DEFAULT_PRECISION if call_precision is None else call_precision
         for answer in (bundle, bundle.gene_only):  # no calls or a bad level fail before any work

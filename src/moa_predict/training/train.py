@@ -17,8 +17,8 @@ from ..data.profiles import metadata_lookups, training_rows
 from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import TOO_FEW, per_target_skill
-from ..evaluation.trust import fit_trust
-from ..explain.neighbours import ReferenceIndex, reference_meta_columns
+from ..trust.model import fit_trust
+from ..reference.neighbours import ReferenceIndex, reference_meta_columns
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
 from ..models.default import GENE_ONLY_MEMBERS
@@ -50,14 +50,14 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     cross-validation it keeps its given weights (no temperature or per-target safeguard), and
     ``info["stack"]`` says which.
 
-    With `reference`, the training profiles are also indexed once (explain.neighbours.ReferenceIndex: similar
+    With `reference`, the training profiles are also indexed once (reference.neighbours.ReferenceIndex: similar
     reference profiles, MoA enrichment, OOD calibration) and stored in the bundle.
 
     With `gene_only` (and data that has a c- block, and a model that can be fit on a subset of the features),
     the same model is also trained, cross-validated on the same folds, on the gene block alone: the bundle's
     ``gene_only`` companion answers profiles that have no cell-viability block (CMap / L1000 signatures).
 
-    With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``evaluation.trust``) is
+    With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``trust.model``) is
     fit on the out-of-fold predictions, and the field's figures (top-k accuracy, micro PR-AUC, macro ROC-AUC,
     retrieval mAP, log loss) are reported beside the prior's and a shuffled-label control's (`shuffled`: auto,
     refit or permute; ``training.controls``; `retrieval`: with the copairs mAP); the per-MoA skill judges each

@@ -108,7 +108,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return {}
-        from ..explain.ood import is_simulated, ood_scores
+        from ..reference.ood import is_simulated, ood_scores
 
         with pred.lock:
             cache = pred.derived.setdefault("reference_rows", {})
@@ -132,7 +132,7 @@ class Explainer:
         with pred.lock:
             table = pred.derived.get("ood_table")
         if table is None:
-            from ..explain.ood import is_simulated, ood_columns
+            from ..reference.ood import is_simulated, ood_columns
 
             table = ood_columns(index, pred.features, is_simulated(self.bundle)).reset_index(drop=True)
             with pred.lock:

@@ -274,11 +274,11 @@ class ModelService:
         return out
 
     def calls(self, pred: Prediction, precision: float | None = None) -> dict[str, Any]:
-        """The confident calls of a stored result at `precision` (default 0.8; ``evaluation.calls``):
+        """The confident calls of a stored result at `precision` (default 0.8; ``trust.calls``):
         ``available``, ``precision``, ``measured`` (precision and coverage on held-out compounds), ``rule``, per row
         ``rows`` (call, kind, estimated_precision, reason, sentence) and per compound ``compounds`` (pooled);
         computed once per level and kept with the result. Without calls: available False and the reason."""
-        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..trust.calls import DEFAULT_PRECISION
 
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
@@ -320,7 +320,7 @@ class ModelService:
         ``available``, per row the `top` targets with probabilities (``rows``), whether they agree with the top MoA
         (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
         measured precision (``calls``); computed once and kept with the result."""
-        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..trust.calls import DEFAULT_PRECISION
         from ..evaluation.consistency import consistency, label_set_proba, top_labels
 
         part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
@@ -472,7 +472,7 @@ def sets_unavailable(bundle: Bundle) -> str:
 
 def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
     """One call as the API and the page give it (NaN and empty strings as null, with its sentence)."""
-    from ..evaluation.calls import call_sentence
+    from ..trust.calls import call_sentence
 
     call = row.get("call") or None
     precision = row.get("estimated_precision")

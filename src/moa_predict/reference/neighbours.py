@@ -14,7 +14,7 @@ the training profiles; this is model-independent, so every bundle (kNN and prior
   references share a scored MoA with the query, against 4% for the cosine of unwhitened components and 1% by
   chance. Each similarity also gets a percentile against the similarities of random pairs of reference
   profiles (the null), so 0.3 can be read as "better than 99.6% of random pairs".
-- Out-of-distribution distance (explain/ood.py): 1 − cosine, in the standardised feature space, to the
+- Out-of-distribution distance (reference/ood.py): 1 − cosine, in the standardised feature space, to the
   nearest reference, NOT whitened, with each profile's part outside the components counted as unshared
   (cos ≈ z_x·z_r / (‖s_x‖·‖s_r‖), s the standardised profile, z its components). Garbage (noise, shuffled
   features) lies mostly outside the components and is unlike every reference; whitening would inflate its
@@ -102,7 +102,7 @@ def _sparse_labels(*tables: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray
 
 def leave_drug_out_distances(index: "ReferenceIndex", sample: int = 5000, seed: int = 0) -> np.ndarray:
     """Nearest-reference OOD distance of (a sample of) the references themselves, other drugs only: the
-    calibration of the OOD threshold (explain/ood.py says why leave-drug-out)."""
+    calibration of the OOD threshold (reference/ood.py says why leave-drug-out)."""
     n = len(index)
     if n < 2:
         return np.zeros(0, dtype=np.float32)
