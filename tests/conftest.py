@@ -54,8 +54,8 @@ def sim_dir(sim_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def sim_dataset(sim_dir):
     """The training part of `sim_dir`, read and validated through the LISH-MoA layout."""
-    from moa_predict.data.layout import Layout
-    from moa_predict.data.profiles import load_profiles
+    from moa_predict.data.profiles.layout import Layout
+    from moa_predict.data.profiles.reader import load_profiles
 
     return load_profiles(sim_dir, Layout.lish_moa())
 

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main as moa_main
-from moa_predict.data import practice
+from moa_predict.data.profiles import practice
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import NORMALIZATIONS, Block, load_layout
-from moa_predict.data.layout_infer import infer_layout
-from moa_predict.data.profiles import load_profiles
+from moa_predict.data.profiles.layout import NORMALIZATIONS, Block, load_layout
+from moa_predict.data.profiles.layout_infer import infer_layout
+from moa_predict.data.profiles.reader import load_profiles
 
 MOAS = {"cpdA": "tubulin", "cpdB": "tubulin", "cpdC": "HDAC", "cpdD": "HDAC", "cpdE": "EGFR", "cpdF": "EGFR"}
 PLATES = ("Week1_101", "Week1_102", "Week2_201", "Week2_202")
@@ -145,7 +145,7 @@ def test_a_block_without_pca_enters_as_its_columns() -> None:
     and in the torch transform used for attributions alike."""
     import torch
 
-    from moa_predict.data.layout import ModelInputs
+    from moa_predict.data.profiles.layout import ModelInputs
     from moa_predict.features.torch_transforms import TorchMoAPreprocessor
     from moa_predict.features.transforms import MoAPreprocessor
 

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
-from moa_predict.data.dataset import Dataset, load_dataset, load_features
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.dataset import Dataset, load_dataset, load_features
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import Layout, ModelInputs
-from moa_predict.data.profiles import iter_profiles, load_profiles, streams
+from moa_predict.data.profiles.layout import Layout, ModelInputs
+from moa_predict.data.profiles.reader import iter_profiles, load_profiles, streams
 
 
 def test_the_shipped_lish_moa_layout_says_what_sets_it_apart() -> None:
@@ -117,8 +117,9 @@ def test_another_layout_is_read_without_attrs_and_fit_through_its_inputs(tmp_pat
     fitted = make_model("knn").fit(X, Y, inputs=inputs)
     assert fitted.single_label_ and fitted.columns_ == data.feature_columns
     # the same frame taken for LISH-MoA profiles has no g-/c- columns: the inputs are what decides
-    with pytest.raises(ValueError):
-        make_model("logreg", epochs=1).fit(X, Y)
+    for name in ("knn", "logreg"):
+        with pytest.raises(ValueError, match="inputs"):
+            make_model(name).fit(X, Y)
     alone = dataclasses.replace(inputs, treatment=[])  # each well its own reference
     assert len(make_model("knn").fit(X, Y, inputs=alone).references_) > len(fitted.references_)
     assert isinstance(inputs, ModelInputs)

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
-from moa_predict.data.layout import ModelInputs
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.layout import ModelInputs
 from moa_predict.trust.calibration import calibration_report, top1_outcomes
 from moa_predict.evaluation.metrics import columnwise_log_loss, smoothed_prevalence
 from moa_predict.models.registry import make_model

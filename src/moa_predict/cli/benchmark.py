@@ -14,8 +14,8 @@ from .common import command_line, console, out
 
 
 def cmd_benchmark_paper(args: argparse.Namespace) -> None:
-    from ..data.layout import Layout
-    from ..data.profiles import load_profiles
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
     from ..benchmarks.paper import run_paper_benchmark
     from ..benchmarks.paper_report import print_report, write_outputs
 
@@ -39,8 +39,8 @@ def _set_torch_threads(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_models(args: argparse.Namespace) -> None:
-    from ..data.layout import Layout
-    from ..data.profiles import load_profiles
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
     from ..benchmarks.models import run_model_benchmark
     from ..benchmarks.models_report import print_report, write_outputs
 

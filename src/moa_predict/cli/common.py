@@ -127,7 +127,7 @@ def member_labels(model: Any, layout: Any = None) -> list[str] | None:
     labels = getattr(model, "member_labels", None)
     if not labels:
         return None
-    from ..data.layout import Layout
+    from ..data.profiles.layout import Layout
 
     layout = layout or Layout.lish_moa()
     return labels(None if layout.fixed_columns else {b.name: int(b.pca) for b in layout.blocks})

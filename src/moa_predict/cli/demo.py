@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.builtin import L1000_REFERENCE
 from .common import console, member_labels, out, print_cv
 
@@ -34,10 +34,10 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
              model: str | None = None, cv: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole job in `workdir` and return where everything went (with `cv`, cross-validate first)."""
     from ..bundle import load_bundle, save_bundle
-    from ..data.dataset import load_targets
-    from ..data.layout import Layout
-    from ..data.profiles import load_profiles
-    from ..data.io import write_table, write_text
+    from ..data.profiles.dataset import load_targets
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
+    from ..data.formats.io import write_table, write_text
     from ..simulate import simulate, write_simulated
     from ..evaluation.metrics import mean_columnwise_log_loss
     from ..models import DEFAULT_MODEL, make_model
@@ -99,7 +99,7 @@ def real_examples(workdir: Path, log: Callable[[str], None] = print) -> Path:
     import numpy as np
 
     from ..data.builtin import L1000_EXAMPLES
-    from ..data.io import write_table
+    from ..data.formats.io import write_table
     from ..inference.levels import predict_level
     from ..bundle import load_bundle
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..data.errors import DataError
-from ..data.layout import NORMALIZATIONS, Block, Controls, Labels, Layout, dump_layout, load_layout
+from ..data.profiles.layout import NORMALIZATIONS, Block, Controls, Labels, Layout, dump_layout, load_layout
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -88,8 +88,8 @@ def layout_from_args(args: argparse.Namespace) -> Layout:
 
 
 def cmd_layout_infer(args: argparse.Namespace) -> None:
-    from ..data.io import write_text
-    from ..data.layout_infer import infer_layout
+    from ..data.formats.io import write_text
+    from ..data.profiles.layout_infer import infer_layout
 
     layout, reasons = infer_layout(args.file, metadata=args.metadata or (), annotation=args.annotation,
                                    relative_to=Path(args.out).resolve().parent if args.out else None)

@@ -25,7 +25,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from ..bundle import save_bundle
-    from ..data.io import write_text
+    from ..data.formats.io import write_text
     from ..models import DEFAULT_MODEL, make_model
     from ..training.train import train_bundle
 
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _train_label_sets(model: Any, data: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The layout's extra label sets ([label_sets.NAME]: protein targets), each trained as the MoA model is, on the
     same features; a label with too few compounds is listed, not trained."""
-    from ..data.profiles import load_profiles
+    from ..data.profiles.reader import load_profiles
     from ..training.train import train_label_sets
 
     sets = {}
@@ -87,7 +87,7 @@ def _train_label_sets(model: Any, data: Any, args: argparse.Namespace) -> dict[s
 def _training_data(args: argparse.Namespace) -> Any:
     """--data DIR (LISH-MoA), or --features FILE read through --layout / the layout flags: one reader, the table's
     layout saying how."""
-    from ..data.profiles import load_profiles
+    from ..data.profiles.reader import load_profiles
 
     if args.data:
         if layout_asked(args) or args.features:

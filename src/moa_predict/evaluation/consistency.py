@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.dataset import CONTROL_COLUMN, control_mask
+from ..data.profiles.dataset import CONTROL_COLUMN, control_mask
 
 USUAL_SHARE = 0.5
 """A target is usual for a MoA when at least this share of the MoA's training compounds with targets carry it."""

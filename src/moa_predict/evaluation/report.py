@@ -37,10 +37,10 @@ class ScoredFiles:
 def read_scored(targets: str | Path, predictions: str | Path, features: str | Path | None = None) -> ScoredFiles:
     """The targets, the predictions of the same rows and, with `features`, the control rows left out and each
     row's compound (for labels permuted across compounds and retrieval by compound). Bad files raise DataError."""
-    from ..data.dataset import control_mask, find_compound_column, load_predictions, load_targets
-    from ..data.layout import Layout
-    from ..data.profiles import load_profiles
-    from ..data.validate import align_to
+    from ..data.profiles.dataset import control_mask, find_compound_column, load_predictions, load_targets
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
+    from ..data.profiles.validate import align_to
 
     truth = load_targets(targets)
     preds = load_predictions(predictions, columns=list(truth.columns))

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
-from ..data.dataset import control_mask, find_compound_column
-from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
-from ..data.gene_blocks import layout_genes
-from ..data.layout import Layout
+from ..data.profiles.dataset import control_mask, find_compound_column
+from ..data.profiles.gene_features import SUBSTITUTED_ATTR, substitution_notes
+from ..data.profiles.gene_blocks import layout_genes
+from ..data.profiles.layout import Layout
 from .compounds import compound_calls, compound_calls_json
 from ..reference.neighbours import reference_meta_columns
 from ..reference.ood import OOD_MESSAGE, is_simulated, ood_scores

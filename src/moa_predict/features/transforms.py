@@ -31,10 +31,10 @@ from sklearn.decomposition import PCA
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer
 
-from ..data import schema
-from ..data.layout import ModelInputs
+from ..data.profiles import schema
+from ..data.profiles.layout import ModelInputs
 from ..runtime.threads import limit_threads
-from ..data.persist import estimator_from_state, estimator_state
+from ..data.formats.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta
 
 _BOUNDS = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD
@@ -191,7 +191,7 @@ class MoAPreprocessor(BaseEstimator):
             self.blocks_ = {"g": [0, n_genes, int(self.g_pca)], "c": [n_genes, len(self.columns_), int(self.c_pca)]}
             self.meta_ = None
         else:
-            # any other layout (``data.layout``): its named blocks, each with its own PCA, and its meta columns
+            # any other layout (``data.profiles.layout``): its named blocks, each with its own PCA, and its meta columns
             self.columns_ = inputs.feature_columns
             self.blocks_, start = {}, 0
             for name, cols in inputs.blocks.items():

@@ -18,8 +18,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.dataset import control_mask
-from ..data.layout import ModelInputs
+from ..data.profiles.dataset import control_mask
+from ..data.profiles.layout import ModelInputs
 
 State = tuple[dict[str, Any], dict[str, np.ndarray]]
 """A model's persisted form: JSON-able settings and named arrays (saved as safetensors)."""
@@ -59,6 +59,9 @@ class MoAModel(BaseEstimator):
         """Fit on the rows of X; `inputs` says what X's columns are (``Dataset.inputs``: the layout's blocks, meta
         columns, treatment and compound columns, single- or multi-label), else X is taken for LISH-MoA profiles."""
         self.inputs_ = inputs or ModelInputs.lish_moa(list(X.columns))
+        if not self.inputs_.feature_columns:
+            raise ValueError("X has none of the feature columns: a frame read through a layout other than LISH-MoA "
+                             "is fit with inputs=dataset.inputs (what its columns are)")
         Y = np.asarray(Y, dtype=np.float32)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")

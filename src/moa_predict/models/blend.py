@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.layout import ModelInputs
+from ..data.profiles.layout import ModelInputs
 from ..evaluation.metrics import smoothed_prevalence
 from ..runtime.workers import cpu_seconds, run_tasks, task_slots
 from .base import MoAModel, State

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from ..data.profiles import treatment_keys
+from ..data.profiles.reader import treatment_keys
 from ..evaluation.metrics import smoothed_prevalence
 from .base import MoAModel, State
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..evaluation.field_metrics import Scored, field_report, permute_by_compound
 from ..evaluation.metrics import smoothed_prevalence
 from ..evaluation.skill import MIN_TRAIN_COMPOUNDS, prior_oof, training_compounds_when_held_out

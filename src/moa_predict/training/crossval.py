@@ -11,8 +11,8 @@ import pandas as pd
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from ..data import schema
-from ..data.dataset import Dataset
+from ..data.profiles import schema
+from ..data.profiles.dataset import Dataset
 from ..models.base import MoAModel
 from ..runtime.workers import cpu_seconds
 from ..evaluation.folds import DrugGroupedFolds

@@ -11,9 +11,9 @@ import pandas as pd
 from sklearn.base import clone
 
 from .. import __version__
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.profiles import metadata_lookups, training_rows
+from ..data.profiles.reader import metadata_lookups, training_rows
 from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import TOO_FEW, per_target_skill

@@ -1,6 +1,6 @@
-"""Reading any profile table through its :class:`~moa_predict.data.layout.Layout` into a ``Dataset``: the one
+"""Reading any profile table through its :class:`~moa_predict.data.profiles.layout.Layout` into a ``Dataset``: the one
 reader of the package. LISH-MoA directories and files (and the CMap gene tables a LISH-MoA model answers) are read
-through ``Layout.lish_moa()``, whose fixed columns are checked by their own rules (``data.dataset``); every other
+through ``Layout.lish_moa()``, whose fixed columns are checked by their own rules (``data.profiles.dataset``); every other
 layout is read here.
 
 The internal form is the one every model, explanation and page already speaks: a frame indexed by profile id with
@@ -20,17 +20,17 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .cmap import detect_format, open_genes, read_genes, table_source
-from .errors import DataError
-from .io import Source, read_table
+from ..formats.cmap import detect_format, open_genes, read_genes, table_source
+from ..errors import DataError
+from ..formats.io import Source, read_table
 from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
 from .layout import Labels, Layout, short_name
-from .chunks import SigIds, _checked, _table_chunks, iter_features, parquet_frames, shift_row
-from .frame_attrs import Shared
+from ..formats.chunks import SigIds, _checked, _table_chunks, iter_features, parquet_frames, shift_row
+from ..formats.frame_attrs import Shared
 from .normalize import ProfileNormalizer, scale_profiles
-from .partitions import Partition
+from ..formats.partitions import Partition
 from .validate import lookalike_hint
 
 ID_FALLBACKS = ("sig_id", "sample_id", "id")
@@ -338,7 +338,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
                   normalizer: "ProfileNormalizer | None" = None, metadata: list[pd.DataFrame] | None = None,
                   label_set: str | None = None, allow_gene_only: bool = False):
     """Read a table (or, for a layout with ``fixed_columns``, a data directory) through `layout` into a
-    :class:`~moa_predict.data.dataset.Dataset` that carries the layout.
+    :class:`~moa_predict.data.profiles.dataset.Dataset` that carries the layout.
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
     label, and are counted in ``dataset.notes``. `feature_columns`: the columns a trained model needs (an upload must
@@ -369,7 +369,7 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
 
 def _fixed_dataset(src: Source, layout: Layout, *, name: str | None, max_bytes: int | None, labels: bool,
                    feature_columns: list[str] | None, allow_gene_only: bool):
-    """A fixed-column (LISH-MoA) directory or file as a ``Dataset`` (``data.dataset``'s schema checks)."""
+    """A fixed-column (LISH-MoA) directory or file as a ``Dataset`` (``data.profiles.dataset``'s schema checks)."""
     from .dataset import Dataset, fixed_blocks, load_dataset, load_features, simulated_marker
 
     if isinstance(src, (str, os.PathLike)) and (Path(src).is_dir() or not (Path(src).exists() or Path(src).suffix)):
@@ -400,7 +400,7 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
     chunks. One difference: a missing cell gets its column's median over its chunk, not over the whole file (a
     file of at most `chunk_rows` profiles is one chunk, answered as a whole read).
 
-    `part`: only this partition of the file (``data.partitions``: GCTX/h5ad samples or Parquet row groups, a
+    `part`: only this partition of the file (``data.formats.partitions``: GCTX/h5ad samples or Parquet row groups, a
     cluster task's share), rows and ids still counted from the start of the file; ids are checked for repeats
     within the partition (across partitions: the caller's check)."""
     if not streams(layout, normalizer):
@@ -429,10 +429,10 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
 def _fixed_chunks(path: Source, layout: Layout, *, feature_columns: list[str], name: str | None, chunk_rows: int,
                   part: "Partition | None") -> Iterator[Any]:
     """A fixed-column (LISH-MoA) file, or a CMap gene file, as ``Dataset`` s of at most `chunk_rows` profiles
-    (``data.chunks.iter_features``: flat memory; `part`: one partition of it, ``data.partitions.iter_partition``,
+    (``data.formats.chunks.iter_features``: flat memory; `part`: one partition of it, ``data.formats.partitions.iter_partition``,
     its error rows counted from the partition's first row)."""
     from .dataset import Dataset, fixed_blocks
-    from .partitions import iter_partition
+    from ..formats.partitions import iter_partition
 
     source = _name(path, name)
     frames = (iter_features(path, feature_columns=feature_columns, chunk_rows=chunk_rows, name=name) if part is None
@@ -445,7 +445,7 @@ def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as
                     part: "Partition | None" = None) -> Iterator[pd.DataFrame]:
     """``read_raw_table`` in chunks of at most `rows` profiles: CSV/Parquet by record batches (``chunks``),
     GCTX/h5ad by sample blocks; a GCT file, or a table whose genes are rows, is read whole (one chunk).
-    `part`: a partition's samples or row groups only (``data.partitions``; "whole": the file)."""
+    `part`: a partition's samples or row groups only (``data.formats.partitions``; "whole": the file)."""
     if part is not None and part.kind == "row_groups":
         yield from parquet_frames(Path(path), source, rows, part.row_groups)
         return

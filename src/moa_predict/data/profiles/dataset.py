@@ -1,7 +1,7 @@
 """The typed in-memory form of any profile table (``Dataset``: profiles, labels and the layout they were read
 through), and the LISH-MoA layout's own file rules: its fixed-column files are checked cell by cell
 (``load_features``, ``load_targets``) and its data directory read as one data set (``load_dataset``). Every table
-reaches a ``Dataset`` through ``data.profiles.load_profiles(path, layout)``, which calls these for a layout with
+reaches a ``Dataset`` through ``data.profiles.reader.load_profiles(path, layout)``, which calls these for a layout with
 ``fixed_columns`` (``Layout.lish_moa()``).
 """
 
@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .errors import DataError
-from .cmap import detect_format
+from ..errors import DataError
+from ..formats.cmap import detect_format
 from .gene_features import load_gene_features, looks_like_gene_table
-from .io import Source, find_table, read_table
+from ..formats.io import Source, find_table, read_table
 from .layout import Layout, ModelInputs
 from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
                        validate_drugs, validate_features, validate_targets)
@@ -41,11 +41,11 @@ class Dataset:
     simulated: dict | None = None
     """The simulator's marker (``schema.SIMULATED_MARKER``) when the features are simulated, else None."""
     layout: Layout = field(default_factory=Layout.lish_moa)
-    """How the table was read (``data.profiles.load_profiles``): ``Layout.lish_moa()`` for LISH-MoA data."""
+    """How the table was read (``data.profiles.reader.load_profiles``): ``Layout.lish_moa()`` for LISH-MoA data."""
     notes: dict = field(default_factory=dict)
     """What reading did to the table (unlabelled rows, normalisation, filled cells), for reports."""
     normalizer: Any = None
-    """The fitted ``data.normalize.ProfileNormalizer`` of a layout that transforms profiles (stored in bundles)."""
+    """The fitted ``data.profiles.normalize.ProfileNormalizer`` of a layout that transforms profiles (stored in bundles)."""
     blocks: dict[str, list[str]] = field(default_factory=dict)
     """The feature columns of each of the layout's blocks, as read (a gene-only CMap table has no cell block);
     empty: every column of the frame a block of the layout catches."""

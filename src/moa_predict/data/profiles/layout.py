@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from .errors import DataError
+from ..errors import DataError
 from .genes import GENE_NAMINGS, column_entrez
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Block:
 
     `genes` declares the block's columns genes, named by "entrez" id, "symbol" (HGNC or CMap's) or "auto"
     (either): uploads naming them either way, or as GCT/GCTX/h5ad files, are matched gene by gene
-    (``data.gene_blocks``), and explanations name them by symbol. Without a prefix or regex such a block takes
+    (``data.profiles.gene_blocks``), and explanations name them by symbol. Without a prefix or regex such a block takes
     every column named as `genes` says."""
 
     name: str
@@ -161,7 +161,7 @@ class Layout:
     numbers, parent/child counts: ``_Location_``, ``AreaShape_Center_``, ``_Parent_``), decided before training."""
     fixed_columns: bool = False
     """The table's columns are fixed by a known schema (LISH-MoA's: sig_id, cp_type, cp_time, cp_dose, g-0 ... g-771,
-    c-0 ... c-99), checked cell by cell with that schema's messages (``data.validate``), a directory of its files
+    c-0 ... c-99), checked cell by cell with that schema's messages (``data.profiles.validate``), a directory of its files
     read as one data set (``data.lish_moa``), and fed to the models' fixed inputs (one-hot dose and time, the
     public recipe's block PCA); models whose inputs are those exact columns (``needs_full_layout``) need it."""
     base_dir: str = field(default="", compare=False)
@@ -207,7 +207,7 @@ class Layout:
         return [lab.column for _, lab in self.label_sets if lab.source == "column" and lab.column]
 
     def normalizer(self) -> "ProfileNormalizer":
-        """An unfitted ``data.normalize.ProfileNormalizer`` with this layout's settings."""
+        """An unfitted ``data.profiles.normalize.ProfileNormalizer`` with this layout's settings."""
         from .normalize import ProfileNormalizer
 
         return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches,
