@@ -167,7 +167,7 @@ class Explainer:
             hit = pred.derived.get("compounds")
         if hit is not None:
             return hit
-        from ..data.dataset import find_compound_column
+        from ..data.profiles.dataset import find_compound_column
         from ..explain.compounds import compound_calls
 
         layout = getattr(self.bundle, "layout", None)
