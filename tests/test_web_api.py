@@ -17,8 +17,8 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from moa_predict.data import schema  # noqa: E402
-from moa_predict.data.dataset import load_dataset, load_features  # noqa: E402
+from moa_predict.data.profiles import schema  # noqa: E402
+from moa_predict.data.profiles.dataset import load_dataset, load_features  # noqa: E402
 from moa_predict.simulate import simulate, write_simulated  # noqa: E402
 from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402

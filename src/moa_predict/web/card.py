@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.io import jsonable
-from ..data.gene_blocks import NAMING_TEXT, describe, layout_genes
+from ..data.formats.io import jsonable
+from ..data.profiles.gene_blocks import NAMING_TEXT, describe, layout_genes
 from ..data.identities import block_summary
 from ..evaluation.field_metrics import FIGURE_NAMES, figure_rows
 from ..evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW

@@ -125,7 +125,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return {}
-        from ..explain.ood import is_simulated, ood_scores
+        from ..reference.ood import is_simulated, ood_scores
 
         with pred.lock:
             cache = pred.derived.setdefault("reference_rows", {})
@@ -149,7 +149,7 @@ class Explainer:
         with pred.lock:
             table = pred.derived.get("ood_table")
         if table is None:
-            from ..explain.ood import is_simulated, ood_columns
+            from ..reference.ood import is_simulated, ood_columns
 
             table = ood_columns(index, pred.features, is_simulated(self.bundle)).reset_index(drop=True)
             with pred.lock:
@@ -168,7 +168,7 @@ class Explainer:
             hit = pred.derived.get("compounds")
         if hit is not None:
             return hit
-        from ..data.dataset import find_compound_column
+        from ..data.profiles.dataset import find_compound_column
         from ..explain.compounds import compound_calls
 
         layout = getattr(self.bundle, "layout", None)
