@@ -100,14 +100,8 @@ class Bundle:
         return None if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
 
     def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
-        """An upload read as this bundle's training table was: through its layout (plate normalisation included)
-        when it has one, else as LISH-MoA / CMap profiles (``data.profiles.dataset.load_features``)."""
-        layout = self.layout
-        if layout is None:
-            from ..data.profiles.dataset import load_features
-
-            return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
-                                 allow_gene_only=self.gene_only is not None)
+        """An upload read as this bundle's training table was: through its layout (plate normalisation included;
+        LISH-MoA's for a bundle saved without one, CMap gene tables too when a gene-only companion answers them)."""
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
 
     @property
@@ -133,14 +127,12 @@ class Bundle:
         return [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
 
     def read_dataset(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> Dataset:
-        """An upload read through this bundle's layout, as a ``Dataset`` (its control mask, compound and layout
-        with it), normalised with the bundle's fitted normalisation; a custom-layout bundle only."""
-        if self.layout is None:
-            raise DataError("this bundle was trained on the LISH-MoA layout, which has no layout to read a file "
-                            "through.", source=str(self.path or "bundle"))
-        return load_profiles(src, self.layout, name=name, max_bytes=max_bytes, labels=False,
+        """An upload read through this bundle's layout (``data.profiles.reader.load_profiles``, the one reader), as a
+        ``Dataset`` (its control mask, compound and layout with it), normalised with the bundle's fitted
+        normalisation."""
+        return load_profiles(src, self.layout or Layout.lish_moa(), name=name, max_bytes=max_bytes, labels=False,
                              feature_columns=self.feature_columns, normalizer=self.normalizer,
-                             metadata=self._stored_metadata())
+                             metadata=self._stored_metadata(), allow_gene_only=self.gene_only is not None)
 
     @property
     def answers(self) -> str:
