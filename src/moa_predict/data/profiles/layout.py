@@ -25,9 +25,8 @@ from ..errors import DataError
 from .genes import GENE_NAMINGS, column_entrez
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .normalize import ProfileNormalizer
+
 
 def short_name(column: str) -> str:
     """A column's name without CellProfiler's ``Metadata_`` / ``Image_Metadata_`` prefix, lower-case: how a layout's
