@@ -57,7 +57,7 @@ class Bundle:
     """Optional ``trust.model.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     normalizer: Any = None
-    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled control
+    """The fitted profile normalisation of a custom layout (``ProfileNormalizer``: pooled control
     scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
@@ -106,7 +106,7 @@ class Bundle:
 
     @property
     def reads_in_chunks(self) -> bool:
-        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.reader.streams``), so a file
+        """Whether this bundle's layout reads an upload one profile at a time (``profiles.reader.streams``), so a file
         can be read in row chunks or partitions; False without a layout, or for plate normalisation / whitening."""
         layout = self.layout
         return layout is not None and self.normalizer is not None and streams(layout, self.normalizer)
