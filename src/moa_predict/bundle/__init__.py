@@ -4,6 +4,7 @@ and predict with it, without importing ``training``."""
 
 from .artifact import (FORMAT, FORMAT_VERSION, GENE_ONLY_DIR, LABEL_SETS_DIR, META_FILE, NORM_PREFIX, WEIGHTS_FILE,
                        Bundle, load_bundle, save_bundle)
+from .predictor import Predictor, Result
 
-__all__ = ["Bundle", "load_bundle", "save_bundle", "FORMAT", "FORMAT_VERSION", "GENE_ONLY_DIR", "LABEL_SETS_DIR",
+__all__ = ["Bundle", "Predictor", "Result", "load_bundle", "save_bundle", "FORMAT", "FORMAT_VERSION", "GENE_ONLY_DIR", "LABEL_SETS_DIR",
            "META_FILE", "NORM_PREFIX", "WEIGHTS_FILE"]

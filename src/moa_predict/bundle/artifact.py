@@ -6,13 +6,15 @@ cannot run code; loading checks the format and fails with a clear message.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -94,18 +96,26 @@ class Bundle:
                         "(moa train does by default).")
 
     @property
-    def layout(self) -> Layout | None:
-        """The layout the model was trained on (``data.layout``); None for LISH-MoA bundles."""
+    def layout(self) -> Layout:
+        """The layout the model was trained on (``data.layout``): LISH-MoA's for a bundle saved without one (the
+        package's own layout is not stored)."""
         d = self.info.get("layout")
-        return None if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
+        return Layout.lish_moa() if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
 
-    def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
-        """An upload read as this bundle's training table was: through its layout (plate normalisation included)
-        when it has one, else as LISH-MoA / CMap profiles (``data.dataset.load_features``)."""
-        layout = self.layout
-        if layout is None:
+    def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None,
+                      ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """An upload read as this bundle's training table was: through its layout (plate normalisation included),
+        validated, genes matched for CMap files. `ids`: only these profiles are needed (a LISH-MoA / CMap file is
+        then read in chunks and only they are kept; a layout reads whole plates anyway)."""
+        if self._dedicated_reader:  # LISH-MoA and CMap files: their own readers
+            from ..data.chunks import load_upload, select_features
             from ..data.dataset import load_features
 
+            if ids:
+                return select_features(src, ids, feature_columns=self.feature_columns, name=name)
+            if hasattr(src, "read"):  # an upload's file object: plain CSVs through the streamed path's reader
+                return load_upload(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
+                                   allow_gene_only=self.gene_only is not None)
             return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
                                  allow_gene_only=self.gene_only is not None)
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
@@ -114,30 +124,72 @@ class Bundle:
     def reads_in_chunks(self) -> bool:
         """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.streams``), so a file
         can be read in row chunks or partitions; False without a layout, or for plate normalisation / whitening."""
-        layout = self.layout
-        return layout is not None and self.normalizer is not None and streams(layout, self.normalizer)
+        return self.normalizer is not None and streams(self.layout, self.normalizer)
 
-    def layout_frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
-                      part: Any = None) -> Iterator[pd.DataFrame]:
-        """An upload's features read through this bundle's layout: in row chunks when it ``reads_in_chunks`` and
-        `src` is a path (``data.profiles.iter_profiles``: flat memory, files of any size; `part`: one partition
-        of it, a cluster task's), else read whole here (``read_profiles``) and given as one frame."""
+    def frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
+               part: Any = None) -> Iterator[pd.DataFrame]:
+        """An upload's validated features, read as this bundle's training table was, in row chunks where the reader
+        allows (flat memory, files of any size; `part`: one partition of the file, a cluster task's
+        ``data.partitions.Partition``), else whole here (``read_profiles``) and given as one frame."""
+        if self._dedicated_reader:  # LISH-MoA and CMap files: their own chunk readers
+            if part is not None:
+                from ..data.partitions import iter_partition
+
+                return iter_partition(src, part, feature_columns=self.feature_columns, chunk_rows=chunk_rows)
+            from ..data.chunks import iter_features
+
+            return iter_features(src, feature_columns=self.feature_columns, chunk_rows=chunk_rows, name=name)
         if not (self.reads_in_chunks and isinstance(src, (str, os.PathLike))):
             return iter([self.read_profiles(src, name=name)])
         return (d.features for d in iter_profiles(src, self.layout, feature_columns=self.feature_columns,
                                                    normalizer=self.normalizer, name=name, chunk_rows=chunk_rows,
                                                    metadata=self._stored_metadata(), part=part))
 
+    def partitions(self, src: Source, *, rows: int, chunk_rows: int) -> list[Any]:
+        """How a cluster cuts `src` (``data.partitions.plan_partitions``): one whole-file task when this bundle's
+        reader cannot start mid-file (a layout normalising whole plates, or a CSV's byte ranges, which carry no
+        row numbers for a layout's reader)."""
+        from ..data.partitions import Partition, plan_partitions
+
+        parts = plan_partitions(src, rows=rows, chunk_rows=chunk_rows)
+        if not self._dedicated_reader and (not self.reads_in_chunks or any(p.kind == "bytes" for p in parts)):
+            return [Partition(0, 1, "whole")]
+        return parts
+
+    @property
+    def counts_file_rows(self) -> bool:
+        """Whether this bundle's reader numbers a partition's rows from the start of the file (a layout's does;
+        LISH-MoA's chunk readers count from the partition's start)."""
+        return not self._dedicated_reader
+
+    @property
+    def _dedicated_reader(self) -> bool:
+        """LISH-MoA bundles read uploads with LISH-MoA's (and CMap's) own readers; every other layout through
+        ``data.profiles``. The one place the two readers part."""
+        return self.info.get("layout") is None
+
     def _stored_metadata(self) -> list[pd.DataFrame]:
         """The layout's joins from the tables stored at training; an upload that carries the columns keeps its own."""
         return [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
 
+    def read_records(self, rows: pd.DataFrame, source: str) -> pd.DataFrame:
+        """Profiles sent as records (the API's JSON rows, one per profile) read as an uploaded file would be."""
+        if self._dedicated_reader:
+            from ..data.validate import validate_features
+
+            if schema.SIG_ID in rows.columns:  # as read_table does for files: ids are text
+                rows[schema.SIG_ID] = rows[schema.SIG_ID].map(_id_text)
+            rows.columns = [str(c).strip() for c in rows.columns]
+            return validate_features(rows, source, self.feature_columns)
+        rows.columns = [str(c).strip() for c in rows.columns]  # through the layout, exactly as an uploaded file
+        return self.read_profiles(io.BytesIO(rows.to_csv(index=False).encode("utf-8")), name=f"{source}.csv")
+
     def read_dataset(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> Dataset:
         """An upload read through this bundle's layout, as a ``Dataset`` (its control mask, compound and layout
         with it), normalised with the bundle's fitted normalisation; a custom-layout bundle only."""
-        if self.layout is None:
-            raise DataError("this bundle was trained on the LISH-MoA layout, which has no layout to read a file "
-                            "through.", source=str(self.path or "bundle"))
+        if self._dedicated_reader:
+            raise DataError("this bundle was trained on the LISH-MoA layout, whose files are read as LISH-MoA files "
+                            "(not as a table of a layout).", source=str(self.path or "bundle"))
         return load_profiles(src, self.layout, name=name, max_bytes=max_bytes, labels=False,
                              feature_columns=self.feature_columns, normalizer=self.normalizer,
                              metadata=self._stored_metadata())
@@ -145,7 +197,7 @@ class Bundle:
     @property
     def answers(self) -> str:
         """Which model this is, for a person: the full model or the gene-only one."""
-        if self.info.get("layout") is not None:
+        if not self._dedicated_reader:
             return f"model of the {self.info['layout'].get('name', 'custom')} layout"
         if any(c.startswith("c-") for c in self.feature_columns):
             return "full model (gene expression + cell viability)"
@@ -181,15 +233,19 @@ class Bundle:
         prevalence = getattr(self.model, "prevalence_", None)
         return None if prevalence is None else np.asarray(prevalence, dtype=np.float64)
 
+    def pass_through_columns(self, features: pd.DataFrame) -> list[str]:
+        """The upload's columns the model does not read (neither features nor the meta columns), e.g. a compound:
+        passed through to the outputs."""
+        used = set(self.feature_columns) | set(schema.META_COLUMNS)
+        return [c for c in features.columns if c not in used]
+
     def predict_frame(self, features: pd.DataFrame, keep_columns: bool = False) -> pd.DataFrame:
         """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target; with
         `keep_columns`, then the input's pass-through columns (neither features nor cp_*), e.g. a compound."""
         proba = self.predict_proba(features)
         frame = pd.DataFrame(proba, columns=self.target_names, index=features.index)
         if keep_columns:
-            used = set(self.feature_columns) | set(schema.META_COLUMNS)
-            extra = [c for c in features.columns if c not in used]
-            frame = frame.join(features[extra])
+            frame = frame.join(features[self.pass_through_columns(features)])
         frame.index.name = schema.SIG_ID
         return frame.reset_index()
 
@@ -335,6 +391,14 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     label_sets = {p.name: load_bundle(p) for p in sorted(sets_dir.iterdir()) if p.is_dir()} if sets_dir.is_dir() else {}
     return Bundle(model, target_names, feature_columns, info, path, reference, trust, normalizer, gene_only,
                   label_sets)
+
+
+def _id_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
 
 
 def _stored_part(settings: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str,

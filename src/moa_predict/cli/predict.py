@@ -50,8 +50,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                                keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
                                set_level=args.set_level, calls_out=args.calls_out,
-                               call_precision=None if not args.calls_out else _call_precision(args),
-                               ood=not args.no_ood)
+                               call_precision=args.call_precision, targets_out=args.targets_out,
+                               target_calls_out=args.target_calls_out, ood=not args.no_ood)
     marker = _simulated_marker(args.bundle)
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
@@ -79,30 +79,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.calls_out:
         x = summary.extra["calls"]
         _print_calls(bundle, x["precision"], x["made"], x["reasons"], args.calls_out, "profile")
-    if args.targets_out or args.target_calls_out:
-        _predict_targets(bundle, args)
-
-
-def _predict_targets(bundle: Any, args: argparse.Namespace) -> None:
-    """--targets-out: the bundle's target model (``Bundle.label_set``) on the same file, same ids, one column per
-    target; --target-calls-out: its confident calls with their measured precision."""
-    import tempfile
-    from pathlib import Path
-
-    from ..inference.stream import predict_file
-
-    part = bundle.label_set()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.targets_out or str(Path(tmp) / "targets.csv")
-        summary = predict_file(part, args.features, out, chunk_rows=args.chunk_rows, progress=not args.quiet,
-                               calls_out=args.target_calls_out, ood=False,
-                               call_precision=None if not args.target_calls_out else _call_precision(args))
     if args.targets_out:
+        part = bundle.label_set()
         console.print(f"wrote {len(part.target_names):,} target probabilities per profile "
                       f"({part.info.get('label_set', 'targets')}) to {escape(args.targets_out)}", highlight=False)
     if args.target_calls_out:
-        x = summary.extra["calls"]
-        _print_calls(part, x["precision"], x["made"], x["reasons"], args.target_calls_out, "profile")
+        x = summary.extra["target_calls"]
+        _print_calls(bundle.label_set(), x["precision"], x["made"], x["reasons"], args.target_calls_out, "profile")
 
 
 def _predict_level(args: argparse.Namespace) -> None:

@@ -71,7 +71,7 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     proba = bundle.predict_proba(features)
     # times and doses the model was asked in place of the file's own (CMap signatures): said, never silent
     warnings: list[str] = substitution_notes(features.attrs.get(SUBSTITUTED_ATTR))
-    layout = getattr(bundle, "layout", None)
+    layout = None if getattr(getattr(bundle, "layout", None), "is_lish_moa", True) else bundle.layout
     if compound_column is None and layout is not None and layout.group in features.columns:
         compound_column = layout.group  # another layout: its compound (group) column
     compound_col = find_compound_column(features, compound_column)
@@ -166,7 +166,7 @@ def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict
 def compound_report(bundle: Any, features: pd.DataFrame, *, column: str | None = None,
                     top_k: int = 5, n_moas: int = 10) -> list[dict[str, Any]]:
     """Compound-level calls of an upload (``[]`` when it has no compound column)."""
-    layout = getattr(bundle, "layout", None)
+    layout = None if getattr(getattr(bundle, "layout", None), "is_lish_moa", True) else bundle.layout
     if column is None and layout is not None and layout.group in features.columns:
         column = layout.group
     calls = compound_calls(features, bundle.predict_proba(features), bundle.target_names, column=column,

@@ -29,10 +29,10 @@ from ..data.builtin import resolve_bundle
 from ..data.chunks import DEFAULT_CHUNK_ROWS, SigIds, shift_row
 from ..data.errors import DataError
 from ..data.io import atomic_path
-from ..data.partitions import DEFAULT_PARTITION_ROWS, Partition, iter_partition, plan_partitions
+from ..data.partitions import DEFAULT_PARTITION_ROWS, Partition
 from ..runtime.threads import set_threads
-from ..bundle import Bundle, load_bundle
-from .stream import StreamSummary, Writer, predict_features, written
+from ..bundle import Bundle, Predictor, load_bundle
+from .stream import StreamSummary, Writer, predict_results
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}
 _LOCK = threading.Lock()
@@ -67,12 +67,9 @@ def score_partition(bundle_path: str, features_path: str, part: Partition, chunk
     """A worker's task: read partition `part` of the file and predict it with the process's bundle."""
     bundle = worker_bundle(bundle_path, threads)
     summary = StreamSummary()
-    if bundle.layout is not None:  # a lab's layout: its partition in chunks when it streams, else the whole file
-        frames = bundle.layout_frames(features_path, chunk_rows=chunk_rows, part=part)
-    else:
-        frames = iter_partition(features_path, part, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows)
-    parts = [written(frame, keep_columns)
-             for _, frame in predict_features(bundle, frames, keep_columns=keep_columns, summary=summary, ood=ood)]
+    frames = bundle.frames(features_path, chunk_rows=chunk_rows, part=part)
+    predictor = Predictor(bundle, ood=ood, keep_columns=keep_columns)
+    parts = [result.written(keep_columns) for result in predict_results(predictor, frames, summary=summary)]
     frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
     return PartitionResult(frame, summary)
 
@@ -104,11 +101,8 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
     bundle_path, src, out = resolve_bundle(bundle_path).resolve(), Path(src).resolve(), Path(out)
     name = src.name
     bundle = load_bundle(bundle_path)  # a bad bundle is one clear error here, before any task starts
-    parts = plan_partitions(src, rows=partition_rows, chunk_rows=chunk_rows)
-    layout = bundle.layout is not None
-    if layout and (not bundle.reads_in_chunks or any(p.kind == "bytes" for p in parts)):
-        # a layout normalising whole plates, or a CSV (its byte ranges carry no row numbers): one task
-        parts = [Partition(0, 1, "whole")]
+    parts = bundle.partitions(src, rows=partition_rows, chunk_rows=chunk_rows)
+    absolute = bundle.counts_file_rows
     ahead = in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
     total = parts[-1].last if parts[-1].kind in ("samples", "row_groups") else None
     run = uuid.uuid4().hex[:8]
@@ -134,7 +128,7 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
                     try:
                         result = future.result()
                     except Exception as exc:  # noqa: BLE001  (any worker failure becomes one DataError)
-                        raise _partition_error(exc, part, rows_before, name, absolute=layout) from None
+                        raise _partition_error(exc, part, rows_before, name, absolute=absolute) from None
                     finally:
                         future.release()
                     try:

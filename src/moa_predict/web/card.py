@@ -81,7 +81,7 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
     if training.get("source"):
         training["source"] = os.path.basename(str(training["source"]).rstrip("/\\")) or str(training["source"])
     simulated = simulated_training_data(bundle)
-    layout = bundle.layout
+    layout = None if bundle.layout.is_lish_moa else bundle.layout  # LISH-MoA bundles: described as before
     training["description"] = training_description(training, simulated, layout)
     try:
         params = jsonable(bundle.model.get_params(deep=False))

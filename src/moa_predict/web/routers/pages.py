@@ -60,7 +60,7 @@ def _home(request: Request, status: int = 200, error: dict | None = None, n: int
     return _page(request, "home.html", status, service=service, error=error, n=paging.default_n if n is None else n,
                  n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
-                 layout_example=(example_for(service.layout.name) or (None, None))[1] if service.layout else None,
+                 layout_example=(example_for(service.layout_name) or (None, None))[1],
                  columns=_column_help(service.bundle.feature_columns, service.card.get("layout")))
 
 
@@ -282,14 +282,14 @@ async def download_json(pred: Stored, service: ResultService, top: int | None = 
 async def example(models: Models, model: str | None = None) -> Response:
     service = _chosen(models, model)
     filename = EXAMPLE_FILENAME
-    if service.layout is not None:
-        shipped = example_for(service.layout.name)
-        if shipped is None:
-            raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload "
-                                     "profiles of your own screen, with the columns listed on the home page.")
+    shipped = example_for(service.layout_name)
+    if shipped is not None:
         data, filename = await run_in_threadpool(shipped[0].read_bytes), shipped[0].name
-    else:
+    elif service.layout.is_lish_moa:  # simulated LISH-MoA profiles, made here
         data = await run_in_threadpool(example_csv)
+    else:
+        raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload "
+                                 "profiles of your own screen, with the columns listed on the home page.")
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "public, max-age=3600"})
 
