@@ -204,6 +204,17 @@ class Bundle:
         return "gene-only model (gene expression alone; no cell-viability block)"
 
     @property
+    def simulated_marker(self) -> dict[str, Any] | None:
+        """The simulator's marker (``training_data.simulated``): what simulated the training profiles; None when
+        they were measured."""
+        return simulated_marker(self.info)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the model was trained on SIMULATED profiles (every figure it reports is then simulated)."""
+        return bool((self.info.get("training_data") or {}).get("simulated"))
+
+    @property
     def model_name(self) -> str:
         return self.model.name
 
@@ -248,6 +259,24 @@ class Bundle:
             frame = frame.join(features[self.pass_through_columns(features)])
         frame.index.name = schema.SIG_ID
         return frame.reset_index()
+
+
+def simulated_marker(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The simulator's marker in a bundle's info (a bare ``true`` from older bundles as ``{"note": "simulated"}``)."""
+    marker = (info.get("training_data") or {}).get("simulated")
+    return marker if isinstance(marker, dict) else ({"note": "simulated"} if marker else None)
+
+
+def bundle_info(path: str | os.PathLike) -> dict[str, Any]:
+    """A bundle's ``bundle.json`` alone (no weights read), or {} when it is missing or unreadable: what the model
+    was trained on, for messages printed without loading it."""
+    from ..data.builtin import resolve_bundle
+
+    try:
+        meta = json.loads((resolve_bundle(path) / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, DataError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:

@@ -4,11 +4,11 @@ MoA sets and confident calls written beside it on request."""
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from rich.markup import escape
 
+from ..bundle import bundle_info, simulated_marker
 from ..data.builtin import L1000_REFERENCE
 from ..data.errors import DataError
 from .common import BUNDLE_HELP, add_cluster_args, console
@@ -52,7 +52,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                                set_level=args.set_level, calls_out=args.calls_out,
                                call_precision=args.call_precision, targets_out=args.targets_out,
                                target_calls_out=args.target_calls_out, ood=not args.no_ood)
-    marker = _simulated_marker(args.bundle)
+    marker = simulated_marker(bundle_info(args.bundle))
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
@@ -72,7 +72,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.sets_out:
         x = summary.extra
         why = "; ".join(f"{n:,} {w}" for w, n in x["abstentions"].items())
-        simulated = bool(((bundle.info.get("training_data") or {}).get("simulated")))
+        simulated = bundle.simulated
         console.print(f"wrote MoA sets at the {100 * x['set_level']:.0f} % level to {args.sets_out}: "
                       f"{x['with_set']:,} profiles with a set{'; ' + why if why else ''}. "
                       f"{bundle.trust.sentence(x['set_level'], simulated)}", highlight=False)
@@ -119,25 +119,13 @@ def _print_calls(bundle: Any, precision: float, made: int, reasons: dict, path: 
     """What --calls-out wrote, with the precision MEASURED for such calls on held-out compounds."""
     m = bundle.trust.call_model.measured_at(precision, unit)
     why = "; ".join(f"{n:,} {w}" for w, n in reasons.items())
-    simulated = " (measured on SIMULATED profiles)" if (bundle.info.get("training_data") or {}).get("simulated") else ""
+    simulated = " (measured on SIMULATED profiles)" if bundle.simulated else ""
     measured = ("no threshold reached this precision on the calibration compounds, so no calls are made"
                 if m.get("precision") is None and not m.get("calls") else
                 f"on held-out compounds such calls were right {100 * (m.get('precision') or 0):.0f} % of the time, "
                 f"for {100 * (m.get('coverage_profiles') or 0):.0f} % of {unit}s{simulated}")
     console.print(f"wrote calls at precision {precision:g} to {escape(path)}: {made:,} {unit}s called"
                   f"{'; ' + why if why else ''}. {measured}.", highlight=False)
-
-
-def _simulated_marker(bundle_path: str) -> dict | None:
-    """The simulator's marker a bundle keeps (``training_data.simulated``), read from its bundle.json."""
-    from ..data.builtin import resolve_bundle
-
-    try:
-        meta = json.loads((resolve_bundle(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    marker = (meta.get("training_data") or {}).get("simulated")
-    return marker if isinstance(marker, dict) else ({"note": "simulated"} if marker else None)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -31,7 +31,7 @@ from ..data.errors import DataError
 from ..data.io import atomic_path
 from ..data.partitions import DEFAULT_PARTITION_ROWS, Partition
 from ..runtime.threads import set_threads
-from ..bundle import Bundle, Predictor, load_bundle
+from ..bundle import META_FILE, Bundle, Predictor, load_bundle
 from .stream import StreamSummary, Writer, predict_results
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}
@@ -43,7 +43,7 @@ LOADS: Counter[str] = Counter()
 def worker_bundle(path: str, threads: int | None = None) -> Bundle:
     """The bundle at `path`, loaded once per process (reloaded when its bundle.json changes); `threads`: the
     torch/BLAS threads this process uses, set on the first load (None: leave the worker's own)."""
-    meta = Path(path) / "bundle.json"
+    meta = Path(path) / META_FILE
     key = (str(Path(path).resolve()), meta.stat().st_mtime_ns if meta.is_file() else 0)
     with _LOCK:
         if key not in _BUNDLES:

@@ -249,7 +249,7 @@ class ModelService:
         result = self.predictor.add_sets(self._result(pred), level)
         ood = result.ood_mask
         members, why = result.set_members(), result.abstentions
-        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        simulated = answer.simulated
         group = _group_column(self.layout, pred.features)
         compounds = None if pred.features is None else trust.compound_consensus(
             pred.features, pred.proba, self.targets, level, column=group, ood=ood)
@@ -285,7 +285,7 @@ class ModelService:
             return cached
         result = self.predictor.add_calls(self._result(pred), precision)
         ood = result.ood_mask
-        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
+        simulated = answer.simulated
         rows = [_call_json(r, simulated) for r in result.calls.to_dict("records")]
         group = _group_column(self.layout, pred.features)
         compounds = [] if pred.features is None or trust is None else trust.compound_consensus(
@@ -331,7 +331,7 @@ class ModelService:
                  for i in range(pred.n_rows)]
         calls, measured = None, None
         if answer.calls is not None:
-            simulated = bool((part.info.get("training_data") or {}).get("simulated"))
+            simulated = part.simulated
             calls = [_call_json(r, simulated) for r in answer.calls.to_dict("records")]
             m = part.trust.call_model.measured_at(DEFAULT_PRECISION)
             measured = {k: m.get(k) for k in ("precision", "coverage_profiles")}
