@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .data.errors import DataError
@@ -119,21 +118,15 @@ class Model:
         row per profile indexed by its id, one probability per target, then ``top_targets`` (the `top` most likely,
         ``|``-joined) and ``consistency`` (empty when the top MoA and these targets agree with the training
         annotations' MoA -> target links, else the note saying they do not)."""
-        from .evaluation.consistency import consistency, label_set_proba, top_labels
+        from .bundle import Predictor
 
         features = self.features(data, name=name)
-        part = self.bundle_.label_set()
-        proba = label_set_proba(part, features)
-        frame = pd.DataFrame(proba, index=features.index, columns=part.target_names)
-        moa = self.bundle_.predict_proba(features)
-        tops = top_labels(proba, list(part.target_names), top)
-        links = part.info.get("links") or {}
+        result = Predictor(self.bundle_, ood=False, targets=True).predict(features)
+        part = result.targets
+        frame = pd.DataFrame(part.proba, index=features.index, columns=part.target_names)
+        tops, agree = result.target_tops(top)
         frame["top_targets"] = ["|".join(t["target"] for t in row) for row in tops]
-        notes = []
-        for m, row in zip(moa, tops):
-            found = consistency(self.moas[int(np.argmax(m))], [t["target"] for t in row], links) if row else None
-            notes.append("" if found is None or found["agree"] else found["note"])
-        frame["consistency"] = notes
+        frame["consistency"] = ["" if found is None or found["agree"] else found["note"] for found in agree]
         return frame
 
     def explain(self, data: pd.DataFrame | str | os.PathLike, *, moa: str | Sequence[str] | None = None,

@@ -95,6 +95,21 @@ class Result:
         calls.insert(0, self.id_name, self.ids())
         return calls[[self.id_name, *CALL_COLUMNS]]
 
+    def target_tops(self, top: int) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any] | None]]:
+        """Per profile, the `top` protein targets with their probabilities (none for controls), and whether they
+        agree with the top MoA (``evaluation.consistency``: the training annotations' MoA -> target links; None
+        where there is nothing to compare)."""
+        from ..evaluation.consistency import consistency, top_labels
+
+        part = self.targets
+        tops = top_labels(part.proba, part.target_names, top)
+        links = part.answer.info.get("links") or {}
+        best = np.argmax(self.proba, axis=1)
+        names = self.target_names
+        agree = [consistency(names[int(b)], [t["target"] for t in row], links) if row else None
+                 for row, b in zip(tops, best)]
+        return tops, agree
+
     def set_members(self) -> list[list[int]]:
         """Each profile's MoA set as target indices by decreasing probability (the API's and the pages' order)."""
         order = np.argsort(-self.proba, axis=1, kind="stable")

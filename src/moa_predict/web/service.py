@@ -178,10 +178,10 @@ class ModelService:
         self.store.put(pred)
         return pred
 
-    def _result(self, pred: Prediction) -> Result:
+    def _result(self, pred: Prediction, ood: bool = True) -> Result:
         """A stored result as the Predictor's ``Result`` (its OOD flags from the explainer's cache)."""
-        ood = self.explainer_for(pred.features).ood_table(pred)  # cached with the result
-        return self.predictor.result(pred.features, pred.proba, ood)
+        table = self.explainer_for(pred.features).ood_table(pred) if ood else None  # cached with the result
+        return self.predictor.result(pred.features, pred.proba, table)
 
     # -- output forms --------------------------------------------------------------
     def submission_frame(self, pred: Prediction) -> pd.DataFrame:
@@ -309,7 +309,6 @@ class ModelService:
         (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
         measured precision (``calls``); computed once and kept with the result."""
         from ..trust.calls import DEFAULT_PRECISION
-        from ..evaluation.consistency import consistency, top_labels
 
         part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
                                                          if len(self.bundle.label_sets) == 1 else None)
@@ -321,14 +320,11 @@ class ModelService:
             cached = pred.derived.get(key)
         if cached is not None:
             return cached
-        answer = Predictor(self.bundle, target_calls=part.trust is not None and part.trust.call_model is not None,
-                           call_precision=DEFAULT_PRECISION, strict=False).target_result(pred.features)
-        proba = answer.proba
-        tops = top_labels(proba, list(part.target_names), top)
-        links = part.info.get("links") or {}
-        agree = [None if pred.is_control[i] or not tops[i] else
-                 consistency(self.targets[int(pred.order[i, 0])], [t["target"] for t in tops[i]], links)
-                 for i in range(pred.n_rows)]
+        result = self._result(pred, ood=False)
+        result.targets = answer = Predictor(
+            self.bundle, target_calls=part.trust is not None and part.trust.call_model is not None,
+            call_precision=DEFAULT_PRECISION, strict=False).target_result(pred.features)
+        tops, agree = result.target_tops(top)
         calls, measured = None, None
         if answer.calls is not None:
             simulated = part.simulated
