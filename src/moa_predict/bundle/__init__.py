@@ -3,8 +3,8 @@ and its files. Training builds one; the CLI, streaming, Dask, the web app, expla
 and predict with it, without importing ``training``."""
 
 from .artifact import (FORMAT, FORMAT_VERSION, GENE_ONLY_DIR, LABEL_SETS_DIR, META_FILE, NORM_PREFIX, WEIGHTS_FILE,
-                       Bundle, bundle_info, load_bundle, save_bundle, simulated_marker)
+                       Bundle, load_bundle, save_bundle, simulated_marker)
 from .predictor import Predictor, Result
 
-__all__ = ["Bundle", "Predictor", "Result", "bundle_info", "load_bundle", "save_bundle", "simulated_marker", "FORMAT", "FORMAT_VERSION", "GENE_ONLY_DIR", "LABEL_SETS_DIR",
+__all__ = ["Bundle", "Predictor", "Result", "load_bundle", "save_bundle", "simulated_marker", "FORMAT", "FORMAT_VERSION", "GENE_ONLY_DIR", "LABEL_SETS_DIR",
            "META_FILE", "NORM_PREFIX", "WEIGHTS_FILE"]

@@ -267,18 +267,6 @@ def simulated_marker(info: dict[str, Any]) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) else ({"note": "simulated"} if marker else None)
 
 
-def bundle_info(path: str | os.PathLike) -> dict[str, Any]:
-    """A bundle's ``bundle.json`` alone (no weights read), or {} when it is missing or unreadable: what the model
-    was trained on, for messages printed without loading it."""
-    from ..data.builtin import resolve_bundle
-
-    try:
-        meta = json.loads((resolve_bundle(path) / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, DataError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     """Write the bundle directory atomically (a temporary directory renamed into place)."""
     path = Path(path)

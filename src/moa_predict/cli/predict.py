@@ -8,7 +8,6 @@ from typing import Any
 
 from rich.markup import escape
 
-from ..bundle import bundle_info, simulated_marker
 from ..data.builtin import L1000_REFERENCE
 from ..data.errors import DataError
 from .common import BUNDLE_HELP, add_cluster_args, console
@@ -21,17 +20,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
     if args.call_precision is not None and not (args.calls_out or args.target_calls_out):
         raise DataError("--call-precision needs --calls-out FILE.csv (where the calls are written).")
-    if (args.targets_out or args.target_calls_out) and (args.level != "profile" or args.scheduler
-                                                        or args.dask_workers):
-        raise DataError("--targets-out / --target-calls-out are per profile and local: use them with --level profile "
-                        "and without the cluster options.")
+    if (args.targets_out or args.target_calls_out) and args.level != "profile":
+        raise DataError("--targets-out / --target-calls-out are per profile: use them with --level profile.")
+    if args.level != "profile":
+        return _predict_level(args)
+    from ..bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    tables = {"sets_out": args.sets_out, "set_level": args.set_level, "calls_out": args.calls_out,
+              "call_precision": args.call_precision, "targets_out": args.targets_out,
+              "target_calls_out": args.target_calls_out}
     if args.scheduler or args.dask_workers:
-        if args.calls_out:
-            raise DataError("--calls-out is not available with --scheduler / --dask-workers yet: predict the calls "
-                            "locally (without the cluster options).")
-        if args.sets_out:
-            raise DataError("--sets-out is not available with --scheduler / --dask-workers yet: predict the sets "
-                            "locally (without the cluster options).")
         from ..inference.distributed import predict_file_distributed
         from ..runtime.cluster import dask_client, local_threads
 
@@ -39,20 +38,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
             summary = predict_file_distributed(
                 client, args.bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                 partition_rows=args.partition_rows, keep_columns=args.keep_columns, progress=not args.quiet,
-                threads=None if args.scheduler else local_threads(args.dask_workers), ood=not args.no_ood)
-    elif args.level != "profile":
-        return _predict_level(args)
+                threads=None if args.scheduler else local_threads(args.dask_workers), ood=not args.no_ood, **tables)
     else:
         from ..inference.stream import predict_file
-        from ..bundle import load_bundle
 
-        bundle = load_bundle(args.bundle)
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
-                               keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
-                               set_level=args.set_level, calls_out=args.calls_out,
-                               call_precision=args.call_precision, targets_out=args.targets_out,
-                               target_calls_out=args.target_calls_out, ood=not args.no_ood)
-    marker = simulated_marker(bundle_info(args.bundle))
+                               keep_columns=args.keep_columns, progress=not args.quiet, ood=not args.no_ood,
+                               **tables)
+    marker = bundle.simulated_marker
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)

@@ -215,26 +215,14 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     sample axis is not read here, so the bar shows the rate)."""
     out = Path(out)
     summary = StreamSummary()
-    predictor = Predictor(bundle, ood=ood, keep_columns=keep_columns, sets=sets_out is not None, set_level=set_level,
-                          calls=calls_out is not None, call_precision=call_precision,
-                          targets=targets_out is not None, target_calls=target_calls_out is not None)
-    if sets_out is not None:
-        level = predictor.set_level = bundle.trust.default_level if set_level is None else set_level
-        summary.extra.update({"set_level": level, "with_set": 0, "abstentions": {},
-                              "measured_recall": bundle.trust.measured_at(level)["pooled_recall"],
-                              "set_size_quantiles": bundle.trust.measured_at(level).get("set_size_quantiles")})
-    if calls_out is not None:
-        summary.extra["calls"] = {"precision": predictor.call_precision, "made": 0, "reasons": {}}
-    if target_calls_out is not None:
-        summary.extra["target_calls"] = {"precision": predictor.call_precision, "made": 0, "reasons": {}}
+    paths = {"sets": sets_out, "calls": calls_out, "targets": targets_out, "target_calls": target_calls_out}
+    predictor = extras_predictor(bundle, paths, ood=ood, keep_columns=keep_columns, set_level=set_level,
+                                 call_precision=call_precision)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_system_allocator())
-        writer = _writer(stack, out)
-        sets_writer = None if sets_out is None else _writer(stack, Path(sets_out))
-        calls_writer = None if calls_out is None else _writer(stack, Path(calls_out))
-        targets_writer = None if targets_out is None else _writer(stack, Path(targets_out))
-        target_calls_writer = None if target_calls_out is None else _writer(stack, Path(target_calls_out))
+        writer = table_writer(stack, out)
+        extras = Extras(stack, summary, predictor, paths)
         bar = stack.enter_context(tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False,
                                        delay=1.0))
         writes = stack.enter_context(Serial(enabled=overlap, name="moa-write"))  # left before the writers close
@@ -243,18 +231,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                                                                   overlap)))
         for result in results:
             writes.submit(writer.write, result.written(keep_columns))
-            if sets_writer is not None:
-                sets = result.set_frame()
-                writes.submit(sets_writer.write, sets)
-                summary.extra["with_set"] += int((sets["abstention"] == "").sum())
-                _count(summary.extra["abstentions"], sets["abstention"])
-                del sets
-            if calls_writer is not None:
-                _count_calls(summary.extra["calls"], result, writes, calls_writer)
-            if targets_writer is not None:
-                writes.submit(targets_writer.write, result.targets.frame)
-            if target_calls_writer is not None:
-                _count_calls(summary.extra["target_calls"], result.targets, writes, target_calls_writer)
+            extras.add(extra_tables(result, extras.asked), writes.submit)
             bar.update(len(result.frame))
             del result  # dropped here; the writer holds the frame until it is written
             release_memory()
@@ -262,7 +239,69 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     return summary
 
 
-def _writer(stack: contextlib.ExitStack, path: Path) -> Writer:
+EXTRA_TABLES = ("sets", "calls", "targets", "target_calls")
+"""The tables a prediction can write beside its probabilities (``--sets-out``, ``--calls-out``, ``--targets-out``,
+``--target-calls-out``)."""
+
+
+def extras_predictor(bundle: Bundle, paths: dict[str, Any], *, ood: bool, keep_columns: bool,
+                     set_level: float | None, call_precision: float | None) -> Predictor:
+    """The Predictor that answers the tables asked for (a path given in `paths`); a bundle that cannot, or a bad
+    level, is one DataError before any work. The set level is resolved here (default: the bundle's), so every
+    chunk, and every cluster partition, uses the same."""
+    predictor = Predictor(bundle, ood=ood, keep_columns=keep_columns, sets=paths.get("sets") is not None,
+                          set_level=set_level, calls=paths.get("calls") is not None, call_precision=call_precision,
+                          targets=paths.get("targets") is not None, target_calls=paths.get("target_calls") is not None)
+    if predictor.sets:
+        predictor.set_level = bundle.trust.default_level if set_level is None else set_level
+    return predictor
+
+
+def extra_tables(result: Result, asked: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """The tables `asked` of one chunk's Result (what a cluster task sends back beside the predictions)."""
+    make = {"sets": Result.set_frame, "calls": Result.call_frame, "targets": lambda r: r.targets.frame,
+            "target_calls": lambda r: r.targets.call_frame()}
+    return {name: make[name](result) for name in asked}
+
+
+class Extras:
+    """The tables written beside the predictions: their files (each written to a temporary file renamed into
+    place when the stack closes without an error) and their counts in ``summary.extra``."""
+
+    def __init__(self, stack: contextlib.ExitStack, summary: StreamSummary, predictor: Predictor,
+                 paths: dict[str, Any]) -> None:
+        self.summary = summary
+        self.asked = [name for name in EXTRA_TABLES if paths.get(name) is not None]
+        x = summary.extra
+        if predictor.sets:
+            trust, level = predictor.bundle.trust, predictor.set_level
+            x.update({"set_level": level, "with_set": 0, "abstentions": {},
+                      "measured_recall": trust.measured_at(level)["pooled_recall"],
+                      "set_size_quantiles": trust.measured_at(level).get("set_size_quantiles")})
+        for name in ("calls", "target_calls"):
+            if name in self.asked:
+                x[name] = {"precision": predictor.call_precision, "made": 0, "reasons": {}}
+        self.writers = {name: table_writer(stack, Path(paths[name])) for name in self.asked}
+
+    def add(self, tables: dict[str, pd.DataFrame], submit: Any = None) -> None:
+        """Write one chunk's (or partition's) tables (through `submit(fn, frame)`: a background writer) and count
+        the sets, abstentions, calls and the reasons of the others."""
+        x = self.summary.extra
+        for name, table in tables.items():
+            (submit or _now)(self.writers[name].write, table)
+            if name == "sets":
+                x["with_set"] += int((table["abstention"] == "").sum())
+                _count(x["abstentions"], table["abstention"])
+            elif name in ("calls", "target_calls"):
+                x[name]["made"] += int((table["reason"] == "").sum())
+                _count(x[name]["reasons"], table["reason"])
+
+
+def _now(fn: Any, *args: Any) -> None:
+    fn(*args)
+
+
+def table_writer(stack: contextlib.ExitStack, path: Path) -> Writer:
     """A Writer into a temporary file renamed to `path` when the stack closes without an error."""
     writer = Writer(stack.enter_context(atomic_path(path)), path.suffix.lower() == ".parquet")
     stack.callback(writer.close)
@@ -273,11 +312,3 @@ def _count(counts: dict[str, int], reasons: pd.Series) -> None:
     """Add the non-empty `reasons` to `counts`."""
     for why, n in reasons[reasons != ""].value_counts().items():
         counts[why] = counts.get(why, 0) + int(n)
-
-
-def _count_calls(x: dict[str, Any], result: Result, writes: Serial, writer: Writer) -> None:
-    """Write a chunk's calls and count them (``made``) and the reasons of the others."""
-    calls = result.call_frame()
-    writes.submit(writer.write, calls)
-    x["made"] += int((calls["reason"] == "").sum())
-    _count(x["reasons"], calls["reason"])
