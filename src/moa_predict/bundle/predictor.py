@@ -10,7 +10,7 @@ the bundle's target label set, and what happens when the bundle cannot answer a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,6 @@ class Result:
     """The target label set's answer on the same profiles (its probabilities and calls), when asked for."""
     id_name: str = schema.SIG_ID
     """The id column of the calls table (the layout's id column)."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def target_names(self) -> list[str]:
@@ -138,9 +137,9 @@ def ood_table(bundle: Bundle, features: pd.DataFrame) -> pd.DataFrame | None:
     A control unlike the training controls is flagged too: it says something about the plate."""
     if bundle.reference is None:
         return None
-    from ..reference.ood import is_simulated, ood_columns
+    from ..reference.ood import ood_columns
 
-    return ood_columns(bundle.reference, features, is_simulated(bundle)).reset_index(drop=True)
+    return ood_columns(bundle.reference, features, bundle.simulated).reset_index(drop=True)
 
 
 def ood_mask(bundle: Bundle, features: pd.DataFrame) -> np.ndarray | None:
