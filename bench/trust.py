@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from moa_predict.data.dataset import load_dataset  # noqa: E402
-from moa_predict.data.io import atomic_path, write_text  # noqa: E402
+from moa_predict.data.profiles.dataset import load_dataset  # noqa: E402
+from moa_predict.data.formats.io import atomic_path, write_text  # noqa: E402
 from moa_predict.training.crossval import CVResult, cross_validate  # noqa: E402
 from moa_predict.trust.model import fit_trust  # noqa: E402
 from moa_predict.models.registry import make_model  # noqa: E402

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.data.errors import DataError
 from moa_predict.trust.calls import (CONTROL, NOT_CONFIDENT, UNLIKE, CallModel, call_sentence, fit_call_model,
                                           measure_calls)

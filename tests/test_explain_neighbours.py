@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import hypergeom
 
 from moa_predict.bundle import META_FILE, load_bundle, save_bundle
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.reference.neighbours import ReferenceIndex, leave_drug_out_distances, similar_profiles
 from moa_predict.reference.ood import ood_flags, ood_mask
 from moa_predict.features.meta import feature_matrix
@@ -33,7 +33,7 @@ def index(sim_dataset) -> ReferenceIndex:
 
 @pytest.fixture(scope="module")
 def test_frame(sim_dir):
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     return load_features(sim_dir / "test_features.csv")
 

@@ -89,7 +89,7 @@ def test_statin_explanations_name_the_genes_their_signatures_move(reference):
 
     Measured and reported, not asserted: the sterol-synthesis landmarks (HMGCR, HMGCS1, INSIG1, FDFT1 ...) rank
     mid-table (docs/real/l1000_reference.md): in a consensus over many cell lines they move less than the Rho genes."""
-    from moa_predict.data.normalize import scale_profiles
+    from moa_predict.data.profiles.normalize import scale_profiles
     from moa_predict.explain.report import explain_profiles
 
     table = pd.read_csv(CONSENSUS)

@@ -13,9 +13,9 @@ import pytest
 from moa_predict.bundle import Predictor, load_bundle
 from moa_predict.bundle.predictor import id_column
 from moa_predict.cli import main
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import Layout
+from moa_predict.data.profiles.layout import Layout
 from moa_predict.trust.model import UNLIKE
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.data.errors import DataError
 from moa_predict.trust.calibration import Recalibrator, nested_recalibration, reliability
 from moa_predict.trust.conformal import (crc_threshold, grouped_coverage, prediction_sets, set_recall,

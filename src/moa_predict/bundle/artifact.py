@@ -21,13 +21,13 @@ import pandas as pd
 from safetensors.numpy import load_file, save_file
 
 from .. import __version__
-from ..data import schema
-from ..data.dataset import Dataset
+from ..data.profiles import schema
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.io import DIR_MODE, FILE_MODE, Source, jsonable
-from ..data.layout import Layout
-from ..data.normalize import ProfileNormalizer
-from ..data.profiles import iter_profiles, load_profiles, streams
+from ..data.formats.io import DIR_MODE, FILE_MODE, Source, jsonable
+from ..data.profiles.layout import Layout
+from ..data.profiles.normalize import ProfileNormalizer
+from ..data.profiles.reader import iter_profiles, load_profiles, streams
 from ..models.base import MoAModel
 from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
@@ -59,7 +59,7 @@ class Bundle:
     """Optional ``trust.model.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     normalizer: Any = None
-    """The fitted profile normalisation of a custom layout (``data.normalize.ProfileNormalizer``: pooled control
+    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled control
     scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
@@ -97,48 +97,37 @@ class Bundle:
 
     @property
     def layout(self) -> Layout:
-        """The layout the model was trained on (``data.layout``): LISH-MoA's for a bundle saved without one (the
+        """The layout the model was trained on (``data.profiles.layout``): LISH-MoA's for a bundle saved without one (the
         package's own layout is not stored)."""
         d = self.info.get("layout")
         return Layout.lish_moa() if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
 
     def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None,
                       ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """An upload read as this bundle's training table was: through its layout (plate normalisation included),
-        validated, genes matched for CMap files. `ids`: only these profiles are needed (a LISH-MoA / CMap file is
-        then read in chunks and only they are kept; a layout reads whole plates anyway)."""
-        if self._dedicated_reader:  # LISH-MoA and CMap files: their own readers
-            from ..data.chunks import load_upload, select_features
-            from ..data.dataset import load_features
+        """An upload read as this bundle's training table was (``data.profiles.reader``): through its layout (plate
+        normalisation included), validated, genes matched for CMap files. `ids`: only these profiles are needed."""
+        if self.layout.fixed_columns:  # a fixed-column table (LISH-MoA) has fast readers of its own:
+            from ..data.formats.chunks import load_upload, select_features
 
-            if ids:
+            if ids:  # a selection read in chunks, only it kept (moa explain --sig-id on a whole CMap file)
                 return select_features(src, ids, feature_columns=self.feature_columns, name=name)
-            if hasattr(src, "read"):  # an upload's file object: plain CSVs through the streamed path's reader
+            if hasattr(src, "read"):  # an upload's plain CSV read by pyarrow in one go
                 return load_upload(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
                                    allow_gene_only=self.gene_only is not None)
-            return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
-                                 allow_gene_only=self.gene_only is not None)
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
 
     @property
     def reads_in_chunks(self) -> bool:
-        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.streams``), so a file
-        can be read in row chunks or partitions; False without a layout, or for plate normalisation / whitening."""
-        return self.normalizer is not None and streams(self.layout, self.normalizer)
+        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.reader.streams``), so a
+        file can be read in row chunks or partitions; False for plate normalisation / whitening."""
+        return streams(self.layout, self.normalizer)
 
     def frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
                part: Any = None) -> Iterator[pd.DataFrame]:
-        """An upload's validated features, read as this bundle's training table was, in row chunks where the reader
-        allows (flat memory, files of any size; `part`: one partition of the file, a cluster task's
-        ``data.partitions.Partition``), else whole here (``read_profiles``) and given as one frame."""
-        if self._dedicated_reader:  # LISH-MoA and CMap files: their own chunk readers
-            if part is not None:
-                from ..data.partitions import iter_partition
-
-                return iter_partition(src, part, feature_columns=self.feature_columns, chunk_rows=chunk_rows)
-            from ..data.chunks import iter_features
-
-            return iter_features(src, feature_columns=self.feature_columns, chunk_rows=chunk_rows, name=name)
+        """An upload's validated features, read as this bundle's training table was: in row chunks when its layout
+        ``reads_in_chunks`` and `src` is a path (``data.profiles.reader.iter_profiles``: flat memory, files of any size;
+        `part`: one partition of it, a cluster task's ``data.formats.partitions.Partition``), else whole here
+        (``read_profiles``) and given as one frame."""
         if not (self.reads_in_chunks and isinstance(src, (str, os.PathLike))):
             return iter([self.read_profiles(src, name=name)])
         return (d.features for d in iter_profiles(src, self.layout, feature_columns=self.feature_columns,
@@ -146,36 +135,31 @@ class Bundle:
                                                    metadata=self._stored_metadata(), part=part))
 
     def partitions(self, src: Source, *, rows: int, chunk_rows: int) -> list[Any]:
-        """How a cluster cuts `src` (``data.partitions.plan_partitions``): one whole-file task when this bundle's
-        reader cannot start mid-file (a layout normalising whole plates, or a CSV's byte ranges, which carry no
-        row numbers for a layout's reader)."""
-        from ..data.partitions import Partition, plan_partitions
+        """How a cluster cuts `src` (``data.formats.partitions.plan_partitions``): one whole-file task when this
+        bundle's reader cannot start mid-file (a layout normalising whole plates; a CSV's byte ranges, which carry no
+        row numbers, for any but a fixed-column table's reader)."""
+        from ..data.formats.partitions import Partition, plan_partitions
 
         parts = plan_partitions(src, rows=rows, chunk_rows=chunk_rows)
-        if not self._dedicated_reader and (not self.reads_in_chunks or any(p.kind == "bytes" for p in parts)):
+        if not self.reads_in_chunks or (not self.layout.fixed_columns and any(p.kind == "bytes" for p in parts)):
             return [Partition(0, 1, "whole")]
         return parts
 
     @property
     def counts_file_rows(self) -> bool:
-        """Whether this bundle's reader numbers a partition's rows from the start of the file (a layout's does;
-        LISH-MoA's chunk readers count from the partition's start)."""
-        return not self._dedicated_reader
-
-    @property
-    def _dedicated_reader(self) -> bool:
-        """LISH-MoA bundles read uploads with LISH-MoA's (and CMap's) own readers; every other layout through
-        ``data.profiles``. The one place the two readers part."""
-        return self.info.get("layout") is None
+        """Whether this bundle's reader numbers a partition's rows from the start of the file (a layout's does; a
+        fixed-column table's chunk readers count from the partition's start)."""
+        return not self.layout.fixed_columns
 
     def _stored_metadata(self) -> list[pd.DataFrame]:
         """The layout's joins from the tables stored at training; an upload that carries the columns keeps its own."""
         return [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
 
     def read_records(self, rows: pd.DataFrame, source: str) -> pd.DataFrame:
-        """Profiles sent as records (the API's JSON rows, one per profile) read as an uploaded file would be."""
-        if self._dedicated_reader:
-            from ..data.validate import validate_features
+        """Profiles sent as records (the API's JSON rows, one per profile) read as an uploaded file would be (a
+        fixed-column table's are validated as they are)."""
+        if self.layout.fixed_columns:
+            from ..data.profiles.validate import validate_features
 
             if schema.SIG_ID in rows.columns:  # as read_table does for files: ids are text
                 rows[schema.SIG_ID] = rows[schema.SIG_ID].map(_id_text)
@@ -185,20 +169,17 @@ class Bundle:
         return self.read_profiles(io.BytesIO(rows.to_csv(index=False).encode("utf-8")), name=f"{source}.csv")
 
     def read_dataset(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> Dataset:
-        """An upload read through this bundle's layout, as a ``Dataset`` (its control mask, compound and layout
-        with it), normalised with the bundle's fitted normalisation; a custom-layout bundle only."""
-        if self._dedicated_reader:
-            raise DataError("this bundle was trained on the LISH-MoA layout, whose files are read as LISH-MoA files "
-                            "(not as a table of a layout).", source=str(self.path or "bundle"))
+        """An upload read through this bundle's layout (``data.profiles.reader.load_profiles``), as a ``Dataset`` (its
+        control mask, compound and layout with it), normalised with the bundle's fitted normalisation."""
         return load_profiles(src, self.layout, name=name, max_bytes=max_bytes, labels=False,
                              feature_columns=self.feature_columns, normalizer=self.normalizer,
-                             metadata=self._stored_metadata())
+                             metadata=self._stored_metadata(), allow_gene_only=self.gene_only is not None)
 
     @property
     def answers(self) -> str:
         """Which model this is, for a person: the full model or the gene-only one."""
-        if not self._dedicated_reader:
-            return f"model of the {self.info['layout'].get('name', 'custom')} layout"
+        if not self.layout.is_lish_moa:
+            return f"model of the {self.layout.name} layout"
         if any(c.startswith("c-") for c in self.feature_columns):
             return "full model (gene expression + cell viability)"
         return "gene-only model (gene expression alone; no cell-viability block)"

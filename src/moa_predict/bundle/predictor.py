@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.errors import DataError
 from .artifact import Bundle
 

@@ -14,8 +14,8 @@ from .common import BUNDLE_HELP, console
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from ..data.dataset import load_dataset
-    from ..data.io import write_text
+    from ..data.profiles.dataset import load_dataset
+    from ..data.formats.io import write_text
     from ..explain.report import explain_upload
     from ..bundle import load_bundle
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.io import Source
-from ..data.profiles import treatment_keys, treatment_means
+from ..data.formats.io import Source
+from ..data.profiles.reader import treatment_keys, treatment_means
 from ..trust.calibration import sigmoid
 from ..trust.model import pool_logits
 from ..bundle import Bundle

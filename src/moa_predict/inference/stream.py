@@ -1,6 +1,6 @@
 """Prediction of a whole file in row chunks: read a chunk, predict it, append it to the output.
 
-Memory holds one chunk at a time whatever the number of profiles (``data.chunks.iter_features``), and the
+Memory holds one chunk at a time whatever the number of profiles (``data.formats.chunks.iter_features``), and the
 output (CSV or Parquet, by suffix) is written to a temporary file beside the target and renamed into place
 only when every chunk succeeded, so an interrupted or failed run leaves no partial file behind.
 """
@@ -17,10 +17,10 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data.arrow_csv import csv_body, csv_header
-from ..data.chunks import DEFAULT_CHUNK_ROWS
-from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, merge_substitutions
-from ..data.io import Source, atomic_path
+from ..data.formats.arrow_csv import csv_body, csv_header
+from ..data.formats.chunks import DEFAULT_CHUNK_ROWS
+from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, merge_substitutions
+from ..data.formats.io import Source, atomic_path
 from ..runtime.background import Serial, prefetched
 from ..runtime.workers import release_memory
 from ..bundle import Bundle, Predictor, Result
@@ -43,7 +43,7 @@ class StreamSummary:
     """Profiles flagged out of distribution (None: not checked, or no reference index)."""
     ood_reasons: dict[str, int] = field(default_factory=dict)
     substituted: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Times and doses the model was asked in place of the file's own (``data.gene_features.lish_meta``)."""
+    """Times and doses the model was asked in place of the file's own (``data.profiles.gene_features.lish_meta``)."""
 
     def add(self, other: "StreamSummary") -> None:
         """Add a partition's counts (a cluster task's summary)."""

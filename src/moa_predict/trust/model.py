@@ -152,8 +152,8 @@ class TrustModel:
         share of the compound's profiles whose own set holds it), and its abstention; with `call_precision`, its
         confident call (``trust.calls``, thresholds fit on pooled held-out compounds). A compound with one
         profile gets exactly that profile's probabilities and set."""
-        from ..data.dataset import control_mask
-        from ..data.dataset import find_compound_column
+        from ..data.profiles.dataset import control_mask
+        from ..data.profiles.dataset import find_compound_column
 
         col = find_compound_column(features, column)
         if col is None:
@@ -317,7 +317,7 @@ def _treatment_pooled(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray,
     cols = list(getattr(layout, "treatment", None) or []) if layout is not None else []
     if not cols or any(c not in data.features.columns for c in cols):
         return None
-    from ..data.profiles import treatment_keys
+    from ..data.profiles.reader import treatment_keys
 
     keys = treatment_keys(data.features.loc[rows], cols).to_numpy().astype(str)
     keys = np.char.add(np.char.add(keys, "|"), fold.astype(str))

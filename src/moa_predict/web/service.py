@@ -1,8 +1,8 @@
 """What the web app does, without any HTTP: read + validate an upload (the CLI's own functions),
 predict with the bundle loaded once, keep the result, and describe the model.
 
-Every check on uploaded data is :func:`moa_predict.data.chunks.load_upload` (``moa predict``'s CSV reader,
-then :func:`moa_predict.data.load_features` for other files) / :func:`moa_predict.data.validate.validate_features`,
+Every check on uploaded data is :func:`moa_predict.data.formats.chunks.load_upload` (``moa predict``'s CSV reader,
+then :func:`moa_predict.data.load_features` for other files) / :func:`moa_predict.data.profiles.validate.validate_features`,
 exactly as ``moa predict`` runs it.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..bundle import Bundle, Predictor, Result
-from ..data import schema
-from ..data.io import jsonable
+from ..data.profiles import schema
+from ..data.formats.io import jsonable
 from ..data.errors import DataError
 from .card import NOT_PREDICTABLE, model_card, predictable_mask
 from .explain import Explainer
@@ -53,7 +53,7 @@ class ModelService:
         """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
         answer and kept with every result."""
         self.layout = bundle.layout
-        """The bundle's profile layout (``data.layout``; LISH-MoA's for LISH-MoA bundles)."""
+        """The bundle's profile layout (``data.profiles.layout``; LISH-MoA's for LISH-MoA bundles)."""
         self.layout_name = None if self.layout.is_lish_moa else self.layout.name
         """The layout named in answers and pages: None for LISH-MoA (its columns are described as such)."""
         self.settings = settings
@@ -423,7 +423,7 @@ def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dic
     """What the API says about the input beside the predictions: how many profiles are out of distribution (and
     why), and for CMap files how many genes matched and which times / doses the model was asked in place of the
     file's own (never a silent substitution)."""
-    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
+    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
 
     attrs = {} if features is None else features.attrs
     reasons = {} if ood is None else {str(k): int(v) for k, v in
@@ -438,7 +438,7 @@ def input_notes(features: pd.DataFrame | None) -> dict[str, Any]:
     """What the pages say about how the file was read, in the CLI's and the API's words: how its genes matched
     (CMap files) and each time or dose the model was asked in place of the file's own (``substituted``: the
     columns concerned, so a profile's tag can say its time is the model's, not the file's)."""
-    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
+    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
 
     attrs = {} if features is None else features.attrs
     substituted = attrs.get(SUBSTITUTED_ATTR) or {}

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse
 
-from ...data import schema
+from ...data.profiles import schema
 from ...data.errors import DataError
 from .. import views
 from ..deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
