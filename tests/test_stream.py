@@ -146,9 +146,9 @@ def test_parquet_output_has_the_values_and_schema_of_pandas_conversion(bundle, g
 
 
 def test_a_failing_chunk_or_write_leaves_no_output(bundle, gctx, tmp_path, monkeypatch):
-    from moa_predict.data import chunks as chunk_readers
+    from moa_predict.data.profiles import reader as chunk_readers
 
-    real = chunk_readers.iter_features  # the reader Bundle.frames reads a LISH-MoA / CMap file with
+    real = chunk_readers.iter_features  # the chunk reader of a LISH-MoA / CMap file (Bundle.frames → iter_profiles)
     closed = []
 
     def failing_reader(*args, **kwargs):
