@@ -61,7 +61,7 @@ def _home(request: Request, status: int = 200, error: dict | None = None, n: int
                  n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
                  layout_example=(example_for(service.layout_name) or (None, None))[1],
-                 columns=_column_help(service.bundle.feature_columns, service.card.get("layout")))
+                 columns=_column_help(service))
 
 
 def _layout_column_help(layout: dict) -> list[dict]:
@@ -89,9 +89,11 @@ def _layout_column_help(layout: dict) -> list[dict]:
     return rows
 
 
-def _column_help(feature_columns: list[str], layout: dict | None = None) -> list[dict]:
-    if layout is not None:
-        return _layout_column_help(layout)
+def _column_help(service: ModelService) -> list[dict]:
+    """The columns an upload needs: the layout card's (another layout), or LISH-MoA's fixed columns."""
+    if not service.layout.is_lish_moa:
+        return _layout_column_help(service.card["layout"])
+    feature_columns = service.bundle.feature_columns
     genes = [c for c in feature_columns if c.startswith("g-")]
     cells = [c for c in feature_columns if c.startswith("c-")]
     rows = [
