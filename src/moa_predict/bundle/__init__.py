@@ -6,5 +6,5 @@ from .artifact import (FORMAT, FORMAT_VERSION, GENE_ONLY_DIR, LABEL_SETS_DIR, ME
                        Bundle, load_bundle, save_bundle, simulated_marker)
 from .predictor import Predictor, Result
 
-__all__ = ["Bundle", "Predictor", "Result", "load_bundle", "save_bundle", "simulated_marker", "FORMAT", "FORMAT_VERSION", "GENE_ONLY_DIR", "LABEL_SETS_DIR",
-           "META_FILE", "NORM_PREFIX", "WEIGHTS_FILE"]
+__all__ = ["Bundle", "Predictor", "Result", "load_bundle", "save_bundle", "simulated_marker", "FORMAT",
+           "FORMAT_VERSION", "GENE_ONLY_DIR", "LABEL_SETS_DIR", "META_FILE", "NORM_PREFIX", "WEIGHTS_FILE"]

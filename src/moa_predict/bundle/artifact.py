@@ -59,8 +59,8 @@ class Bundle:
     """Optional ``trust.model.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     normalizer: Any = None
-    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled control
-    scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
+    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled
+    control scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
     profiles without cell-viability columns (CMap / L1000 signatures)."""
@@ -97,8 +97,8 @@ class Bundle:
 
     @property
     def layout(self) -> Layout:
-        """The layout the model was trained on (``data.profiles.layout``): LISH-MoA's for a bundle saved without one (the
-        package's own layout is not stored)."""
+        """The layout the model was trained on (``data.profiles.layout``): LISH-MoA's for a bundle saved without one
+        (the package's own layout is not stored)."""
         d = self.info.get("layout")
         return Layout.lish_moa() if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
 

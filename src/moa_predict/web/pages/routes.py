@@ -1,7 +1,7 @@
 """Server-rendered pages: home (upload + model card), results (paged), downloads, example file, API docs.
 
 Each route parses its query (leniently: the view models clamp), calls the service or the explainer, and renders
-a template; the results page adds the panels (web/panels.py) of the profiles it shows.
+a template; the results page adds the panels (web/pages/panels.py) of the profiles it shows.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from starlette.responses import FileResponse
 
 from ...data.profiles import schema
 from ...data.errors import DataError
-from .. import views
-from ..deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
-from ..jsonbody import json_bytes
-from ..options import read_set_level
-from ..results_page import results_page
+from . import views
+from ..core.deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
+from ..core.jsonbody import json_bytes
+from ..core.options import read_set_level
+from .results_page import results_page
 from ...data.builtin import example_for
-from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv, input_notes
-from ..store import REJECTION_POLICY, Prediction
-from ..templating import STATIC_DIR, templates
-from ..uploads import gate, multipart, require_file
+from ..services.model_service import (EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv,
+                                      input_notes)
+from ..core.store import REJECTION_POLICY, Prediction
+from .templating import STATIC_DIR, templates
+from ..core.uploads import gate, multipart, require_file
 
 router = APIRouter(include_in_schema=False)
 

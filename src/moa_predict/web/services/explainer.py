@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.errors import DataError
-from ..bundle.predictor import ood_table
-from ..runtime.threads import limit_threads
-from .options import MOA_LABEL_SET, ExplainOptions
-from .settings import ExplainSettings
-from .store import Prediction
+from ...data.errors import DataError
+from ...bundle.predictor import ood_table
+from ...runtime.threads import limit_threads
+from ..core.options import MOA_LABEL_SET, ExplainOptions
+from ..core.settings import ExplainSettings
+from ..core.store import Prediction
 
 # ------------------------------------------------------------------------------------------------
 # The explainer of one bundle
@@ -73,7 +73,7 @@ class Explainer:
         """:attr:`attributions_message` of the model of `label_set` (None: the MoAs'), e.g. the target model's."""
         if label_set in self._attribution_messages:
             return self._attribution_messages[label_set]
-        from ..explain.attributions import AttributionUnavailable, attribution_function
+        from ...explain.attributions import AttributionUnavailable, attribution_function
 
         try:
             attribution_function(self.model_of(label_set).model)
@@ -92,7 +92,7 @@ class Explainer:
     def explain(self, features: pd.DataFrame, options: ExplainOptions) -> dict[str, Any]:
         """``explain_upload`` on validated features (POST /api/explain), for the MoAs or the label set the
         options name (``label_set``: the target model's calls explained in genes)."""
-        from ..explain import explain_upload
+        from ...explain import explain_upload
 
         bundle = self.model_of(options.label_set)
         with limit_threads(1):
@@ -125,7 +125,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return {}
-        from ..reference.ood import ood_scores
+        from ...reference.ood import ood_scores
 
         with pred.lock:
             cache = pred.derived.setdefault("reference_rows", {})
@@ -166,8 +166,8 @@ class Explainer:
             hit = pred.derived.get("compounds")
         if hit is not None:
             return hit
-        from ..data.profiles.dataset import find_compound_column
-        from ..explain.compounds import compound_calls
+        from ...data.profiles.dataset import find_compound_column
+        from ...explain.compounds import compound_calls
 
         group = self.bundle.layout.group
         column = None

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ..data.formats.io import jsonable
-from ..data.profiles.gene_blocks import NAMING_TEXT, describe, layout_genes
-from ..data.profiles.layout import Layout
-from ..data.identities import block_summary
-from ..evaluation.field_metrics import FIGURE_NAMES, figure_rows
-from ..evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW
-from ..bundle import Bundle
+from ...data.formats.io import jsonable
+from ...data.profiles.gene_blocks import NAMING_TEXT, describe, layout_genes
+from ...data.profiles.layout import Layout
+from ...data.identities import block_summary
+from ...evaluation.field_metrics import FIGURE_NAMES, figure_rows
+from ...evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW
+from ...bundle import Bundle
 
 NOT_PREDICTABLE = "not predictable from this training data"
 """What every page, chart and download says of a MoA the model answers with its training frequency."""

@@ -20,15 +20,15 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ..bundle import Bundle, Predictor, Result
-from ..data.profiles import schema
-from ..data.formats.io import jsonable
-from ..data.errors import DataError
+from ...bundle import Bundle, Predictor, Result
+from ...data.profiles import schema
+from ...data.formats.io import jsonable
+from ...data.errors import DataError
 from .card import NOT_PREDICTABLE, model_card, predictable_mask
-from .explain import Explainer
-from .options import ExplainOptions
-from .settings import WebSettings
-from .store import Prediction, ResultStore, open_store
+from .explainer import Explainer
+from ..core.options import ExplainOptions
+from ..core.settings import WebSettings
+from ..core.store import Prediction, ResultStore, open_store
 
 EXAMPLE_ROWS = 40
 EXAMPLE_SEED = 0
@@ -50,7 +50,7 @@ class ModelService:
                  name: str | None = None, slots: threading.BoundedSemaphore | None = None) -> None:
         self.bundle = bundle
         self.name = name or bundle.model_name
-        """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
+        """This model's name on the server (``web.services.registry``): the ``model`` field of an upload, named by every
         answer and kept with every result."""
         self.layout = bundle.layout
         """The bundle's profile layout (``data.profiles.layout``; LISH-MoA's for LISH-MoA bundles)."""
@@ -268,7 +268,7 @@ class ModelService:
         ``available``, ``precision``, ``measured`` (precision and coverage on held-out compounds), ``rule``, per row
         ``rows`` (call, kind, estimated_precision, reason, sentence) and per compound ``compounds`` (pooled);
         computed once per level and kept with the result. Without calls: available False and the reason."""
-        from ..trust.calls import DEFAULT_PRECISION
+        from ...trust.calls import DEFAULT_PRECISION
 
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
@@ -308,7 +308,7 @@ class ModelService:
         ``available``, per row the `top` targets with probabilities (``rows``), whether they agree with the top MoA
         (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
         measured precision (``calls``); computed once and kept with the result."""
-        from ..trust.calls import DEFAULT_PRECISION
+        from ...trust.calls import DEFAULT_PRECISION
 
         part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
                                                          if len(self.bundle.label_sets) == 1 else None)
@@ -423,7 +423,7 @@ def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dic
     """What the API says about the input beside the predictions: how many profiles are out of distribution (and
     why), and for CMap files how many genes matched and which times / doses the model was asked in place of the
     file's own (never a silent substitution)."""
-    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
+    from ...data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
 
     attrs = {} if features is None else features.attrs
     reasons = {} if ood is None else {str(k): int(v) for k, v in
@@ -438,7 +438,7 @@ def input_notes(features: pd.DataFrame | None) -> dict[str, Any]:
     """What the pages say about how the file was read, in the CLI's and the API's words: how its genes matched
     (CMap files) and each time or dose the model was asked in place of the file's own (``substituted``: the
     columns concerned, so a profile's tag can say its time is the model's, not the file's)."""
-    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
+    from ...data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
 
     attrs = {} if features is None else features.attrs
     substituted = attrs.get(SUBSTITUTED_ATTR) or {}
@@ -456,7 +456,7 @@ def sets_unavailable(bundle: Bundle) -> str:
 
 def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
     """One call as the API and the page give it (NaN and empty strings as null, with its sentence)."""
-    from ..trust.calls import call_sentence
+    from ...trust.calls import call_sentence
 
     call = row.get("call") or None
     precision = row.get("estimated_precision")
@@ -489,7 +489,7 @@ def example_csv(rows: int = EXAMPLE_ROWS, seed: int = EXAMPLE_SEED) -> bytes:
 
     The profiles are the training part of a tiny simulated set: only that part says which drug each profile
     belongs to. Drugs are renamed cmpd-01, cmpd-02 ... in order of appearance; controls have no compound."""
-    from ..simulate import simulate
+    from ...simulate import simulate
 
     data = simulate(n_train=rows, n_test=0, seed=seed)
     frame = data.train_features.copy()
