@@ -1,6 +1,6 @@
 """Confident calls and sets, measured: nested precision / coverage, and a check on data the calibration never saw.
 
-Three jobs (``evaluation.calls``, ``evaluation.trust``), each printing a table and writing JSON under docs/trust/:
+Three jobs (``trust.calls``, ``trust.model``), each printing a table and writing JSON under docs/trust/:
 
 ``--oof NPZ`` with the bundle's training data (``--data DIR`` LISH-MoA, or ``--features FILE --layout TOML``): the
   trust layer refit from cached out-of-fold predictions exactly as ``moa train`` fits it, and the calls' precision
@@ -33,10 +33,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from moa_predict.data.io import jsonable, write_text  # noqa: E402
-from moa_predict.evaluation.calls import REPORT_LEVELS, fit_call_model, measure_calls  # noqa: E402
-from moa_predict.evaluation.calibration import sigmoid  # noqa: E402
-from moa_predict.evaluation.trust import fit_trust, pool_logits  # noqa: E402
+from moa_predict.data.formats.io import jsonable, write_text  # noqa: E402
+from moa_predict.trust.calls import REPORT_LEVELS, fit_call_model, measure_calls  # noqa: E402
+from moa_predict.trust.calibration import sigmoid  # noqa: E402
+from moa_predict.trust.model import fit_trust, pool_logits  # noqa: E402
 from moa_predict.training.crossval import CVResult  # noqa: E402
 
 
@@ -51,11 +51,11 @@ def precision_at_coverage(P: np.ndarray, Y: np.ndarray, coverage: float) -> floa
 
 def load_data(args):
     if args.data:
-        from moa_predict.data.dataset import load_dataset
+        from moa_predict.data.profiles.dataset import load_dataset
 
         return load_dataset(args.data)
-    from moa_predict.data.layout import load_layout
-    from moa_predict.data.profiles import load_profiles, training_rows
+    from moa_predict.data.profiles.layout import load_layout
+    from moa_predict.data.profiles.reader import load_profiles, training_rows
 
     data = load_profiles(args.features, load_layout(args.layout))
     return data.subset(training_rows(data))
@@ -64,7 +64,7 @@ def load_data(args):
 def refit_calls(data, npz: Path, bundle_path: str):
     """Only the calls refit on the cached out-of-fold predictions (as ``fit_trust`` fits them), the rest of the
     bundle's trust layer kept: minutes instead of the whole trust fit on a busy machine."""
-    from moa_predict.evaluation.trust import _fit_compound, compound_units, fit_calls_of
+    from moa_predict.trust.model import _fit_compound, compound_units, fit_calls_of
     from moa_predict.bundle import load_bundle
 
     z = np.load(npz)
@@ -128,8 +128,8 @@ def drug_bootstrap_sd(hits: np.ndarray, totals: np.ndarray, drug_codes: np.ndarr
 
 def check(bundle_path: str, check_dir: str) -> dict:
     """Promised (nested CV) vs observed on a drug-disjoint simulation the calibration never saw."""
-    from moa_predict.data.dataset import load_dataset
-    from moa_predict.evaluation.conformal import set_recall
+    from moa_predict.data.profiles.dataset import load_dataset
+    from moa_predict.trust.conformal import set_recall
     from moa_predict.bundle import load_bundle
 
     bundle = load_bundle(bundle_path)
@@ -193,7 +193,7 @@ def bbbc021_loco(data_dir: str, model_name: str, params: dict) -> tuple[np.ndarr
     """Per BBBC021 treatment: probabilities pooled from its wells, each well predicted by a model trained on the
     other compounds' wells; the treatment's labels and compound."""
     from moa_predict.benchmarks.real import load_bbbc021
-    from moa_predict.data.profiles import treatment_keys
+    from moa_predict.data.profiles.reader import treatment_keys
     from moa_predict.models.registry import make_model
     from moa_predict.training.train import train_bundle
 

@@ -37,7 +37,7 @@ TOL_ABS, TOL_REL = 2e-3, 0.02  # the page's tolerance (explain.attributions), fi
 
 
 def _frames(args, bundle):
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
     from moa_predict.web.service import example_csv
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +83,7 @@ def measure(bundle, frame, args) -> dict:
 
 def latency(bundle, frame, args) -> dict:
     """One profile, top-3 MoAs, as the page asks for it (median and p95 over `--latency` profiles)."""
-    from moa_predict.data import schema
+    from moa_predict.data.profiles import schema
     from moa_predict.explain.attributions import explain_predictions
     from moa_predict.runtime.threads import limit_threads
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from moa_predict.data.io import write_text
+    from moa_predict.data.formats.io import write_text
     from moa_predict.bundle import load_bundle
 
     torch.set_num_threads(1)

@@ -69,7 +69,7 @@ def get_bundle(args, data, console):
 def attribution_overlap(bundle, test, test_y, truth, args, console):
     from sklearn.metrics import roc_auc_score
 
-    from moa_predict.data import schema
+    from moa_predict.data.profiles import schema
     from moa_predict.explain.attributions import attribution_path, completeness_tolerance, integrated_gradients
 
     model, names = bundle.model, list(bundle.target_names)
@@ -150,9 +150,9 @@ def attribution_overlap(bundle, test, test_y, truth, args, console):
 
 
 def neighbour_bench(bundle, data, test, test_y, args):
-    from moa_predict.data import schema
-    from moa_predict.explain.neighbours import similar_profiles
-    from moa_predict.explain.ood import ood_flags, ood_mask
+    from moa_predict.data.profiles import schema
+    from moa_predict.reference.neighbours import similar_profiles
+    from moa_predict.reference.ood import ood_flags, ood_mask
 
     index = bundle.reference
     treated = test[test[schema.CP_TYPE] == schema.TREATED]
@@ -244,7 +244,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     console = Console()
 
-    from moa_predict.data.dataset import load_dataset, load_features
+    from moa_predict.data.profiles.dataset import load_dataset, load_features
     from moa_predict.runtime.threads import limit_threads
 
     data_dir = Path(args.data)

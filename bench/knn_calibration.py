@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from moa_predict.data.io import jsonable, write_text  # noqa: E402
-from moa_predict.data.layout import load_layout  # noqa: E402
-from moa_predict.data.profiles import load_profiles, training_rows  # noqa: E402
-from moa_predict.evaluation.calibration import calibration_report, top1_outcomes  # noqa: E402
+from moa_predict.data.formats.io import jsonable, write_text  # noqa: E402
+from moa_predict.data.profiles.layout import load_layout  # noqa: E402
+from moa_predict.data.profiles.reader import load_profiles, training_rows  # noqa: E402
+from moa_predict.trust.calibration import calibration_report, top1_outcomes  # noqa: E402
 from moa_predict.models.registry import make_model  # noqa: E402
 from moa_predict.training.crossval import cross_validate  # noqa: E402
 

@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from moa_predict.data.builtin import BUILTIN_DIR, BUILTIN_BUNDLES, L1000_LAYOUT, L1000_REFERENCE  # noqa: E402
-from moa_predict.data.io import write_text  # noqa: E402
-from moa_predict.data.layout import load_layout  # noqa: E402
-from moa_predict.data.profiles import load_profiles  # noqa: E402
+from moa_predict.data.formats.io import write_text  # noqa: E402
+from moa_predict.data.profiles.layout import load_layout  # noqa: E402
+from moa_predict.data.profiles.reader import load_profiles  # noqa: E402
 from moa_predict.evaluation.field_metrics import ranking_figures  # noqa: E402
 from moa_predict.evaluation.skill import MIN_TRAIN_COMPOUNDS, training_compounds_when_held_out  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
@@ -88,7 +88,7 @@ CHOSEN_BY = "micro PR-AUC"
 
 
 def read(layout_path: Path = L1000_LAYOUT):
-    from moa_predict.data.profiles import training_rows
+    from moa_predict.data.profiles.reader import training_rows
 
     data = load_profiles(CONSENSUS, load_layout(layout_path))
     return data.subset(training_rows(data))
@@ -181,7 +181,7 @@ def level5_check(bundle) -> dict:
                      "compound_rank": comp}
     chance = 5 / len(names)
     rates = [v["top5_rate"] for v in out.values() if v["top5_rate"] is not None]
-    from moa_predict.explain.ood import ood_mask
+    from moa_predict.reference.ood import ood_mask
 
     ood = ood_mask(bundle.reference, data.features) if bundle.reference is not None else np.zeros(0, bool)
     return {"drugs": out, "moas": len(names), "chance_top5": chance, "signatures": int(len(proba)),
@@ -304,7 +304,7 @@ def target_layout():
 
 def hub_targets(names: list[str]) -> dict[str, list[str]]:
     """The Hub's targets of these drugs (the level-5 check's drugs)."""
-    from moa_predict.data.profiles import read_annotation
+    from moa_predict.data.profiles.reader import read_annotation
 
     table = read_annotation(HUB, target_layout().label_set(TARGET_SET))
     table = table.assign(key=table["pert_iname"].astype(str).str.lower())
@@ -377,7 +377,7 @@ def figures_over(result, data, minimum: int) -> dict:
 
 def targets_step(args, cache) -> None:
     """``--targets``: the protein-target model of the reference, measured and built (module docstring)."""
-    from moa_predict.data.profiles import training_rows
+    from moa_predict.data.profiles.reader import training_rows
     from moa_predict.bundle import load_bundle
     from moa_predict.training.train import train_label_sets
 

@@ -1,4 +1,4 @@
-"""How ``moa layout infer``'s normalisation rules (``moa_predict.data.practice``) were chosen: on SIMULATED Cell
+"""How ``moa layout infer``'s normalisation rules (``moa_predict.data.profiles.practice``) were chosen: on SIMULATED Cell
 Painting screens (``moa simulate --layout-kind cellpainting``), never on BBBC021.
 
 For screens with 4 to 32 control wells per plate (8 plates of 96 wells, 4 batches, 24 compounds of 6 MoAs, 5 seeds)
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import load_layout
-from moa_predict.data.profiles import load_profiles, treatment_means
+from moa_predict.data.profiles.layout import load_layout
+from moa_predict.data.profiles.reader import load_profiles, treatment_means
 from moa_predict.simulate.layout import simulate_profiles
 
 CONTROLS = (4, 6, 8, 16, 32)

@@ -22,7 +22,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from moa_predict.data import schema  # noqa: E402
+from moa_predict.data.profiles import schema  # noqa: E402
 
 BIG_DRUG_MIN_PROFILES = 20
 """Drugs with at least this many profiles are the few heavily replicated reference compounds."""

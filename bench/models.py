@@ -41,7 +41,7 @@ def _cpu() -> float:
 def ship_weights(report_path: str) -> None:
     """Write the default blend's member weights (its stack fit on all folds in a benchmark report) as
     models/default_weights.json, the data the package reads them from."""
-    from moa_predict.data.io import write_text
+    from moa_predict.data.formats.io import write_text
     from moa_predict.models import default
 
     report = json.loads(Path(report_path).read_text(encoding="utf-8"))
@@ -59,8 +59,8 @@ def ship_weights(report_path: str) -> None:
 def main(argv: list[str] | None = None) -> dict:
     from moa_predict import __version__
     from moa_predict.bundle import Bundle, load_bundle, save_bundle
-    from moa_predict.data.dataset import load_dataset
-    from moa_predict.data.io import write_text
+    from moa_predict.data.profiles.dataset import load_dataset
+    from moa_predict.data.formats.io import write_text
     from moa_predict.models import DEFAULT_MODEL, make_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

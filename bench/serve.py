@@ -48,7 +48,7 @@ def prepare(data: str | None, bundle: str | None, workdir: Path) -> tuple[Path, 
         data_dir = Path(data)
     if bundle is None:
         from moa_predict.bundle import save_bundle
-        from moa_predict.data.dataset import load_dataset
+        from moa_predict.data.profiles.dataset import load_dataset
         from moa_predict.models import make_model
         from moa_predict.training.train import train_bundle
 

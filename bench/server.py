@@ -66,7 +66,7 @@ def prepare(data: str | None, bundle: str | None, workdir: Path, model: str = "p
                        check=True, env=ENV, stdout=subprocess.DEVNULL)
     if bundle:
         return data_dir, Path(bundle)
-    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.profiles.dataset import load_dataset
     from moa_predict.models import make_model
     from moa_predict.bundle import save_bundle
     from moa_predict.training.train import train_bundle

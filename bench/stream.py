@@ -44,7 +44,7 @@ def make_parquet(path: Path, n: int, seed: int = 0, block: int = 20_000) -> None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from moa_predict.data import schema
+    from moa_predict.data.profiles import schema
     from moa_predict.simulate import simulate
 
     pool = simulate(n_train=2000, n_test=1, seed=seed).train_features.reset_index(drop=True)

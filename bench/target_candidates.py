@@ -56,7 +56,7 @@ def through_moa(data, moa_data, train: np.ndarray, test: np.ndarray, links: str,
     out = names[test] if out is None else out
     fit_rows = np.flatnonzero(~np.isin(moa_names, out))
     moa_model = make_model("label-ridge").fit(moa_data.features.iloc[fit_rows],
-                                             moa_data.targets.to_numpy(np.float32)[fit_rows])
+                                             moa_data.targets.to_numpy(np.float32)[fit_rows], inputs=moa_data.inputs)
     pm = moa_model.predict_proba(data.features.iloc[test]).astype(np.float64)
     pm /= np.maximum(pm.sum(axis=1, keepdims=True), 1e-12)
     if links == "hub":
@@ -90,13 +90,13 @@ def nested_mix(data, moa_data, fold: np.ndarray, links: str, hub=None, inner_spl
         R, V = np.zeros((len(train), Y.shape[1])), np.zeros((len(train), Y.shape[1]))
         for j in np.unique(inner):
             itest, itrain = train[inner == j], train[inner != j]
-            ridge = make_model("label-ridge").fit(data.features.iloc[itrain], Y[itrain])
+            ridge = make_model("label-ridge").fit(data.features.iloc[itrain], Y[itrain], inputs=data.inputs)
             R[inner == j] = ridge.predict_proba(data.features.iloc[itest])
             V[inner == j] = through_moa(data, moa_data, itrain, itest, links, hub,
                                         out=np.concatenate([names[test], names[itest]]))
         w = max(MIX_WEIGHTS, key=lambda w: micro_pr_auc(Y[train], w * R + (1 - w) * V) or 0.0)
         chosen.append(float(w))
-        ridge = make_model("label-ridge").fit(data.features.iloc[train], Y[train])
+        ridge = make_model("label-ridge").fit(data.features.iloc[train], Y[train], inputs=data.inputs)
         P[test] = w * ridge.predict_proba(data.features.iloc[test]) + (1 - w) * through_moa(
             data, moa_data, train, test, links, hub)
     return P, chosen

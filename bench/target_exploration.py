@@ -25,10 +25,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import l1000_reference as bench  # noqa: E402
 import target_candidates as tc  # noqa: E402
-from moa_predict.data.io import write_text  # noqa: E402
-from moa_predict.data.profiles import load_profiles, training_rows  # noqa: E402
+from moa_predict.data.formats.io import write_text  # noqa: E402
+from moa_predict.data.profiles.reader import load_profiles, training_rows  # noqa: E402
 from moa_predict.evaluation.field_metrics import micro_pr_auc, topk_accuracy  # noqa: E402
-from moa_predict.data.layout import layout_spec, spec_feature_columns  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.crossval import assign_folds, cross_validate  # noqa: E402
 from moa_predict.models.label_ridge import _RidgePath, cooccurrence_smoothed  # noqa: E402
@@ -69,7 +68,7 @@ def main() -> None:
     moa = moa_full.subset(training_rows(moa_full))
     names = data.drugs.astype(str).str.lower().to_numpy()
     Y = data.targets.to_numpy(np.float64)
-    cols = spec_feature_columns(layout_spec(data.features))
+    cols = data.inputs.feature_columns
     F = data.features[cols].to_numpy(np.float64)
     M = moa.targets.reindex(data.features.index).fillna(0).to_numpy(np.float64)
     fold, _ = assign_folds(data, 5, 0)  # the folds of cross_validate, seed 0

@@ -4,7 +4,7 @@ On the real-label simulated set (``moa simulate --labels-from /work/shared/lish-
 --seed 0``: real sig_ids, drugs and labels, SIMULATED features), with compound-grouped 5-fold CV:
 
 1. Out-of-fold predictions of a registered model (default ``logreg``: cheap but real; cached as .npz).
-2. ``evaluation.trust.fit_trust`` on them, exactly as ``moa train`` does: the held-out recall of the MoA sets at
+2. ``trust.model.fit_trust`` on them, exactly as ``moa train`` does: the held-out recall of the MoA sets at
    80/90/95 % (λ calibrated on 4 folds' compounds, measured on the 5th's), pooled and per profile, mean set size,
    the plain top-k list reaching the same recall; ECE before/after the nested recalibration; compound pooling's
    log loss gain.
@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from moa_predict.data.dataset import load_dataset  # noqa: E402
-from moa_predict.data.io import atomic_path, write_text  # noqa: E402
+from moa_predict.data.profiles.dataset import load_dataset  # noqa: E402
+from moa_predict.data.formats.io import atomic_path, write_text  # noqa: E402
 from moa_predict.training.crossval import CVResult, cross_validate  # noqa: E402
-from moa_predict.evaluation.trust import fit_trust  # noqa: E402
+from moa_predict.trust.model import fit_trust  # noqa: E402
 from moa_predict.models.registry import make_model  # noqa: E402
 
 SIMULATED = "SIMULATED features (real LISH-MoA sig_ids, drugs and labels; features from moa simulate)"

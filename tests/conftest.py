@@ -53,10 +53,11 @@ def sim_dir(sim_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def sim_dataset(sim_dir):
-    """The training part of `sim_dir`, loaded and validated."""
-    from moa_predict.data.dataset import load_dataset
+    """The training part of `sim_dir`, read and validated through the LISH-MoA layout."""
+    from moa_predict.data.profiles.layout import Layout
+    from moa_predict.data.profiles.reader import load_profiles
 
-    return load_dataset(sim_dir)
+    return load_profiles(sim_dir, Layout.lish_moa())
 
 
 @pytest.fixture()

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / "moa_predict"
 LAYERS: dict[str, float] = {
     "data": 0, "runtime": 0.5,
     "features": 1, "evaluation": 1, "simulate": 1,
+    "trust": 1.5, "reference": 1.5,
     "models": 2,
     "explain": 3,
     "bundle": 3.5,

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import arrow_csv, chunks, schema
-from moa_predict.data.chunks import iter_features
+from moa_predict.data.formats import arrow_csv, chunks
+
+from moa_predict.data.profiles import schema
+from moa_predict.data.formats.chunks import iter_features
 from moa_predict.data.errors import DataError
-from moa_predict.data.validate import validate_features
+from moa_predict.data.profiles.validate import validate_features
 from moa_predict.inference import stream
 from moa_predict.inference.stream import Writer
 
@@ -197,7 +199,7 @@ def test_streamed_csv_and_parquet_outputs_hold_the_same_predictions(bundle, sim_
 
 @pytest.fixture(scope="module")
 def bundle(sim_dir, tmp_path_factory):
-    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.profiles.dataset import load_dataset
     from moa_predict.models import make_model
     from moa_predict.bundle import load_bundle, save_bundle
     from moa_predict.training.train import train_bundle
@@ -212,8 +214,8 @@ def bundle(sim_dir, tmp_path_factory):
 
 
 def test_an_upload_is_read_as_load_features_reads_it(sim_dir, tmp_path, monkeypatch):
-    from moa_predict.data.chunks import load_upload
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.formats.chunks import load_upload
+    from moa_predict.data.profiles.dataset import load_features
 
     plain = (sim_dir / "test_features.csv").read_bytes()
     expected = load_features(io.BytesIO(plain), name="up.csv")

@@ -1,4 +1,4 @@
-"""Confident calls (``evaluation.calls``): thresholds that keep their precision on new compounds, families, the
+"""Confident calls (``trust.calls``): thresholds that keep their precision on new compounds, families, the
 levels users may ask for, and where users read calls (``moa predict --calls-out``, ``POST /api/predict``, pages)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.data.errors import DataError
-from moa_predict.evaluation.calls import (CONTROL, NOT_CONFIDENT, UNLIKE, CallModel, call_sentence, fit_call_model,
+from moa_predict.trust.calls import (CONTROL, NOT_CONFIDENT, UNLIKE, CallModel, call_sentence, fit_call_model,
                                           measure_calls)
 
 K = 12
@@ -255,7 +255,7 @@ def test_pages_show_the_call_first(client, upload):
 def test_a_compound_with_any_wrong_call_is_a_loss_tested_exactly():
     """The unit loss is 1 when any of a compound's calls is wrong (it bounds the share wrong), so the exact
     binomial tail applies whatever the number of profiles per compound."""
-    from moa_predict.evaluation.calls import grid_risks, ltt_threshold
+    from moa_predict.trust.calls import grid_risks, ltt_threshold
 
     score = np.array([0.9, 0.9, 0.9, 0.8, 0.8, 0.3])
     wrong = np.array([0, 1, 0, 0, 0, 1])

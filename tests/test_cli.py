@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.evaluation.metrics import columnwise_log_loss
 
 
@@ -258,7 +258,7 @@ def test_written_files_have_the_mode_predictions_get(capsys, workdir, simulated,
 
     assert _predict(capsys, bundle, simulated / "test_features.csv", workdir / "mode.csv")[0] == 0
     expected = stat.S_IMODE((workdir / "mode.csv").stat().st_mode)
-    from moa_predict.data.io import DIR_MODE
+    from moa_predict.data.formats.io import DIR_MODE
 
     files = [p for d in (bundle, simulated) for p in d.rglob("*")]  # the gene-only model's directory too
     assert any(p.name == "weights.safetensors" for p in files) and any(p.is_dir() for p in files)

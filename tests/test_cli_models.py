@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data.dataset import load_features
+from moa_predict.data.profiles.dataset import load_features
 from moa_predict.bundle import load_bundle
 
 TINY_MLP = ["--param", "hidden=[16]", "--param", "epochs=4", "--param", "batch_size=64", "--param", "g_pca=8",

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import identities, schema
-from moa_predict.data.cmap import read_genes
-from moa_predict.data.dataset import load_features
+from moa_predict.data import identities
+
+from moa_predict.data.profiles import schema
+from moa_predict.data.formats.cmap import read_genes
+from moa_predict.data.profiles.dataset import load_features
 from moa_predict.data.errors import DataError
-from moa_predict.data.gene_features import (MAPPING_ATTR, is_gene_only, iter_gene_features, lish_meta,
+from moa_predict.data.profiles.gene_features import (MAPPING_ATTR, is_gene_only, iter_gene_features, lish_meta,
                                             load_gene_features)
 from moa_predict.simulate.cmap import landmark_rows, simulate_gctx, write_gctx
 
@@ -223,7 +225,7 @@ def test_cmap_metadata_to_lish_moa_meta_columns():
 
 
 def test_substituted_time_and_dose_are_said_in_words():
-    from moa_predict.data.gene_features import substitution_notes
+    from moa_predict.data.profiles.gene_features import substitution_notes
 
     meta = pd.DataFrame({"Metadata_pert_itime": ["6 h"] * 3 + ["24 h"], "Metadata_pert_idose": ["10 uM"] * 4})
     _, substituted = lish_meta(meta)

@@ -15,14 +15,14 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import QuantileTransformer
 
 from moa_predict.bundle import META_FILE, WEIGHTS_FILE, load_bundle, save_bundle
-from moa_predict.data.dataset import load_dataset
+from moa_predict.data.profiles.dataset import load_dataset
 from moa_predict.data.errors import DataError
-from moa_predict.data.io import DIR_MODE, FILE_MODE, write_table
+from moa_predict.data.formats.io import DIR_MODE, FILE_MODE, write_table
 from moa_predict.training.crossval import cross_validate
 from moa_predict.evaluation.metrics import columnwise_log_loss
 from moa_predict.models.base import MoAModel
 from moa_predict.models.prior import PriorModel
-from moa_predict.data.persist import estimator_from_state, estimator_state
+from moa_predict.data.formats.persist import estimator_from_state, estimator_state
 from moa_predict.training.train import train_bundle
 
 K = 5
@@ -192,7 +192,7 @@ def test_a_v1_bundle_loads_and_predicts_as_it_did(tmp_path):
     v1: weights, calibration and safeguarded targets stored as hyper-parameters). It must load, with its stack
     migrated, and predict exactly what it predicted then (tests/data/v1_blend_predictions.csv, written by that
     version on the first 20 simulated test profiles)."""
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     here = Path(__file__).parent / "data"
     bundle = load_bundle(here / "v1_blend")

@@ -109,9 +109,9 @@ def test_repeated_sig_id_across_partitions_is_an_error(client, bundle_dir, big_c
 
 
 def test_gctx_partitions_read_what_the_whole_file_gives(tmp_path):
-    from moa_predict.data import schema
-    from moa_predict.data.chunks import iter_features
-    from moa_predict.data.partitions import iter_partition, plan_partitions
+    from moa_predict.data.profiles import schema
+    from moa_predict.data.formats.chunks import iter_features
+    from moa_predict.data.formats.partitions import iter_partition, plan_partitions
     from moa_predict.simulate.cmap import simulate_gctx
 
     path = simulate_gctx(tmp_path / "sim.gctx", 2_500, seed=2, chunk_size=700)

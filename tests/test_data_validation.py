@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
-from moa_predict.data.dataset import load_dataset, load_features, load_targets
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.dataset import load_dataset, load_features, load_targets
 from moa_predict.data.errors import DataError
-from moa_predict.data.io import read_table, write_table
+from moa_predict.data.formats.io import read_table, write_table
 
 NAME = "upload.csv"
 

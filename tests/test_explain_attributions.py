@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.explain.attributions import (AttributionPath, AttributionUnavailable, attribution_function,
                                               attribution_path, completeness_tolerance, explain_predictions,
                                               global_attributions, integrated_gradients)
@@ -37,7 +37,7 @@ def mlp(sim_dataset):
 
 @pytest.fixture(scope="module")
 def test_frame(sim_dir):
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     return load_features(sim_dir / "test_features.csv")
 
@@ -251,7 +251,7 @@ def test_global_view_ranks_by_mean_absolute_attribution(paper_nn, sim_dataset):
 
 def test_explain_upload_with_a_network(paper_nn, sim_dataset, test_frame):
     from moa_predict.bundle import Bundle
-    from moa_predict.explain.neighbours import ReferenceIndex
+    from moa_predict.reference.neighbours import ReferenceIndex
     from moa_predict.explain.report import explain_upload
 
     d = sim_dataset

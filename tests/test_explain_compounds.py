@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.explain.compounds import compound_calls, compound_calls_json, find_compound_column
 
 

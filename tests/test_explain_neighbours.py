@@ -10,9 +10,9 @@ import pytest
 from scipy.stats import hypergeom
 
 from moa_predict.bundle import META_FILE, load_bundle, save_bundle
-from moa_predict.data import schema
-from moa_predict.explain.neighbours import ReferenceIndex, leave_drug_out_distances, similar_profiles
-from moa_predict.explain.ood import ood_flags, ood_mask
+from moa_predict.data.profiles import schema
+from moa_predict.reference.neighbours import ReferenceIndex, leave_drug_out_distances, similar_profiles
+from moa_predict.reference.ood import ood_flags, ood_mask
 from moa_predict.features.meta import feature_matrix
 from moa_predict.models import make_model
 from moa_predict.runtime.threads import limit_threads
@@ -33,7 +33,7 @@ def index(sim_dataset) -> ReferenceIndex:
 
 @pytest.fixture(scope="module")
 def test_frame(sim_dir):
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     return load_features(sim_dir / "test_features.csv")
 
@@ -140,7 +140,7 @@ def test_ood_fires_on_garbage_not_on_held_out_profiles(index, test_frame):
 def test_a_training_profile_sent_again_is_not_out_of_distribution(index, sim_dataset):
     """The training profiles with the least correlation structure (below the 0.1 % quantile: a DMSO well, mostly
     noise) are their own nearest reference at similarity 1 when sent again: like the training data, not flagged."""
-    from moa_predict.explain.ood import ood_scores
+    from moa_predict.reference.ood import ood_scores
 
     x = sim_dataset.features
     dist, near, structure, copy = index.ood_components(x)
@@ -154,7 +154,7 @@ def test_a_training_profile_sent_again_is_not_out_of_distribution(index, sim_dat
 
 
 def test_the_structure_reason_says_when_the_training_profiles_are_simulated(index):
-    from moa_predict.explain.ood import ood_columns, ood_scores
+    from moa_predict.reference.ood import ood_columns, ood_scores
 
     noise = np.random.default_rng(1).normal(0, 2, (5, len(index.feature_columns))).astype(np.float32)
     reasons = {r for o in ood_scores(index, noise, simulated=True) for r in o["reasons"]}

@@ -9,7 +9,7 @@ from sklearn.decomposition import PCA
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer, StandardScaler
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.features.torch_transforms import (META_NAMES, TorchMoAPreprocessor, TorchQuantileNormal,
                                                    TorchQuantileTable, mirror, no_response_baseline,
                                                    paper_inputs_torch, raw_inputs, raw_names, same_columnwise,

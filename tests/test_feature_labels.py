@@ -61,7 +61,7 @@ def test_moa_explain_json_labels_every_feature(mlp_bundle_dir, sim_dir, tmp_path
 
 
 def test_block_summary_names_examples():
-    from moa_predict.data import schema
+    from moa_predict.data.profiles import schema
 
     blocks = identities.block_summary(list(schema.FEATURE_COLUMNS))
     assert [b["count"] for b in blocks] == [772, 100]

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from moa_predict.data.layout import load_layout
-from moa_predict.data.profiles import load_profiles
+from moa_predict.data.profiles.layout import load_layout
+from moa_predict.data.profiles.reader import load_profiles
 from moa_predict.evaluation.field_metrics import (Scored, field_report, macro_roc_auc, micro_pr_auc,
                                                   permute_by_compound, random_ranking_ap, retrieval_map,
                                                   topk_accuracy)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.training.crossval import assign_folds
 from moa_predict.evaluation.folds import DrugGroupedFolds
 

@@ -17,10 +17,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from moa_predict.data import schema as cols  # noqa: E402
-from moa_predict.data.dataset import load_features  # noqa: E402
+from moa_predict.data.profiles import schema as cols  # noqa: E402
+from moa_predict.data.profiles.dataset import load_features  # noqa: E402
 from moa_predict.data.errors import DataError  # noqa: E402
-from moa_predict.data.io import read_table  # noqa: E402
+from moa_predict.data.formats.io import read_table  # noqa: E402
 
 EXAMPLES_PER_OPERATION = int(os.environ.get("MOA_FUZZ_EXAMPLES", "40"))
 QUIET = settings(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))

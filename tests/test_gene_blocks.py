@@ -16,9 +16,9 @@ import pytest
 from moa_predict.cli import main as moa_main
 from moa_predict.data import identities
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import Block, Labels, Layout, load_layout
-from moa_predict.data.layout_infer import infer_layout
-from moa_predict.data.profiles import load_profiles
+from moa_predict.data.profiles.layout import Block, Labels, Layout, load_layout
+from moa_predict.data.profiles.layout_infer import infer_layout
+from moa_predict.data.profiles.reader import load_profiles
 from moa_predict.simulate.cmap import write_gct, write_gctx
 
 LANDMARKS = identities.cmap_landmarks()

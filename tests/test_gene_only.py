@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data import schema
-from moa_predict.data.dataset import load_dataset, load_features
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.dataset import load_dataset, load_features
 from moa_predict.data.errors import DataError
 from moa_predict.models import make_model
 from moa_predict.simulate.cmap import simulate_gctx

@@ -1,6 +1,8 @@
 """The shipped identities of the LISH-MoA columns: names people see and lookups programs use."""
 
-from moa_predict.data import identities, schema
+from moa_predict.data import identities
+
+from moa_predict.data.profiles import schema
 
 
 def test_tables_cover_every_feature_column():

@@ -8,10 +8,10 @@ import gzip
 import pandas as pd
 import pytest
 
-from moa_predict.data.chunks import iter_features
-from moa_predict.data.dataset import load_features
+from moa_predict.data.formats.chunks import iter_features
+from moa_predict.data.profiles.dataset import load_features
 from moa_predict.data.errors import DataError
-from moa_predict.data.io import read_table, sniff_encoding
+from moa_predict.data.formats.io import read_table, sniff_encoding
 
 
 @pytest.fixture()
@@ -82,7 +82,7 @@ def test_a_big_gzip_file_cut_off_mid_row_is_said_by_the_streamed_reader(sim_dir,
     import zlib
 
     from moa_predict.cli import main
-    from moa_predict.data import chunks
+    from moa_predict.data.formats import chunks
 
     plain = (sim_dir / "test_features.csv").read_bytes()
     packed = gzip.compress(plain)
@@ -129,7 +129,7 @@ def test_lookalike_headers_get_a_hint(plain, tmp_path, wrong, odd):
 def test_the_upload_picker_and_the_error_box(sim_dir, plain):
     from fastapi.testclient import TestClient
 
-    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.profiles.dataset import load_dataset
     from moa_predict.models.prior import PriorModel
     from moa_predict.training.train import train_bundle
     from moa_predict.web import create_app

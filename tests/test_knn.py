@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.bundle import Bundle, load_bundle, save_bundle
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.models import make_model
 from moa_predict.models.knn import brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, paper_inputs
 
@@ -28,7 +28,7 @@ def frame(xs, cp_type=None) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """A tiny simulated data set in the LISH-MoA layout: (training Dataset, test features)."""
-    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.profiles.dataset import load_dataset
     from moa_predict.simulate import simulate, write_simulated
 
     d = tmp_path_factory.mktemp("sim")

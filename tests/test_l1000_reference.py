@@ -89,7 +89,7 @@ def test_statin_explanations_name_the_genes_their_signatures_move(reference):
 
     Measured and reported, not asserted: the sterol-synthesis landmarks (HMGCR, HMGCS1, INSIG1, FDFT1 ...) rank
     mid-table (docs/real/l1000_reference.md): in a consensus over many cell lines they move less than the Rho genes."""
-    from moa_predict.data.normalize import scale_profiles
+    from moa_predict.data.profiles.normalize import scale_profiles
     from moa_predict.explain.report import explain_profiles
 
     table = pd.read_csv(CONSENSUS)
@@ -197,7 +197,7 @@ def test_single_level5_signatures_are_not_flagged_but_shuffled_and_noise_are(ref
     """The reference holds consensus signatures; a real single signature is noisier but still real. The OOD
     check is calibrated against shuffled profiles for such layouts, so the shipped level-5 examples pass while
     their gene-shuffled copies and random noise are flagged."""
-    from moa_predict.explain.ood import ood_mask
+    from moa_predict.reference.ood import ood_mask
 
     features = reference.read_profiles(L1000_EXAMPLES)
     assert ood_mask(reference.reference, features).mean() <= 0.25

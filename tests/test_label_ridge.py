@@ -8,14 +8,19 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from moa_predict.bundle import Bundle, load_bundle, save_bundle
-from moa_predict.data import schema
-from moa_predict.data.layout import SPEC
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.layout import ModelInputs
 from moa_predict.evaluation.field_metrics import micro_pr_auc
 from moa_predict.models import make_model
 from moa_predict.models.label_ridge import _RidgePath, cooccurrence_smoothed
 
 
-def _families(n: int = 300, n_families: int = 12, size: int = 3, dims: int = 40, signal: float = 0.6,
+DIMS = 40
+INPUTS = ModelInputs(blocks={"f": [f"f{j}" for j in range(DIMS)]}, pca={"f": 0}, treatment=["compound"],
+                     group="compound")
+
+
+def _families(n: int = 300, n_families: int = 12, size: int = 3, dims: int = DIMS, signal: float = 0.6,
               seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     """One profile per compound; labels come in families (as the tubulin genes do): a compound's profile says its
     family, and it carries each label of the family with probability 0.5 (at least one)."""
@@ -30,8 +35,6 @@ def _families(n: int = 300, n_families: int = 12, size: int = 3, dims: int = 40,
     frame = pd.DataFrame(values, columns=columns, index=[f"p{i}" for i in range(n)])
     frame.insert(0, "compound", [f"c{i}" for i in range(n)])
     frame.insert(0, schema.CP_TYPE, schema.TREATED)
-    frame.attrs[SPEC] = {"blocks": {"f": columns}, "pca": {"f": 0}, "meta_categorical": [], "meta_numeric": [],
-                         "single_label": False, "treatment": ["compound"], "group": "compound"}
     return frame, Y
 
 
@@ -60,7 +63,7 @@ def test_ridge_path_is_sklearns_ridge(shape: tuple[int, int]) -> None:
 def test_settings_chosen_inside_and_probabilities_keep_the_ridge_order() -> None:
     X, Y = _families()
     train, test = np.arange(200), np.arange(200, 300)
-    model = make_model("label-ridge").fit(X.iloc[train], Y[train])
+    model = make_model("label-ridge").fit(X.iloc[train], Y[train], inputs=INPUTS)
     # every grid point was scored by the inner CV, and the chosen one is the best of them
     assert len(model.inner_pr_auc_) == 12
     assert model.inner_pr_auc_[f"lambda={model.lambda_:g} beta={model.beta_:g}"] == max(model.inner_pr_auc_.values())
@@ -72,23 +75,22 @@ def test_settings_chosen_inside_and_probabilities_keep_the_ridge_order() -> None
                                   np.argsort(-scores.ravel(), kind="stable")[:50])
     prior = np.broadcast_to(Y[train].mean(axis=0), P.shape)
     assert micro_pr_auc(Y[test], P) > micro_pr_auc(Y[test], prior) + 0.2
-    no_sharing = make_model("label-ridge", betas=[0.0]).fit(X.iloc[train], Y[train])
+    no_sharing = make_model("label-ridge", betas=[0.0]).fit(X.iloc[train], Y[train], inputs=INPUTS)
     assert no_sharing.beta_ == 0.0 and len(no_sharing.inner_pr_auc_) == 4
     assert micro_pr_auc(Y[test], P) > micro_pr_auc(Y[test], no_sharing.predict_proba(X.iloc[test]))
 
 
 def test_too_few_compounds_for_an_inner_cv_still_fits() -> None:
     X, Y = _families(n=4)
-    model = make_model("label-ridge").fit(X, Y)
+    model = make_model("label-ridge").fit(X, Y, inputs=INPUTS)
     assert model.inner_pr_auc_ == {} and (model.lambda_, model.beta_) == (0.3, 0.0)
     assert model.predict_proba(X).shape == Y.shape
 
 
 def test_bundle_round_trip_and_controls(tmp_path) -> None:
     X, Y = _families(n=120)
-    model = make_model("label-ridge", lambdas=[1.0, 3.0], betas=[0.0, 0.5]).fit(X, Y)
+    model = make_model("label-ridge", lambdas=[1.0, 3.0], betas=[0.0, 0.5]).fit(X, Y, inputs=INPUTS)
     query = X.iloc[:10].copy()
-    query.attrs = X.attrs
     query.iloc[0, query.columns.get_loc(schema.CP_TYPE)] = schema.CONTROL
     before = model.predict_proba(query)
     assert (before[0] == 0).all() and (before[1:] > 0).all()
@@ -107,7 +109,7 @@ def test_attributions_add_up_to_the_prediction() -> None:
     import torch
 
     X, Y = _families(n=150)
-    model = make_model("label-ridge", lambdas=[1.0], betas=[0.3]).fit(X, Y)
+    model = make_model("label-ridge", lambdas=[1.0], betas=[0.3]).fit(X, Y, inputs=INPUTS)
     assert model.supports_attributions
     layout = raw_layout(model)
     assert layout.names == [c for c in X.columns if c.startswith("f")] and layout.n_meta == 0

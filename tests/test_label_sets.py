@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import Layout, load_layout
-from moa_predict.data.profiles import load_profiles
+from moa_predict.data.profiles.layout import Layout, load_layout
+from moa_predict.data.profiles.reader import load_profiles
 from moa_predict.evaluation.consistency import agreement, consistency, top_labels, usual_labels
 
 # compound -> (MoA, targets): two MoAs with shared targets, and one target ("LONE") carried by one compound only

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import Block, Controls, Labels, Layout, dump_layout, load_layout
-from moa_predict.data.layout_infer import infer_layout
-from moa_predict.data.normalize import normalize_plates
-from moa_predict.data.profiles import load_profiles, training_rows, treatment_means
+from moa_predict.data.profiles.layout import Block, Controls, Labels, Layout, dump_layout, load_layout
+from moa_predict.data.profiles.layout_infer import infer_layout
+from moa_predict.data.profiles.normalize import normalize_plates
+from moa_predict.data.profiles.reader import load_profiles, training_rows, treatment_means
 from moa_predict.evaluation.metrics import single_label_scores
 
 MOAS = {"cpdA": "tubulin inhibitor", "cpdB": "tubulin inhibitor", "cpdC": "HDAC inhibitor", "cpdD": "HDAC inhibitor",
@@ -100,7 +100,7 @@ def test_infer_layout_finds_meta_blocks_controls_and_labels(table_file: Path) ->
     assert layout.group == "Metadata_compound" and layout.plate == "Metadata_Plate"
     assert layout.labels == Labels("column", column="Metadata_moa", separator="|")
     # raw CellProfiler values with a plate and 8 controls per plate: each plate centred, the scale pooled; 24 control
-    # wells are too few to whiten on (data.practice)
+    # wells are too few to whiten on (data.profiles.practice)
     assert layout.normalize == "robust_z_pooled" and layout.whiten == 0
     assert any("controls" in r for r in reasons)
     data = load_profiles(table_file, layout)  # the inferred layout reads the table it came from
@@ -347,7 +347,7 @@ def test_knn_votes_of_nearest_treatments(table_file: Path, tmp_path: Path) -> No
     held = (data.drugs == "cpdA").to_numpy()
     train = np.flatnonzero(~held)
     model = make_model("knn")
-    model.fit(data.features.iloc[train], data.targets.to_numpy()[train])
+    model.fit(data.features.iloc[train], data.targets.to_numpy()[train], inputs=data.inputs)
     # one reference per training treatment (compound x dose), not per well
     treated = data.features.iloc[train][~data.is_control[train]]
     assert len(model.references_) == len(treated.groupby(["Metadata_compound", "Metadata_dose"]))
@@ -361,7 +361,7 @@ def test_knn_votes_of_nearest_treatments(table_file: Path, tmp_path: Path) -> No
 
 def test_layout_flags_build_or_override_a_layout(tmp_path: Path) -> None:
     from moa_predict.cli.main import build_parser
-    from moa_predict.cli.layout import layout_from_args
+    from moa_predict.cli.layout import layout_asked, layout_from_args
 
     parser = build_parser()
     args = parser.parse_args(["train", "--features", "x.csv", "--out", "b", "--group", "Metadata_compound",
@@ -379,7 +379,8 @@ def test_layout_flags_build_or_override_a_layout(tmp_path: Path) -> None:
                               "--normalize", "none"])
     changed = layout_from_args(args)
     assert changed.normalize == "none" and changed.blocks == _layout().blocks
-    assert layout_from_args(parser.parse_args(["train", "--data", "d", "--out", "b"])) is None
+    plain = parser.parse_args(["train", "--data", "d", "--out", "b"])  # no layout named: LISH-MoA's
+    assert not layout_asked(plain) and layout_from_args(plain) == Layout.lish_moa()
     with pytest.raises(DataError, match="annotation-on"):
         layout_from_args(parser.parse_args(["train", "--features", "x", "--out", "b", "--block", "A=A_",
                                             "--annotation", "ann.csv"]))

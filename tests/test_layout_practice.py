@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main as moa_main
-from moa_predict.data import practice
+from moa_predict.data.profiles import practice
 from moa_predict.data.errors import DataError
-from moa_predict.data.layout import NORMALIZATIONS, Block, load_layout
-from moa_predict.data.layout_infer import infer_layout
-from moa_predict.data.profiles import load_profiles
+from moa_predict.data.profiles.layout import NORMALIZATIONS, Block, load_layout
+from moa_predict.data.profiles.layout_infer import infer_layout
+from moa_predict.data.profiles.reader import load_profiles
 
 MOAS = {"cpdA": "tubulin", "cpdB": "tubulin", "cpdC": "HDAC", "cpdD": "HDAC", "cpdE": "EGFR", "cpdF": "EGFR"}
 PLATES = ("Week1_101", "Week1_102", "Week2_201", "Week2_202")
@@ -145,16 +145,17 @@ def test_a_block_without_pca_enters_as_its_columns() -> None:
     and in the torch transform used for attributions alike."""
     import torch
 
+    from moa_predict.data.profiles.layout import ModelInputs
     from moa_predict.features.torch_transforms import TorchMoAPreprocessor
     from moa_predict.features.transforms import MoAPreprocessor
 
     rng = np.random.default_rng(0)
     cols = [f"Cells_F{i}" for i in range(5)] + [f"Nuclei_F{i}" for i in range(4)]
     X = pd.DataFrame(rng.normal(size=(40, 9)), columns=cols)
-    X.attrs["moa_layout"] = {"blocks": {"Cells": cols[:5], "Nuclei": cols[5:]}, "pca": {"Cells": 2, "Nuclei": 0},
-                             "meta_categorical": [], "meta_numeric": [], "single_label": True, "treatment": []}
+    inputs = ModelInputs(blocks={"Cells": cols[:5], "Nuclei": cols[5:]}, pca={"Cells": 2, "Nuclei": 0},
+                         single_label=True)
     pre = MoAPreprocessor(keep_raw=False, variance_threshold=None, meta=False)
-    out = pre.fit_transform(X)
+    out = pre.fit_transform(X, inputs=inputs)
     assert out.shape == (40, 2 + 4)
     np.testing.assert_allclose(out[:, 2:], pre.rankgauss_block(X)[:, 5:], atol=1e-6)
     torch_out = TorchMoAPreprocessor(pre)(torch.tensor(X.to_numpy(np.float32))).detach().numpy()

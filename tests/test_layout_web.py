@@ -25,8 +25,8 @@ pytest.importorskip("captum")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from moa_predict.cli.main import main  # noqa: E402
-from moa_predict.data.layout import load_layout  # noqa: E402
-from moa_predict.data.profiles import load_profiles  # noqa: E402
+from moa_predict.data.profiles.layout import load_layout  # noqa: E402
+from moa_predict.data.profiles.reader import load_profiles  # noqa: E402
 from moa_predict.explain.report import explain_upload  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.bundle import load_bundle, save_bundle  # noqa: E402
@@ -150,7 +150,7 @@ def test_reference_index_uses_the_layout_meta(bundle, upload_features):
 
 
 def test_ood_scores_on_the_layout(bundle, upload_features):
-    from moa_predict.explain.ood import ood_scores
+    from moa_predict.reference.ood import ood_scores
 
     normal = ood_scores(bundle.reference, upload_features)
     assert np.mean([o["flag"] for o in normal]) < 0.2
@@ -356,7 +356,7 @@ REAL_PLATE = Path(os.environ.get("MOA_REAL_DIR", Path(__file__).resolve().parent
 
 @pytest.mark.skipif(not REAL_PLATE.exists(), reason=f"{REAL_PLATE} is absent")
 def test_real_cellpainting_plate_explains(tmp_path):
-    from moa_predict.data.layout_infer import infer_layout
+    from moa_predict.data.profiles.layout_infer import infer_layout
 
     layout, _ = infer_layout(REAL_PLATE)
     data = load_profiles(REAL_PLATE, layout)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from moa_predict.data.dataset import load_features
+from moa_predict.data.profiles.dataset import load_features
 from moa_predict.models import make_model
 from moa_predict.models.training import TrainConfig, exact_float32, one_cycle
 from moa_predict.bundle import load_bundle, save_bundle

@@ -8,7 +8,7 @@ import torch
 from sklearn.base import clone
 
 from moa_predict.bundle import Bundle, load_bundle, save_bundle
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.training.crossval import assign_folds
 from moa_predict.models import DEFAULT_MODEL, make_model
 from moa_predict.models.stack import (Stack, calibrate, fit_blend_weights, fit_temperature, nested_stack_score,

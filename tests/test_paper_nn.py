@@ -12,7 +12,7 @@ from torch import nn
 
 from moa_predict.bundle import Bundle, load_bundle, save_bundle
 from moa_predict.cli import main
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.training.crossval import cross_validate
 from moa_predict.benchmarks.paper import Grid, run_paper_benchmark
 from moa_predict.benchmarks.paper_report import write_outputs
@@ -39,7 +39,7 @@ def simdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sim(simdir):
-    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.profiles.dataset import load_dataset
 
     return load_dataset(simdir), load_dataset(simdir, split="test").features
 

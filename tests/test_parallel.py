@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from moa_predict.bundle import Bundle
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.models import make_model
 from moa_predict.runtime.threads import map_row_chunks
 
@@ -36,7 +36,7 @@ def test_an_error_in_a_chunk_propagates_and_restores_threads():
 
 
 def test_threaded_bundle_prediction_equals_one_thread(sim_dataset, sim_dir):
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     X, Y = sim_dataset.features, sim_dataset.targets.to_numpy(np.float32)
     blend = make_model("blend", members=[["mlp", {"hidden": [32], "epochs": 2, "g_pca": 8, "c_pca": 4}],

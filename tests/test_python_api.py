@@ -9,7 +9,7 @@ import pytest
 import moa_predict as mp
 from moa_predict.cli import main
 from moa_predict.data.builtin import L1000_EXAMPLES
-from moa_predict.data.layout import Block, Controls, Layout
+from moa_predict.data.profiles.layout import Block, Controls, Layout
 
 
 @pytest.fixture(scope="module")

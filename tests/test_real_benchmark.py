@@ -9,7 +9,7 @@ import pandas as pd
 
 from moa_predict.benchmarks.real import FIGURES, METHODS, TUNED_KNN, Treatments, split_half
 from moa_predict.benchmarks.real_report import to_markdown
-from moa_predict.data.dataset import Dataset
+from moa_predict.data.profiles.dataset import Dataset
 
 
 def _treatments(n_compounds: int = 8) -> Treatments:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main as moa_main
-from moa_predict.data.layout import load_layout
+from moa_predict.data.profiles.layout import load_layout
 
 REAL = Path(os.environ.get("MOA_SHARED_REAL") or Path(__file__).resolve().parents[2] / "shared" / "real")
 CELLPAINTING = REAL / "cellpainting" / "SQ00015054_normalized_feature_select.csv.gz"
@@ -96,7 +96,7 @@ def test_bbbc021_files_become_a_layout_without_edits(tmp_path: Path) -> None:
     and a bundle trained on it (or on the shipped layout) predicts the raw per-well file as it is."""
     _need(BBBC021 / "per_well_mean.csv.gz")
     from moa_predict.benchmarks.real import Treatments
-    from moa_predict.data.profiles import load_profiles
+    from moa_predict.data.profiles.reader import load_profiles
 
     layout = tmp_path / "bbbc021.toml"
     _moa("layout", "infer", BBBC021 / "per_well_mean.csv.gz", "--metadata", BBBC021 / "image.csv.gz",
@@ -133,7 +133,7 @@ def test_shipped_landmark_table_is_the_plates_row_metadata() -> None:
     """The 978 landmarks the package ships (Entrez id, CMap symbol) are those of the real L1000 plate."""
     _need(L1000)
     from moa_predict.data import identities
-    from moa_predict.data.cmap import read_genes
+    from moa_predict.data.formats.cmap import read_genes
 
     _, _, genes = read_genes(L1000)
     shipped = identities.cmap_landmarks()

@@ -6,11 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
-from moa_predict.data.layout import SPEC
-from moa_predict.evaluation.calibration import calibration_report, top1_outcomes
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.layout import ModelInputs
+from moa_predict.trust.calibration import calibration_report, top1_outcomes
 from moa_predict.evaluation.metrics import columnwise_log_loss, smoothed_prevalence
 from moa_predict.models.registry import make_model
+
+
+def _inputs(dims: int = 20, single: bool = False, treatment: tuple[str, ...] = ("compound",)) -> ModelInputs:
+    """What the frames of ``_compounds`` are: one block of features, each compound its treatment and its group."""
+    return ModelInputs(blocks={"f": [f"f{j}" for j in range(dims)]}, pca={"f": 0}, single_label=single,
+                       treatment=list(treatment), group="compound")
 
 
 def _compounds(n: int = 600, n_moas: int = 30, dims: int = 20, signal: float = 0.3, seed: int = 0,
@@ -30,15 +36,13 @@ def _compounds(n: int = 600, n_moas: int = 30, dims: int = 20, signal: float = 0
     frame = pd.DataFrame(values, columns=columns, index=[f"p{i}" for i in range(n)])
     frame.insert(0, "compound", [f"c{i}" for i in range(n)])
     frame.insert(0, schema.CP_TYPE, schema.TREATED)
-    frame.attrs[SPEC] = {"blocks": {"f": columns}, "pca": {"f": 0}, "meta_categorical": [], "meta_numeric": [],
-                         "single_label": single, "treatment": ["compound"], "group": "compound"}
     return frame, Y
 
 
 def test_multilabel_vote_is_smoothed_to_what_neighbours_are_worth() -> None:
     X, Y = _compounds()
     train, test = np.arange(400), np.arange(400, 600)
-    model = make_model("knn").fit(X.iloc[train], Y[train])
+    model = make_model("knn").fit(X.iloc[train], Y[train], inputs=_inputs())
     P = model.predict_proba(X.iloc[test])
     correct, confidence = top1_outcomes(Y[test], P)
     assert 0.05 < correct.mean() < 0.5  # a nearest compound helps, but is far from always right
@@ -58,18 +62,17 @@ def test_multilabel_weight_is_learnt_without_the_compounds_own_profiles() -> Non
     twins.index = [f"q{i}" for i in range(len(X))]
     twins[[c for c in X.columns if c.startswith("f")]] += 0.05
     both = pd.concat([X, twins])
-    both.attrs = X.attrs
-    both.attrs[SPEC] = {**X.attrs[SPEC], "treatment": []}  # every profile its own reference
-    weight = make_model("knn").fit(both, np.vstack([Y, Y])).vote_weight_
-    alone = make_model("knn").fit(X, Y).vote_weight_
+    # every profile its own reference
+    weight = make_model("knn").fit(both, np.vstack([Y, Y]), inputs=_inputs(treatment=())).vote_weight_
+    alone = make_model("knn").fit(X, Y, inputs=_inputs()).vote_weight_
     assert weight == pytest.approx(alone, abs=0.1)
 
 
 def test_single_label_keeps_the_fixed_shrinkage_and_the_argmax() -> None:
     X, Y = _compounds(single=True)
     train, test = np.arange(400), np.arange(400, 600)
-    model = make_model("knn").fit(X.iloc[train], Y[train])
-    fixed = make_model("knn", shrinkage=0.1).fit(X.iloc[train], Y[train])
+    model = make_model("knn").fit(X.iloc[train], Y[train], inputs=_inputs(single=True))
+    fixed = make_model("knn", shrinkage=0.1).fit(X.iloc[train], Y[train], inputs=_inputs(single=True))
     np.testing.assert_allclose(model.predict_proba(X.iloc[test]), fixed.predict_proba(X.iloc[test]), atol=1e-6)
     q = X.iloc[test][[c for c in X.columns if c.startswith("f")]].to_numpy()
     r = X.iloc[train][[c for c in X.columns if c.startswith("f")]].to_numpy()
@@ -80,7 +83,7 @@ def test_single_label_keeps_the_fixed_shrinkage_and_the_argmax() -> None:
 
 def test_learnt_weight_survives_a_bundle_round_trip() -> None:
     X, Y = _compounds(n=200)
-    model = make_model("knn").fit(X, Y)
+    model = make_model("knn").fit(X, Y, inputs=_inputs())
     settings, arrays = model.get_state()
     again = type(model)(**model.get_params()).set_state(settings, arrays)
     np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.explain.report import explain_profiles
 from moa_predict.models import make_model
 from moa_predict.runtime.threads import limit_threads, set_threads
@@ -104,7 +104,7 @@ def bundle(sim_dataset) -> Bundle:
 
 
 def test_overlapping_predictions_and_explanations_restore_counts(bundle, sim_dir):
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     test = load_features(sim_dir / "test_features.csv")
     few = test[test[schema.CP_TYPE] == schema.TREATED].iloc[:2]
@@ -161,7 +161,7 @@ def test_torch_limit_holds_in_every_thread_that_enters():
 @pytest.mark.parametrize("chunk", [16, 4096])
 def test_predictions_do_not_depend_on_the_thread_count(bundle, sim_dir, chunk):
     """The same rows give the same bits with 1, 2 or 4 threads (row blocks depend on the row count only)."""
-    from moa_predict.data.dataset import load_features
+    from moa_predict.data.profiles.dataset import load_features
 
     test = load_features(sim_dir / "test_features.csv")
     one = bundle.predict_proba(test, n_threads=1, chunk=chunk)

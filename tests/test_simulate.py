@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.simulate import (
     REAL_STATISTICS,
     SimulatedData,
@@ -166,7 +166,7 @@ def test_written_files_round_trip(small: SimulatedData, tmp_path: Path) -> None:
 def test_written_files_get_the_same_mode_as_other_outputs(small: SimulatedData, tmp_path: Path) -> None:
     """Simulated files are as readable as a predictions.csv (``moa predict`` writes with ``write_table``) and
     a file open() creates, not private like a temporary file (0600)."""
-    from moa_predict.data.io import write_table
+    from moa_predict.data.formats.io import write_table
 
     paths = write_simulated(small, tmp_path / "sim")
     predictions = write_table(small.sample_submission, tmp_path / "predictions.csv")
@@ -220,7 +220,7 @@ def test_labels_from_reproduces_the_real_files(real_labels: SimulatedData) -> No
 def test_simulated_data_is_marked_and_the_mark_reaches_the_bundle(small: SimulatedData, tmp_path: Path) -> None:
     """The simulator marks its output; load_dataset keeps the mark and a bundle trained on it says so. A directory
     without the mark (real data) has none."""
-    from moa_predict.data.dataset import load_dataset
+    from moa_predict.data.profiles.dataset import load_dataset
     from moa_predict.models import make_model
     from moa_predict.training.train import train_bundle
 

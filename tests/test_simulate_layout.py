@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli.main import main
-from moa_predict.data import schema
-from moa_predict.data.layout import load_layout
-from moa_predict.data.profiles import load_profiles
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.layout import load_layout
+from moa_predict.data.profiles.reader import load_profiles
 from moa_predict.simulate import cellpainting_layout, simulate_profiles
 
 BLOCKS = {"Cells": 16, "Nuclei": 12, "Cytoplasm": 12}
@@ -159,7 +159,7 @@ def test_a_model_recognises_the_moa_of_unseen_compounds(sims):
     treated = ~ds.is_control
     held = [sorted(set(drugs[treated & (Y[:, k] == 1)]))[0] for k in range(Y.shape[1])]
     test = np.isin(drugs, held)
-    model = make_model("logreg", seed=0).fit(ds.features.iloc[np.flatnonzero(~test)], Y[~test])
+    model = make_model("logreg", seed=0).fit(ds.features.iloc[np.flatnonzero(~test)], Y[~test], inputs=ds.inputs)
     proba = model.predict_proba(ds.features.iloc[np.flatnonzero(test)])
     hits, p_true = 0, []
     for k, compound in enumerate(held):

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from moa_predict.data import schema
-from moa_predict.data.dataset import load_dataset
+from moa_predict.data.profiles import schema
+from moa_predict.data.profiles.dataset import load_dataset
 from moa_predict.data.errors import DataError
-from moa_predict.data.validate import validate_features
+from moa_predict.data.profiles.validate import validate_features
 from moa_predict.inference import stream
 from moa_predict.models import make_model
 from moa_predict.runtime.background import Serial, prefetched

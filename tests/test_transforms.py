@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.preprocessing import QuantileTransformer
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.features.transforms import MoAPreprocessor, QuantileTable
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from moa_predict.data import schema
+from moa_predict.data.profiles import schema
 from moa_predict.data.errors import DataError
-from moa_predict.evaluation.calibration import Recalibrator, nested_recalibration, reliability
-from moa_predict.evaluation.conformal import (crc_threshold, grouped_coverage, prediction_sets, set_recall,
+from moa_predict.trust.calibration import Recalibrator, nested_recalibration, reliability
+from moa_predict.trust.conformal import (crc_threshold, grouped_coverage, prediction_sets, set_recall,
                                               single_label_quantile, single_label_sets, thresholds)
-from moa_predict.evaluation.trust import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE, TrustModel, fit_trust
+from moa_predict.trust.model import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE, TrustModel, fit_trust
 
 
 def _compounds(n_compounds=1500, per=6, n_moas=20, seed=0):
@@ -177,7 +177,7 @@ def test_fit_trust_on_cross_validation(sim_dataset):
 
 
 def test_top_k_comparison_finds_the_smallest_list_with_that_recall():
-    from moa_predict.evaluation.conformal import positive_ranks, top_k_for_recall
+    from moa_predict.trust.conformal import positive_ranks, top_k_for_recall
 
     P = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.1]])
     Y = np.array([[0, 1, 1], [1, 0, 0]])  # true pairs ranked 3rd, 2nd and 2nd
@@ -191,7 +191,7 @@ def test_one_profile_per_compound_reports_pooling_not_applicable_without_warning
     import warnings
     from types import SimpleNamespace
 
-    from moa_predict.evaluation.trust import NOT_APPLICABLE_POOLING
+    from moa_predict.trust.model import NOT_APPLICABLE_POOLING
 
     P, Y, _, _ = _compounds(n_compounds=400, per=1)
     fold = np.arange(len(P)) % 5

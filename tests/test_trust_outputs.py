@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from moa_predict.cli import main
-from moa_predict.data import schema
-from moa_predict.evaluation.trust import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE
+from moa_predict.data.profiles import schema
+from moa_predict.trust.model import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE
 
 
 @pytest.fixture(scope="module")

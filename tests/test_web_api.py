@@ -17,8 +17,8 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from moa_predict.data import schema  # noqa: E402
-from moa_predict.data.dataset import load_dataset, load_features  # noqa: E402
+from moa_predict.data.profiles import schema  # noqa: E402
+from moa_predict.data.profiles.dataset import load_dataset, load_features  # noqa: E402
 from moa_predict.simulate import simulate, write_simulated  # noqa: E402
 from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
@@ -445,7 +445,7 @@ def test_no_cdn_and_offline_assets(client, features):
     assert params["top"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}
     assert "probabilities" in params
     explain = {p["name"] for p in spec["paths"]["/api/explain"]["post"]["parameters"]}
-    assert explain == {"sig_ids", "moas", "top_moas", "top_k", "neighbours", "max_attributed", "model"}
+    assert explain == {"sig_ids", "moas", "top_moas", "top_k", "neighbours", "max_attributed", "label_set", "model"}
     assert "max_attributed" in docs and "how many of each profile&#39;s most probable MoAs" in docs
 
 

@@ -17,9 +17,9 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from moa_predict.data import schema  # noqa: E402
+from moa_predict.data.profiles import schema  # noqa: E402
 from moa_predict.data.identities import feature_label  # noqa: E402
-from moa_predict.data.dataset import load_features  # noqa: E402
+from moa_predict.data.profiles.dataset import load_features  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402

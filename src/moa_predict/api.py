@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .data.errors import DataError
-from .data.io import Source
+from .data.formats.io import Source
 
 FRAME_NAME = "DataFrame"
 """How a DataFrame is named in messages (``DataFrame.parquet: row 3, column 'g-0': ...``)."""
@@ -170,8 +170,8 @@ def normalize(data: pd.DataFrame | str | os.PathLike, layout: Any, *, name: str 
     ``cp_type``, meta columns and the normalised features (per-plate normalisation to control wells, clipping,
     whitening, per-profile scaling, as the layout says), fit on this table's own control wells: the profiling
     step alone, as pycytominer's ``normalize`` is, without training anything."""
-    from .data.layout import Layout, load_layout
-    from .data.profiles import load_profiles
+    from .data.profiles.layout import Layout, load_layout
+    from .data.profiles.reader import load_profiles
 
     spec = layout if isinstance(layout, Layout) else load_layout(layout)
     src, label = _as_source(data, name)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..training.crossval import assign_folds, describe_rows, fold_fits
 from ..evaluation.metrics import columnwise_log_loss as columnwise_loss
 from ..models.registry import make_model

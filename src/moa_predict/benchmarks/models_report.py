@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.io import write_text
+from ..data.formats.io import write_text
 from .models import MIN_POSITIVES
 from .render import markdown_table, rich_table, write_json
 

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..models.registry import make_model
 from ..models.knn import (brknn_a_labels, brknn_a_labels_skmultilearn, brknn_b_labels, build_index, label_matrix,
                           lookup, mean_set_size, mlknn_posterior_table, mlknn_tables, neighbour_label_counts,

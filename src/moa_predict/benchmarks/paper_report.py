@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data.io import write_text
+from ..data.formats.io import write_text
 from .paper import LABELS, PAPER_PUBLISHED, PAPER_STYLE
 from .render import (grouped_bars_html, grouped_bars_png, log_k_axis, markdown_table, pyplot, rich_table,
                      save_png, write_json)

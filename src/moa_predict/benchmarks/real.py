@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.layout import Layout, layout_spec, load_layout, spec_feature_columns
-from ..data.profiles import load_profiles, treatment_keys, treatment_means
+from ..data.profiles.layout import Layout, load_layout
+from ..data.profiles.reader import load_profiles, treatment_keys, treatment_means
 
 PUBLISHED = {
     "Ljosa et al. 2013, factor analysis of per-cell features": {"nsc_accuracy": 0.94, "nscb_accuracy": None,
@@ -46,8 +46,8 @@ def bbbc021_layout(data_dir: str | Path) -> Layout:
 
 def inferred_layout(data_dir: str | Path) -> tuple[Layout, list[str]]:
     """What a new user gets: ``moa layout infer per_well_mean.csv.gz --metadata image.csv.gz --annotation moa.csv``,
-    unedited (no BBBC021-specific setting: ``data.practice`` holds the rules)."""
-    from ..data.layout_infer import infer_layout
+    unedited (no BBBC021-specific setting: ``data.profiles.practice`` holds the rules)."""
+    from ..data.profiles.layout_infer import infer_layout
 
     data_dir = Path(data_dir)
     return infer_layout(_features_file(data_dir), metadata=[data_dir / "image.csv.gz"],
@@ -123,7 +123,7 @@ Method = Callable[[Dataset, Treatments, np.ndarray, np.ndarray, np.ndarray], np.
 def nearest_neighbour(wells: Dataset, t: Treatments, train_wells: np.ndarray, candidates: np.ndarray,
                       queries: np.ndarray) -> np.ndarray:
     """The field's baseline: the MoA of the most correlated other treatment mean (Pearson)."""
-    x = t.data.features[spec_feature_columns(layout_spec(t.data.features))].to_numpy(np.float64)
+    x = t.data.features[t.data.feature_columns].to_numpy(np.float64)
     x = x - x.mean(axis=1, keepdims=True)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     sim = x[queries] @ x[candidates].T

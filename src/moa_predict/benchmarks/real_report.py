@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..data.io import write_text
+from ..data.formats.io import write_text
 from .render import markdown_table, rich_table, write_json
 
 COLUMNS = ("method", "NSC accuracy", "NSCB accuracy", "NSCB over all 103", "seconds")

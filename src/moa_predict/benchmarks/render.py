@@ -1,7 +1,7 @@
 """Renderers shared by the benchmarks: tables (terminal and Markdown), JSON, bar and line figures.
 
 Every function takes plain rows and series, not a benchmark's report, so each benchmark only decides WHAT
-to show and every output is written the same way (atomically, with the usual file mode: ``data.io``).
+to show and every output is written the same way (atomically, with the usual file mode: ``data.formats.io``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.io import atomic_path, write_text
+from ..data.formats.io import atomic_path, write_text
 
 Row = Sequence[str]
 

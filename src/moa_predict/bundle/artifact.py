@@ -19,13 +19,13 @@ import pandas as pd
 from safetensors.numpy import load_file, save_file
 
 from .. import __version__
-from ..data import schema
-from ..data.dataset import Dataset
+from ..data.profiles import schema
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.io import DIR_MODE, FILE_MODE, Source, jsonable
-from ..data.layout import Layout
-from ..data.normalize import ProfileNormalizer
-from ..data.profiles import iter_profiles, load_profiles, streams
+from ..data.formats.io import DIR_MODE, FILE_MODE, Source, jsonable
+from ..data.profiles.layout import Layout
+from ..data.profiles.normalize import ProfileNormalizer
+from ..data.profiles.reader import iter_profiles, load_profiles, streams
 from ..models.base import MoAModel
 from ..models.registry import make_model
 from ..runtime.threads import map_row_chunks
@@ -51,13 +51,13 @@ class Bundle:
     """Training facts: CV report, data fingerprint, package version, created, command."""
     path: Path | None = None
     reference: Any = None
-    """Optional ``explain.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
+    """Optional ``reference.neighbours.ReferenceIndex`` of the training profiles (similar profiles, OOD flags);
     saved as arrays under ``reference.`` and settings under ``"reference"`` in bundle.json."""
     trust: Any = None
-    """Optional ``evaluation.trust.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
+    """Optional ``trust.model.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     normalizer: Any = None
-    """The fitted profile normalisation of a custom layout (``data.normalize.ProfileNormalizer``: pooled control
+    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled control
     scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
@@ -95,16 +95,16 @@ class Bundle:
 
     @property
     def layout(self) -> Layout | None:
-        """The layout the model was trained on (``data.layout``); None for LISH-MoA bundles."""
+        """The layout the model was trained on (``data.profiles.layout``); None for LISH-MoA bundles."""
         d = self.info.get("layout")
         return None if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
 
     def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
         """An upload read as this bundle's training table was: through its layout (plate normalisation included)
-        when it has one, else as LISH-MoA / CMap profiles (``data.dataset.load_features``)."""
+        when it has one, else as LISH-MoA / CMap profiles (``data.profiles.dataset.load_features``)."""
         layout = self.layout
         if layout is None:
-            from ..data.dataset import load_features
+            from ..data.profiles.dataset import load_features
 
             return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
                                  allow_gene_only=self.gene_only is not None)
@@ -112,7 +112,7 @@ class Bundle:
 
     @property
     def reads_in_chunks(self) -> bool:
-        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.streams``), so a file
+        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.reader.streams``), so a file
         can be read in row chunks or partitions; False without a layout, or for plate normalisation / whitening."""
         layout = self.layout
         return layout is not None and self.normalizer is not None and streams(layout, self.normalizer)
@@ -120,7 +120,7 @@ class Bundle:
     def layout_frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
                       part: Any = None) -> Iterator[pd.DataFrame]:
         """An upload's features read through this bundle's layout: in row chunks when it ``reads_in_chunks`` and
-        `src` is a path (``data.profiles.iter_profiles``: flat memory, files of any size; `part`: one partition
+        `src` is a path (``data.profiles.reader.iter_profiles``: flat memory, files of any size; `part`: one partition
         of it, a cluster task's), else read whole here (``read_profiles``) and given as one frame."""
         if not (self.reads_in_chunks and isinstance(src, (str, os.PathLike))):
             return iter([self.read_profiles(src, name=name)])
@@ -200,7 +200,7 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
     settings, arrays = bundle.model.get_state()
     reference = None
     if bundle.reference is not None:
-        from ..explain.neighbours import PREFIX as REF_PREFIX
+        from ..reference.neighbours import PREFIX as REF_PREFIX
 
         if any(k.startswith(REF_PREFIX) for k in arrays):
             raise ValueError(f"model arrays may not start with {REF_PREFIX!r} (kept for the reference index)")
@@ -301,7 +301,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                         source=str(path)) from None
     reference = None
     if isinstance(meta.get("reference"), dict):
-        from ..explain.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
+        from ..reference.neighbours import PREFIX as REF_PREFIX, ReferenceIndex
 
         reference = _stored_part(meta["reference"], arrays, REF_PREFIX, ReferenceIndex.from_state,
                                  "the reference index", path)
@@ -320,7 +320,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
                         "targets. The bundle is corrupt; retrain it.", source=str(path))
     trust = None
     if isinstance(meta.get("trust"), dict):
-        from ..evaluation.trust import TrustModel
+        from ..trust.model import TrustModel
 
         try:
             trust = TrustModel.from_dict(meta["trust"])

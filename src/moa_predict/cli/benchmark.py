@@ -14,11 +14,12 @@ from .common import command_line, console, out
 
 
 def cmd_benchmark_paper(args: argparse.Namespace) -> None:
-    from ..data.dataset import load_dataset
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
     from ..benchmarks.paper import run_paper_benchmark
     from ..benchmarks.paper_report import print_report, write_outputs
 
-    data = load_dataset(args.data)
+    data = load_profiles(args.data, Layout.lish_moa())
     console.print(f"paper benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows")
     report = run_paper_benchmark(data, quick=args.quick, n_splits=args.folds, seed=args.seed,
                                  device=args.device or "cpu", command=command_line(),
@@ -38,12 +39,13 @@ def _set_torch_threads(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark_models(args: argparse.Namespace) -> None:
-    from ..data.dataset import load_dataset
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
     from ..benchmarks.models import run_model_benchmark
     from ..benchmarks.models_report import print_report, write_outputs
 
     _set_torch_threads(args)
-    data = load_dataset(args.data)
+    data = load_profiles(args.data, Layout.lish_moa())
     console.print(f"models benchmark{' (quick)' if args.quick else ''} on {data.source}: {len(data.features):,} rows "
                   "(features SIMULATED unless you point it at real files)")
     report = run_model_benchmark(data, quick=args.quick, n_splits=args.folds, seed=args.seed,

@@ -122,11 +122,15 @@ def print_field(field: dict[str, Any], title: str) -> None:
 
 
 def member_labels(model: Any, layout: Any = None) -> list[str] | None:
-    """A blend's members for the CV table, described in the words of the data's layout (its blocks' PCA)."""
+    """A blend's members for the CV table, described in the words of the data's layout (default LISH-MoA's): its
+    blocks' PCA, or, for fixed columns, the members' own g-/c- PCA sizes."""
     labels = getattr(model, "member_labels", None)
     if not labels:
         return None
-    return labels({b.name: int(b.pca) for b in layout.blocks} if layout is not None else None)
+    from ..data.profiles.layout import Layout
+
+    layout = layout or Layout.lish_moa()
+    return labels(None if layout.fixed_columns else {b.name: int(b.pca) for b in layout.blocks})
 
 
 def add_cluster_args(p: argparse.ArgumentParser, what: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.builtin import L1000_REFERENCE
 from .common import console, member_labels, out, print_cv
 
@@ -34,8 +34,10 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
              model: str | None = None, cv: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole job in `workdir` and return where everything went (with `cv`, cross-validate first)."""
     from ..bundle import load_bundle, save_bundle
-    from ..data.dataset import load_dataset, load_features, load_targets
-    from ..data.io import write_table, write_text
+    from ..data.profiles.dataset import load_targets
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
+    from ..data.formats.io import write_table, write_text
     from ..simulate import simulate, write_simulated
     from ..evaluation.metrics import mean_columnwise_log_loss
     from ..models import DEFAULT_MODEL, make_model
@@ -66,7 +68,7 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
     else:
         log(f"2/4 training '{name}' " + ("with 5-fold drug-grouped cross-validation, then on all rows" if cv else
                                         "on all rows (no cross-validation: 'moa demo --cv' adds it)"))
-        data = load_dataset(data_dir)
+        data = load_profiles(data_dir, Layout.lish_moa())
         estimator = make_model(name)
         if "seed" in estimator.get_params(deep=False):
             estimator.set_params(seed=seed)
@@ -75,7 +77,8 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
         save_bundle(bundle, bundle_dir)
 
     log("3/4 predicting the test profiles")
-    features = load_features(data_dir / f"{schema.TEST_FEATURES}.csv", feature_columns=bundle.feature_columns)
+    features = load_profiles(data_dir / f"{schema.TEST_FEATURES}.csv", Layout.lish_moa(), labels=False,
+                             feature_columns=bundle.feature_columns).features
     frame = bundle.predict_frame(features)
     predictions = write_table(frame, workdir / "predictions.csv")
     test_score = None
@@ -96,7 +99,7 @@ def real_examples(workdir: Path, log: Callable[[str], None] = print) -> Path:
     import numpy as np
 
     from ..data.builtin import L1000_EXAMPLES
-    from ..data.io import write_table
+    from ..data.formats.io import write_table
     from ..inference.levels import predict_level
     from ..bundle import load_bundle
 

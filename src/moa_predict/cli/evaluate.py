@@ -14,7 +14,7 @@ from .common import out, print_field
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from ..data.io import write_text
+    from ..data.formats.io import write_text
     from ..evaluation.report import read_scored, score_predictions
 
     data = read_scored(args.targets, args.predictions, args.features)

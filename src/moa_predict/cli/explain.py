@@ -14,9 +14,9 @@ from .common import BUNDLE_HELP, console
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from ..data.chunks import select_features
-    from ..data.dataset import load_dataset, load_features
-    from ..data.io import write_text
+    from ..data.formats.chunks import select_features
+    from ..data.profiles.dataset import load_dataset, load_features
+    from ..data.formats.io import write_text
     from ..explain.report import explain_upload
     from ..bundle import load_bundle
 

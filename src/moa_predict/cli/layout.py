@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..data.errors import DataError
-from ..data.layout import NORMALIZATIONS, Block, Controls, Labels, Layout, dump_layout, load_layout
+from ..data.profiles.layout import NORMALIZATIONS, Block, Controls, Labels, Layout, dump_layout, load_layout
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -50,12 +50,17 @@ def add_layout_args(p: argparse.ArgumentParser) -> None:
                         "robust_z_pooled (plate median, MAD pooled over every plate's controls); docs/layout.md")
 
 
-def layout_from_args(args: argparse.Namespace) -> Layout | None:
-    """The layout from --layout and the flags (flags override the file's entries); None without either."""
-    flags = any(getattr(args, k, None) for k in ("id", "group", "treatment", "plate", "batch", "controls", "block",
-                                                  "label_column", "annotation", "normalize"))
-    if not args.layout and not flags:
-        return None
+def layout_asked(args: argparse.Namespace) -> bool:
+    """Whether the command line names a layout: --layout or any of the layout flags."""
+    return bool(args.layout) or any(getattr(args, k, None) for k in (
+        "id", "group", "treatment", "plate", "batch", "controls", "block", "label_column", "annotation", "normalize"))
+
+
+def layout_from_args(args: argparse.Namespace) -> Layout:
+    """The layout from --layout and the flags (flags override the file's entries); the shipped LISH-MoA layout
+    without either (``layout_asked``)."""
+    if not layout_asked(args):
+        return Layout.lish_moa()
     layout = load_layout(args.layout) if args.layout else Layout(blocks=())
     changes: dict = {}
     for key in ("group", "plate", "batch", "normalize"):
@@ -83,8 +88,8 @@ def layout_from_args(args: argparse.Namespace) -> Layout | None:
 
 
 def cmd_layout_infer(args: argparse.Namespace) -> None:
-    from ..data.io import write_text
-    from ..data.layout_infer import infer_layout
+    from ..data.formats.io import write_text
+    from ..data.profiles.layout_infer import infer_layout
 
     layout, reasons = infer_layout(args.file, metadata=args.metadata or (), annotation=args.annotation,
                                    relative_to=Path(args.out).resolve().parent if args.out else None)

@@ -15,7 +15,7 @@ from .common import BUNDLE_HELP, add_cluster_args, console
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from ..data.gene_features import mapping_note, substitution_notes
+    from ..data.profiles.gene_features import mapping_note, substitution_notes
 
     if args.set_level is not None and not args.sets_out:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
@@ -107,7 +107,7 @@ def _predict_targets(bundle: Any, args: argparse.Namespace) -> None:
 
 def _predict_level(args: argparse.Namespace) -> None:
     """--level treatment / compound: each treatment's (or compound's) wells averaged, then called."""
-    from ..data.io import write_table
+    from ..data.formats.io import write_table
     from ..inference.levels import predict_level
     from ..bundle import load_bundle
 
@@ -127,7 +127,7 @@ def _predict_level(args: argparse.Namespace) -> None:
 
 
 def _call_precision(args: argparse.Namespace) -> float:
-    from ..evaluation.calls import DEFAULT_PRECISION
+    from ..trust.calls import DEFAULT_PRECISION
 
     return DEFAULT_PRECISION if args.call_precision is None else args.call_precision
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..data.errors import DataError
 from .common import add_cluster_args, command_line, console, member_labels, print_cv
-from .layout import add_layout_args, layout_from_args
+from .layout import add_layout_args, layout_asked, layout_from_args
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -25,7 +25,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from ..bundle import save_bundle
-    from ..data.io import write_text
+    from ..data.formats.io import write_text
     from ..models import DEFAULT_MODEL, make_model
     from ..training.train import train_bundle
 
@@ -48,7 +48,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         bundle, result = train_bundle(model, data, n_splits=args.folds, seed=args.seed, cv=not args.no_cv,
                                       gene_only=not args.no_gene_only, command=command_line(),
                                       device=args.device or "cpu", shuffled=args.shuffled_control)
-        if data.layout is not None and data.layout.label_sets:
+        if data.layout.label_sets:
             bundle.label_sets = _train_label_sets(model, data, args)
     path = save_bundle(bundle, args.out)
     if bundle.info.get("stack"):
@@ -64,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _train_label_sets(model: Any, data: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The layout's extra label sets ([label_sets.NAME]: protein targets), each trained as the MoA model is, on the
     same features; a label with too few compounds is listed, not trained."""
-    from ..data.profiles import load_profiles
+    from ..data.profiles.reader import load_profiles
     from ..training.train import train_label_sets
 
     sets = {}
@@ -85,19 +85,19 @@ def _train_label_sets(model: Any, data: Any, args: argparse.Namespace) -> dict[s
 
 
 def _training_data(args: argparse.Namespace) -> Any:
-    """--data DIR (LISH-MoA), or --features FILE read through --layout / the layout flags."""
-    from ..data.dataset import load_dataset
-    from ..data.profiles import load_profiles
+    """--data DIR (LISH-MoA), or --features FILE read through --layout / the layout flags: one reader, the table's
+    layout saying how."""
+    from ..data.profiles.reader import load_profiles
 
-    layout = layout_from_args(args)
     if args.data:
-        if layout is not None or args.features:
+        if layout_asked(args) or args.features:
             raise DataError("--data reads a LISH-MoA directory; for another layout use --features FILE with "
                             "--layout FILE.toml (or the layout flags), not both.")
-        return load_dataset(args.data)
-    if not args.features or layout is None:
+        return load_profiles(args.data, layout_from_args(args))
+    if not args.features or not layout_asked(args):
         raise DataError("say what to train on: --data DIR (LISH-MoA layout), or --features FILE with --layout "
                         "FILE.toml or layout flags ('moa layout infer FILE' writes a starting layout).")
+    layout = layout_from_args(args)
     if layout.labels is None:
         raise DataError("the layout has no [labels]: say where the MoAs come from (a label column, or an annotation "
                         "table joined on the compound); see docs/layout.md.")

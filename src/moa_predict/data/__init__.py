@@ -2,9 +2,9 @@
 cell-line identities, chunked reading, and the persisted form of fitted estimators (``persist``: JSON + arrays,
 never pickle). The simulator is ``moa_predict.simulate``."""
 
-from .dataset import Dataset, control_mask, load_dataset, load_features, load_targets
+from .profiles.dataset import Dataset, control_mask, load_dataset, load_features, load_targets
 from .errors import DataError
-from .io import read_table, write_table
+from .formats.io import read_table, write_table
 
 __all__ = ["DataError", "Dataset", "control_mask", "load_dataset", "load_features", "load_targets",
            "read_table", "write_table"]

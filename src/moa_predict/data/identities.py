@@ -191,7 +191,7 @@ def feature_info(name: str) -> dict[str, object]:
 def feature_fields(name: str, genes: Mapping[str, int | None] | None = None) -> dict[str, object]:
     """``feature`` (the g-/c- column, for machines), ``label`` and ``info``: what every explanation, chart and
     download that names a feature carries, so people read "TP53 (7157)" and programs keep "g-k". `genes`: a
-    layout's gene columns (column -> Entrez id, ``data.gene_blocks``), named the same way."""
+    layout's gene columns (column -> Entrez id, ``data.profiles.gene_blocks``), named the same way."""
     if genes and str(name) in genes:
         return {"feature": str(name), "label": gene_label(genes[str(name)], str(name)),
                 "info": gene_info(name, genes[str(name)])}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles.dataset import CONTROL_COLUMN, control_mask
 
 USUAL_SHARE = 0.5
 """A target is usual for a MoA when at least this share of the MoA's training compounds with targets carry it."""
@@ -26,8 +26,8 @@ def label_set_proba(part: Any, features: pd.DataFrame) -> np.ndarray:
     """The label set's probabilities (rows x labels) for profiles already read; control rows are 0 (no compound,
     no target), as for the MoAs."""
     proba = part.predict_proba(features)
-    if schema.CP_TYPE in features.columns:
-        proba[(features[schema.CP_TYPE] == schema.CONTROL).to_numpy()] = 0.0
+    if CONTROL_COLUMN in features.columns:
+        proba[control_mask(features)] = 0.0
     return proba
 
 

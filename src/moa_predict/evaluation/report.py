@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from .field_metrics import Scored, field_report, permute_by_compound
 from .metrics import columnwise_log_loss, columnwise_ranking, smoothed_prevalence
@@ -36,8 +37,10 @@ class ScoredFiles:
 def read_scored(targets: str | Path, predictions: str | Path, features: str | Path | None = None) -> ScoredFiles:
     """The targets, the predictions of the same rows and, with `features`, the control rows left out and each
     row's compound (for labels permuted across compounds and retrieval by compound). Bad files raise DataError."""
-    from ..data.dataset import find_compound_column, load_features, load_predictions, load_targets
-    from ..data.validate import align_to
+    from ..data.profiles.dataset import control_mask, find_compound_column, load_predictions, load_targets
+    from ..data.profiles.layout import Layout
+    from ..data.profiles.reader import load_profiles
+    from ..data.profiles.validate import align_to
 
     truth = load_targets(targets)
     preds = load_predictions(predictions, columns=list(truth.columns))
@@ -45,9 +48,10 @@ def read_scored(targets: str | Path, predictions: str | Path, features: str | Pa
     rows = f"all {len(truth):,} rows (no --features given, so controls could not be excluded)"
     keep = groups = None
     if features:
-        feats = load_features(features)
-        is_ctl = align_to(truth.index, feats["cp_type"], Path(features).name, Path(targets).name) == "ctl_vehicle"
-        keep = ~is_ctl.to_numpy()
+        feats = load_profiles(features, Layout.lish_moa(), labels=False).features
+        is_ctl = align_to(truth.index, pd.Series(control_mask(feats), index=feats.index), Path(features).name,
+                          Path(targets).name)
+        keep = ~is_ctl.to_numpy(bool)
         rows = f"{int(keep.sum()):,} treated rows ({int((~keep).sum()):,} controls excluded)"
         compound = find_compound_column(feats)
         if compound is not None:

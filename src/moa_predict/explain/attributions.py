@@ -44,10 +44,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..data import schema
-from ..data.dataset import control_mask
+from ..data.profiles import schema
+from ..data.profiles.dataset import control_mask
 from ..data.identities import feature_fields
-from ..data.layout import layout_spec
 from ..features.torch_transforms import (N_META, is_generic, no_response_baseline, raw_inputs, raw_names,
                                          shared_columnwise)
 from ..runtime.threads import limit_threads, single_threaded
@@ -292,12 +291,6 @@ def _block(name: str, blocks: dict[str, str] | None = None) -> str:
     return "treatment"
 
 
-def _genes(features: pd.DataFrame) -> dict[str, int | None]:
-    """A layout's gene columns (column -> Entrez id, ``data.gene_blocks``), so attributions name them by symbol."""
-    spec = layout_spec(features)
-    return dict((spec or {}).get("genes") or {})
-
-
 def _top(names: list[str], attr: np.ndarray, values: list[Any], k: int,
          blocks: dict[str, str] | None = None, genes: dict[str, int | None] | None = None) -> list[dict[str, Any]]:
     order = np.argsort(-np.abs(attr), kind="stable")[:k]
@@ -318,7 +311,8 @@ def _completeness_note(ok: bool, constant: bool, steps: int) -> str | None:
 @single_threaded
 def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequence[str], *,
                         proba: np.ndarray | None = None, moas: Sequence[str] | None = None, top_moas: int = 3,
-                        top_k: int = 10, n_steps: int = DEFAULT_STEPS, progress: bool = False) -> dict[str, Any]:
+                        top_k: int = 10, n_steps: int = DEFAULT_STEPS, progress: bool = False,
+                        genes: dict[str, int | None] | None = None) -> dict[str, Any]:
     """Attributions for each profile and MoA: the MoAs named in `moas`, else each profile's `top_moas` most
     probable. Returns ``{"method": {...}, "profiles": [{"sig_id", "explanations": [...]}, ...]}`` with, per
     explanation, ``moa``, ``probability``, ``baseline_probability`` (no response at the profile's dose and
@@ -326,7 +320,8 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     there is something to say), ``features`` (the `top_k` g-/c- features with the largest |attribution|,
     signed; each named by ``feature`` (the column), ``label`` and ``info``: ``data.identities.feature_fields``),
     the totals pushing up and down, and ``dose_time`` (``dose_time_effects``). Control profiles are predicted 0
-    and not attributed. Raises ``AttributionUnavailable``."""
+    and not attributed. `genes`: the layout's gene columns (column -> Entrez id, ``data.profiles.gene_blocks.layout_genes``),
+    so attributions name them by symbol. Raises ``AttributionUnavailable``."""
     path = attribution_path(model)
     target_names = list(target_names)
     if moas is not None:
@@ -341,7 +336,7 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     layout = raw_layout(model)
     raw, names = layout.inputs(features, model), layout.names
     n_feat, n_meta = layout.n_features, layout.n_meta
-    genes = _genes(features)
+    genes = dict(genes or {})
     treated = ~control_mask(features)
     pairs: list[tuple[int, int]] = []
     for i in np.flatnonzero(treated):
@@ -419,8 +414,10 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
 
 def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFrame, *,
                         moas: Sequence[str] | None = None, n_profiles: int = 32, top_k: int = 20,
-                        n_steps: int = 32, seed: int = 0) -> dict[str, Any]:
-    """Per MoA, the features that matter most across (a sample of) its positive training profiles.
+                        n_steps: int = 32, seed: int = 0, genes: dict[str, int | None] | None = None
+                        ) -> dict[str, Any]:
+    """Per MoA, the features that matter most across (a sample of) its positive training profiles (`genes`: as
+    ``explain_predictions``).
 
     Returns ``{moa: {"n_profiles", "features": [{feature, label, info, mean_abs_attribution, mean_attribution,
     sign_agreement, block}], "mean_probability", "dose_time": {cp_time, cp_dose: mean |effect|}}}``, features
@@ -429,7 +426,7 @@ def global_attributions(model: Any, features: pd.DataFrame, targets: pd.DataFram
     layout = raw_layout(model)
     names = list(layout.names[:layout.n_features])
     n_feat = len(names)
-    genes = _genes(features)
+    genes = dict(genes or {})
     rng = np.random.default_rng(seed)
     treated = ~control_mask(features)
     moas = list(targets.columns) if moas is None else list(moas)

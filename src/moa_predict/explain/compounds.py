@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import schema
-from ..data.dataset import control_mask, find_compound_column
+from ..data.profiles import schema
+from ..data.profiles.dataset import control_mask, find_compound_column
 
 def compound_calls(features: pd.DataFrame, proba: np.ndarray, target_names: Sequence[str], *,
                    column: str | None = None, top_k: int = 5, n_moas: int = 10,

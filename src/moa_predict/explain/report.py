@@ -14,14 +14,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.errors import DataError
 from .attributions import DEFAULT_STEPS, AttributionUnavailable, explain_predictions, global_attributions
-from ..data.dataset import find_compound_column
-from ..data.gene_features import SUBSTITUTED_ATTR, substitution_notes
+from ..data.profiles.dataset import control_mask, find_compound_column
+from ..data.profiles.gene_features import SUBSTITUTED_ATTR, substitution_notes
+from ..data.profiles.gene_blocks import layout_genes
+from ..data.profiles.layout import Layout
 from .compounds import compound_calls, compound_calls_json
-from .neighbours import reference_meta_columns
-from .ood import OOD_MESSAGE, is_simulated, ood_scores
+from ..reference.neighbours import reference_meta_columns
+from ..reference.ood import OOD_MESSAGE, is_simulated, ood_scores
 
 
 def _plain(value: Any) -> Any:
@@ -71,12 +73,13 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     proba = bundle.predict_proba(features)
     # times and doses the model was asked in place of the file's own (CMap signatures): said, never silent
     warnings: list[str] = substitution_notes(features.attrs.get(SUBSTITUTED_ATTR))
-    layout = getattr(bundle, "layout", None)
-    if compound_column is None and layout is not None and layout.group in features.columns:
-        compound_column = layout.group  # another layout: its compound (group) column
+    layout = bundle_layout(bundle)
+    if compound_column is None and layout.group in features.columns:
+        compound_column = layout.group  # the layout's compound (group) column
     compound_col = find_compound_column(features, compound_column)
-    meta_cols = ([c for c in reference_meta_columns(layout) if c in features.columns] if layout is not None
-                 else None)
+    # what describes a profile: LISH-MoA's dose and time (fixed columns), else the layout's own meta columns
+    meta_cols = [] if layout.fixed_columns else [c for c in reference_meta_columns(layout) if c in features.columns]
+    genes = layout_genes(layout, list(bundle.feature_columns))  # gene columns named by symbol
 
     # -- attributions -------------------------------------------------------------------------------------
     attr_part: dict[str, Any] = {"available": False, "message": None, "method": None}
@@ -84,14 +87,14 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     if attributions:
         subset = features
         if max_attributed is not None:
-            treated_pos = np.flatnonzero((features[schema.CP_TYPE] != schema.CONTROL).to_numpy())
+            treated_pos = np.flatnonzero(~control_mask(features))
             if len(treated_pos) > max_attributed:
                 subset = features.iloc[np.sort(treated_pos[:max_attributed])]
                 warnings.append(f"attributions computed for the first {max_attributed} treated profiles only")
         try:
             sub_proba = proba[features.index.get_indexer(subset.index)]
             res = explain_predictions(model, subset, names, proba=sub_proba, moas=moas, top_moas=top_moas,
-                                      top_k=top_k, n_steps=n_steps, progress=progress)
+                                      top_k=top_k, n_steps=n_steps, progress=progress, genes=genes)
             attr_part = {"available": True, "message": None, "method": res["method"]}
             explained = {p["sig_id"]: p["explanations"] for p in res["profiles"]}
             if res["method"]["forward_consistency"] > 1e-3:
@@ -122,11 +125,11 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
 
     # -- per profile ----------------------------------------------------------------------------------------
     profiles = []
-    treated = (features[schema.CP_TYPE] != schema.CONTROL).to_numpy()
+    treated = ~control_mask(features)
     for i, sig in enumerate(features.index):
         row = features.iloc[i]
         order = np.argsort(-proba[i], kind="stable")[:top_moas] if treated[i] else []
-        where = ({"cp_time": int(row[schema.CP_TIME]), "cp_dose": str(row[schema.CP_DOSE])} if meta_cols is None
+        where = ({"cp_time": int(row[schema.CP_TIME]), "cp_dose": str(row[schema.CP_DOSE])} if layout.fixed_columns
                  else {"meta": {c: _plain(row[c]) for c in meta_cols}})
         profiles.append({
             "sig_id": str(sig),
@@ -150,15 +153,21 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     if global_data is not None and attr_part["available"]:
         wanted = sorted({e["moa"] for p in profiles for e in p["explanations"]})
         global_view = global_attributions(model, global_data.features, global_data.targets, moas=wanted,
-                                          n_profiles=global_profiles, top_k=top_k)
+                                          n_profiles=global_profiles, top_k=top_k, genes=genes)
     return {"model": model.name, "simulated_training_data": (info.get("training_data") or {}).get("simulated"),
             "n_profiles": len(features), "n_targets": len(names),
             "attributions": attr_part, "reference": ref_part, "profiles": profiles,
             "compound_column": compound_col, "compounds": compounds, "global": global_view, "warnings": warnings}
 
 
+def bundle_layout(bundle: Any) -> Layout:
+    """The layout a bundle was trained on; a bundle saved without one is LISH-MoA's."""
+    return getattr(bundle, "layout", None) or Layout.lish_moa()
+
+
 def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict[str, Any]:
     """Attributions only (``explain_predictions`` on a bundle); raises ``AttributionUnavailable``."""
+    kwargs.setdefault("genes", layout_genes(bundle_layout(bundle), list(bundle.feature_columns)))
     return explain_predictions(bundle.model, features, bundle.target_names, proba=bundle.predict_proba(features),
                                **kwargs)
 
@@ -166,8 +175,8 @@ def explain_profiles(bundle: Any, features: pd.DataFrame, **kwargs: Any) -> dict
 def compound_report(bundle: Any, features: pd.DataFrame, *, column: str | None = None,
                     top_k: int = 5, n_moas: int = 10) -> list[dict[str, Any]]:
     """Compound-level calls of an upload (``[]`` when it has no compound column)."""
-    layout = getattr(bundle, "layout", None)
-    if column is None and layout is not None and layout.group in features.columns:
+    layout = bundle_layout(bundle)
+    if column is None and layout.group in features.columns:
         column = layout.group
     calls = compound_calls(features, bundle.predict_proba(features), bundle.target_names, column=column,
                            top_k=top_k, n_moas=n_moas)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles import schema
 
 
 def paper_meta(X: pd.DataFrame) -> np.ndarray:

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data import schema
+from ..data.profiles import schema
 from .meta import feature_matrix, onehot_meta
 
 META_NAMES: tuple[str, ...] = tuple(f"{schema.CP_TIME}={t}" for t in schema.CP_TIMES) + tuple(
@@ -49,7 +49,7 @@ _BOUNDS_THRESHOLD = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD
 
 # -- the raw attribution layout ------------------------------------------------------------------------------
 def is_generic(pre: Any) -> bool:
-    """A preprocessor fitted on another layout than LISH-MoA (``data.layout``: named blocks, its own meta)."""
+    """A preprocessor fitted on another layout than LISH-MoA (``data.profiles.layout``: named blocks, its own meta)."""
     return pre is not None and getattr(pre, "meta_", None) is not None
 
 

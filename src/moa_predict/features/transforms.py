@@ -31,10 +31,10 @@ from sklearn.decomposition import PCA
 from sklearn.feature_selection import VarianceThreshold
 from sklearn.preprocessing import QuantileTransformer
 
-from ..data import schema
-from ..data.layout import layout_spec, spec_feature_columns
+from ..data.profiles import schema
+from ..data.profiles.layout import ModelInputs
 from ..runtime.threads import limit_threads
-from ..data.persist import estimator_from_state, estimator_state
+from ..data.formats.persist import estimator_from_state, estimator_state
 from .meta import feature_matrix, onehot_meta
 
 _BOUNDS = 1e-7  # sklearn.preprocessing._data.BOUNDS_THRESHOLD
@@ -167,21 +167,23 @@ class MoAPreprocessor(BaseEstimator):
         self.seed = seed
 
     # -- fitting -------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, y: Any = None) -> "MoAPreprocessor":
-        self.fit_transform(X)
+    def fit(self, X: pd.DataFrame, y: Any = None, *, inputs: ModelInputs | None = None) -> "MoAPreprocessor":
+        self.fit_transform(X, inputs=inputs)
         return self
 
-    def fit_transform(self, X: pd.DataFrame, y: Any = None) -> np.ndarray:
+    def fit_transform(self, X: pd.DataFrame, y: Any = None, *, inputs: ModelInputs | None = None) -> np.ndarray:
+        """Fit on X, whose columns `inputs` describes (``Dataset.inputs``; default: LISH-MoA profiles), and
+        return its input matrix."""
         # one thread: these matrices are small, and multi-threaded BLAS on a busy machine
         # spins for seconds (a 400 x 772 SVD took 13 s with 2 threads under load, 0.2 s with 1)
         with limit_threads(1):
-            return self._fit_transform(X)
+            return self._fit_transform(X, inputs or ModelInputs.lish_moa(list(X.columns)))
 
-    def _fit_transform(self, X: pd.DataFrame) -> np.ndarray:
-        spec = layout_spec(X)
-        if spec is None:
-            # the g-/c- columns X has, in layout order: all 872 for LISH-MoA profiles, the 772 genes for a gene-only
-            # model (CMap signatures have no viability block)
+    def _fit_transform(self, X: pd.DataFrame, inputs: ModelInputs) -> np.ndarray:
+        if inputs.fixed_columns:
+            # the public recipe's inputs: the g-/c- columns X has, in schema order (all 872 for LISH-MoA profiles,
+            # the 772 genes for a gene-only model: CMap signatures have no viability block), the g_pca / c_pca
+            # components and one-hot dose and time
             self.columns_ = [c for c in schema.FEATURE_COLUMNS if c in X.columns]
             if not self.columns_:
                 raise ValueError("no g- or c- feature columns to fit on")
@@ -189,13 +191,13 @@ class MoAPreprocessor(BaseEstimator):
             self.blocks_ = {"g": [0, n_genes, int(self.g_pca)], "c": [n_genes, len(self.columns_), int(self.c_pca)]}
             self.meta_ = None
         else:
-            # any other layout (``data.layout``): its named blocks, each with its own PCA, and its meta columns
-            self.columns_ = spec_feature_columns(spec)
+            # any other layout (``data.profiles.layout``): its named blocks, each with its own PCA, and its meta columns
+            self.columns_ = inputs.feature_columns
             self.blocks_, start = {}, 0
-            for name, cols in spec["blocks"].items():
-                self.blocks_[name] = [start, start + len(cols), int(spec["pca"].get(name, 0))]
+            for name, cols in inputs.blocks.items():
+                self.blocks_[name] = [start, start + len(cols), int(inputs.pca.get(name, 0))]
                 start += len(cols)
-            self.meta_ = _fit_meta(X, spec, self.meta)
+            self.meta_ = _fit_meta(X, inputs, self.meta)
         raw = feature_matrix(X, self.columns_)
         self.quantile_ = None
         if self.rankgauss:
@@ -376,15 +378,15 @@ class MoAPreprocessor(BaseEstimator):
         return self
 
 
-def _fit_meta(X: pd.DataFrame, spec: dict[str, Any], use: bool) -> dict[str, Any]:
+def _fit_meta(X: pd.DataFrame, inputs: ModelInputs, use: bool) -> dict[str, Any]:
     """The meta encoding of a non-LISH layout, learnt on the training rows: categories of each categorical meta
     column, mean and standard deviation of each numeric one (log10 of positive values such as concentrations is the
     caller's choice: the layout can name a log column)."""
     if not use:
         return {"categorical": {}, "numeric": {}}
-    categorical = {c: sorted(X[c].astype(str).unique().tolist()) for c in spec["meta_categorical"]}
+    categorical = {c: sorted(X[c].astype(str).unique().tolist()) for c in inputs.meta_categorical}
     numeric = {}
-    for c in spec["meta_numeric"]:
+    for c in inputs.meta_numeric:
         v = pd.to_numeric(X[c], errors="coerce").to_numpy(np.float64)
         mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
         std = float(np.nanstd(v)) if np.isfinite(v).any() else 1.0

@@ -1,6 +1,6 @@
 """Prediction of one file on a Dask cluster: partitions scored on the workers, written here in file order.
 
-The file is cut into partitions (``data.partitions``: a few numbers each); every task opens the file at its
+The file is cut into partitions (``data.formats.partitions``: a few numbers each); every task opens the file at its
 path and reads only its partition (the file must be visible to the workers at that path: a shared file
 system, as for Dask's own readers), so only the predictions cross the network. Each worker process loads a
 bundle once and keeps it (:func:`worker_bundle`). The results are gathered in order with a bounded number in
@@ -24,12 +24,12 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.builtin import resolve_bundle
-from ..data.chunks import DEFAULT_CHUNK_ROWS, SigIds, shift_row
+from ..data.formats.chunks import DEFAULT_CHUNK_ROWS, SigIds, shift_row
 from ..data.errors import DataError
-from ..data.io import atomic_path
-from ..data.partitions import DEFAULT_PARTITION_ROWS, Partition, iter_partition, plan_partitions
+from ..data.formats.io import atomic_path
+from ..data.formats.partitions import DEFAULT_PARTITION_ROWS, Partition, iter_partition, plan_partitions
 from ..runtime.threads import set_threads
 from ..bundle import Bundle, load_bundle
 from .stream import StreamSummary, Writer, predict_features, written

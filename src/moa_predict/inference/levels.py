@@ -2,7 +2,7 @@
 then predicted. How image-based profiling reports MoA calls (replicate wells are noisy; their mean is not).
 
 The confident call of a treatment / compound pools its wells' own predictions (mean logit; the compound-level
-map for compounds), exactly as its threshold was fit on the wells' out-of-fold predictions (``evaluation.trust``),
+map for compounds), exactly as its threshold was fit on the wells' out-of-fold predictions (``trust.model``),
 so the measured precision is that of the procedure that answers."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.io import Source
-from ..data.profiles import treatment_keys, treatment_means
-from ..evaluation.calibration import sigmoid
-from ..evaluation.trust import pool_logits
+from ..data.formats.io import Source
+from ..data.profiles.reader import treatment_keys, treatment_means
+from ..trust.calibration import sigmoid
+from ..trust.model import pool_logits
 from ..bundle import Bundle
 
 LEVELS = ("profile", "treatment", "compound")

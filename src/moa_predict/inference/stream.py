@@ -1,6 +1,6 @@
 """Prediction of a whole file in row chunks: read a chunk, predict it, append it to the output.
 
-Memory holds one chunk at a time whatever the number of profiles (``data.chunks.iter_features``), and the
+Memory holds one chunk at a time whatever the number of profiles (``data.formats.chunks.iter_features``), and the
 output (CSV or Parquet, by suffix) is written to a temporary file beside the target and renamed into place
 only when every chunk succeeded, so an interrupted or failed run leaves no partial file behind.
 """
@@ -17,12 +17,12 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data import schema
-from ..data.arrow_csv import csv_body, csv_header
+from ..data.profiles import schema
+from ..data.formats.arrow_csv import csv_body, csv_header
 from ..data.errors import DataError
-from ..data.chunks import DEFAULT_CHUNK_ROWS, iter_features
-from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, merge_substitutions
-from ..data.io import Source, atomic_path
+from ..data.formats.chunks import DEFAULT_CHUNK_ROWS, iter_features
+from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, merge_substitutions
+from ..data.formats.io import Source, atomic_path
 from ..runtime.background import Serial, prefetched
 from ..runtime.workers import release_memory
 from ..bundle import Bundle
@@ -45,7 +45,7 @@ class StreamSummary:
     """Profiles flagged out of distribution (None: not checked, or no reference index)."""
     ood_reasons: dict[str, int] = field(default_factory=dict)
     substituted: dict[str, dict[str, int]] = field(default_factory=dict)
-    """Times and doses the model was asked in place of the file's own (``data.gene_features.lish_meta``)."""
+    """Times and doses the model was asked in place of the file's own (``data.profiles.gene_features.lish_meta``)."""
 
     def add(self, other: "StreamSummary") -> None:
         """Add a partition's counts (a cluster task's summary)."""
@@ -163,13 +163,13 @@ def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level
 def _ood(bundle: Bundle, features: pd.DataFrame) -> pd.DataFrame:
     """``ood`` / ``ood_reason`` of each profile, positional index (a control unlike the training controls is
     flagged too: it says something about the plate)."""
-    from ..explain.ood import is_simulated, ood_columns
+    from ..reference.ood import is_simulated, ood_columns
 
     return ood_columns(bundle.reference, features, is_simulated(bundle)).reset_index(drop=True)
 
 
 def call_model_of(bundle: Bundle) -> Any:
-    """The bundle's calls (``evaluation.calls.CallModel``), or one clear DataError saying why there are none."""
+    """The bundle's calls (``trust.calls.CallModel``), or one clear DataError saying why there are none."""
     trust = bundle.trust
     model = None if trust is None else trust.call_model
     if model is None:
@@ -188,10 +188,10 @@ def id_column(bundle: Bundle) -> str:
 
 
 def ood_of(bundle: Bundle, features: pd.DataFrame) -> Any:
-    """The OOD flags of these profiles (``explain.ood``), None when the bundle has no reference index."""
+    """The OOD flags of these profiles (``reference.ood``), None when the bundle has no reference index."""
     if bundle.reference is None:
         return None
-    from ..explain.ood import ood_mask
+    from ..reference.ood import ood_mask
 
     return ood_mask(bundle.reference, features)
 
@@ -296,7 +296,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     reasons.
 
     With `ood` (the default) every treated profile is checked against the bundle's reference index
-    (``explain.ood``): ``summary.ood`` counts the flagged ones, and the ``ood`` / ``ood_reason`` columns are written
+    (``reference.ood``): ``summary.ood`` counts the flagged ones, and the ``ood`` / ``ood_reason`` columns are written
     with `keep_columns` and in the sets file. The check costs about one matrix product with the reference per chunk;
     ``ood=False`` (``moa predict --no-ood``) skips it for files of millions of profiles.
 
@@ -315,7 +315,7 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
                               "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"],
                               "set_size_quantiles": bundle.trust.measured_at(set_level).get("set_size_quantiles")})
     if calls_out is not None:
-        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..trust.calls import DEFAULT_PRECISION
 
         call_precision = DEFAULT_PRECISION if call_precision is None else call_precision
         for answer in (bundle, bundle.gene_only):  # no calls or a bad level fail before any work

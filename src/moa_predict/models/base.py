@@ -18,8 +18,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ..data.dataset import control_mask
-from ..data.layout import layout_spec
+from ..data.profiles.dataset import control_mask
+from ..data.profiles.layout import ModelInputs
 
 State = tuple[dict[str, Any], dict[str, np.ndarray]]
 """A model's persisted form: JSON-able settings and named arrays (saved as safetensors)."""
@@ -55,7 +55,13 @@ class MoAModel(BaseEstimator):
         return cls(**params)
 
     def fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None = None, *,
-            device: str = "cpu") -> "MoAModel":
+            device: str = "cpu", inputs: ModelInputs | None = None) -> "MoAModel":
+        """Fit on the rows of X; `inputs` says what X's columns are (``Dataset.inputs``: the layout's blocks, meta
+        columns, treatment and compound columns, single- or multi-label), else X is taken for LISH-MoA profiles."""
+        self.inputs_ = inputs or ModelInputs.lish_moa(list(X.columns))
+        if not self.inputs_.feature_columns:
+            raise ValueError("X has none of the feature columns: a frame read through a layout other than LISH-MoA "
+                             "is fit with inputs=dataset.inputs (what its columns are)")
         Y = np.asarray(Y, dtype=np.float32)
         if len(X) != len(Y):
             raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
@@ -66,9 +72,8 @@ class MoAModel(BaseEstimator):
         if len(X) == 0:
             raise ValueError("no treated rows to train on")
         self.n_targets_ = Y.shape[1]
-        spec = layout_spec(X)
         # single-label data (one MoA per profile, e.g. BBBC021's 12 classes): networks train a softmax head
-        self.single_label_ = bool(spec and spec.get("single_label"))
+        self.single_label_ = bool(self.inputs_.single_label)
         self._fit(X, Y, Y_aux if self.uses_aux_targets else None, **self._device_kw(device))
         return self
 
@@ -123,7 +128,8 @@ class MoAModel(BaseEstimator):
 
     # -- to implement -----------------------------------------------------------------
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
-        """Fit on treated rows (``uses_device`` models also get ``device=``)."""
+        """Fit on treated rows, whose columns ``self.inputs_`` describes (``uses_device`` models also get
+        ``device=``)."""
         raise NotImplementedError
 
     def _predict_proba(self, X: pd.DataFrame) -> np.ndarray:

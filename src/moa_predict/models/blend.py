@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.profiles.layout import ModelInputs
 from ..evaluation.metrics import smoothed_prevalence
 from ..runtime.workers import cpu_seconds, run_tasks, task_slots
 from .base import MoAModel, State
@@ -26,10 +27,10 @@ from .stack import Stack
 
 
 def _fit_member(name: str, params: dict[str, Any], X: pd.DataFrame, Y: np.ndarray,
-                Y_aux: np.ndarray | None) -> tuple[dict, dict, float, float]:
+                Y_aux: np.ndarray | None, inputs: ModelInputs | None = None) -> tuple[dict, dict, float, float]:
     """Fit one member (in a worker process); return its persisted state, rebuilt by the caller."""
     c0, t0 = cpu_seconds(), time.perf_counter()
-    model = make_member(name, **params).fit(X, Y, Y_aux)
+    model = make_member(name, **params).fit(X, Y, Y_aux, inputs=inputs)
     settings, arrays = model.get_state()
     return settings, arrays, time.perf_counter() - t0, cpu_seconds() - c0
 
@@ -132,13 +133,13 @@ class BlendModel(MoAModel):
 
     # -- MoAModel ------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None = None, *,
-            stack: Stack | None = None, device: str = "cpu") -> "BlendModel":
+            stack: Stack | None = None, device: str = "cpu", inputs: ModelInputs | None = None) -> "BlendModel":
         """Fit the members on these rows and keep `stack` (fit on out-of-fold predictions of these rows'
         data) as ``stack_``; without one, ``default_stack()``. Members with weight 0 are not fitted."""
         stack = self.default_stack() if stack is None else stack
         stack.check(len(self.member_specs()), np.shape(Y)[1])
         self.stack_ = stack
-        return super().fit(X, Y, Y_aux, device=device)
+        return super().fit(X, Y, Y_aux, device=device, inputs=inputs)
 
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None, device: str = "cpu") -> None:
         weights = self._weights()
@@ -151,11 +152,12 @@ class BlendModel(MoAModel):
         if not self.used_workers_:
             for i in todo:
                 c0, t0 = cpu_seconds(), time.perf_counter()
-                self.members_[i].fit(X, Y, Y_aux, device=device)
+                self.members_[i].fit(X, Y, Y_aux, device=device, inputs=self.inputs_)
                 self.member_fit_seconds_[i] = time.perf_counter() - t0
                 self.member_fit_cpu_seconds_[i] = cpu_seconds() - c0
         else:
-            tasks = [(self.members_[i].name, self.members_[i].get_params(deep=False), X, Y, Y_aux) for i in todo]
+            tasks = [(self.members_[i].name, self.members_[i].get_params(deep=False), X, Y, Y_aux, self.inputs_)
+                     for i in todo]
             for i, (settings, arrays, seconds, cpu) in zip(todo, run_tasks(_fit_member, tasks, n_jobs)):
                 self.members_[i].set_state(settings, arrays)
                 self.member_fit_seconds_[i] = seconds

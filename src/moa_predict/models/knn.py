@@ -34,7 +34,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
-from ..data.dataset import control_mask
+from ..data.profiles.dataset import control_mask
 from ..features.meta import feature_matrix, paper_meta
 from .base import MoAModel, State
 

@@ -24,8 +24,6 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
-from ..data import schema
-from ..data.layout import layout_spec, spec_feature_columns
 from ..evaluation.field_metrics import micro_pr_auc
 from ..evaluation.folds import DrugGroupedFolds
 from .base import MoAModel, State
@@ -79,14 +77,14 @@ class LinearInputs:
     meta: bool = False
     meta_: dict[str, Any] = field(default_factory=lambda: {"categorical": {}, "numeric": []})
 
-    @classmethod
-    def of(cls, X: pd.DataFrame, columns: list[str]) -> "LinearInputs":
-        spec = layout_spec(X)
-        blocks, start = {}, 0
-        for name, cols in (spec["blocks"].items() if spec is not None else [("features", columns)]):
-            blocks[name] = (start, start + len(cols), 0)
+    @staticmethod
+    def block_bounds(blocks: dict[str, list[str]]) -> dict[str, tuple[int, int, int]]:
+        """Each block's (start, stop) in the feature columns, block after block (and a 0: no PCA)."""
+        out, start = {}, 0
+        for name, cols in blocks.items():
+            out[name] = (start, start + len(cols), 0)
             start += len(cols)
-        return cls(list(columns), blocks)
+        return out
 
 
 class LabelRidgeModel(MoAModel):
@@ -102,17 +100,11 @@ class LabelRidgeModel(MoAModel):
         self.inner_splits = inner_splits
         self.seed = seed
 
-    def _columns(self, X: pd.DataFrame) -> list[str]:
-        spec = layout_spec(X)
-        return spec_feature_columns(spec) if spec is not None else [c for c in schema.FEATURE_COLUMNS if c in X]
-
     def _groups(self, X: pd.DataFrame) -> np.ndarray:
-        """The compound of each row (the layout's group column; each row its own compound without one)."""
-        spec = layout_spec(X) or {}
-        group = spec.get("group")
-        for column in (group, schema.DRUG_ID):
-            if column in X.columns:
-                return X[column].astype(str).to_numpy()
+        """The compound of each row (the layout's compound column; each row its own compound without one)."""
+        group = self.inputs_.group
+        if group is not None and group in X.columns:
+            return X[group].astype(str).to_numpy()
         return np.arange(len(X)).astype(str)
 
     def _inner_scores(self, F: np.ndarray, Y: np.ndarray, groups: np.ndarray) -> dict[tuple[float, float], np.ndarray]:
@@ -132,8 +124,8 @@ class LabelRidgeModel(MoAModel):
         return out
 
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
-        self.columns_ = self._columns(X)
-        self.blocks_ = LinearInputs.of(X, self.columns_).blocks_
+        self.columns_ = list(self.inputs_.feature_columns)
+        self.blocks_ = LinearInputs.block_bounds(self.inputs_.blocks)
         F = X[self.columns_].to_numpy(np.float64)
         Y = np.asarray(Y, np.float64)
         groups = self._groups(X)

@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import clone
 from torch import nn
 
-from ..data.dataset import control_mask
+from ..data.profiles.dataset import control_mask
 from ..features.transforms import MoAPreprocessor
 from .base import MoAModel
 from .knn import BRkNNa, BRkNNb, MLkNN, paper_inputs

@@ -27,7 +27,7 @@ from torch import nn
 from ..features.torch_transforms import (TorchMoAPreprocessor, is_generic, paper_inputs_torch, raw_inputs,
                                          raw_names)
 from ..features.transforms import MoAPreprocessor
-from ..data.persist import load_module_state, module_state
+from ..data.formats.persist import load_module_state, module_state
 from .base import MoAModel, State, gene_only_no_attributions
 from .cnn1d import CNN1DNet
 from .knn import paper_inputs
@@ -144,7 +144,7 @@ class NetworkModel(MoAModel):
         if inputs == PAPER_INPUTS:
             return paper_inputs(X)
         self.preprocessor_ = clone(inputs)
-        return self.preprocessor_.fit_transform(X)
+        return self.preprocessor_.fit_transform(X, inputs=self.inputs_)
 
     def _inputs(self, X: pd.DataFrame) -> np.ndarray:
         pre = getattr(self, "preprocessor_", None)

@@ -25,9 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 
-from ..data import schema
-from ..data.layout import layout_spec, spec_feature_columns
-from ..data.profiles import treatment_keys
+from ..data.profiles.reader import treatment_keys
 from ..evaluation.metrics import smoothed_prevalence
 from .base import MoAModel, State
 
@@ -58,17 +56,12 @@ class ReferenceKNNModel(MoAModel):
         self.temperature = temperature
         self.shrinkage = shrinkage
 
-    def _columns(self, X: pd.DataFrame) -> list[str]:
-        spec = layout_spec(X)
-        return spec_feature_columns(spec) if spec is not None else [c for c in schema.FEATURE_COLUMNS if c in X]
-
     def _fit(self, X: pd.DataFrame, Y: np.ndarray, Y_aux: np.ndarray | None) -> None:
         if self.metric not in ("cosine", "correlation"):
             raise ValueError(f"metric must be cosine or correlation, not {self.metric!r}")
-        self.columns_ = self._columns(X)
-        spec = layout_spec(X) or {}
-        by = [c for c in spec.get("treatment", []) if c in X.columns]
-        group = spec.get("group") if spec.get("group") in X.columns else None
+        self.columns_ = self.inputs_.feature_columns
+        by = [c for c in self.inputs_.treatment if c in X.columns]
+        group = self.inputs_.group if self.inputs_.group in X.columns else None
         values = X[self.columns_].to_numpy(np.float64)
         labelled = Y.sum(axis=1) > 0
         values, Y, keys = values[labelled], Y[labelled], X.loc[labelled]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles import schema
 
 REAL_STATISTICS: pd.Series = pd.Series(
     {

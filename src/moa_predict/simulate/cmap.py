@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import identities, schema
-from ..data.io import atomic_path
+from ..data import identities
+from ..data.profiles import schema
+from ..data.formats.io import atomic_path
 
 GCTX_VERSION = "GCTX1.0"
 MATRIX = "0/DATA/0/matrix"

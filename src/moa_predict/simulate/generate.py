@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import schema
+from ..data.profiles import schema
 
 # --------------------------------------------------------------------------------------------------------
 # Knobs of the generative model (calibrated with bench/calibrate_simulator.py, see the module docstring).

@@ -1,6 +1,6 @@
 """A simulated Cell Painting data set in a CellProfiler-style layout (not LISH-MoA), with its ``layout.toml``.
 
-The "any layout" reader (``data.layout`` + ``data.profiles.load_profiles``) needs a table to be exercised on that is
+The "any layout" reader (``data.profiles.layout`` + ``data.profiles.reader.load_profiles``) needs a table to be exercised on that is
 not LISH-MoA: per-well profiles of raw CellProfiler features (``Cells_AreaShape_...``, ``Nuclei_Intensity_...``,
 ``Cytoplasm_Texture_...``) with ``Metadata_`` columns for plate, well, compound, dose, perturbation type and batch.
 ``simulate_profiles`` writes one, deterministic from its seed, with the layout file that reads it and the
@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import schema
-from ..data.io import atomic_path, write_table, write_text
-from ..data.layout import Block, Controls, Labels, Layout, dump_layout
+from ..data.profiles import schema
+from ..data.formats.io import atomic_path, write_table, write_text
+from ..data.profiles.layout import Block, Controls, Labels, Layout, dump_layout
 
 LABEL_MODES = ("single", "multi", "annotation")
 DEFAULT_BLOCKS: dict[str, int] = {"Cells": 40, "Nuclei": 30, "Cytoplasm": 30}

@@ -1,6 +1,6 @@
 """Writing a simulated data set in the LISH-MoA layout.
 
-Through the project's atomic writers (``data.io``): readers never see a half-written file, and files get the
+Through the project's atomic writers (``data.formats.io``): readers never see a half-written file, and files get the
 same permissions as every other output (the umask's, not a temporary file's private 0600).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import schema
-from ..data.io import write_table, write_text
+from ..data.profiles import schema
+from ..data.formats.io import write_table, write_text
 from .generate import SimulatedData
 
 

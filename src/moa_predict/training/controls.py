@@ -17,13 +17,14 @@ training sets are large, and its CV numbers and training time stay as they were)
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..evaluation.field_metrics import Scored, field_report, permute_by_compound
 from ..evaluation.metrics import smoothed_prevalence
 from ..evaluation.skill import MIN_TRAIN_COMPOUNDS, prior_oof, training_compounds_when_held_out
@@ -50,8 +51,7 @@ def permuted_dataset(data: Dataset, seed: int) -> Dataset:
         values[treated] = permute_by_compound(values[treated], groups, seed)
         return pd.DataFrame(values, index=table.index, columns=table.columns)
 
-    return Dataset(data.features, permute(data.targets), permute(data.nonscored), data.drugs, data.source,
-                   data.simulated, data.layout, data.notes, data.normalizer)
+    return dataclasses.replace(data, targets=permute(data.targets), nonscored=permute(data.nonscored))
 
 
 def resolve_mode(mode: str, data: Dataset) -> str:
@@ -60,7 +60,8 @@ def resolve_mode(mode: str, data: Dataset) -> str:
         raise ValueError(f"shuffled-label control {mode!r}: expected one of {', '.join(SHUFFLED_MODES)}")
     if mode == "auto":
         small = int((~data.is_control).sum()) <= REFIT_MAX_ROWS
-        return "refit" if data.layout is not None and small else "permute"
+        # the fixed-column (LISH-MoA) figures were published with the permuted control
+        return "refit" if small and not data.layout.fixed_columns else "permute"
     return mode
 
 

@@ -11,8 +11,8 @@ import pandas as pd
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from ..data import schema
-from ..data.dataset import Dataset
+from ..data.profiles import schema
+from ..data.profiles.dataset import Dataset
 from ..models.base import MoAModel
 from ..runtime.workers import cpu_seconds
 from ..evaluation.folds import DrugGroupedFolds
@@ -79,8 +79,6 @@ def describe_rows(data: Dataset) -> str:
     n_ctl = int(data.is_control.sum())
     n_trt = len(data.features) - n_ctl
     layout = data.layout
-    if layout is None:
-        return f"{n_trt:,} treated rows ({schema.TREATED}); {n_ctl:,} control rows excluded and predicted 0"
     controls = ("" if layout.controls is None
                 else f" ({layout.controls.column} = {' or '.join(map(str, layout.controls.values))})")
     return f"{n_trt:,} treated rows; {n_ctl:,} control rows{controls} excluded and predicted 0"
@@ -100,7 +98,8 @@ def fold_fits(model: MoAModel, data: Dataset, fold: np.ndarray, n_splits: int, *
         val = np.flatnonzero(fold == k)
         est = clone(model)
         c0, t0 = cpu_seconds(), time.perf_counter()
-        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train], device=device)
+        est.fit(data.features.iloc[train], Y[train], None if Y_aux is None else Y_aux[train], device=device,
+                inputs=data.inputs)
         yield k, est, val, time.perf_counter() - t0, cpu_seconds() - c0
 
 

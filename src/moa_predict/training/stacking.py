@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from .crossval import CVResult, describe_rows, fold_assignment, fold_fits
 from ..evaluation.metrics import columnwise_log_loss
 from ..models.blend import BlendModel

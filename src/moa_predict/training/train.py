@@ -11,14 +11,14 @@ import pandas as pd
 from sklearn.base import clone
 
 from .. import __version__
-from ..data.dataset import Dataset
+from ..data.profiles.dataset import Dataset
 from ..data.errors import DataError
-from ..data.profiles import metadata_lookups, training_rows
+from ..data.profiles.reader import metadata_lookups, training_rows
 from ..evaluation.metrics import single_label_scores
 from .crossval import CVResult, cross_validate
 from ..evaluation.skill import TOO_FEW, per_target_skill
-from ..evaluation.trust import fit_trust
-from ..explain.neighbours import ReferenceIndex, reference_meta_columns
+from ..trust.model import fit_trust
+from ..reference.neighbours import ReferenceIndex, reference_meta_columns
 from ..models.base import MoAModel
 from ..models.blend import BlendModel
 from ..models.default import GENE_ONLY_MEMBERS
@@ -50,29 +50,30 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     cross-validation it keeps its given weights (no temperature or per-target safeguard), and
     ``info["stack"]`` says which.
 
-    With `reference`, the training profiles are also indexed once (explain.neighbours.ReferenceIndex: similar
+    With `reference`, the training profiles are also indexed once (reference.neighbours.ReferenceIndex: similar
     reference profiles, MoA enrichment, OOD calibration) and stored in the bundle.
 
     With `gene_only` (and data that has a c- block, and a model that can be fit on a subset of the features),
     the same model is also trained, cross-validated on the same folds, on the gene block alone: the bundle's
     ``gene_only`` companion answers profiles that have no cell-viability block (CMap / L1000 signatures).
 
-    With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``evaluation.trust``) is
+    With cross-validation, the trust layer (calibration, MoA sets, compound pooling: ``trust.model``) is
     fit on the out-of-fold predictions, and the field's figures (top-k accuracy, micro PR-AUC, macro ROC-AUC,
     retrieval mAP, log loss) are reported beside the prior's and a shuffled-label control's (`shuffled`: auto,
     refit or permute; ``training.controls``; `retrieval`: with the copairs mAP); the per-MoA skill judges each
     MoA against both."""
     layout_notes = None
-    if data.layout is not None:
-        if model.needs_full_layout:
-            raise DataError(f"model {model.name!r} only works on the LISH-MoA layout (its inputs are the paper's fixed "
-                            "875 columns); for other layouts use knn, logreg, mlp, resnet or the blend (see 'moa "
-                            "models').")
+    if model.needs_full_layout and not data.layout.fixed_columns:
+        raise DataError(f"model {model.name!r} only works on the LISH-MoA layout (its inputs are the paper's fixed "
+                        "875 columns); for other layouts use knn, logreg, mlp, resnet or the blend (see 'moa "
+                        "models').")
+    if not data.layout.unlabelled_are_negatives:
         # rows whose compound has no annotation are predicted later, never trained on; the report counts them
         layout_notes = dict(data.notes)
         data = data.subset(training_rows(data))
     companion = None
-    if (gene_only and data.layout is None and not model.needs_full_layout
+    # a fixed-column (LISH-MoA) bundle also answers CMap gene tables: with a companion fit on the gene block alone
+    if (gene_only and data.layout.fixed_columns and not model.needs_full_layout
             and any(c.startswith("c-") for c in data.feature_columns)):
         companion, _ = train_bundle(gene_only_model(model), data.genes_only(), n_splits=n_splits, seed=seed, cv=cv,
                                     progress=progress, command=command, reference=reference, device=device,
@@ -92,9 +93,9 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     what = f"final fit ({len(final.member_specs())} members)" if is_blend else "final fit"
     with elapsed(what, enabled=progress):
         if is_blend:
-            final.fit(X, Y, Y_aux, stack=stack, device=device)
+            final.fit(X, Y, Y_aux, stack=stack, device=device, inputs=data.inputs)
         else:
-            final.fit(X, Y, Y_aux, device=device)
+            final.fit(X, Y, Y_aux, device=device, inputs=data.inputs)
     info = {
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -105,7 +106,7 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
         "final_fit_seconds": round(time.perf_counter() - t0, 2),
         "cv": None if result is None else result.to_dict(),
     }
-    if data.layout is not None:
+    if not data.layout.fixed_columns:  # the package's own layout is not stored: a bundle without one loads with it
         info["layout"] = data.layout.to_dict()
         if data.layout.metadata:  # the joins travel with the bundle: a raw file in the training form predicts as is
             info["layout_metadata"] = [{"columns": [str(c) for c in t.columns], "data": t.astype(object).where(
@@ -133,9 +134,9 @@ def train_bundle(model: MoAModel, data: Dataset, *, n_splits: int = 5, seed: int
     index = None
     if reference:
         index = ReferenceIndex.build(data.features, data.targets, data.nonscored, data.drugs, seed=seed,
-                                     feature_columns=data.feature_columns,
-                                     meta_columns=None if data.layout is None else reference_meta_columns(data.layout),
-                                     noisy_queries=data.layout is not None and data.layout.profile_scale != "none")
+                                     feature_columns=data.feature_columns, layout=data.layout,
+                                     meta_columns=reference_meta_columns(data.layout),
+                                     noisy_queries=data.layout.profile_scale != "none")
     if companion is not None:
         info["gene_only"] = {"cv": None if companion.info["cv"] is None else
                              {k: companion.info["cv"][k] for k in ("score", "rows", "folds", "grouped_by_drug", "seed")},

@@ -13,15 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from ..data.io import jsonable
-from ..data.gene_blocks import NAMING_TEXT, describe, layout_genes
+from ..data.formats.io import jsonable
+from ..data.profiles.gene_blocks import NAMING_TEXT, describe, layout_genes
 from ..data.identities import block_summary
-from ..evaluation.field_metrics import figure_rows
+from ..evaluation.field_metrics import FIGURE_NAMES, figure_rows
 from ..evaluation.skill import NOT_PREDICTABLE as JUDGED_NOT, PREDICTABLE, TOO_FEW
 from ..bundle import Bundle
 
 NOT_PREDICTABLE = "not predictable from this training data"
 """What every page, chart and download says of a MoA the model answers with its training frequency."""
+
+LABEL_SET_FIGURES = ("top1_accuracy", "top5_accuracy", "micro_pr_auc", "macro_roc_auc")
+"""The figures the card gives for a label set's model (protein targets), each beside the prior and shuffled labels."""
 
 SKILL_KEYS = ("drugs", "positives", "auc", "ap", "gain", "log_loss", "prior_log_loss", "prior_auc", "prior_ap",
               "shuffled_auc", "shuffled_ap", "training_compounds_when_held_out", "judgement")
@@ -122,6 +125,7 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
                            else layout_blocks(layout, list(bundle.feature_columns))),
         "layout": None if layout is None else layout_card(layout, list(bundle.feature_columns), training),
         "n_targets": len(bundle.target_names),
+        "label_sets": label_set_cards(bundle),
         "per_target_skill": bool(skill),
         "not_predictable": sorted(not_predictable) if known else None,
         "not_predictable_means": NOT_PREDICTABLE + ": on drugs held out in cross-validation the model did no "
@@ -137,6 +141,52 @@ def model_card(bundle: Bundle) -> dict[str, Any]:
                           "definition)"),
         "research_use_only": True,
     }
+
+
+def label_set_cards(bundle: Bundle) -> list[dict[str, Any]]:
+    """What the card says of each of the bundle's label-set models (``Bundle.label_sets``: the protein targets
+    beside the MoAs): model, labels, training drugs, where the labels come from, whether the data are real, and
+    the figures measured on held-out drugs beside the prior and a shuffled-label control (from the stored CV
+    report; nothing is recomputed). [] for bundles without label sets."""
+    out = []
+    for name, part in bundle.label_sets.items():
+        layout = part.layout or bundle.layout  # the part's own copy names its label sets
+        info = part.info or {}
+        cv = info.get("cv") or {}
+        field = cv.get("field") or {}
+        figures = field.get("figures") or {}
+        training = info.get("training_data") or {}
+        notes = training.get("notes") or {}
+        simulated = simulated_training_data(part)
+        about = {} if layout is None else layout.about_dict
+        labels = None
+        if layout is not None and name in layout.label_set_names:
+            lab = layout.label_set(name)
+            labels = {"column": lab.column, "file": os.path.basename(lab.file or "") or None,
+                      "separator": lab.separator}
+        consistency = info.get("consistency") or {}
+        agree = (consistency.get("agree") or {}).get("share")
+        out.append({
+            "name": name,
+            "model": part.model_name,
+            "n_labels": len(part.target_names),
+            "labels": list(part.target_names),
+            "label_source": labels,
+            "drugs": field.get("compounds"),
+            "profiles": training.get("rows"),
+            "too_few_drugs": len(notes.get("too_few_compounds") or {}),
+            "not_predictable": None if cv.get("not_predictable") is None else len(cv["not_predictable"]),
+            "data": "SIMULATED" if simulated else about.get("data"),
+            "simulated_training_data": simulated,
+            "folds": cv.get("folds"),
+            "grouped_by_drug": cv.get("grouped_by_drug"),
+            "figures": [{"key": key, "figure": FIGURE_NAMES[key],
+                         **{e: jsonable((figures[key] or {}).get(e)) for e in ("model", "prior", "shuffled")}}
+                        for key in LABEL_SET_FIGURES if figures.get(key)],
+            "agreement": None if agree is None else {"share": jsonable(agree), "drugs": consistency.get("drugs")},
+            "calls": part.trust is not None and part.trust.call_model is not None,
+        })
+    return out
 
 
 def _families(bundle: Bundle) -> list[dict[str, Any]] | None:

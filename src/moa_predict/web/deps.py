@@ -78,4 +78,5 @@ def predict_options(request: Request, settings: Settings) -> PredictOptions:
 
 def explain_query_options(request: Request, service: ResultService) -> ExplainOptions:
     """The explain options of a request that has them in its query string only (a stored result's)."""
-    return ExplainOptions.parse(query_values(request.query_params), service.settings.explain, service.targets)
+    return ExplainOptions.parse(query_values(request.query_params), service.settings.explain, service.targets,
+                                service.bundle.label_sets)

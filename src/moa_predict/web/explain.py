@@ -22,7 +22,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ import pandas as pd
 
 from ..data.errors import DataError
 from ..runtime.threads import limit_threads
-from .options import ExplainOptions
+from .options import MOA_LABEL_SET, ExplainOptions
 from .settings import ExplainSettings
 from .store import Prediction
 
@@ -50,6 +49,7 @@ class Explainer:
         self.targets = list(bundle.target_names)
         self._cache: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._attribution_messages: dict[str | None, str | None] = {}
 
     @property
     def index(self) -> Any:
@@ -63,26 +63,42 @@ class Explainer:
         return ("this model bundle has no reference index, so there are no similar reference profiles and no "
                 "out-of-distribution flags; retrain it with 'moa train' to get them.")
 
-    @cached_property
+    @property
     def attributions_message(self) -> str | None:
         """None when the model can be attributed, else the plain sentence saying why not."""
+        return self.label_set_attributions_message(None)
+
+    def label_set_attributions_message(self, label_set: str | None) -> str | None:
+        """:attr:`attributions_message` of the model of `label_set` (None: the MoAs'), e.g. the target model's."""
+        if label_set in self._attribution_messages:
+            return self._attribution_messages[label_set]
         from ..explain.attributions import AttributionUnavailable, attribution_function
 
         try:
-            attribution_function(self.bundle.model)
+            attribution_function(self.model_of(label_set).model)
+            message = None
         except AttributionUnavailable as exc:
-            return str(exc)
-        return None
+            message = str(exc)
+        self._attribution_messages[label_set] = message
+        return message
+
+    def model_of(self, label_set: str | None) -> Any:
+        """The bundle explained for `label_set`: this one for the MoAs (None), else its label set's
+        (``Bundle.label_set``, as ``moa explain --label-set`` does); a DataError when it has none."""
+        return self.bundle if label_set is None else self.bundle.label_set(label_set)
 
     # -- the API ------------------------------------------------------------------------------------------
     def explain(self, features: pd.DataFrame, options: ExplainOptions) -> dict[str, Any]:
-        """``explain_upload`` on validated features (POST /api/explain)."""
+        """``explain_upload`` on validated features (POST /api/explain), for the MoAs or the label set the
+        options name (``label_set``: the target model's calls explained in genes)."""
         from ..explain import explain_upload
 
+        bundle = self.model_of(options.label_set)
         with limit_threads(1):
-            return explain_upload(self.bundle, features, sig_ids=options.sig_ids, moas=options.moas,
-                                  top_moas=options.top_moas, top_k=options.top_k, neighbours=options.neighbours,
-                                  max_attributed=options.max_attributed)
+            report = explain_upload(bundle, features, sig_ids=options.sig_ids, moas=options.moas,
+                                    top_moas=options.top_moas, top_k=options.top_k, neighbours=options.neighbours,
+                                    max_attributed=options.max_attributed)
+        return {"label_set": options.label_set or MOA_LABEL_SET, **report}
 
     def explain_stored(self, pred: Prediction, options: ExplainOptions) -> dict[str, Any]:
         """The same for a stored result's profiles; answers are cached (the page's charts ask per profile)."""
@@ -108,7 +124,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return {}
-        from ..explain.ood import is_simulated, ood_scores
+        from ..reference.ood import is_simulated, ood_scores
 
         with pred.lock:
             cache = pred.derived.setdefault("reference_rows", {})
@@ -132,7 +148,7 @@ class Explainer:
         with pred.lock:
             table = pred.derived.get("ood_table")
         if table is None:
-            from ..explain.ood import is_simulated, ood_columns
+            from ..reference.ood import is_simulated, ood_columns
 
             table = ood_columns(index, pred.features, is_simulated(self.bundle)).reset_index(drop=True)
             with pred.lock:
@@ -151,7 +167,7 @@ class Explainer:
             hit = pred.derived.get("compounds")
         if hit is not None:
             return hit
-        from ..data.dataset import find_compound_column
+        from ..data.profiles.dataset import find_compound_column
         from ..explain.compounds import compound_calls
 
         layout = getattr(self.bundle, "layout", None)

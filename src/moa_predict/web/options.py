@@ -97,6 +97,8 @@ class ExplainOptions(BaseModel):
     top_k: int
     neighbours: int
     max_attributed: int
+    label_set: str | None = None
+    """The bundle's label set to explain (``target``: the protein-target model) instead of its MoAs; None: the MoAs."""
 
     HELP: ClassVar[dict[str, str]] = {"sig_ids": "explain only these profiles (ids from the upload's sig_id column; repeat the parameter)",
             "moas": "attribute these MoAs (names as in GET /api/model) instead of each profile's top ones",
@@ -104,27 +106,59 @@ class ExplainOptions(BaseModel):
             "top_k": "features listed per attribution (largest |attribution| first)",
             "neighbours": "similar reference profiles per profile (0: none; OOD flags are always given)",
             "max_attributed": "attribute at most this many treated profiles (the first ones; attributions "
-                              "cost ~10-40 ms per profile and MoA)"}
+                              "cost ~10-40 ms per profile and MoA)",
+            "label_set": "explain the model of this label set instead of the MoAs (e.g. target: the genes behind each "
+                         "protein-target call; 'moas' then names targets); models list theirs in GET /api/model"}
 
     @classmethod
-    def parse(cls, values: Mapping[str, Any], settings: ExplainSettings, targets: Sequence[str]) -> "ExplainOptions":
+    def parse(cls, values: Mapping[str, Any], settings: ExplainSettings, targets: Sequence[str],
+              label_sets: Mapping[str, Any] | None = None) -> "ExplainOptions":
         """`values`: name -> value or list of values (``sig_id`` is accepted for ``sig_ids``, ``moa`` for
-        ``moas``; other names are ignored). Missing numbers take the settings' defaults."""
+        ``moas``; other names are ignored). Missing numbers take the settings' defaults. `label_sets`: the bundle's
+        (``Bundle.label_sets``, name -> bundle with ``target_names``): ``label_set`` must name one of them, and
+        ``moas`` then names its labels."""
         numbers = {name: bound.read(name, values.get(name)) for name, bound in settings.bounds().items()}
         sig_ids = _texts(values, "sig_ids", "sig_id")
         moas = _texts(values, "moas", "moa")
+        label_set = read_label_set(values.get("label_set"), label_sets or {})
+        what = "MoA"
+        if label_set is not None:
+            targets, what = list(label_sets[label_set].target_names), f"{label_set} label"
         if moas:
             known = set(targets)
             unknown = [m for m in moas if m not in known]
             if unknown:
-                raise DataError(f"unknown MoA name(s): {', '.join(repr(m[:60]) for m in unknown[:5])}. The model "
-                                f"predicts {len(targets)} MoAs, named as in GET /api/model (e.g. "
+                raise DataError(f"unknown {what} name(s): {', '.join(repr(m[:60]) for m in unknown[:5])}. The model "
+                                f"predicts {len(targets)} {what}s, named as in GET /api/model (e.g. "
                                 f"{', '.join(targets[:2])}).")
-        return cls(sig_ids=tuple(sig_ids) or None, moas=tuple(moas) or None, **numbers)
+        return cls(sig_ids=tuple(sig_ids) or None, moas=tuple(moas) or None, label_set=label_set, **numbers)
 
     @classmethod
     def defaults(cls, settings: ExplainSettings) -> "ExplainOptions":
         return cls.parse({}, settings, ())
+
+
+MOA_LABEL_SET = "moa"
+"""The name ``label_set`` may give to the bundle's own labels, the MoAs (the same as leaving it out)."""
+
+
+def read_label_set(raw: Any, label_sets: Mapping[str, Any]) -> str | None:
+    """A ``label_set`` option: None for the MoAs (missing, empty or ``moa``), else one of `label_sets`' names;
+    DataError naming the ones the model has."""
+    if isinstance(raw, (list, tuple)):
+        raw = raw[-1] if raw else None
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise DataError("invalid request: label_set must be a text (e.g. target).")
+    name = raw.strip()
+    if not name or name == MOA_LABEL_SET:
+        return None
+    if name not in label_sets:
+        have = ", ".join(repr(n) for n in label_sets) or "none besides the MoAs"
+        raise DataError(f"this model has no {name[:60]!r} label set (it has {have}); leave label_set out to "
+                        "explain the MoAs.")
+    return name
 
 
 def _texts(values: Mapping[str, Any], *names: str) -> list[str]:
@@ -157,7 +191,9 @@ def query_parameters(settings: WebSettings) -> dict[str, list[dict[str, Any]]]:
 
     help_ = ExplainOptions.HELP
     explain = [texts("sig_ids", help_["sig_ids"]), texts("moas", help_["moas"]),
-               *(number(name, bound, help_[name]) for name, bound in settings.explain.bounds().items())]
+               *(number(name, bound, help_[name]) for name, bound in settings.explain.bounds().items()),
+               {"name": "label_set", "in": "query", "required": False, "description": help_["label_set"],
+                "schema": {"type": "string"}}]
     stored = [texts("sig_ids", help_["sig_ids"] + "; also accepted as sig_id"), *explain[1:]]
     predict = [number("top", settings.top, PredictOptions.HELP["top"]),
                {"name": "probabilities", "in": "query", "required": False,

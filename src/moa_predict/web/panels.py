@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 from .service import ModelService
 from .store import Prediction
@@ -63,22 +64,29 @@ class Panels:
         return Panels(profile=[*self.profile, *other.profile], page=[*self.page, *other.page])
 
 
+def attribution_data(sig_id: str, labels: Sequence[tuple[str, float]], top_k: int, **query: Any) -> dict[str, Any]:
+    """What ``_attribution_charts.html`` needs to draw one profile's attribution charts for `labels` ((name,
+    probability), MoAs or a label set's targets): the explain API's query string (``sig_ids``, `top_k`, no
+    neighbours, plus `query`: ``top_moas`` or ``moas``, ``label_set``) and the completeness tolerances."""
+    from ..explain.attributions import TOLERANCE_ABS, TOLERANCE_REL  # torch and captum: only when drawn
+
+    params = {"sig_ids": sig_id, **query, "top_k": top_k, "neighbours": 0}
+    return {"labels": [{"name": name, "p": p, "pct": percent_text(p)} for name, p in labels], "top_k": top_k,
+            "query": urlencode(params, doseq=True), "tolerance_abs": TOLERANCE_ABS, "tolerance_rel": TOLERANCE_REL}
+
+
 def attribution_panel_batch(service: ModelService, pred: Prediction, rows: Sequence[int]) -> dict[int, Any]:
     """Per treated profile of the page: the MoAs whose attribution charts app.js will fetch and draw."""
     if service.explainer_for(pred.features).attributions_message is not None:
         return {}
-    from ..explain.attributions import TOLERANCE_ABS, TOLERANCE_REL  # torch and captum: only when drawn
-
     top_moas = service.settings.explain.top_moas.default
     top_k = service.settings.explain.top_k.default
     out = {}
     for r in rows:
         if pred.is_control[r]:
             continue
-        moas = [{"name": service.targets[j], "p": float(pred.proba[r, j]), "pct": percent_text(float(pred.proba[r, j]))}
-                for j in pred.order[r, :top_moas].tolist()]
-        out[int(r)] = {"moas": moas, "top_moas": top_moas, "top_k": top_k,
-                       "tolerance_abs": TOLERANCE_ABS, "tolerance_rel": TOLERANCE_REL}
+        moas = [(service.targets[j], float(pred.proba[r, j])) for j in pred.order[r, :top_moas].tolist()]
+        out[int(r)] = attribution_data(str(pred.sig_ids[r]), moas, top_k, top_moas=top_moas)
     return out
 
 
@@ -94,14 +102,22 @@ def targets_panel_batch(service: ModelService, pred: Prediction, rows: Sequence[
     found = service.protein_targets(pred)
     if not found["available"]:
         return {}
+    label_set, explainer = found["label_set"], service.explainer_for(pred.features)
+    explained = (label_set in explainer.bundle.label_sets
+                 and explainer.label_set_attributions_message(label_set) is None)
+    top_k = service.settings.explain.top_k.default
     out = {}
     for r in rows:
         if pred.is_control[r] or not found["rows"][r]:
             continue
+        top = found["rows"][r][0]  # the genes behind the top target: the explain API on the target model
         out[int(r)] = {"targets": [{**t, "pct": percent_text(t["probability"])} for t in found["rows"][r]],
                        "consistency": found["consistency"][r],
                        "call": None if found["calls"] is None else found["calls"][r],
-                       "n_targets": found["n_targets"], "cv": found["cv"]}
+                       "n_targets": found["n_targets"], "cv": found["cv"],
+                       "attributions": attribution_data(str(pred.sig_ids[r]), [(top["target"], top["probability"])],
+                                                        top_k, label_set=label_set, moas=top["target"])
+                       if explained else None}
     return out
 
 

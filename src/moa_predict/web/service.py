@@ -1,8 +1,8 @@
 """What the web app does, without any HTTP: read + validate an upload (the CLI's own functions),
 predict with the bundle loaded once, keep the result, and describe the model.
 
-Every check on uploaded data is :func:`moa_predict.data.chunks.load_upload` (``moa predict``'s CSV reader,
-then :func:`moa_predict.data.load_features` for other files) / :func:`moa_predict.data.validate.validate_features`,
+Every check on uploaded data is :func:`moa_predict.data.formats.chunks.load_upload` (``moa predict``'s CSV reader,
+then :func:`moa_predict.data.load_features` for other files) / :func:`moa_predict.data.profiles.validate.validate_features`,
 exactly as ``moa predict`` runs it.
 """
 
@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from ..bundle import Bundle
-from ..data import schema
-from ..data.chunks import load_upload
-from ..data.io import jsonable
+from ..data.profiles import schema
+from ..data.formats.chunks import load_upload
+from ..data.formats.io import jsonable
 from ..data.errors import DataError
-from ..data.validate import validate_features
+from ..data.profiles.validate import validate_features
 from .card import NOT_PREDICTABLE, model_card, predictable_mask
 from .explain import Explainer
 from .options import ExplainOptions
@@ -55,7 +55,7 @@ class ModelService:
         """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
         answer and kept with every result."""
         self.layout = bundle.layout
-        """The bundle's profile layout (``data.layout``): uploads are read through it; None for LISH-MoA."""
+        """The bundle's profile layout (``data.profiles.layout``): uploads are read through it; None for LISH-MoA."""
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
@@ -274,11 +274,11 @@ class ModelService:
         return out
 
     def calls(self, pred: Prediction, precision: float | None = None) -> dict[str, Any]:
-        """The confident calls of a stored result at `precision` (default 0.8; ``evaluation.calls``):
+        """The confident calls of a stored result at `precision` (default 0.8; ``trust.calls``):
         ``available``, ``precision``, ``measured`` (precision and coverage on held-out compounds), ``rule``, per row
         ``rows`` (call, kind, estimated_precision, reason, sentence) and per compound ``compounds`` (pooled);
         computed once per level and kept with the result. Without calls: available False and the reason."""
-        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..trust.calls import DEFAULT_PRECISION
 
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
@@ -320,7 +320,7 @@ class ModelService:
         ``available``, per row the `top` targets with probabilities (``rows``), whether they agree with the top MoA
         (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
         measured precision (``calls``); computed once and kept with the result."""
-        from ..evaluation.calls import DEFAULT_PRECISION
+        from ..trust.calls import DEFAULT_PRECISION
         from ..evaluation.consistency import consistency, label_set_proba, top_labels
 
         part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
@@ -439,7 +439,7 @@ def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dic
     """What the API says about the input beside the predictions: how many profiles are out of distribution (and
     why), and for CMap files how many genes matched and which times / doses the model was asked in place of the
     file's own (never a silent substitution)."""
-    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
+    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
 
     attrs = {} if features is None else features.attrs
     reasons = {} if ood is None else {str(k): int(v) for k, v in
@@ -454,7 +454,7 @@ def input_notes(features: pd.DataFrame | None) -> dict[str, Any]:
     """What the pages say about how the file was read, in the CLI's and the API's words: how its genes matched
     (CMap files) and each time or dose the model was asked in place of the file's own (``substituted``: the
     columns concerned, so a profile's tag can say its time is the model's, not the file's)."""
-    from ..data.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
+    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
 
     attrs = {} if features is None else features.attrs
     substituted = attrs.get(SUBSTITUTED_ATTR) or {}
@@ -472,7 +472,7 @@ def sets_unavailable(bundle: Bundle) -> str:
 
 def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
     """One call as the API and the page give it (NaN and empty strings as null, with its sentence)."""
-    from ..evaluation.calls import call_sentence
+    from ..trust.calls import call_sentence
 
     call = row.get("call") or None
     precision = row.get("estimated_precision")

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data import schema
-from ..data.io import atomic_path
+from ..data.profiles import schema
+from ..data.formats.io import atomic_path
 from .db import Database
 
 log = logging.getLogger("moa_predict.web")

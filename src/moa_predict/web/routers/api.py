@@ -166,16 +166,20 @@ async def explain(request: Request, models: Models) -> Response:
     flag (`ood`, with reasons); with a `drug_id`, `compound` or `compound_id` column, **compound calls**
     (one ranked MoA list per compound, agreement across its profiles). Models without attribution support
     (kNN, prior) answer `attributions.available = false` with the reason; the other parts still work.
-    `model` chooses the served model, as for `POST /api/predict`. Nothing is stored."""
+    `model` chooses the served model, as for `POST /api/predict`. `label_set=target` explains the model's
+    protein-target model instead of its MoAs (`moas` then names targets, e.g. `HMGCR`; the answer's `label_set`
+    says which). Nothing is stored."""
 
     def on_file(handle: Any, name: str | None, values: dict[str, Any]) -> Response:
         service = models.get(values.get("model"))
-        options = ExplainOptions.parse(values, service.settings.explain, service.targets)
+        options = ExplainOptions.parse(values, service.settings.explain, service.targets,
+                                       service.bundle.label_sets)
         return json_response({**service.explain_file(handle, name, options), "model_id": service.name})
 
     def on_rows(rows: Any, values: dict[str, Any]) -> Response:
         service = models.get(values.get("model"))
-        options = ExplainOptions.parse(values, service.settings.explain, service.targets)
+        options = ExplainOptions.parse(values, service.settings.explain, service.targets,
+                                       service.bundle.label_sets)
         return json_response({**service.explain_rows(rows, options), "model_id": service.name})
 
     return await with_profiles(request, on_file, on_rows)
@@ -186,8 +190,9 @@ async def explain(request: Request, models: Models) -> Response:
 def explain_result(pred: Stored, service: ResultService,
                    options: Annotated[ExplainOptions, Depends(explain_query_options)]) -> Response:
     """The `POST /api/explain` answer for profiles of a result kept on the server (`result_id` from
-    `POST /api/predict` or the results page), e.g. `?sig_ids=id_000644bb2`. The results page draws its
-    attribution charts from here."""
+    `POST /api/predict` or the results page), e.g. `?sig_ids=id_000644bb2`, or
+    `?sig_ids=...&label_set=target&moas=HMGCR` for the genes behind a protein-target call. The results page
+    draws its attribution charts from here."""
     return json_response({**service.explain_result(pred, options), "model_id": service.name})
 
 

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse
 
-from ...data import schema
+from ...data.profiles import schema
 from ...data.errors import DataError
 from .. import views
 from ..deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
@@ -203,7 +203,7 @@ def compounds_page(request: Request, pred: Stored, service: ResultService, q: st
     base = f"{_root(request)}/results/{pred.id}"
     view = views.compounds_view(calls, service.settings.paging, q=q, page=page, per=per, n=n, base=f"{base}/compounds",
                                 not_predictable=frozenset(service.card["not_predictable"] or ()))
-    pooled = service.calls(pred)  # each compound's profiles pooled into one call (evaluation.calls)
+    pooled = service.calls(pred)  # each compound's profiles pooled into one call (trust.calls)
     compound_calls = {c["compound"]: c["call"] for c in (pooled.get("compounds") or [])}
     return _page(request, "compounds.html", service=service, pred=pred, summary=pred.summary(), base=base, column=column,
                  view=view, top_k=service.settings.explain.compound_top_k, confident=service.settings.confident,

@@ -85,7 +85,7 @@ class TrustModel:
     grouped: bool = True
     default_level: float = DEFAULT_LEVEL
     calls: dict[str, Any] | None = None
-    """``evaluation.calls.CallModel`` state: call thresholds per precision level, families, measured precision."""
+    """``trust.calls.CallModel`` state: call thresholds per precision level, families, measured precision."""
 
     @property
     def call_model(self) -> CallModel | None:
@@ -150,10 +150,10 @@ class TrustModel:
                            top: int = 5, call_precision: float | None = None) -> list[dict[str, Any]]:
         """Per compound of the upload: its pooled probabilities' top MoAs, its set with each MoA's agreement (the
         share of the compound's profiles whose own set holds it), and its abstention; with `call_precision`, its
-        confident call (``evaluation.calls``, thresholds fit on pooled held-out compounds). A compound with one
+        confident call (``trust.calls``, thresholds fit on pooled held-out compounds). A compound with one
         profile gets exactly that profile's probabilities and set."""
-        from ..data.dataset import control_mask
-        from ..data.dataset import find_compound_column
+        from ..data.profiles.dataset import control_mask
+        from ..data.profiles.dataset import find_compound_column
 
         col = find_compound_column(features, column)
         if col is None:
@@ -290,7 +290,7 @@ def fit_trust(result: Any, data: Any, levels: tuple[float, ...] = LEVELS) -> Tru
 
 def fit_calls_of(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray, fold: np.ndarray,
                  units: np.ndarray | None, pooled: tuple | None) -> dict[str, Any]:
-    """The calls (``evaluation.calls``) at every unit a bundle answers: profiles, compounds pooled (when the data
+    """The calls (``trust.calls``) at every unit a bundle answers: profiles, compounds pooled (when the data
     has compounds), a custom layout's treatments; with the MoA families of the bundle's targets."""
     from ..data.moa_families import hub_targets, moa_families
 
@@ -317,7 +317,7 @@ def _treatment_pooled(data: Any, rows: np.ndarray, P: np.ndarray, Y: np.ndarray,
     cols = list(getattr(layout, "treatment", None) or []) if layout is not None else []
     if not cols or any(c not in data.features.columns for c in cols):
         return None
-    from ..data.profiles import treatment_keys
+    from ..data.profiles.reader import treatment_keys
 
     keys = treatment_keys(data.features.loc[rows], cols).to_numpy().astype(str)
     keys = np.char.add(np.char.add(keys, "|"), fold.astype(str))

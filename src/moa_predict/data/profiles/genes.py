@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import identities, schema
-from .errors import DataError
+from .. import identities
+from . import schema
+from ..errors import DataError
 
 MAX_MISSING_SHARE = 0.05
 """At most 5% of the 772 genes (38) may be missing. Every CMap file (all 978 landmarks, or the 12,328-gene

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import columnwise_log_loss
+from ..evaluation.metrics import columnwise_log_loss
 
 N_BINS = 15
 P_FLOOR = 1e-5

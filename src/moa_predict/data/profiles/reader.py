@@ -1,9 +1,12 @@
-"""Reading any lab's profile table through its :class:`~moa_predict.data.layout.Layout` into a ``Dataset``.
+"""Reading any profile table through its :class:`~moa_predict.data.profiles.layout.Layout` into a ``Dataset``: the one
+reader of the package. LISH-MoA directories and files (and the CMap gene tables a LISH-MoA model answers) are read
+through ``Layout.lish_moa()``, whose fixed columns are checked by their own rules (``data.profiles.dataset``); every other
+layout is read here.
 
 The internal form is the one every model, explanation and page already speaks: a frame indexed by profile id with
 a ``cp_type`` column (treated / control, from the layout's control rule), the layout's meta columns, and the feature
-columns under their own names. The frame carries its layout spec in ``frame.attrs[SPEC]`` (feature blocks, meta
-columns, single- or multi-label): preprocessing learns its columns from it, so the same models fit any layout.
+columns under their own names. The ``Dataset`` carries the layout and each block's columns (``Dataset.inputs``:
+what a model fits on), never the frame: the same models fit any layout.
 """
 
 from __future__ import annotations
@@ -17,17 +20,17 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .cmap import detect_format, open_genes, read_genes, table_source
-from .errors import DataError
-from .io import Source, read_table
+from ..formats.cmap import detect_format, open_genes, read_genes, table_source
+from ..errors import DataError
+from ..formats.io import Source, read_table
 from .gene_blocks import GeneMatch, block_genes, match_genes
 from .gene_features import MAPPING_ATTR, check_scale
 from .genes import column_entrez, landmark_naming
-from .layout import SPEC, Labels, Layout, layout_spec, short_name, spec_feature_columns
-from .chunks import SigIds, _checked, _table_chunks, parquet_frames, shift_row
-from .frame_attrs import Shared
+from .layout import Labels, Layout, short_name
+from ..formats.chunks import SigIds, _checked, _table_chunks, iter_features, parquet_frames, shift_row
+from ..formats.frame_attrs import Shared
 from .normalize import ProfileNormalizer, scale_profiles
-from .partitions import Partition
+from ..formats.partitions import Partition
 from .validate import lookalike_hint
 
 ID_FALLBACKS = ("sig_id", "sample_id", "id")
@@ -333,8 +336,9 @@ def _fill_missing(values: np.ndarray, notes: dict[str, Any]) -> np.ndarray:
 def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_bytes: int | None = None,
                   labels: bool = True, feature_columns: list[str] | None = None,
                   normalizer: "ProfileNormalizer | None" = None, metadata: list[pd.DataFrame] | None = None,
-                  label_set: str | None = None):
-    """Read a table through `layout` into a :class:`~moa_predict.data.dataset.Dataset`.
+                  label_set: str | None = None, allow_gene_only: bool = False):
+    """Read a table (or, for a layout with ``fixed_columns``, a data directory) through `layout` into a
+    :class:`~moa_predict.data.profiles.dataset.Dataset` that carries the layout.
 
     `labels`: read the labels (training); rows whose compound has no annotation are kept (for prediction), get no
     label, and are counted in ``dataset.notes``. `feature_columns`: the columns a trained model needs (an upload must
@@ -344,7 +348,14 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     this table's control wells and returned as ``dataset.normalizer``. `metadata`: the layout's metadata tables as a
     bundle stored them (``metadata_lookups``): joined where the upload lacks their columns, instead of reading the
     files. `label_set`: the targets are this extra label set of the layout (``[label_sets.NAME]``: the protein
-    targets) instead of ``[labels]``."""
+    targets) instead of ``[labels]``.
+
+    A layout with ``fixed_columns`` (LISH-MoA) is read by its schema's rules: a directory gives its train split
+    (`labels`) or its test features; a file gives its profiles, or, for a CMap gene table (GCTX, GCT, h5ad, genes
+    named by id or symbol), its gene block alone when `feature_columns` are genes only or `allow_gene_only`."""
+    if layout.fixed_columns:
+        return _fixed_dataset(src, layout, name=name, max_bytes=max_bytes, labels=labels,
+                              feature_columns=feature_columns, allow_gene_only=allow_gene_only)
     source = _name(src, name)
     frame = read_raw_table(src, name=source, max_bytes=max_bytes, genes_as_rows=bool(layout.gene_blocks()))
     dataset = _dataset(frame, layout, source, labels=labels, feature_columns=feature_columns, normalizer=normalizer,
@@ -356,15 +367,32 @@ def load_profiles(src: Source, layout: Layout, *, name: str | None = None, max_b
     return dataset
 
 
-def streams(layout: Layout, normalizer: "ProfileNormalizer") -> bool:
+def _fixed_dataset(src: Source, layout: Layout, *, name: str | None, max_bytes: int | None, labels: bool,
+                   feature_columns: list[str] | None, allow_gene_only: bool):
+    """A fixed-column (LISH-MoA) directory or file as a ``Dataset`` (``data.profiles.dataset``'s schema checks)."""
+    from .dataset import Dataset, fixed_blocks, load_dataset, load_features, simulated_marker
+
+    if isinstance(src, (str, os.PathLike)) and (Path(src).is_dir() or not (Path(src).exists() or Path(src).suffix)):
+        # a data directory (a missing path without a file suffix: one, whose error says so)
+        return load_dataset(src, split="train" if labels else "test")
+    kwargs = {} if feature_columns is None else {"feature_columns": feature_columns}
+    features = load_features(src, name=name, max_bytes=max_bytes, allow_gene_only=allow_gene_only, **kwargs)
+    simulated = simulated_marker(Path(src).parent) if isinstance(src, (str, os.PathLike)) else None
+    return Dataset(features, source=_name(src, name), simulated=simulated, layout=layout,
+                   blocks=fixed_blocks(features, layout))
+
+
+def streams(layout: Layout, normalizer: "ProfileNormalizer | None") -> bool:
     """Whether an upload can be read through `layout` in row chunks with the answers of a whole read: every step
     works on one profile at a time (no plate normalisation, no whitening: those need whole plates), and the
-    normalisation is already fitted (a bundle's)."""
+    normalisation is already fitted (a bundle's); without a normaliser, when the layout transforms no profile."""
+    if normalizer is None:
+        return not layout.transforms_profiles
     return normalizer.fitted and normalizer.row_local
 
 
 def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: list[str],
-                  normalizer: "ProfileNormalizer", name: str | None = None, chunk_rows: int = 5_000,
+                  normalizer: "ProfileNormalizer | None", name: str | None = None, chunk_rows: int = 5_000,
                   metadata: list[pd.DataFrame] | None = None, part: "Partition | None" = None) -> Iterator[Any]:
     """An upload's profiles read through `layout` as ``Dataset`` s of at most `chunk_rows` profiles each, for files of
     any size with flat memory (a layout that ``streams`` only). Each chunk is read exactly as ``load_profiles``
@@ -372,11 +400,15 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
     chunks. One difference: a missing cell gets its column's median over its chunk, not over the whole file (a
     file of at most `chunk_rows` profiles is one chunk, answered as a whole read).
 
-    `part`: only this partition of the file (``data.partitions``: GCTX/h5ad samples or Parquet row groups, a
+    `part`: only this partition of the file (``data.formats.partitions``: GCTX/h5ad samples or Parquet row groups, a
     cluster task's share), rows and ids still counted from the start of the file; ids are checked for repeats
     within the partition (across partitions: the caller's check)."""
     if not streams(layout, normalizer):
         raise ValueError("this layout normalises whole plates: read the table whole (load_profiles)")
+    if layout.fixed_columns:
+        yield from _fixed_chunks(path, layout, feature_columns=feature_columns, name=name, chunk_rows=chunk_rows,
+                                 part=part)
+        return
     source = _name(path, name)
     seen = SigIds(source)
     offset = first = part.first if part is not None and part.first is not None else 0
@@ -394,11 +426,26 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
         raise DataError("the table has no rows.", source=source)
 
 
+def _fixed_chunks(path: Source, layout: Layout, *, feature_columns: list[str], name: str | None, chunk_rows: int,
+                  part: "Partition | None") -> Iterator[Any]:
+    """A fixed-column (LISH-MoA) file, or a CMap gene file, as ``Dataset`` s of at most `chunk_rows` profiles
+    (``data.formats.chunks.iter_features``: flat memory; `part`: one partition of it, ``data.formats.partitions.iter_partition``,
+    its error rows counted from the partition's first row)."""
+    from .dataset import Dataset, fixed_blocks
+    from ..formats.partitions import iter_partition
+
+    source = _name(path, name)
+    frames = (iter_features(path, feature_columns=feature_columns, chunk_rows=chunk_rows, name=name) if part is None
+              else iter_partition(path, part, feature_columns=feature_columns, chunk_rows=chunk_rows))
+    for features in frames:
+        yield Dataset(features, source=source, layout=layout, blocks=fixed_blocks(features, layout))
+
+
 def iter_raw_tables(path: str | os.PathLike, source: str, rows: int, *, genes_as_rows: bool = False,
                     part: "Partition | None" = None) -> Iterator[pd.DataFrame]:
     """``read_raw_table`` in chunks of at most `rows` profiles: CSV/Parquet by record batches (``chunks``),
     GCTX/h5ad by sample blocks; a GCT file, or a table whose genes are rows, is read whole (one chunk).
-    `part`: a partition's samples or row groups only (``data.partitions``; "whole": the file)."""
+    `part`: a partition's samples or row groups only (``data.formats.partitions``; "whole": the file)."""
     if part is not None and part.kind == "row_groups":
         yield from parquet_frames(Path(path), source, rows, part.row_groups)
         return
@@ -520,13 +567,6 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
     features = pd.concat([pd.DataFrame({schema.CP_TYPE: np.where(is_control, schema.CONTROL, schema.TREATED)},
                                        index=ids), meta,
                           pd.DataFrame(values.astype(np.float32), index=ids, columns=columns)], axis=1)
-    features.attrs[SPEC] = Shared({"blocks": blocks, "pca": {b.name: int(b.pca) for b in layout.blocks},
-                            "meta_categorical": [c for c in layout.meta_categorical if c in meta.columns],
-                            "meta_numeric": [c for c in layout.meta_numeric if c in meta.columns],
-                            "single_label": spec_labels is not None and spec_labels.single_label,
-                            "treatment": [c for c in layout.treatment if c in meta.columns],
-                            "genes": genes,
-                            "group": layout.group if layout.group in meta.columns else None})
     if gene_reports:
         features.attrs[MAPPING_ATTR] = Shared(notes["genes"])
     targets = drugs = None
@@ -550,7 +590,7 @@ def _dataset(frame: pd.DataFrame, layout: Layout, source: str, *, labels: bool, 
         if spec_labels.single_label and (targets.sum(axis=1) > 1).any():
             raise DataError("single-label layout but a row has several MoAs; set labels.separator.", source=source)
     return Dataset(features, targets, None, drugs, source=source, simulated=None, layout=layout, notes=notes,
-                   normalizer=normalizer)
+                   normalizer=normalizer, blocks=blocks, label_set=label_set)
 
 
 def _enough_compounds(targets: pd.DataFrame, drugs: pd.Series | None, minimum: int
@@ -589,20 +629,18 @@ def treatment_means(dataset, by: list[str] | None = None):
     from .dataset import Dataset
 
     layout = dataset.layout
-    by = list(by or (layout.treatment if layout and layout.treatment else [layout.group]))
+    by = list(by or layout.treatment or [layout.group])
     f = dataset.features.loc[~dataset.is_control]
-    spec = layout_spec(dataset.features)
-    feats = spec_feature_columns(spec)
+    feats = dataset.feature_columns
     keys = treatment_keys(f, by)
     grouped = f.groupby(keys.to_numpy(), sort=True)
     means = grouped[feats].mean()
-    if layout is not None and layout.profile_scale == "zscore":  # a mean of scaled profiles is scaled again
+    if layout.profile_scale == "zscore":  # a mean of scaled profiles is scaled again
         means = pd.DataFrame(scale_profiles(means.to_numpy()), index=means.index, columns=means.columns)
     means = means.astype(np.float32)
     meta = grouped[[c for c in f.columns if c not in feats]].first()
     out = pd.concat([meta, means], axis=1)
     out.index.name = schema.SIG_ID
-    out.attrs[SPEC] = spec
     targets = drugs = None
     if dataset.targets is not None:
         t = dataset.targets.loc[~dataset.is_control]
@@ -611,4 +649,5 @@ def treatment_means(dataset, by: list[str] | None = None):
     if dataset.drugs is not None:
         drugs = dataset.drugs.loc[~dataset.is_control].groupby(keys.to_numpy(), sort=True).first()
         drugs.index = out.index
-    return Dataset(out, targets, None, drugs, source=dataset.source, layout=layout, notes=dict(dataset.notes))
+    return Dataset(out, targets, None, drugs, source=dataset.source, layout=layout, notes=dict(dataset.notes),
+                   blocks=dataset.blocks, label_set=dataset.label_set)

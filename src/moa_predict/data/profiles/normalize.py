@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 MAD_TO_SD = 1.4826
 MIN_CONTROLS = 3

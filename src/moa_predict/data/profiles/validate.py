@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .errors import DataError
+from ..errors import DataError
 
 _MAX_LISTED = 5
 

@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from . import schema
+from ..profiles import schema
 
 PANDAS_NA_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")

@@ -14,7 +14,7 @@ the training profiles; this is model-independent, so every bundle (kNN and prior
   references share a scored MoA with the query, against 4% for the cosine of unwhitened components and 1% by
   chance. Each similarity also gets a percentile against the similarities of random pairs of reference
   profiles (the null), so 0.3 can be read as "better than 99.6% of random pairs".
-- Out-of-distribution distance (explain/ood.py): 1 − cosine, in the standardised feature space, to the
+- Out-of-distribution distance (reference/ood.py): 1 − cosine, in the standardised feature space, to the
   nearest reference, NOT whitened, with each profile's part outside the components counted as unshared
   (cos ≈ z_x·z_r / (‖s_x‖·‖s_r‖), s the standardised profile, z its components). Garbage (noise, shuffled
   features) lies mostly outside the components and is unlike every reference; whitening would inflate its
@@ -25,7 +25,7 @@ the training profiles; this is model-independent, so every bundle (kNN and prior
 
 Search is exact (brute force: one matrix product), a few milliseconds per profile for 23,814 references.
 
-Any profile layout (``data.layout``): the space is the layout's feature columns (all blocks, standardised) on the
+Any profile layout (``data.profiles.layout``): the space is the layout's feature columns (all blocks, standardised) on the
 principal components that hold 90 % of their variance (small screens have few real programmes and many noise
 directions, which whitening would otherwise weigh as much as the real ones), and a reference is described by the layout's own meta columns (``meta``: e.g. concentration, plate) instead of LISH-MoA's
 ``cp_time`` / ``cp_dose``; the compound is the layout's group column.
@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import hypergeom
 
-from ..data import schema
+from ..data.profiles import schema
 from ..data.errors import DataError
-from ..data.layout import layout_spec
+from ..data.profiles.layout import Layout
 from ..features.meta import feature_matrix
 from ..runtime.threads import limit_threads
 
@@ -102,7 +102,7 @@ def _sparse_labels(*tables: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray
 
 def leave_drug_out_distances(index: "ReferenceIndex", sample: int = 5000, seed: int = 0) -> np.ndarray:
     """Nearest-reference OOD distance of (a sample of) the references themselves, other drugs only: the
-    calibration of the OOD threshold (explain/ood.py says why leave-drug-out)."""
+    calibration of the OOD threshold (reference/ood.py says why leave-drug-out)."""
     n = len(index)
     if n < 2:
         return np.zeros(0, dtype=np.float32)
@@ -199,11 +199,13 @@ class ReferenceIndex:
               ood_quantile: float = 0.99, ood_sample: int = 5000, null_pairs: int = 50_000,
               seed: int = 0, feature_columns: list[str] | tuple[str, ...] = schema.FEATURE_COLUMNS,
               meta_columns: list[str] | tuple[str, ...] | None = None,
-              noisy_queries: bool = False) -> "ReferenceIndex":
+              noisy_queries: bool = False, layout: Layout | None = None) -> "ReferenceIndex":
         """Index every training profile (controls included: 'looks like vehicle' is an answer too).
 
-        Profiles read through a layout (``features.attrs`` holds its spec) are described by `meta_columns` (default:
-        the layout's categorical and numeric meta columns) instead of LISH-MoA's dose and time.
+        `layout`: the layout the profiles were read through (default ``Layout.lish_moa()``). A layout with fixed
+        columns stores LISH-MoA's dose and time per reference; any other is described by `meta_columns` (default:
+        the layout's categorical and numeric meta columns the profiles have), and keeps only the principal
+        components holding 90 % of the variance.
 
         `noisy_queries`: the references are averages (consensus signatures) while queries may be single, noisier
         signatures (a layout with ``profile_scale``). The references' own spread would then flag nearly every
@@ -214,14 +216,15 @@ class ReferenceIndex:
         with limit_threads(1):
             return cls._build(features, targets, nonscored, drugs, n_components=n_components,
                               ood_quantile=ood_quantile, ood_sample=ood_sample, null_pairs=null_pairs, seed=seed,
-                              feature_columns=feature_columns, meta_columns=meta_columns, noisy_queries=noisy_queries)
+                              feature_columns=feature_columns, meta_columns=meta_columns, noisy_queries=noisy_queries,
+                              layout=layout or Layout.lish_moa())
 
     @classmethod
     def _build(cls, features: pd.DataFrame, targets: pd.DataFrame | None, nonscored: pd.DataFrame | None,
                drugs: pd.Series | None, *, n_components: int, ood_quantile: float, ood_sample: int,
                null_pairs: int, seed: int, feature_columns: list[str] | tuple[str, ...],
-               meta_columns: list[str] | tuple[str, ...] | None = None,
-               noisy_queries: bool = False) -> "ReferenceIndex":
+               meta_columns: list[str] | tuple[str, ...] | None, noisy_queries: bool,
+               layout: Layout) -> "ReferenceIndex":
         from sklearn.decomposition import PCA
 
         t0 = time.perf_counter()
@@ -234,8 +237,7 @@ class ReferenceIndex:
         n_comp = int(min(n_components, s.shape[1], max(len(s) - 1, 1)))
         # the exact solver through the covariance matrix: no randomness, ~2x faster than randomised SVD here
         pca = PCA(n_components=n_comp, svd_solver="covariance_eigh").fit(s)
-        spec = layout_spec(features)
-        if spec is not None and n_comp > 2:
+        if not layout.fixed_columns and n_comp > 2:
             # another layout (often tens to hundreds of features, a few hundred wells): whitening every component
             # would blow its noise directions up to the weight of the real programmes, so only the components
             # holding 90 % of the variance are kept (LISH-MoA keeps its 100, chosen on the simulated set)
@@ -249,12 +251,12 @@ class ReferenceIndex:
         indptr, indices, names = _sparse_labels(targets, nonscored)
         time_code = dose_code = meta_codes = None
         meta_values: dict[str, list[str]] = {}
-        if spec is None:  # LISH-MoA
+        if layout.fixed_columns:  # LISH-MoA: its dose and time, as codes
             time_code = features[schema.CP_TIME].map({t: i for i, t in enumerate(schema.CP_TIMES)}).to_numpy(np.int8)
             dose_code = features[schema.CP_DOSE].map({d: i for i, d in enumerate(schema.CP_DOSES)}).to_numpy(np.int8)
         else:
-            wanted = (list(meta_columns) if meta_columns is not None
-                      else [*spec.get("meta_categorical", ()), *spec.get("meta_numeric", ())])
+            wanted = list(meta_columns) if meta_columns is not None else [*layout.meta_categorical,
+                                                                            *layout.meta_numeric]
             cols = [c for c in dict.fromkeys(wanted) if c in features.columns and c not in feature_columns]
             meta_codes = np.full((len(features), len(cols)), -1, dtype=np.int32)
             for j, c in enumerate(cols):
@@ -295,8 +297,9 @@ class ReferenceIndex:
             calibration = ("for single signatures against consensus references: the training profiles' spread, "
                            "widened to the null of shuffled profiles (distance: their 0.1% quantile; structure: "
                            "their 99.9%)")
-        space = ("standardised g-/c- z-scores" if spec is None else
-                 f"the layout's {len(feature_columns)} feature columns ({', '.join(spec['blocks'])}), standardised")
+        blocks = [b for b, cols in layout.present_blocks(list(feature_columns)).items() if cols]
+        space = ("standardised g-/c- z-scores" if layout.fixed_columns else
+                 f"the layout's {len(feature_columns)} feature columns ({', '.join(blocks)}), standardised")
         index.info = {"space": f"{space}, top {n_comp} principal components",
                       "similarity": "cosine of whitened components", "rows": int(n),
                       "ood_sample": int(min(ood_sample, n)), "ood_calibration": calibration,

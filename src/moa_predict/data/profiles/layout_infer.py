@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from . import practice
-from .errors import DataError
+from ..errors import DataError
 from .genes import landmark_naming
-from .io import Source, read_table
+from ..formats.io import Source, read_table
 from .layout import Block, Controls, Labels, Layout, MetadataTable, short_name
-from .profiles import annotate, join_metadata, read_annotation, read_raw_table
+from .reader import annotate, join_metadata, read_annotation, read_raw_table
 
 CONTROL_VALUES = ("dmso", "ctl_vehicle", "control", "vehicle", "negcon", "ctrl", "untreated", "pbs")
 _COMPOUND = ("compound", "pert_iname", "broad_sample", "pert_id", "drug", "treatment", "cmpd", "perturbation")
@@ -57,7 +57,7 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
     found by name and by value. `metadata`: tables joined on plate + well (an image table holding compound and
     concentration); `annotation`: a table mapping compound (and concentration) to MoA. File paths in the layout are
     written relative to `relative_to` (the folder of the TOML file) when given. CellProfiler tables with raw values
-    get the field's practice (``data.practice``): pycytominer's blocklist, pooled or per-plate control scaling,
+    get the field's practice (``data.profiles.practice``): pycytominer's blocklist, pooled or per-plate control scaling,
     whitening and batch alignment on control wells when there are enough of them."""
     frame = read_raw_table(src, name=name)
     if max_rows:
@@ -138,7 +138,7 @@ def infer_layout(src: Source, *, name: str | None = None, max_rows: int | None =
 
 
 def _blocklist(feats: list[str], reasons: list[str]) -> list[str]:
-    """The columns on pycytominer's blocklist for CellProfiler feature names (``data.practice``)."""
+    """The columns on pycytominer's blocklist for CellProfiler feature names (``data.profiles.practice``)."""
     if not practice.is_cellprofiler(feats):
         return []
     blocked = practice.pycytominer_blocklist(feats)
@@ -152,7 +152,7 @@ def _blocklist(feats: list[str], reasons: list[str]) -> list[str]:
 
 
 def _normalisation(frame: pd.DataFrame, layout: Layout, feats: list[str], reasons: list[str]) -> Layout:
-    """The control-based normalisation the field's practice gives this table (``data.practice``)."""
+    """The control-based normalisation the field's practice gives this table (``data.profiles.practice``)."""
     plate, controls = layout.plate, layout.controls
     if not (plate and controls is not None) or _looks_normalised(frame, feats):
         reasons.append("normalize = 'none' (values look already normalised, or no plate / control wells)")

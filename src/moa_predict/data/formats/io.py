@@ -17,8 +17,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .errors import DataError
+from ..profiles import schema
+from ..errors import DataError
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Files above this size are refused (the real train_features.csv is about 160 MB)."""
@@ -82,7 +82,7 @@ def sniff_dialect(text: IO[str]) -> tuple[str, str]:
     can only be a decimal mark, so such files are read as they are, not refused: the decimal mark is ',' when
     a value of the first rows is written '0,123'. A comma-separated file with decimal commas is ambiguous
     (the commas split the numbers) and is refused by validation with the fix."""
-    from .validate import DECIMAL_COMMA
+    from ..profiles.validate import DECIMAL_COMMA
 
     sample = text.read(_SNIFF_CHARS)
     text.seek(0)

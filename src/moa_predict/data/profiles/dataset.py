@@ -1,7 +1,13 @@
-"""The validated in-memory form of a LISH-MoA data directory."""
+"""The typed in-memory form of any profile table (``Dataset``: profiles, labels and the layout they were read
+through), and the LISH-MoA layout's own file rules: its fixed-column files are checked cell by cell
+(``load_features``, ``load_targets``) and its data directory read as one data set (``load_dataset``). Every table
+reaches a ``Dataset`` through ``data.profiles.reader.load_profiles(path, layout)``, which calls these for a layout with
+``fixed_columns`` (``Layout.lish_moa()``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,19 +19,19 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .errors import DataError
-from .cmap import detect_format
+from ..errors import DataError
+from ..formats.cmap import detect_format
 from .gene_features import load_gene_features, looks_like_gene_table
-from .io import Source, find_table, read_table
-from .layout import Layout
-from .layout import layout_spec, spec_feature_columns
+from ..formats.io import Source, find_table, read_table
+from .layout import Layout, ModelInputs
 from .validate import (align_to, check_not_empty, check_probabilities, check_sig_ids, check_unique_columns,
                        validate_drugs, validate_features, validate_targets)
 
 
 @dataclass
 class Dataset:
-    """Profiles and, for training data, their labels; every table indexed by sig_id in the same order."""
+    """Profiles and, for training data, their labels; every table indexed by profile id in the same order, with the
+    layout they were read through (``Layout.lish_moa()`` for LISH-MoA data) and its feature blocks' columns."""
 
     features: pd.DataFrame
     targets: pd.DataFrame | None = None
@@ -34,28 +40,33 @@ class Dataset:
     source: str = ""
     simulated: dict | None = None
     """The simulator's marker (``schema.SIMULATED_MARKER``) when the features are simulated, else None."""
-    layout: "Layout | None" = None
-    """How the table was read (``data.profiles.load_profiles``); None for the LISH-MoA layout."""
+    layout: Layout = field(default_factory=Layout.lish_moa)
+    """How the table was read (``data.profiles.reader.load_profiles``): ``Layout.lish_moa()`` for LISH-MoA data."""
     notes: dict = field(default_factory=dict)
     """What reading did to the table (unlabelled rows, normalisation, filled cells), for reports."""
     normalizer: Any = None
-    """The fitted ``data.normalize.ProfileNormalizer`` of a layout table (stored in bundles), else None."""
+    """The fitted ``data.profiles.normalize.ProfileNormalizer`` of a layout that transforms profiles (stored in bundles)."""
+    blocks: dict[str, list[str]] = field(default_factory=dict)
+    """The feature columns of each of the layout's blocks, as read (a gene-only CMap table has no cell block);
+    empty: every column of the frame a block of the layout catches."""
+    label_set: str | None = None
+    """The layout's extra label set the targets are (``[label_sets.NAME]``), None for its MoAs (``[labels]``)."""
+
+    @property
+    def inputs(self) -> ModelInputs:
+        """What a model fits on in these profiles (``models.base.MoAModel.fit``'s `inputs`)."""
+        return ModelInputs.of(self.layout, list(self.features.columns), blocks=self.blocks or None,
+                              single_label=self.single_label)
 
     @property
     def feature_columns(self) -> list[str]:
-        spec = layout_spec(self.features)
-        if spec is not None:
-            return spec_feature_columns(spec)
-        return [c for c in self.features.columns if c in _FEATURE_SET]
-
-    @property
-    def extra_columns(self) -> list[str]:
-        known = set(schema.META_COLUMNS) | set(self.feature_columns)
-        return [c for c in self.features.columns if c not in known]
+        blocks = self.blocks or self.layout.present_blocks(list(self.features.columns))
+        return [c for cols in blocks.values() for c in cols]
 
     @property
     def single_label(self) -> bool:
-        return self.layout is not None and self.layout.single_label
+        labels = self.layout.labels if self.label_set is None else self.layout.label_set(self.label_set)
+        return labels is not None and labels.single_label
 
     @property
     def target_names(self) -> list[str]:
@@ -81,17 +92,25 @@ class Dataset:
     def genes_only(self) -> "Dataset":
         """The same profiles without the c- (cell viability) block: what a gene-only model trains on."""
         features = self.features.drop(columns=[c for c in schema.CELL_COLUMNS if c in self.features.columns])
-        return Dataset(features, self.targets, self.nonscored, self.drugs, self.source, self.simulated, self.layout,
-                       self.notes, self.normalizer)
+        blocks = {k: [c for c in v if c in features.columns] for k, v in self.blocks.items()}
+        return dataclasses.replace(self, features=features, blocks={k: v for k, v in blocks.items() if v})
 
     def subset(self, rows: np.ndarray) -> "Dataset":
         """The rows at positions `rows` (used for subsampling and folds)."""
         take = lambda t: None if t is None else t.iloc[rows]  # noqa: E731
-        return Dataset(self.features.iloc[rows], take(self.targets), take(self.nonscored), take(self.drugs),
-                       self.source, self.simulated, self.layout, self.notes, self.normalizer)
+        return dataclasses.replace(self, features=self.features.iloc[rows], targets=take(self.targets),
+                                   nonscored=take(self.nonscored), drugs=take(self.drugs))
 
 
 _FEATURE_SET = set(schema.FEATURE_COLUMNS)
+
+
+def fixed_blocks(features: pd.DataFrame, layout: Layout) -> dict[str, list[str]]:
+    """The blocks of a fixed-column (LISH-MoA) frame as validated: each block's columns present, in schema order
+    (a gene-only CMap frame has no cell block)."""
+    blocks = {b.name: [c for c in schema.FEATURE_COLUMNS if c in features.columns and b.matches(c)]
+              for b in layout.blocks}
+    return {k: v for k, v in blocks.items() if v}
 
 
 COMPOUND_COLUMNS: tuple[str, ...] = (schema.DRUG_ID, "compound", "compound_id",
@@ -111,9 +130,13 @@ def find_compound_column(features: pd.DataFrame, column: str | None = None) -> s
     return next((c for c in COMPOUND_COLUMNS if c in features.columns), None)
 
 
+CONTROL_COLUMN = schema.CP_TYPE
+"""The column of every read frame (any layout) that says treated or control (``control_mask``)."""
+
+
 def control_mask(features: pd.DataFrame) -> np.ndarray:
     """True for control (vehicle) rows, which carry no MoA by definition."""
-    return (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
+    return (features[CONTROL_COLUMN] == schema.CONTROL).to_numpy()
 
 
 def load_features(src: Source, *, name: str | None = None, max_bytes: int | None = None,
@@ -162,9 +185,12 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
         raise DataError(f"{directory} is not a directory. Point --data at a directory in the LISH-MoA layout.",
                         source=str(directory))
     simulated = simulated_marker(directory)
+    layout = Layout.lish_moa()
     if split == "test":
         path = find_table(directory, schema.TEST_FEATURES)
-        return Dataset(load_features(path), source=str(path), simulated=simulated)
+        features = load_features(path)
+        return Dataset(features, source=str(path), simulated=simulated, layout=layout,
+                       blocks=fixed_blocks(features, layout))
     fpath = find_table(directory, schema.TRAIN_FEATURES)
     features = load_features(fpath)
     tpath = find_table(directory, schema.TARGETS_SCORED)
@@ -174,7 +200,8 @@ def load_dataset(directory: str | os.PathLike, *, split: str = "train") -> Datas
         nonscored = align_to(features.index, load_targets(npath), npath.name, fpath.name)
     if (dpath := find_table(directory, schema.DRUGS, required=False)) is not None:
         drugs = align_to(features.index, validate_drugs(read_table(dpath), dpath.name), dpath.name, fpath.name)
-    return Dataset(features, targets, nonscored, drugs, source=str(directory), simulated=simulated)
+    return Dataset(features, targets, nonscored, drugs, source=str(directory), simulated=simulated, layout=layout,
+                   blocks=fixed_blocks(features, layout))
 
 
 def simulated_marker(directory: Path) -> dict | None:

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import schema
-from .errors import DataError
-from .genes import count_known, is_gene_name
+from ..profiles import schema
+from ..errors import DataError
+from ..profiles.genes import count_known, is_gene_name
 from .io import DEFAULT_MAX_BYTES, Source, _human_size, _size_of, missing_file, read_table
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -450,7 +450,7 @@ def open_genes(src: Source, *, name: str | None = None, max_bytes: int | None = 
         return
     kind = detect_format(src, name)
     if max_bytes is not None and size > max_bytes and (whole or kind != "hdf5"):
-        hint = " or read it in blocks (moa_predict.data.gene_features.iter_gene_features)" if kind == "hdf5" else ""
+        hint = " or read it in blocks (moa_predict.data.profiles.gene_features.iter_gene_features)" if kind == "hdf5" else ""
         raise DataError(f"file is {_human_size(size)}, over the {_human_size(max_bytes)} limit. Split it into "
                         f"smaller files{hint}, or raise the limit.", source=name)
     if kind == "hdf5":

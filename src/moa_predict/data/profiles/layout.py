@@ -1,6 +1,8 @@
 """A profile layout: which columns of a lab's table are the id, the compound, the plate, the controls, the feature
-blocks and the labels. LISH-MoA is one built-in layout (``Layout.lish_moa()``); any other table is described by a
-small TOML file (``docs/layout.md``) or the same settings as CLI flags, and ``infer_layout`` writes a starting one.
+blocks and the labels. LISH-MoA is a layout like any other, shipped with the package (``builtin/lish_moa.toml``,
+``Layout.lish_moa()``); any other table is described by a small TOML file (``docs/layout.md``) or the same settings
+as CLI flags, and ``infer_layout`` writes a starting one. What differs between tables is declared here (its
+normalisation, controls, labels' source, fixed columns), never decided by the code from the table's origin.
 
 A layout is data, not code: it is stored in every bundle trained on it, so ``moa predict`` and the web app read an
 upload exactly as the training table was read.
@@ -9,6 +11,7 @@ upload exactly as the training table was read.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import tomllib
@@ -18,29 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from .errors import DataError
+from ..errors import DataError
 from .genes import GENE_NAMINGS, column_entrez
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .normalize import ProfileNormalizer
-
-SPEC = "moa_layout"
-"""The key of ``DataFrame.attrs`` holding the layout spec of a profile frame (see ``layout_spec``)."""
-
-
-def layout_spec(frame: "pd.DataFrame") -> dict[str, Any] | None:
-    """The layout spec a frame read through a layout carries (``data.profiles.load_profiles``): {"blocks": {name:
-    [columns]}, "pca": {name: n}, "meta_categorical": [...], "meta_numeric": [...], "single_label": bool,
-    "treatment": [...], "group": the compound column or None}; None for LISH-MoA frames."""
-    return frame.attrs.get(SPEC)
-
-
-def spec_feature_columns(spec: dict[str, Any]) -> list[str]:
-    """The feature columns of a spec, block after block."""
-    return [c for cols in spec["blocks"].values() for c in cols]
-
 
 def short_name(column: str) -> str:
     """A column's name without CellProfiler's ``Metadata_`` / ``Image_Metadata_`` prefix, lower-case: how a layout's
@@ -60,7 +47,7 @@ class Block:
 
     `genes` declares the block's columns genes, named by "entrez" id, "symbol" (HGNC or CMap's) or "auto"
     (either): uploads naming them either way, or as GCT/GCTX/h5ad files, are matched gene by gene
-    (``data.gene_blocks``), and explanations name them by symbol. Without a prefix or regex such a block takes
+    (``data.profiles.gene_blocks``), and explanations name them by symbol. Without a prefix or regex such a block takes
     every column named as `genes` says."""
 
     name: str
@@ -108,6 +95,9 @@ class Labels:
     """A label carried by fewer labelled compounds (rows without a compound column) is listed as "too few
     compounds" and not trained: 1 (keep every label) for ``[labels]``, 2 by default for a ``[label_sets.NAME]``
     (a label with one compound cannot be learnt from the others)."""
+    negatives: bool = False
+    """A profile without any label is known to have none of the MoAs (LISH-MoA's targets: every treated profile was
+    annotated) and is trained on as such; by default it is a profile nobody annotated: predicted, never trained on."""
 
     @property
     def single_label(self) -> bool:
@@ -169,21 +159,30 @@ class Layout:
     exclude: tuple[str, ...] = ()
     """Regexes of columns never used as features, e.g. image-based profiling's blocklist (object locations, object
     numbers, parent/child counts: ``_Location_``, ``AreaShape_Center_``, ``_Parent_``), decided before training."""
+    fixed_columns: bool = False
+    """The table's columns are fixed by a known schema (LISH-MoA's: sig_id, cp_type, cp_time, cp_dose, g-0 ... g-771,
+    c-0 ... c-99), checked cell by cell with that schema's messages (``data.profiles.validate``), a directory of its files
+    read as one data set (``data.lish_moa``), and fed to the models' fixed inputs (one-hot dose and time, the
+    public recipe's block PCA); models whose inputs are those exact columns (``needs_full_layout``) need it."""
     base_dir: str = field(default="", compare=False)
     """The directory of the TOML file: relative file paths in it are read from there."""
 
     # -- built-in --------------------------------------------------------------------------------
     @classmethod
     def lish_moa(cls) -> "Layout":
-        """The LISH-MoA layout, for display and documentation: its data keep their dedicated reader."""
-        return cls(name="lish-moa", id=("sig_id",), group="drug_id", treatment=("drug_id", "cp_dose", "cp_time"),
-                   meta_categorical=("cp_time", "cp_dose"), controls=Controls("cp_type", ("ctl_vehicle",)),
-                   blocks=(Block("genes", prefix="g-", pca=50), Block("cells", prefix="c-", pca=15)),
-                   labels=Labels("wide", file="train_targets_scored.csv", key="sig_id"))
+        """The LISH-MoA layout, shipped with the package (``data/builtin/lish_moa.toml``): how LISH-MoA data
+        directories and files are read, and the layout of every bundle trained on them."""
+        return _lish_moa()
 
     @property
     def is_lish_moa(self) -> bool:
         return self.name == "lish-moa"
+
+    @property
+    def unlabelled_are_negatives(self) -> bool:
+        """Whether a profile without any MoA is trained on as having none (``[labels] negatives``), or left out of
+        training as not annotated."""
+        return self.labels is not None and self.labels.negatives
 
     @property
     def single_label(self) -> bool:
@@ -208,7 +207,7 @@ class Layout:
         return [lab.column for _, lab in self.label_sets if lab.source == "column" and lab.column]
 
     def normalizer(self) -> "ProfileNormalizer":
-        """An unfitted ``data.normalize.ProfileNormalizer`` with this layout's settings."""
+        """An unfitted ``data.profiles.normalize.ProfileNormalizer`` with this layout's settings."""
         from .normalize import ProfileNormalizer
 
         return ProfileNormalizer(self.normalize, self.clip, self.whiten, self.whiten_reg, self.align_batches,
@@ -258,6 +257,13 @@ class Layout:
         """The blocks whose columns are genes (``genes = ...``)."""
         return tuple(b for b in self.blocks if b.genes is not None)
 
+    def present_blocks(self, columns: list[str]) -> dict[str, list[str]]:
+        """The columns each block catches among `columns` (blocks catching none left out, no error): a frame read
+        before, such as a subset of a data set's features."""
+        meta = set(self.meta_columns()) | set(self.ignore) | set(self.label_columns())
+        blocks = {b.name: [c for c in columns if c not in meta and b.matches(c)] for b in self.blocks}
+        return {k: v for k, v in blocks.items() if v}
+
     def block_columns(self, columns: list[str], source: str = "features") -> dict[str, list[str]]:
         """The feature columns of each block, in table order. Errors: a block that matches nothing, a column in two
         blocks, a named meta column caught by a block pattern."""
@@ -291,13 +297,16 @@ class Layout:
         for lab in [d["labels"], *(lab for _, lab in d["label_sets"])]:
             if lab is not None:
                 lab["on"] = dict(lab["on"])
+                if not lab["negatives"]:
+                    del lab["negatives"]  # the default: stored layouts stay as they were
         if d["labels"] is not None and d["labels"]["min_compounds"] == 1:
             del d["labels"]["min_compounds"]  # the default of [labels]: stored layouts stay as they were
         d["label_sets"] = {name: lab for name, lab in d["label_sets"]}
         for m in d["metadata"]:
             m["on"] = dict(m["on"])
         d["about"] = dict(d["about"])
-        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1), ("profile_scale", "none")):
+        for key, default in (("normalize", "none"), ("whiten", 0), ("whiten_reg", 0.1), ("profile_scale", "none"),
+                             ("fixed_columns", False)):
             if d[key] == default:
                 del d[key]
         return _drop_empty(d)
@@ -338,6 +347,7 @@ class Layout:
                          align_batches=None if d.get("align_batches") is None else float(d["align_batches"]),
                          ignore=tuple(_as_list(d.get("ignore", ()))), exclude=tuple(_as_list(d.get("exclude", ()))),
                          profile_scale=str(d.get("profile_scale", "none")),
+                         fixed_columns=_flag(d.get("fixed_columns", False), "fixed_columns"),
                          about=tuple((str(k), str(v)) for k, v in dict(d.get("about") or {}).items()),
                          base_dir=base_dir)
         except (KeyError, TypeError) as exc:
@@ -398,11 +408,71 @@ class Layout:
                             "name of [labels]).", source=source)
 
 
+@dataclass(frozen=True)
+class ModelInputs:
+    """What a model fits on in a frame read through a layout: each block's columns and PCA components, the meta
+    columns the frame has, its treatment and compound columns, single- or multi-label, and whether the columns are a
+    fixed schema's (LISH-MoA: the public recipe's inputs). Given to ``fit`` (scikit-learn's fit parameters): a
+    frame carries no layout. ``Dataset.inputs`` builds it; ``ModelInputs.of(layout, columns)`` for a bare frame."""
+
+    blocks: dict[str, list[str]]
+    pca: dict[str, int]
+    meta_categorical: list[str] = field(default_factory=list)
+    meta_numeric: list[str] = field(default_factory=list)
+    treatment: list[str] = field(default_factory=list)
+    group: str | None = None
+    single_label: bool = False
+    fixed_columns: bool = False
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The feature columns, block after block."""
+        return [c for cols in self.blocks.values() for c in cols]
+
+    @classmethod
+    def of(cls, layout: Layout, columns: list[str], *, blocks: dict[str, list[str]] | None = None,
+           single_label: bool | None = None) -> "ModelInputs":
+        """The inputs of a frame with these `columns` read through `layout` (`blocks`: the reader's, else every
+        column a block catches; `single_label`: of the label set trained, else of the layout's labels)."""
+        have = set(columns)
+        return cls(blocks=dict(blocks or layout.present_blocks(list(columns))),
+                   pca={b.name: int(b.pca) for b in layout.blocks},
+                   meta_categorical=[c for c in layout.meta_categorical if c in have],
+                   meta_numeric=[c for c in layout.meta_numeric if c in have],
+                   # a treatment is defined by all its columns (a training table has them; LISH-MoA's drug_id is
+                   # in another file): without them each profile is its own treatment
+                   treatment=list(layout.treatment) if have.issuperset(layout.treatment) else [],
+                   group=layout.group if layout.group in have else None,
+                   single_label=layout.single_label if single_label is None else single_label,
+                   fixed_columns=layout.fixed_columns)
+
+    @classmethod
+    def lish_moa(cls, columns: list[str]) -> "ModelInputs":
+        """A LISH-MoA frame's inputs (what a model fit without ``inputs`` takes its frame for)."""
+        return cls.of(Layout.lish_moa(), columns)
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _lish_moa() -> Layout:
+    """The shipped LISH-MoA layout, read once."""
+    from importlib import resources
+
+    text = resources.files("moa_predict.data").joinpath("builtin/lish_moa.toml").read_text(encoding="utf-8")
+    return Layout.from_dict(tomllib.loads(text), source="lish_moa.toml (shipped)")
+
+
 def _labels_entry(d: dict[str, Any], source: str, where: str, min_compounds: int = 1) -> Labels:
     """A ``[labels]`` or ``[label_sets.NAME]`` table as ``Labels`` (`min_compounds`: its default there)."""
     entry = dict(_check_keys(d, Labels, source, where))
     entry["on"] = _pairs(entry.get("on", ()))
     entry["min_compounds"] = int(entry.get("min_compounds", min_compounds))
+    entry["negatives"] = _flag(entry.get("negatives", False), f"{where}.negatives")
     return Labels(**entry)
 
 

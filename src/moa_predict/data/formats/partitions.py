@@ -20,12 +20,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from . import schema
+from ..profiles import schema
 from .chunks import (DEFAULT_CHUNK_ROWS, _checked, _csv_chunks, _Unparsable, iter_features, parquet_frames,
                      validated_chunks)
 from .cmap import detect_format, open_genes
-from .errors import DataError
-from .gene_features import iter_gene_features, looks_like_gene_table
+from ..errors import DataError
+from ..profiles.gene_features import iter_gene_features, looks_like_gene_table
 
 DEFAULT_PARTITION_ROWS = 2 * DEFAULT_CHUNK_ROWS
 """Profiles a partition holds (about): small enough that the results in flight stay small, large enough that

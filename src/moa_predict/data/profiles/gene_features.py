@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .cmap import DEFAULT_CHUNK, GeneSource, open_genes
-from .errors import DataError
-from .frame_attrs import Shared
+from ..formats.cmap import DEFAULT_CHUNK, GeneSource, open_genes
+from ..errors import DataError
+from ..formats.frame_attrs import Shared
 from .genes import GeneMapping, MappingReport, count_known, map_genes
-from .io import DEFAULT_MAX_BYTES, Source
+from ..formats.io import DEFAULT_MAX_BYTES, Source
 from .validate import validate_features
 
 GENE_ONLY_ATTR = "moa_gene_only"

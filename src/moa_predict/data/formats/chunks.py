@@ -22,13 +22,14 @@ from typing import IO, Sequence
 import numpy as np
 import pandas as pd
 
-from . import arrow_csv, schema
+from . import arrow_csv
+from ..profiles import schema
 from .cmap import detect_format
-from .errors import DataError
-from .gene_features import iter_gene_features, looks_like_gene_table
+from ..errors import DataError
+from ..profiles.gene_features import iter_gene_features, looks_like_gene_table
 from .io import (DEFAULT_MAX_BYTES, GZIP_MAGIC, Source, _is_parquet, _size_of, gzip_cut_off, missing_file,
                  open_csv_text, read_table, sniff_dialect)
-from .validate import validate_features
+from ..profiles.validate import validate_features
 
 DEFAULT_CHUNK_ROWS = 5_000
 """Profiles per chunk. Streaming reads the next chunk and writes the previous one while the current one is
@@ -206,7 +207,7 @@ def load_upload(handle: IO[bytes], *, name: str | None = None, max_bytes: int | 
     plain CSV in the LISH-MoA layout through the streamed path's reader (pyarrow, ``_csv_chunks``) in one
     chunk, so it is validated exactly as a whole file; anything else (gzip, Parquet, CMap files, a file over
     `max_bytes`, one the fast reader cannot parse) by ``load_features``, whose errors name what is wrong."""
-    from .dataset import load_features
+    from ..profiles.dataset import load_features
 
     name = name or os.path.basename(str(getattr(handle, "name", "") or "upload"))
     size = _size_of(handle)

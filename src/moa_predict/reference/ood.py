@@ -3,7 +3,7 @@
 Two checks, both calibrated at training time on the training profiles and stored in the bundle:
 
 1. Distance: 1 − cosine, in the standardised feature space reduced to the reference components
-   (explain/neighbours.py: NOT whitened, the part outside the components counted as unshared), to the
+   (reference/neighbours.py: NOT whitened, the part outside the components counted as unshared), to the
    nearest reference profile. Flagged above the ``ood_quantile`` (99th percentile) of the same distance for
    training profiles.
 2. Structure: the share of the standardised profile's norm that the reference components capture. Real
