@@ -2,7 +2,7 @@
 
 For a bundle (the default blend), explain the top-3 MoAs of every treated profile of
 
-1. the web app's example file (``web.service.example_csv``: 40 simulated profiles, the "try the example"
+1. the web app's example file (``web.services.model_service.example_csv``: 40 simulated profiles, the "try the example"
    upload), and
 2. up to ``--rows`` held-out profiles (``test_features.csv`` of the data the bundle was trained on: new drugs),
 
@@ -38,7 +38,7 @@ TOL_ABS, TOL_REL = 2e-3, 0.02  # the page's tolerance (explain.attributions), fi
 
 def _frames(args, bundle):
     from moa_predict.data.profiles.dataset import load_features
-    from moa_predict.web.service import example_csv
+    from moa_predict.web.services.model_service import example_csv
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "example.csv"

@@ -1,4 +1,4 @@
-"""How ``moa layout infer``'s normalisation rules (``moa_predict.data.profiles.practice``) were chosen: on SIMULATED Cell
+"""How ``moa layout infer``'s normalisation rules (``data.profiles.practice``) were chosen: on SIMULATED Cell
 Painting screens (``moa simulate --layout-kind cellpainting``), never on BBBC021.
 
 For screens with 4 to 32 control wells per plate (8 plates of 96 wells, 4 batches, 24 compounds of 6 MoAs, 5 seeds)

@@ -177,7 +177,8 @@ def compare(new: Path, old: Path, tolerance: float) -> int:
         same_text = sa[name].get("text") == sb[name].get("text")
         if not same_text:
             text_differs.append(name)
-        print(f"{name:16s} {cv_now:12.8f} {cv_before:12.8f} {dt:20.3g} {dp:18.3g} {'same' if same_text else 'DIFF':>5s}")
+        text = "same" if same_text else "DIFF"
+        print(f"{name:16s} {cv_now:12.8f} {cv_before:12.8f} {dt:20.3g} {dp:18.3g} {text:>5s}")
     print(f"largest difference {worst:.3g} (tolerance {tolerance:g}); text columns differ: {text_differs or 'none'}")
     return 0 if worst <= tolerance and not text_differs else 1
 

@@ -169,9 +169,9 @@ def profile_upload(bundle: Path, features: Path, repeats: int = 3) -> dict:
     """CPU seconds of each stage of one upload (median of `repeats`), measured in this process on the
     server's own code path (``ModelService``)."""
     from moa_predict.bundle import load_bundle
-    from moa_predict.web.jsonbody import json_bytes
-    from moa_predict.web.service import ModelService
-    from moa_predict.web.settings import WebSettings
+    from moa_predict.web.core.jsonbody import json_bytes
+    from moa_predict.web.services.model_service import ModelService
+    from moa_predict.web.core.settings import WebSettings
 
     stages: dict[str, list[float]] = {"read_validate": [], "predict": [], "store": [], "render_json": []}
     with tempfile.TemporaryDirectory(prefix="moa-bench-profile-") as tmp:

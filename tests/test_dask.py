@@ -173,3 +173,41 @@ def test_a_layout_bundle_scores_gctx_partitions_on_the_cluster_as_locally(client
     assert summary.extra["partitions"] == 3 and summary.rows == len(table)
     assert dist["sig_id"].tolist() == local["sig_id"].tolist() == table["sig_id"].tolist()
     assert np.abs(dist.iloc[:, 1:].to_numpy() - local.iloc[:, 1:].to_numpy()).max() <= TOL
+
+
+@pytest.fixture(scope="module")
+def trust_bundle_dir(sim_dataset, tmp_path_factory):
+    """A cross-validated bundle (MoA sets, calls) with a reference index (OOD flags)."""
+    from moa_predict.models import make_model
+    from moa_predict.bundle import save_bundle
+    from moa_predict.training.train import train_bundle
+
+    bundle, _ = train_bundle(make_model("prior"), sim_dataset, n_splits=3, progress=False)
+    return save_bundle(bundle, tmp_path_factory.mktemp("dask") / "trust_bundle")
+
+
+def test_sets_and_calls_on_the_cluster_are_the_local_ones(client, trust_bundle_dir, big_csv, tmp_path):
+    """The workers run the local path's Predictor: the same sets, calls and counts, written here in file order."""
+    from moa_predict.bundle import load_bundle
+    from moa_predict.inference.distributed import predict_file_distributed
+    from moa_predict.inference.stream import predict_file
+
+    files = {}
+    for where in ("local", "dist"):
+        outs = {k: tmp_path / f"{where}_{k}.csv" for k in ("p", "sets", "calls")}
+        kw = dict(chunk_rows=100, progress=False, keep_columns=True, sets_out=outs["sets"], set_level=0.8,
+                  calls_out=outs["calls"], call_precision=0.7)
+        if where == "local":
+            summary = predict_file(load_bundle(trust_bundle_dir), big_csv, outs["p"], **kw)
+        else:
+            summary = predict_file_distributed(client, trust_bundle_dir, big_csv, outs["p"], partition_rows=300,
+                                               threads=1, **kw)
+        files[where] = ({k: pd.read_csv(v, keep_default_na=False) for k, v in outs.items()}, summary)
+    (local, ls), (dist, ds) = files["local"], files["dist"]
+    assert ds.extra["partitions"] >= 3
+    for key in ("sets", "calls"):
+        pd.testing.assert_frame_equal(dist[key], local[key])
+    assert dist["p"]["ood"].tolist() == local["p"]["ood"].tolist()
+    assert {k: ds.extra[k] for k in ("with_set", "abstentions", "calls")} == \
+        {k: ls.extra[k] for k in ("with_set", "abstentions", "calls")}
+    assert ds.ood == ls.ood

@@ -186,7 +186,7 @@ def test_permute_control_scores_the_same_predictions_and_changes_no_cv_number(si
 def test_evaluate_and_the_card_show_the_field_figures(cellpainting, tmp_path, capsys):
     from moa_predict.cli.main import main
     from moa_predict.bundle import load_bundle
-    from moa_predict.web.card import model_card
+    from moa_predict.web.services.card import model_card
 
     bundle = tmp_path / "b"
     assert main(["train", "--features", str(cellpainting / "profiles.csv.gz"), "--layout",

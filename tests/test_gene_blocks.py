@@ -196,7 +196,7 @@ def test_explanations_and_the_card_name_genes_by_symbol(trained: dict, tmp_path:
         entrez = int(f["feature"])
         assert f["label"] == identities.gene_label(entrez) and f["info"]["entrez"] == entrez
         assert f["info"]["symbol"] == identities.landmarks()[entrez].symbol
-    from moa_predict.web.card import model_card
+    from moa_predict.web.services.card import model_card
 
     card = model_card(trained["loaded"])
     block = card["layout"]["blocks"][0]

@@ -203,7 +203,7 @@ def test_cmap_time_and_dose_substitutions_are_said_on_the_pages(bundle_dir, sim_
     from fastapi.testclient import TestClient
 
     from moa_predict.web import create_app
-    from moa_predict.web.settings import WebSettings
+    from moa_predict.web.core.settings import WebSettings
 
     src = _cmap_table(sim_dir, tmp_path / "cmap.csv")
     settings = WebSettings(data_dir=str(tmp_path / "data"))

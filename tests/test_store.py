@@ -1,4 +1,4 @@
-"""Results that last (web/store.py, web/db.py), background jobs (web/jobs.py), the access token (web/auth.py):
+"""Results that last (web/core/store.py, web/core/db.py), background jobs (web/core/jobs.py), the access token (web/core/auth.py):
 links survive a restart, expired results say so, a job cut by a restart is failed, a kill -9 during writes
 leaves a consistent store, and overlapping predictions and explanations leave the thread settings alone."""
 
@@ -27,10 +27,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
-from moa_predict.web.db import DB_NAME, SCHEMA_VERSION, Database  # noqa: E402
-from moa_predict.web.jobs import RESTARTED  # noqa: E402
-from moa_predict.web.settings import WebSettings  # noqa: E402
-from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
+from moa_predict.web.core.db import DB_NAME, SCHEMA_VERSION, Database  # noqa: E402
+from moa_predict.web.core.jobs import RESTARTED  # noqa: E402
+from moa_predict.web.core.settings import WebSettings  # noqa: E402
+from moa_predict.web.core.store import Prediction, ResultStore  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -151,7 +151,7 @@ def test_schema_is_versioned_and_newer_databases_are_refused(tmp_path):
 
 KILLER = textwrap.dedent("""
     import sys, numpy as np
-    from moa_predict.web.store import Prediction, ResultStore
+    from moa_predict.web.core.store import Prediction, ResultStore
     store = ResultStore(sys.argv[1])
     rng = np.random.default_rng(0)
     n = 2000

@@ -146,7 +146,9 @@ def test_parquet_output_has_the_values_and_schema_of_pandas_conversion(bundle, g
 
 
 def test_a_failing_chunk_or_write_leaves_no_output(bundle, gctx, tmp_path, monkeypatch):
-    real = stream.iter_features
+    from moa_predict.data.profiles import reader as chunk_readers
+
+    real = chunk_readers.iter_features  # the chunk reader of a LISH-MoA / CMap file (Bundle.frames → iter_profiles)
     closed = []
 
     def failing_reader(*args, **kwargs):
@@ -158,13 +160,13 @@ def test_a_failing_chunk_or_write_leaves_no_output(bundle, gctx, tmp_path, monke
         finally:
             closed.append(True)
 
-    monkeypatch.setattr(stream, "iter_features", failing_reader)
+    monkeypatch.setattr(chunk_readers, "iter_features", failing_reader)
     out = tmp_path / "out.parquet"
     with pytest.raises(DataError, match="broken"):
         stream.predict_file(bundle, gctx, out, chunk_rows=500, progress=False)
     assert closed == [True]
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(stream, "iter_features", real)
+    monkeypatch.setattr(chunk_readers, "iter_features", real)
 
     calls = []
 

@@ -23,9 +23,9 @@ from moa_predict.simulate import simulate, write_simulated  # noqa: E402
 from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
-from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
-from moa_predict.web.settings import PagingSettings  # noqa: E402
-from moa_predict.web.views import ResultsQuery, _page_numbers  # noqa: E402
+from moa_predict.web.core.store import Prediction, ResultStore  # noqa: E402
+from moa_predict.web.core.settings import PagingSettings  # noqa: E402
+from moa_predict.web.pages.views import ResultsQuery, _page_numbers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -471,7 +471,7 @@ def test_concurrent_requests_do_not_mix(client, features):
 
 
 def test_extension_panels(bundle, features):
-    from moa_predict.web.panels import PagePanel, Panels, ProfilePanel
+    from moa_predict.web.pages.panels import PagePanel, Panels, ProfilePanel
 
     def per_profile(service, pred, row):
         if pred.is_control[row]:
@@ -577,7 +577,7 @@ def display_bundle(sim, with_display_info):
 
 @pytest.fixture(scope="module")
 def display_client(display_bundle):
-    from moa_predict.web.settings import WebSettings
+    from moa_predict.web.core.settings import WebSettings
 
     # the prior's best probability is ~5 %: a threshold of 4 % makes some top calls confident and others not
     return TestClient(create_app(display_bundle, settings=WebSettings(confident=0.04)), raise_server_exceptions=False)
@@ -698,7 +698,7 @@ def test_compressed_csv_upload(display_client, features):
 
 
 def test_top1_table_counts_confident_calls_only():
-    from moa_predict.web.views import top1_table
+    from moa_predict.web.pages.views import top1_table
 
     proba = np.array([[0.9, 0.1, 0.0], [0.2, 0.6, 0.1], [0.3, 0.2, 0.1], [0.7, 0.2, 0.1], [0.0, 0.0, 0.0]],
                      dtype=np.float32)

@@ -282,7 +282,7 @@ def test_explanations_compounds_and_ood(base_url, tmp_path):
     import numpy as np
     import pandas as pd
 
-    from moa_predict.web.service import example_csv
+    from moa_predict.web.services.model_service import example_csv
 
     example = tmp_path / "example.csv"
     example.write_bytes(example_csv())
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     from moa_predict.web import create_app
-    from moa_predict.web.service import EXAMPLE_FILENAME, example_csv
+    from moa_predict.web.services.model_service import EXAMPLE_FILENAME, example_csv
 
     with tempfile.TemporaryDirectory() as tmp:
         example = Path(tmp) / EXAMPLE_FILENAME

@@ -1,4 +1,4 @@
-"""Explanations in the web app (web/explain.py): POST /api/explain, GET /api/results/{id}/explain, the results
+"""Explanations in the web app (web/services/explainer.py): POST /api/explain, GET /api/results/{id}/explain, the results
 page's attribution / similar-profile panels and OOD warnings, and the compound page. A tiny MLP (attributions)
 and the prior (no attributions) trained on the session's simulated set, both with a reference index."""
 
@@ -24,8 +24,8 @@ from moa_predict.models import make_model  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
 from moa_predict.runtime.threads import limit_threads  # noqa: E402
-from moa_predict.web.options import ExplainOptions  # noqa: E402
-from moa_predict.web.settings import ExplainSettings  # noqa: E402
+from moa_predict.web.core.options import ExplainOptions  # noqa: E402
+from moa_predict.web.core.settings import ExplainSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +357,7 @@ def test_options_parsing():
 
 def test_limits_come_from_the_app_settings(mlp_bundle, upload):
     """One settings object: a narrower bound given to create_app is the bound the API enforces and documents."""
-    from moa_predict.web.settings import Bound, WebSettings
+    from moa_predict.web.core.settings import Bound, WebSettings
 
     settings = WebSettings(explain=ExplainSettings(top_k=Bound(default=2, low=1, high=4)))
     narrow = TestClient(create_app(mlp_bundle, settings=settings), raise_server_exceptions=False)

@@ -25,11 +25,11 @@ from moa_predict.models.prior import PriorModel  # noqa: E402
 from moa_predict.bundle import load_bundle, save_bundle  # noqa: E402
 from moa_predict.training.train import train_bundle  # noqa: E402
 from moa_predict.web import create_app  # noqa: E402
-from moa_predict.web.db import DB_NAME, MIGRATIONS, SCHEMA_VERSION  # noqa: E402
-from moa_predict.web.jsonbody import json_bytes  # noqa: E402
-from moa_predict.web.models import bundle_name  # noqa: E402
-from moa_predict.web.settings import WebSettings  # noqa: E402
-from moa_predict.web.store import Prediction, ResultStore  # noqa: E402
+from moa_predict.web.core.db import DB_NAME, MIGRATIONS, SCHEMA_VERSION  # noqa: E402
+from moa_predict.web.core.jsonbody import json_bytes  # noqa: E402
+from moa_predict.web.services.registry import bundle_name  # noqa: E402
+from moa_predict.web.core.settings import WebSettings  # noqa: E402
+from moa_predict.web.core.store import Prediction, ResultStore  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 
 from .data.errors import DataError
@@ -84,8 +83,8 @@ class Model:
         at `set_level`, ``|``-joined; default: the bundle's level), ``set_abstention``, ``ood`` and
         ``ood_reason``. A model trained without cross-validation has no calls or sets: those columns are left
         out (``call_precision=None`` leaves calls out on purpose)."""
+        from .bundle import Predictor
         from .inference.levels import predict_level
-        from .inference.stream import call_frame, predict_features, set_frame
 
         if level != "profile":
             src, label = _as_source(data, name)
@@ -96,17 +95,16 @@ class Model:
                 out = out.join(calls.rename(columns=_CALL_NAMES))
             return out
         features = self.features(data, name=name)
-        (features, frame), = list(predict_features(self.bundle_, [features], ood=ood))
-        answer = self.bundle_.for_features(features)
-        frame = frame.set_index(frame.columns[0])
+        predictor = Predictor(self.bundle_, ood=ood, sets=True, set_level=set_level, strict=False,
+                              calls=call_precision is not None, call_precision=call_precision)
+        result = predictor.predict(features)
+        frame = result.frame.set_index(result.frame.columns[0])
         ids = frame.index
-        trust = answer.trust
-        if trust is not None and call_precision is not None and trust.call_model is not None:
-            calls = call_frame(answer, features, frame.reset_index(), call_precision).set_index(ids)
-            frame = frame.join(calls.drop(columns=calls.columns[0]).rename(columns=_CALL_NAMES))
-        if trust is not None:
-            level_ = trust.default_level if set_level is None else set_level
-            sets = set_frame(answer, features, frame.reset_index(), level_).set_index(ids)
+        if result.calls is not None:
+            calls = result.calls[list(_CALL_NAMES)].set_index(ids)
+            frame = frame.join(calls.rename(columns=_CALL_NAMES))
+        if result.sets is not None:
+            sets = result.set_frame()
             frame["moa_set"] = sets["moa_set"].to_numpy()
             frame["set_abstention"] = sets["abstention"].to_numpy()
         if "ood" in frame.columns:  # last, as in `moa predict --keep-columns`
@@ -120,21 +118,15 @@ class Model:
         row per profile indexed by its id, one probability per target, then ``top_targets`` (the `top` most likely,
         ``|``-joined) and ``consistency`` (empty when the top MoA and these targets agree with the training
         annotations' MoA -> target links, else the note saying they do not)."""
-        from .evaluation.consistency import consistency, label_set_proba, top_labels
+        from .bundle import Predictor
 
         features = self.features(data, name=name)
-        part = self.bundle_.label_set()
-        proba = label_set_proba(part, features)
-        frame = pd.DataFrame(proba, index=features.index, columns=part.target_names)
-        moa = self.bundle_.predict_proba(features)
-        tops = top_labels(proba, list(part.target_names), top)
-        links = part.info.get("links") or {}
+        result = Predictor(self.bundle_, ood=False, targets=True).predict(features)
+        part = result.targets
+        frame = pd.DataFrame(part.proba, index=features.index, columns=part.target_names)
+        tops, agree = result.target_tops(top)
         frame["top_targets"] = ["|".join(t["target"] for t in row) for row in tops]
-        notes = []
-        for m, row in zip(moa, tops):
-            found = consistency(self.moas[int(np.argmax(m))], [t["target"] for t in row], links) if row else None
-            notes.append("" if found is None or found["agree"] else found["note"])
-        frame["consistency"] = notes
+        frame["consistency"] = ["" if found is None or found["agree"] else found["note"] for found in agree]
         return frame
 
     def explain(self, data: pd.DataFrame | str | os.PathLike, *, moa: str | Sequence[str] | None = None,
@@ -155,7 +147,7 @@ class Model:
         return explain_upload(bundle, features, sig_ids=ids, moas=moas, top_k=top, neighbours=neighbours)
 
 
-_CALL_NAMES = {"kind": "call_kind", "estimated_precision": "call_precision", "reason": "call_reason"}
+_CALL_NAMES = {"call": "call", "kind": "call_kind", "estimated_precision": "call_precision", "reason": "call_reason"}
 
 
 def load(bundle: str | os.PathLike = "l1000-reference") -> Model:

@@ -6,13 +6,15 @@ cannot run code; loading checks the format and fails with a clear message.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import math
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -57,8 +59,8 @@ class Bundle:
     """Optional ``trust.model.TrustModel`` (MoA sets, calibration, compound pooling), fit on the CV's OOF;
     saved under ``"trust"`` in bundle.json. None for bundles trained without CV or before it existed."""
     normalizer: Any = None
-    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled control
-    scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
+    """The fitted profile normalisation of a custom layout (``data.profiles.normalize.ProfileNormalizer``: pooled
+    control scale, whitening), saved as arrays under ``normalizer.``; None for LISH-MoA bundles."""
     gene_only: "Bundle | None" = None
     """Optional companion trained on the gene block alone (saved in the ``gene_only/`` subdirectory): it answers
     profiles without cell-viability columns (CMap / L1000 signatures)."""
@@ -94,62 +96,104 @@ class Bundle:
                         "(moa train does by default).")
 
     @property
-    def layout(self) -> Layout | None:
-        """The layout the model was trained on (``data.profiles.layout``); None for LISH-MoA bundles."""
+    def layout(self) -> Layout:
+        """The layout the model was trained on (``data.profiles.layout``): LISH-MoA's for a bundle saved without one
+        (the package's own layout is not stored)."""
         d = self.info.get("layout")
-        return None if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
+        return Layout.lish_moa() if d is None else Layout.from_dict(d, source=str(self.path or "bundle"))
 
-    def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> pd.DataFrame:
-        """An upload read as this bundle's training table was: through its layout (plate normalisation included)
-        when it has one, else as LISH-MoA / CMap profiles (``data.profiles.dataset.load_features``)."""
-        layout = self.layout
-        if layout is None:
-            from ..data.profiles.dataset import load_features
+    def read_profiles(self, src: Source, *, name: str | None = None, max_bytes: int | None = None,
+                      ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """An upload read as this bundle's training table was (``data.profiles.reader``): through its layout (plate
+        normalisation included), validated, genes matched for CMap files. `ids`: only these profiles are needed."""
+        if self.layout.fixed_columns:  # a fixed-column table (LISH-MoA) has fast readers of its own:
+            from ..data.formats.chunks import load_upload, select_features
 
-            return load_features(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
-                                 allow_gene_only=self.gene_only is not None)
+            if ids:  # a selection read in chunks, only it kept (moa explain --sig-id on a whole CMap file)
+                return select_features(src, ids, feature_columns=self.feature_columns, name=name)
+            if hasattr(src, "read"):  # an upload's plain CSV read by pyarrow in one go
+                return load_upload(src, name=name, max_bytes=max_bytes, feature_columns=self.feature_columns,
+                                   allow_gene_only=self.gene_only is not None)
         return self.read_dataset(src, name=name, max_bytes=max_bytes).features
 
     @property
     def reads_in_chunks(self) -> bool:
-        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.reader.streams``), so a file
-        can be read in row chunks or partitions; False without a layout, or for plate normalisation / whitening."""
-        layout = self.layout
-        return layout is not None and self.normalizer is not None and streams(layout, self.normalizer)
+        """Whether this bundle's layout reads an upload one profile at a time (``data.profiles.reader.streams``), so a
+        file can be read in row chunks or partitions; False for plate normalisation / whitening."""
+        return streams(self.layout, self.normalizer)
 
-    def layout_frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
-                      part: Any = None) -> Iterator[pd.DataFrame]:
-        """An upload's features read through this bundle's layout: in row chunks when it ``reads_in_chunks`` and
-        `src` is a path (``data.profiles.reader.iter_profiles``: flat memory, files of any size; `part`: one partition
-        of it, a cluster task's), else read whole here (``read_profiles``) and given as one frame."""
+    def frames(self, src: Source, *, name: str | None = None, chunk_rows: int = 5_000,
+               part: Any = None) -> Iterator[pd.DataFrame]:
+        """An upload's validated features, read as this bundle's training table was: in row chunks when its layout
+        ``reads_in_chunks`` and `src` is a path (``data.profiles.reader.iter_profiles``: flat memory, files of any size;
+        `part`: one partition of it, a cluster task's ``data.formats.partitions.Partition``), else whole here
+        (``read_profiles``) and given as one frame."""
         if not (self.reads_in_chunks and isinstance(src, (str, os.PathLike))):
             return iter([self.read_profiles(src, name=name)])
         return (d.features for d in iter_profiles(src, self.layout, feature_columns=self.feature_columns,
                                                    normalizer=self.normalizer, name=name, chunk_rows=chunk_rows,
                                                    metadata=self._stored_metadata(), part=part))
 
+    def partitions(self, src: Source, *, rows: int, chunk_rows: int) -> list[Any]:
+        """How a cluster cuts `src` (``data.formats.partitions.plan_partitions``): one whole-file task when this
+        bundle's reader cannot start mid-file (a layout normalising whole plates; a CSV's byte ranges, which carry no
+        row numbers, for any but a fixed-column table's reader)."""
+        from ..data.formats.partitions import Partition, plan_partitions
+
+        parts = plan_partitions(src, rows=rows, chunk_rows=chunk_rows)
+        if not self.reads_in_chunks or (not self.layout.fixed_columns and any(p.kind == "bytes" for p in parts)):
+            return [Partition(0, 1, "whole")]
+        return parts
+
+    @property
+    def counts_file_rows(self) -> bool:
+        """Whether this bundle's reader numbers a partition's rows from the start of the file (a layout's does; a
+        fixed-column table's chunk readers count from the partition's start)."""
+        return not self.layout.fixed_columns
+
     def _stored_metadata(self) -> list[pd.DataFrame]:
         """The layout's joins from the tables stored at training; an upload that carries the columns keeps its own."""
         return [pd.DataFrame(t["data"], columns=t["columns"]) for t in self.info.get("layout_metadata", ())]
 
+    def read_records(self, rows: pd.DataFrame, source: str) -> pd.DataFrame:
+        """Profiles sent as records (the API's JSON rows, one per profile) read as an uploaded file would be (a
+        fixed-column table's are validated as they are)."""
+        if self.layout.fixed_columns:
+            from ..data.profiles.validate import validate_features
+
+            if schema.SIG_ID in rows.columns:  # as read_table does for files: ids are text
+                rows[schema.SIG_ID] = rows[schema.SIG_ID].map(_id_text)
+            rows.columns = [str(c).strip() for c in rows.columns]
+            return validate_features(rows, source, self.feature_columns)
+        rows.columns = [str(c).strip() for c in rows.columns]  # through the layout, exactly as an uploaded file
+        return self.read_profiles(io.BytesIO(rows.to_csv(index=False).encode("utf-8")), name=f"{source}.csv")
+
     def read_dataset(self, src: Source, *, name: str | None = None, max_bytes: int | None = None) -> Dataset:
-        """An upload read through this bundle's layout, as a ``Dataset`` (its control mask, compound and layout
-        with it), normalised with the bundle's fitted normalisation; a custom-layout bundle only."""
-        if self.layout is None:
-            raise DataError("this bundle was trained on the LISH-MoA layout, which has no layout to read a file "
-                            "through.", source=str(self.path or "bundle"))
+        """An upload read through this bundle's layout (``data.profiles.reader.load_profiles``), as a ``Dataset`` (its
+        control mask, compound and layout with it), normalised with the bundle's fitted normalisation."""
         return load_profiles(src, self.layout, name=name, max_bytes=max_bytes, labels=False,
                              feature_columns=self.feature_columns, normalizer=self.normalizer,
-                             metadata=self._stored_metadata())
+                             metadata=self._stored_metadata(), allow_gene_only=self.gene_only is not None)
 
     @property
     def answers(self) -> str:
         """Which model this is, for a person: the full model or the gene-only one."""
-        if self.info.get("layout") is not None:
-            return f"model of the {self.info['layout'].get('name', 'custom')} layout"
+        if not self.layout.is_lish_moa:
+            return f"model of the {self.layout.name} layout"
         if any(c.startswith("c-") for c in self.feature_columns):
             return "full model (gene expression + cell viability)"
         return "gene-only model (gene expression alone; no cell-viability block)"
+
+    @property
+    def simulated_marker(self) -> dict[str, Any] | None:
+        """The simulator's marker (``training_data.simulated``): what simulated the training profiles; None when
+        they were measured."""
+        return simulated_marker(self.info)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the model was trained on SIMULATED profiles (every figure it reports is then simulated)."""
+        return bool((self.info.get("training_data") or {}).get("simulated"))
 
     @property
     def model_name(self) -> str:
@@ -181,17 +225,27 @@ class Bundle:
         prevalence = getattr(self.model, "prevalence_", None)
         return None if prevalence is None else np.asarray(prevalence, dtype=np.float64)
 
+    def pass_through_columns(self, features: pd.DataFrame) -> list[str]:
+        """The upload's columns the model does not read (neither features nor the meta columns), e.g. a compound:
+        passed through to the outputs."""
+        used = set(self.feature_columns) | set(schema.META_COLUMNS)
+        return [c for c in features.columns if c not in used]
+
     def predict_frame(self, features: pd.DataFrame, keep_columns: bool = False) -> pd.DataFrame:
         """Predictions in the ``sample_submission.csv`` layout: sig_id, then one column per target; with
         `keep_columns`, then the input's pass-through columns (neither features nor cp_*), e.g. a compound."""
         proba = self.predict_proba(features)
         frame = pd.DataFrame(proba, columns=self.target_names, index=features.index)
         if keep_columns:
-            used = set(self.feature_columns) | set(schema.META_COLUMNS)
-            extra = [c for c in features.columns if c not in used]
-            frame = frame.join(features[extra])
+            frame = frame.join(features[self.pass_through_columns(features)])
         frame.index.name = schema.SIG_ID
         return frame.reset_index()
+
+
+def simulated_marker(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The simulator's marker in a bundle's info (a bare ``true`` from older bundles as ``{"note": "simulated"}``)."""
+    marker = (info.get("training_data") or {}).get("simulated")
+    return marker if isinstance(marker, dict) else ({"note": "simulated"} if marker else None)
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike) -> Path:
@@ -335,6 +389,14 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     label_sets = {p.name: load_bundle(p) for p in sorted(sets_dir.iterdir()) if p.is_dir()} if sets_dir.is_dir() else {}
     return Bundle(model, target_names, feature_columns, info, path, reference, trust, normalizer, gene_only,
                   label_sets)
+
+
+def _id_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
 
 
 def _stored_part(settings: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str,

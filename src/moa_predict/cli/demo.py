@@ -34,7 +34,7 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
              model: str | None = None, cv: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole job in `workdir` and return where everything went (with `cv`, cross-validate first)."""
     from ..bundle import load_bundle, save_bundle
-    from ..data.profiles.dataset import load_targets
+    from ..data.profiles.dataset import control_mask, load_targets
     from ..data.profiles.layout import Layout
     from ..data.profiles.reader import load_profiles
     from ..data.formats.io import write_table, write_text
@@ -85,7 +85,7 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
     truth_path = data_dir / "test_targets_scored.csv"
     if truth_path.is_file():
         truth = load_targets(truth_path).loc[features.index, bundle.target_names]
-        treated = (features[schema.CP_TYPE] == schema.TREATED).to_numpy()
+        treated = ~control_mask(features)
         test_score = mean_columnwise_log_loss(truth.to_numpy()[treated],
                                               frame[bundle.target_names].to_numpy()[treated])
     log(f"4/4 predictions written to {predictions}")

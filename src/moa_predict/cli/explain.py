@@ -14,26 +14,19 @@ from .common import BUNDLE_HELP, console
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from ..data.formats.chunks import select_features
-    from ..data.profiles.dataset import load_dataset, load_features
+    from ..data.profiles.dataset import load_dataset
     from ..data.formats.io import write_text
     from ..explain.report import explain_upload
     from ..bundle import load_bundle
 
     bundle = load_bundle(args.bundle)
-    if bundle.layout is not None:  # a lab's own layout: read through it (plate normalisation needs whole plates)
-        features = bundle.read_profiles(args.features)
-    elif args.sig_id:  # a selection: the file is read in chunks and only these profiles are kept
-        features = select_features(args.features, args.sig_id, feature_columns=bundle.feature_columns)
-    else:
-        features = load_features(args.features, feature_columns=bundle.feature_columns,
-                                 allow_gene_only=bundle.gene_only is not None)
+    features = bundle.read_profiles(args.features, ids=args.sig_id)  # a selection: only these profiles are kept
     bundle = bundle.for_features(features)  # CMap files: the gene-only model
     if args.label_set:  # the target model's calls explained in genes, as the MoA model's are
         bundle = bundle.label_set(args.label_set)
     global_data = None
     if args.global_data:
-        if bundle.layout is not None:
+        if not bundle.layout.is_lish_moa:
             raise DataError("--global-data reads a LISH-MoA data directory; this bundle was trained on the "
                             f"{bundle.layout.name!r} layout (its training table is not read back here).")
         global_data = load_dataset(args.global_data)

@@ -4,7 +4,6 @@ MoA sets and confident calls written beside it on request."""
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from rich.markup import escape
@@ -21,17 +20,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise DataError("--set-level needs --sets-out FILE.csv (where the MoA sets are written).")
     if args.call_precision is not None and not (args.calls_out or args.target_calls_out):
         raise DataError("--call-precision needs --calls-out FILE.csv (where the calls are written).")
-    if (args.targets_out or args.target_calls_out) and (args.level != "profile" or args.scheduler
-                                                        or args.dask_workers):
-        raise DataError("--targets-out / --target-calls-out are per profile and local: use them with --level profile "
-                        "and without the cluster options.")
+    if (args.targets_out or args.target_calls_out) and args.level != "profile":
+        raise DataError("--targets-out / --target-calls-out are per profile: use them with --level profile.")
+    if args.level != "profile":
+        return _predict_level(args)
+    from ..bundle import load_bundle
+
+    bundle = load_bundle(args.bundle)
+    tables = {"sets_out": args.sets_out, "set_level": args.set_level, "calls_out": args.calls_out,
+              "call_precision": args.call_precision, "targets_out": args.targets_out,
+              "target_calls_out": args.target_calls_out}
     if args.scheduler or args.dask_workers:
-        if args.calls_out:
-            raise DataError("--calls-out is not available with --scheduler / --dask-workers yet: predict the calls "
-                            "locally (without the cluster options).")
-        if args.sets_out:
-            raise DataError("--sets-out is not available with --scheduler / --dask-workers yet: predict the sets "
-                            "locally (without the cluster options).")
         from ..inference.distributed import predict_file_distributed
         from ..runtime.cluster import dask_client, local_threads
 
@@ -39,20 +38,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
             summary = predict_file_distributed(
                 client, args.bundle, args.features, args.out, chunk_rows=args.chunk_rows,
                 partition_rows=args.partition_rows, keep_columns=args.keep_columns, progress=not args.quiet,
-                threads=None if args.scheduler else local_threads(args.dask_workers), ood=not args.no_ood)
-    elif args.level != "profile":
-        return _predict_level(args)
+                threads=None if args.scheduler else local_threads(args.dask_workers), ood=not args.no_ood, **tables)
     else:
         from ..inference.stream import predict_file
-        from ..bundle import load_bundle
 
-        bundle = load_bundle(args.bundle)
         summary = predict_file(bundle, args.features, args.out, chunk_rows=args.chunk_rows,
-                               keep_columns=args.keep_columns, progress=not args.quiet, sets_out=args.sets_out,
-                               set_level=args.set_level, calls_out=args.calls_out,
-                               call_precision=None if not args.calls_out else _call_precision(args),
-                               ood=not args.no_ood)
-    marker = _simulated_marker(args.bundle)
+                               keep_columns=args.keep_columns, progress=not args.quiet, ood=not args.no_ood,
+                               **tables)
+    marker = bundle.simulated_marker
     if marker:
         console.print(f"[yellow]note:[/] this model was trained on SIMULATED profiles: "
                       f"{escape(str(marker.get('note', 'features from moa simulate')))}", highlight=False)
@@ -72,37 +65,20 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.sets_out:
         x = summary.extra
         why = "; ".join(f"{n:,} {w}" for w, n in x["abstentions"].items())
-        simulated = bool(((bundle.info.get("training_data") or {}).get("simulated")))
+        simulated = bundle.simulated
         console.print(f"wrote MoA sets at the {100 * x['set_level']:.0f} % level to {args.sets_out}: "
                       f"{x['with_set']:,} profiles with a set{'; ' + why if why else ''}. "
                       f"{bundle.trust.sentence(x['set_level'], simulated)}", highlight=False)
     if args.calls_out:
         x = summary.extra["calls"]
         _print_calls(bundle, x["precision"], x["made"], x["reasons"], args.calls_out, "profile")
-    if args.targets_out or args.target_calls_out:
-        _predict_targets(bundle, args)
-
-
-def _predict_targets(bundle: Any, args: argparse.Namespace) -> None:
-    """--targets-out: the bundle's target model (``Bundle.label_set``) on the same file, same ids, one column per
-    target; --target-calls-out: its confident calls with their measured precision."""
-    import tempfile
-    from pathlib import Path
-
-    from ..inference.stream import predict_file
-
-    part = bundle.label_set()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.targets_out or str(Path(tmp) / "targets.csv")
-        summary = predict_file(part, args.features, out, chunk_rows=args.chunk_rows, progress=not args.quiet,
-                               calls_out=args.target_calls_out, ood=False,
-                               call_precision=None if not args.target_calls_out else _call_precision(args))
     if args.targets_out:
+        part = bundle.label_set()
         console.print(f"wrote {len(part.target_names):,} target probabilities per profile "
                       f"({part.info.get('label_set', 'targets')}) to {escape(args.targets_out)}", highlight=False)
     if args.target_calls_out:
-        x = summary.extra["calls"]
-        _print_calls(part, x["precision"], x["made"], x["reasons"], args.target_calls_out, "profile")
+        x = summary.extra["target_calls"]
+        _print_calls(bundle.label_set(), x["precision"], x["made"], x["reasons"], args.target_calls_out, "profile")
 
 
 def _predict_level(args: argparse.Namespace) -> None:
@@ -136,25 +112,13 @@ def _print_calls(bundle: Any, precision: float, made: int, reasons: dict, path: 
     """What --calls-out wrote, with the precision MEASURED for such calls on held-out compounds."""
     m = bundle.trust.call_model.measured_at(precision, unit)
     why = "; ".join(f"{n:,} {w}" for w, n in reasons.items())
-    simulated = " (measured on SIMULATED profiles)" if (bundle.info.get("training_data") or {}).get("simulated") else ""
+    simulated = " (measured on SIMULATED profiles)" if bundle.simulated else ""
     measured = ("no threshold reached this precision on the calibration compounds, so no calls are made"
                 if m.get("precision") is None and not m.get("calls") else
                 f"on held-out compounds such calls were right {100 * (m.get('precision') or 0):.0f} % of the time, "
                 f"for {100 * (m.get('coverage_profiles') or 0):.0f} % of {unit}s{simulated}")
     console.print(f"wrote calls at precision {precision:g} to {escape(path)}: {made:,} {unit}s called"
                   f"{'; ' + why if why else ''}. {measured}.", highlight=False)
-
-
-def _simulated_marker(bundle_path: str) -> dict | None:
-    """The simulator's marker a bundle keeps (``training_data.simulated``), read from its bundle.json."""
-    from ..data.builtin import resolve_bundle
-
-    try:
-        meta = json.loads((resolve_bundle(bundle_path) / "bundle.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    marker = (meta.get("training_data") or {}).get("simulated")
-    return marker if isinstance(marker, dict) else ({"note": "simulated"} if marker else None)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -320,7 +320,7 @@ def explain_predictions(model: Any, features: pd.DataFrame, target_names: Sequen
     there is something to say), ``features`` (the `top_k` g-/c- features with the largest |attribution|,
     signed; each named by ``feature`` (the column), ``label`` and ``info``: ``data.identities.feature_fields``),
     the totals pushing up and down, and ``dose_time`` (``dose_time_effects``). Control profiles are predicted 0
-    and not attributed. `genes`: the layout's gene columns (column -> Entrez id, ``data.profiles.gene_blocks.layout_genes``),
+    and not attributed. `genes`: the layout's gene columns (column -> Entrez id, ``gene_blocks.layout_genes``),
     so attributions name them by symbol. Raises ``AttributionUnavailable``."""
     path = attribution_path(model)
     target_names = list(target_names)

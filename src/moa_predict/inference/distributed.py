@@ -12,6 +12,7 @@ predictions are the local path's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -28,11 +29,10 @@ from ..data.profiles import schema
 from ..data.builtin import resolve_bundle
 from ..data.formats.chunks import DEFAULT_CHUNK_ROWS, SigIds, shift_row
 from ..data.errors import DataError
-from ..data.formats.io import atomic_path
-from ..data.formats.partitions import DEFAULT_PARTITION_ROWS, Partition, iter_partition, plan_partitions
+from ..data.formats.partitions import DEFAULT_PARTITION_ROWS, Partition
 from ..runtime.threads import set_threads
-from ..bundle import Bundle, load_bundle
-from .stream import StreamSummary, Writer, predict_features, written
+from ..bundle import META_FILE, Bundle, Predictor, load_bundle
+from .stream import Extras, StreamSummary, extra_tables, extras_predictor, predict_results, table_writer
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}
 _LOCK = threading.Lock()
@@ -43,7 +43,7 @@ LOADS: Counter[str] = Counter()
 def worker_bundle(path: str, threads: int | None = None) -> Bundle:
     """The bundle at `path`, loaded once per process (reloaded when its bundle.json changes); `threads`: the
     torch/BLAS threads this process uses, set on the first load (None: leave the worker's own)."""
-    meta = Path(path) / "bundle.json"
+    meta = Path(path) / META_FILE
     key = (str(Path(path).resolve()), meta.stat().st_mtime_ns if meta.is_file() else 0)
     with _LOCK:
         if key not in _BUNDLES:
@@ -60,21 +60,31 @@ class PartitionResult:
 
     frame: pd.DataFrame
     summary: StreamSummary = field(default_factory=StreamSummary)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """The tables asked beside the predictions (``stream.EXTRA_TABLES``: MoA sets, calls, targets, target calls)."""
 
 
 def score_partition(bundle_path: str, features_path: str, part: Partition, chunk_rows: int, keep_columns: bool,
-                    threads: int | None = None, ood: bool = True) -> PartitionResult:
-    """A worker's task: read partition `part` of the file and predict it with the process's bundle."""
+                    threads: int | None = None, ood: bool = True, asked: tuple[str, ...] = (),
+                    set_level: float | None = None, call_precision: float | None = None) -> PartitionResult:
+    """A worker's task: read partition `part` of the file and predict it with the process's bundle (the same
+    ``Predictor`` as the local path); `asked`: the tables to make beside the predictions."""
     bundle = worker_bundle(bundle_path, threads)
     summary = StreamSummary()
-    if bundle.layout is not None:  # a lab's layout: its partition in chunks when it streams, else the whole file
-        frames = bundle.layout_frames(features_path, chunk_rows=chunk_rows, part=part)
-    else:
-        frames = iter_partition(features_path, part, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows)
-    parts = [written(frame, keep_columns)
-             for _, frame in predict_features(bundle, frames, keep_columns=keep_columns, summary=summary, ood=ood)]
-    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts else pd.DataFrame()
-    return PartitionResult(frame, summary)
+    frames = bundle.frames(features_path, chunk_rows=chunk_rows, part=part)
+    predictor = extras_predictor(bundle, {name: True for name in asked}, ood=ood, keep_columns=keep_columns,
+                                 set_level=set_level, call_precision=call_precision)
+    parts: list[pd.DataFrame] = []
+    tables: dict[str, list[pd.DataFrame]] = {name: [] for name in asked}
+    for result in predict_results(predictor, frames, summary=summary):
+        parts.append(result.written(keep_columns))
+        for name, table in extra_tables(result, asked).items():
+            tables[name].append(table)
+    return PartitionResult(_joined(parts), summary, {name: _joined(t) for name, t in tables.items()})
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0] if frames else pd.DataFrame()
 
 
 def _partition_error(exc: BaseException, part: Partition, rows_before: int, name: str,
@@ -97,18 +107,23 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
                              out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                              partition_rows: int = DEFAULT_PARTITION_ROWS, keep_columns: bool = False,
                              progress: bool = True, threads: int | None = None,
-                             in_flight: int | None = None, ood: bool = True) -> StreamSummary:
+                             in_flight: int | None = None, ood: bool = True,
+                             sets_out: str | os.PathLike | None = None, set_level: float | None = None,
+                             calls_out: str | os.PathLike | None = None, call_precision: float | None = None,
+                             targets_out: str | os.PathLike | None = None,
+                             target_calls_out: str | os.PathLike | None = None) -> StreamSummary:
     """``inference.stream.predict_file`` with the partitions scored on the cluster of `client`
     (``distributed.Client``); `threads`: torch threads per worker process (None: the workers' own);
-    `in_flight`: partitions submitted ahead of the one being written (default twice the workers)."""
+    `in_flight`: partitions submitted ahead of the one being written (default twice the workers). The MoA sets,
+    calls, targets and target calls are made on the workers too and written here, in file order, as locally."""
     bundle_path, src, out = resolve_bundle(bundle_path).resolve(), Path(src).resolve(), Path(out)
     name = src.name
     bundle = load_bundle(bundle_path)  # a bad bundle is one clear error here, before any task starts
-    parts = plan_partitions(src, rows=partition_rows, chunk_rows=chunk_rows)
-    layout = bundle.layout is not None
-    if layout and (not bundle.reads_in_chunks or any(p.kind == "bytes" for p in parts)):
-        # a layout normalising whole plates, or a CSV (its byte ranges carry no row numbers): one task
-        parts = [Partition(0, 1, "whole")]
+    paths = {"sets": sets_out, "calls": calls_out, "targets": targets_out, "target_calls": target_calls_out}
+    predictor = extras_predictor(bundle, paths, ood=ood, keep_columns=keep_columns, set_level=set_level,
+                                 call_precision=call_precision)  # a table the bundle cannot make: an error here
+    parts = bundle.partitions(src, rows=partition_rows, chunk_rows=chunk_rows)
+    absolute = bundle.counts_file_rows
     ahead = in_flight or 2 * max(1, len(client.scheduler_info().get("workers", {})))
     total = parts[-1].last if parts[-1].kind in ("samples", "row_groups") else None
     run = uuid.uuid4().hex[:8]
@@ -118,41 +133,40 @@ def predict_file_distributed(client: Any, bundle_path: str | os.PathLike, src: s
 
     def submit(part: Partition) -> Any:
         return client.submit(score_partition, str(bundle_path), str(src), part, chunk_rows, keep_columns, threads,
-                             ood, key=f"moa-predict-{run}-{part.index}", pure=False)
+                             ood, tuple(extras.asked), predictor.set_level, predictor.call_precision,
+                             key=f"moa-predict-{run}-{part.index}", pure=False)
 
-    pending = deque(submit(p) for p in parts[:ahead])
     rows_before = 0
-    with atomic_path(out) as tmp:
-        writer = Writer(tmp, out.suffix.lower() == ".parquet")
-        try:
-            with tqdm(desc="predicting (dask)", unit=" profiles", total=total, disable=not progress, leave=False,
-                      delay=1.0) as bar:
-                for i, part in enumerate(parts):
-                    future = pending.popleft()
-                    if i + ahead < len(parts):
-                        pending.append(submit(parts[i + ahead]))
-                    try:
-                        result = future.result()
-                    except Exception as exc:  # noqa: BLE001  (any worker failure becomes one DataError)
-                        raise _partition_error(exc, part, rows_before, name, absolute=layout) from None
-                    finally:
-                        future.release()
-                    try:
-                        seen.add(pd.Index(result.frame[schema.SIG_ID]) if len(result.frame) else pd.Index([]),
-                                 rows_before)
-                    except DataError as exc:
-                        raise _partition_error(exc, part, 0, name) from None
-                    writer.write(result.frame)
-                    s = result.summary
-                    summary.add(s)
-                    rows_before += s.rows
-                    bar.update(s.rows)
-            if summary.rows == 0:
-                raise DataError("the file has no data rows. Provide a table with a header line and at least one "
-                                "profile.", source=name)
-        finally:
-            writer.close()
-            for future in pending:
-                future.cancel()
+    with contextlib.ExitStack() as stack:
+        writer = table_writer(stack, out)
+        extras = Extras(stack, summary, predictor, paths)
+        pending = deque(submit(p) for p in parts[:ahead])
+        stack.callback(lambda: [future.cancel() for future in pending])  # first on an error
+        with tqdm(desc="predicting (dask)", unit=" profiles", total=total, disable=not progress, leave=False,
+                  delay=1.0) as bar:
+            for i, part in enumerate(parts):
+                future = pending.popleft()
+                if i + ahead < len(parts):
+                    pending.append(submit(parts[i + ahead]))
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001  (any worker failure becomes one DataError)
+                    raise _partition_error(exc, part, rows_before, name, absolute=absolute) from None
+                finally:
+                    future.release()
+                try:
+                    seen.add(pd.Index(result.frame[schema.SIG_ID]) if len(result.frame) else pd.Index([]),
+                             rows_before)
+                except DataError as exc:
+                    raise _partition_error(exc, part, 0, name) from None
+                writer.write(result.frame)
+                extras.add(result.tables)
+                s = result.summary
+                summary.add(s)
+                rows_before += s.rows
+                bar.update(s.rows)
+        if summary.rows == 0:
+            raise DataError("the file has no data rows. Provide a table with a header line and at least one "
+                            "profile.", source=name)
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -17,6 +17,7 @@ from ..data.profiles.reader import treatment_keys, treatment_means
 from ..trust.calibration import sigmoid
 from ..trust.model import pool_logits
 from ..bundle import Bundle
+from ..bundle.predictor import call_model_of, ood_mask
 
 LEVELS = ("profile", "treatment", "compound")
 
@@ -24,7 +25,7 @@ LEVELS = ("profile", "treatment", "compound")
 def level_columns(bundle: Bundle, level: str) -> list[str]:
     """The columns whose values define one unit at `level` (the layout's treatment columns, or its compound)."""
     layout = bundle.layout
-    if layout is None:
+    if layout.is_lish_moa:  # its files are read as LISH-MoA files, without the layout's treatment table
         raise DataError(f"--level {level} averages wells by the layout's treatment / compound columns; this bundle "
                         "was trained on the LISH-MoA layout, which has none. Use --level profile.")
     cols = list(layout.treatment) if level == "treatment" else [layout.group] if layout.group else []
@@ -41,8 +42,6 @@ def predict_level(bundle: Bundle, src: Source, level: str, *, name: str | None =
     by = level_columns(bundle, level)
     calls_model = None
     if call_precision is not None:  # no calls, or a bad level, fail before any work
-        from .stream import call_model_of
-
         calls_model = call_model_of(bundle)
         calls_model.level_index(call_precision)
         if level not in calls_model.units():
@@ -71,15 +70,13 @@ def level_calls(bundle: Bundle, data: Dataset, by: list[str], level: str, precis
     """Per treatment / compound (indexed by its key): call, kind, estimated_precision, reason, from its wells'
     predictions pooled (mean logit; the compound map at the compound level). A unit all of whose wells are out of
     distribution gets no call."""
-    from .stream import call_model_of, ood_of
-
     trust = bundle.trust
     treated = data.features.loc[~data.is_control]
     P = bundle.predict_proba(treated)
     codes, uniques = pd.factorize(treatment_keys(treated, by), sort=True)
     zbar, n = pool_logits(np.asarray(P, dtype=np.float64), codes, len(uniques))
     pooled = trust.pool(zbar, n) if level == "compound" else sigmoid(zbar)
-    ood = ood_of(bundle, treated)
+    ood = ood_mask(bundle, treated)
     unit_ood = None
     if ood is not None:
         unit_ood = np.bincount(codes, weights=np.asarray(ood, dtype=float), minlength=len(uniques)) >= n

@@ -17,15 +17,13 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..data.profiles import schema
 from ..data.formats.arrow_csv import csv_body, csv_header
-from ..data.errors import DataError
-from ..data.formats.chunks import DEFAULT_CHUNK_ROWS, iter_features
+from ..data.formats.chunks import DEFAULT_CHUNK_ROWS
 from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, is_gene_only, merge_substitutions
 from ..data.formats.io import Source, atomic_path
 from ..runtime.background import Serial, prefetched
 from ..runtime.workers import release_memory
-from ..bundle import Bundle
+from ..bundle import Bundle, Predictor, Result
 
 
 @dataclass
@@ -121,105 +119,21 @@ class Writer:
             self._csv.close()
 
 
-OOD_COLUMNS = ("ood", "ood_reason")
-"""What ``moa predict`` writes per profile after the pass-through columns (``--keep-columns``) and in the sets file."""
-
-
 def predict_chunks(bundle: Bundle, src: Source, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                    keep_columns: bool = False, name: str | None = None,
                    summary: StreamSummary | None = None) -> Iterator[pd.DataFrame]:
-    """Prediction frames (``Bundle.predict_frame``) of successive chunks of `src`; `summary` is updated."""
-    for _, frame in _chunks(bundle, src, chunk_rows, keep_columns, name, summary):
-        yield written(frame, keep_columns)
+    """Prediction frames (as ``moa predict`` writes them) of successive chunks of `src`; `summary` is updated."""
+    predictor = Predictor(bundle, keep_columns=keep_columns)
+    for result in _results(predictor, src, chunk_rows, name, summary):
+        yield result.written(keep_columns)
 
 
-def written(frame: pd.DataFrame, keep_columns: bool) -> pd.DataFrame:
-    """The prediction frame as written: the OOD columns only with `keep_columns` (else the submission layout)."""
-    return frame if keep_columns else frame.drop(columns=[c for c in OOD_COLUMNS if c in frame.columns])
-
-
-def set_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, level: float) -> pd.DataFrame:
-    """``sig_id, moa_set, abstention`` of one chunk: the MoA set at `level` joined by ``|`` (empty when empty),
-    and why a profile has no set (control, out of distribution, no confident MoA), empty otherwise."""
-    trust = bundle.trust
-    if trust is None:  # a gene-only companion trained without cross-validation
-        raise DataError("the model that answered these profiles has no MoA-set calibration; retrain the bundle "
-                        "with 'moa train' (with cross-validation) to get --sets-out.", source=str(bundle.path or ""))
-    proba = frame[bundle.target_names].to_numpy()
-    control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
-    ood = frame[list(OOD_COLUMNS)] if OOD_COLUMNS[0] in frame.columns else None
-    if ood is None and bundle.reference is not None:
-        ood = _ood(bundle, features)
-    S, why = trust.profile_sets(proba, level, control, None if ood is None else ood["ood"].to_numpy(bool))
-    names = pd.Index(bundle.target_names)
-    out = pd.DataFrame({schema.SIG_ID: frame[schema.SIG_ID].to_numpy(),
-                        "moa_set": ["|".join(names[row]) for row in S],
-                        "abstention": [w or "" for w in why]})
-    if ood is not None:
-        out[list(OOD_COLUMNS)] = ood.to_numpy()
-    return out
-
-
-def _ood(bundle: Bundle, features: pd.DataFrame) -> pd.DataFrame:
-    """``ood`` / ``ood_reason`` of each profile, positional index (a control unlike the training controls is
-    flagged too: it says something about the plate)."""
-    from ..reference.ood import is_simulated, ood_columns
-
-    return ood_columns(bundle.reference, features, is_simulated(bundle)).reset_index(drop=True)
-
-
-def call_model_of(bundle: Bundle) -> Any:
-    """The bundle's calls (``trust.calls.CallModel``), or one clear DataError saying why there are none."""
-    trust = bundle.trust
-    model = None if trust is None else trust.call_model
-    if model is None:
-        raise DataError("this model has no calibrated calls: it was trained without cross-validation (or before "
-                        "moa-predict made calls), so no threshold with a measured precision exists. Retrain it with "
-                        "'moa train' (with cross-validation) to get --calls-out.", source=str(bundle.path or "bundle"))
-    return model
-
-
-def id_column(bundle: Bundle) -> str:
-    """The name of the id column in outputs: ``sig_id``, or the layout's id column (``id`` when it joins several)."""
-    layout = bundle.layout
-    if layout is None or not layout.id:
-        return schema.SIG_ID if layout is None else "id"
-    return layout.id[0] if len(layout.id) == 1 else "id"
-
-
-def ood_of(bundle: Bundle, features: pd.DataFrame) -> Any:
-    """The OOD flags of these profiles (``reference.ood``), None when the bundle has no reference index."""
-    if bundle.reference is None:
-        return None
-    from ..reference.ood import ood_mask
-
-    return ood_mask(bundle.reference, features)
-
-
-def call_frame(bundle: Bundle, features: pd.DataFrame, frame: pd.DataFrame, precision: float,
-               id_name: str = schema.SIG_ID) -> pd.DataFrame:
-    """``id, call, kind, estimated_precision, reason`` of one chunk: the MoA (or family) called at `precision`,
-    the precision measured for such calls on held-out compounds, and why there is no call."""
-    proba = frame[bundle.target_names].to_numpy()
-    control = (features[schema.CP_TYPE] == schema.CONTROL).to_numpy()
-    # the flags predict_features already put in the frame, else computed here
-    ood = frame["ood"].to_numpy(bool) if "ood" in frame.columns else ood_of(bundle, features)
-    calls = call_model_of(bundle).call(proba, bundle.target_names, precision, "profile", control, ood)
-    calls.insert(0, id_name, frame[schema.SIG_ID].to_numpy())
-    return calls[[id_name, "call", "kind", "estimated_precision", "reason"]]
-
-
-def _chunks(bundle: Bundle, src: Source, chunk_rows: int, keep_columns: bool, name: str | None,
-            summary: StreamSummary | None, overlap: bool = False,
-            ood: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    if bundle.layout is not None:  # a lab's own layout: in chunks when it reads one profile at a time, else whole
-        frames: Iterator[pd.DataFrame] = bundle.layout_frames(src, name=name, chunk_rows=chunk_rows)
-    else:
-        frames = iter_features(src, feature_columns=bundle.feature_columns, chunk_rows=chunk_rows, name=name)
+def _results(predictor: Predictor, src: Source, chunk_rows: int, name: str | None, summary: StreamSummary | None,
+             overlap: bool = False) -> Iterator[Result]:
+    frames = predictor.bundle.frames(src, name=name, chunk_rows=chunk_rows)
     if overlap:
         frames = _released(frames)
-    yield from predict_features(bundle, prefetched(frames, enabled=overlap), keep_columns=keep_columns,
-                                summary=summary, ood=ood)
+    yield from predict_results(predictor, prefetched(frames, enabled=overlap), summary=summary)
 
 
 @contextlib.contextmanager
@@ -246,14 +160,11 @@ def _released(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_columns: bool = False,
-                     summary: StreamSummary | None = None,
-                     ood: bool = True) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(features, predictions) of validated features frames (one file's chunks, or a cluster partition's), each
-    answered by the model its columns call for (``Bundle.for_features``); `summary` is updated.
-
-    With `ood` (and a bundle with a reference index) each prediction frame ends with ``ood`` / ``ood_reason``
-    (``written`` drops them unless the pass-through columns are kept) and the summary counts the flagged profiles."""
+def predict_results(predictor: Predictor, frames: Iterable[pd.DataFrame], *,
+                    summary: StreamSummary | None = None) -> Iterator[Result]:
+    """The ``Predictor``'s results of validated features frames (one file's chunks, or a cluster partition's), each
+    answered by the model its columns call for (``Bundle.for_features``); `summary` is updated (with the OOD
+    flags counted when the predictor checks them)."""
     summary = summary if summary is not None else StreamSummary()
     for features in frames:
         if is_gene_only(features):
@@ -261,39 +172,39 @@ def predict_features(bundle: Bundle, frames: Iterable[pd.DataFrame], *, keep_col
         if MAPPING_ATTR in features.attrs:  # CMap files, and any layout's gene block: how the genes were matched
             summary.mapping = features.attrs[MAPPING_ATTR]
         merge_substitutions(summary.substituted, features.attrs.get(SUBSTITUTED_ATTR))
-        answer = bundle.for_features(features)
-        summary.answered_by.add(answer.answers)
-        frame = answer.predict_frame(features, keep_columns=keep_columns)
-        if ood and answer.reference is not None:
-            flags = _ood(answer, features)
-            frame[list(OOD_COLUMNS)] = flags.to_numpy()
-            frame["ood"] = frame["ood"].astype(bool)
+        result = predictor.predict(features)
+        summary.answered_by.add(result.answer.answers)
+        if predictor.ood and result.ood is not None:
+            flags = result.ood
             summary.ood = (summary.ood or 0) + int(flags["ood"].sum())
             for why, n in flags.loc[flags["ood"], "ood_reason"].str.split("; ").explode().value_counts().items():
                 summary.ood_reasons[str(why)] = summary.ood_reasons.get(str(why), 0) + int(n)
-        summary.rows += len(frame)
-        summary.controls += int((features[schema.CP_TYPE] == schema.CONTROL).sum())
+        summary.rows += len(result.frame)
+        summary.controls += int(result.control.sum())
         summary.chunks += 1
-        yield features, frame
-        del features, frame  # released before the next chunk is read: one chunk in memory at a time
+        yield result
+        del features, result  # released before the next chunk is read: one chunk in memory at a time
 
 
 def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_rows: int = DEFAULT_CHUNK_ROWS,
                  keep_columns: bool = False, progress: bool = True, name: str | None = None,
                  sets_out: str | os.PathLike | None = None, set_level: float | None = None,
                  calls_out: str | os.PathLike | None = None, call_precision: float | None = None,
+                 targets_out: str | os.PathLike | None = None, target_calls_out: str | os.PathLike | None = None,
                  overlap: bool = True, ood: bool = True) -> StreamSummary:
-    """Predict every profile of `src` into `out` (``.parquet`` → Parquet, else CSV), chunk by chunk, atomically.
+    """Predict every profile of `src` into `out` (``.parquet`` → Parquet, else CSV), chunk by chunk, atomically,
+    through one ``bundle.Predictor``.
 
     With `overlap` (the default), chunk k+1 is read and validated, and chunk k-1 written, in background
     threads while chunk k is predicted (``runtime.background``): at most three chunks are alive at once (the
     one being read, the one predicted, the one being written), and the output is the same as without.
 
-    With `sets_out`, each profile's MoA set at `set_level` (default: the bundle's) goes there too (``set_frame``);
-    ``summary.extra`` then holds the level, its measured recall, and the counts of sets and abstentions. Both
-    files appear only when every chunk succeeded. With `calls_out`, each profile's confident call at
-    `call_precision` (default 0.8) is written too (``call_frame``); ``summary.extra["calls"]`` counts calls and
-    reasons.
+    With `sets_out`, each profile's MoA set at `set_level` (default: the bundle's) goes there too
+    (``Result.set_frame``); ``summary.extra`` then holds the level, its measured recall, and the counts of sets and
+    abstentions. Every file appears only when every chunk succeeded. With `calls_out`, each profile's confident
+    call at `call_precision` (default 0.8) is written too (``Result.call_frame``); ``summary.extra["calls"]`` counts
+    calls and reasons. With `targets_out` / `target_calls_out`, the bundle's target label set answers the same
+    chunks (probabilities; its calls at `call_precision`, counted in ``summary.extra["target_calls"]``).
 
     With `ood` (the default) every treated profile is checked against the bundle's reference index
     (``reference.ood``): ``summary.ood`` counts the flagged ones, and the ``ood`` / ``ood_reason`` columns are written
@@ -304,66 +215,100 @@ def predict_file(bundle: Bundle, src: Source, out: str | os.PathLike, *, chunk_r
     sample axis is not read here, so the bar shows the rate)."""
     out = Path(out)
     summary = StreamSummary()
-    if sets_out is not None:
-        if bundle.trust is None:
-            raise DataError("this bundle has no MoA-set calibration (trained without cross-validation, or before "
-                            "moa-predict made sets); retrain it with 'moa train' (with CV) to get --sets-out.",
-                            source=str(bundle.path or "bundle"))
-        set_level = bundle.trust.default_level if set_level is None else set_level
-        bundle.trust.level_index(set_level)  # a bad level fails before any work
-        summary.extra.update({"set_level": set_level, "with_set": 0, "abstentions": {},
-                              "measured_recall": bundle.trust.measured_at(set_level)["pooled_recall"],
-                              "set_size_quantiles": bundle.trust.measured_at(set_level).get("set_size_quantiles")})
-    if calls_out is not None:
-        from ..trust.calls import DEFAULT_PRECISION
-
-        call_precision = DEFAULT_PRECISION if call_precision is None else call_precision
-        for answer in (bundle, bundle.gene_only):  # no calls or a bad level fail before any work
-            if answer is not None and (answer is bundle or answer.trust is not None):
-                call_model_of(answer).level_index(call_precision)
-        summary.extra["calls"] = {"precision": call_precision, "made": 0, "reasons": {}}
+    paths = {"sets": sets_out, "calls": calls_out, "targets": targets_out, "target_calls": target_calls_out}
+    predictor = extras_predictor(bundle, paths, ood=ood, keep_columns=keep_columns, set_level=set_level,
+                                 call_precision=call_precision)
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.enter_context(_system_allocator())
-        tmp = stack.enter_context(atomic_path(out))
-        writer = Writer(tmp, out.suffix.lower() == ".parquet")
-        stack.callback(writer.close)
-        sets_writer = None
-        if sets_out is not None:
-            sets_out = Path(sets_out)
-            sets_writer = Writer(stack.enter_context(atomic_path(sets_out)), sets_out.suffix.lower() == ".parquet")
-            stack.callback(sets_writer.close)
-        calls_writer = None
-        if calls_out is not None:
-            calls_out = Path(calls_out)
-            calls_writer = Writer(stack.enter_context(atomic_path(calls_out)), calls_out.suffix.lower() == ".parquet")
-            stack.callback(calls_writer.close)
+        writer = table_writer(stack, out)
+        extras = Extras(stack, summary, predictor, paths)
         bar = stack.enter_context(tqdm(desc="predicting", unit=" profiles", disable=not progress, leave=False,
                                        delay=1.0))
         writes = stack.enter_context(Serial(enabled=overlap, name="moa-write"))  # left before the writers close
         # closed first on an error: the chunk being read in the background is waited for, the file closed
-        chunks = stack.enter_context(contextlib.closing(_chunks(bundle, src, chunk_rows, keep_columns, name,
-                                                                summary, overlap, ood)))
-        for features, frame in chunks:
-            writes.submit(writer.write, written(frame, keep_columns))
-            if sets_writer is not None:
-                sets = set_frame(bundle.for_features(features), features, frame, set_level)
-                writes.submit(sets_writer.write, sets)
-                summary.extra["with_set"] += int((sets["abstention"] == "").sum())
-                counts = summary.extra["abstentions"]
-                for why, n in sets.loc[sets["abstention"] != "", "abstention"].value_counts().items():
-                    counts[why] = counts.get(why, 0) + int(n)
-                del sets
-            if calls_writer is not None:
-                calls = call_frame(bundle.for_features(features), features, frame, call_precision, id_column(bundle))
-                writes.submit(calls_writer.write, calls)
-                x = summary.extra["calls"]
-                x["made"] += int((calls["reason"] == "").sum())
-                for why, n in calls.loc[calls["reason"] != "", "reason"].value_counts().items():
-                    x["reasons"][why] = x["reasons"].get(why, 0) + int(n)
-                del calls
-            bar.update(len(frame))
-            del features, frame  # dropped here; the writer holds the frame until it is written
+        results = stack.enter_context(contextlib.closing(_results(predictor, src, chunk_rows, name, summary,
+                                                                  overlap)))
+        for result in results:
+            writes.submit(writer.write, result.written(keep_columns))
+            extras.add(extra_tables(result, extras.asked), writes.submit)
+            bar.update(len(result.frame))
+            del result  # dropped here; the writer holds the frame until it is written
             release_memory()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+EXTRA_TABLES = ("sets", "calls", "targets", "target_calls")
+"""The tables a prediction can write beside its probabilities (``--sets-out``, ``--calls-out``, ``--targets-out``,
+``--target-calls-out``)."""
+
+
+def extras_predictor(bundle: Bundle, paths: dict[str, Any], *, ood: bool, keep_columns: bool,
+                     set_level: float | None, call_precision: float | None) -> Predictor:
+    """The Predictor that answers the tables asked for (a path given in `paths`); a bundle that cannot, or a bad
+    level, is one DataError before any work. The set level is resolved here (default: the bundle's), so every
+    chunk, and every cluster partition, uses the same."""
+    predictor = Predictor(bundle, ood=ood, keep_columns=keep_columns, sets=paths.get("sets") is not None,
+                          set_level=set_level, calls=paths.get("calls") is not None, call_precision=call_precision,
+                          targets=paths.get("targets") is not None, target_calls=paths.get("target_calls") is not None)
+    if predictor.sets:
+        predictor.set_level = bundle.trust.default_level if set_level is None else set_level
+    return predictor
+
+
+def extra_tables(result: Result, asked: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """The tables `asked` of one chunk's Result (what a cluster task sends back beside the predictions)."""
+    make = {"sets": Result.set_frame, "calls": Result.call_frame, "targets": lambda r: r.targets.frame,
+            "target_calls": lambda r: r.targets.call_frame()}
+    return {name: make[name](result) for name in asked}
+
+
+class Extras:
+    """The tables written beside the predictions: their files (each written to a temporary file renamed into
+    place when the stack closes without an error) and their counts in ``summary.extra``."""
+
+    def __init__(self, stack: contextlib.ExitStack, summary: StreamSummary, predictor: Predictor,
+                 paths: dict[str, Any]) -> None:
+        self.summary = summary
+        self.asked = [name for name in EXTRA_TABLES if paths.get(name) is not None]
+        x = summary.extra
+        if predictor.sets:
+            trust, level = predictor.bundle.trust, predictor.set_level
+            x.update({"set_level": level, "with_set": 0, "abstentions": {},
+                      "measured_recall": trust.measured_at(level)["pooled_recall"],
+                      "set_size_quantiles": trust.measured_at(level).get("set_size_quantiles")})
+        for name in ("calls", "target_calls"):
+            if name in self.asked:
+                x[name] = {"precision": predictor.call_precision, "made": 0, "reasons": {}}
+        self.writers = {name: table_writer(stack, Path(paths[name])) for name in self.asked}
+
+    def add(self, tables: dict[str, pd.DataFrame], submit: Any = None) -> None:
+        """Write one chunk's (or partition's) tables (through `submit(fn, frame)`: a background writer) and count
+        the sets, abstentions, calls and the reasons of the others."""
+        x = self.summary.extra
+        for name, table in tables.items():
+            (submit or _now)(self.writers[name].write, table)
+            if name == "sets":
+                x["with_set"] += int((table["abstention"] == "").sum())
+                _count(x["abstentions"], table["abstention"])
+            elif name in ("calls", "target_calls"):
+                x[name]["made"] += int((table["reason"] == "").sum())
+                _count(x[name]["reasons"], table["reason"])
+
+
+def _now(fn: Any, *args: Any) -> None:
+    fn(*args)
+
+
+def table_writer(stack: contextlib.ExitStack, path: Path) -> Writer:
+    """A Writer into a temporary file renamed to `path` when the stack closes without an error."""
+    writer = Writer(stack.enter_context(atomic_path(path)), path.suffix.lower() == ".parquet")
+    stack.callback(writer.close)
+    return writer
+
+
+def _count(counts: dict[str, int], reasons: pd.Series) -> None:
+    """Add the non-empty `reasons` to `counts`."""
+    for why, n in reasons[reasons != ""].value_counts().items():
+        counts[why] = counts.get(why, 0) + int(n)

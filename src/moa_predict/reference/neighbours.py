@@ -25,7 +25,7 @@ the training profiles; this is model-independent, so every bundle (kNN and prior
 
 Search is exact (brute force: one matrix product), a few milliseconds per profile for 23,814 references.
 
-Any profile layout (``data.profiles.layout``): the space is the layout's feature columns (all blocks, standardised) on the
+Any profile layout (``data.profiles``): the space is the layout's feature columns (all blocks, standardised) on the
 principal components that hold 90 % of their variance (small screens have few real programmes and many noise
 directions, which whitening would otherwise weigh as much as the real ones), and a reference is described by the layout's own meta columns (``meta``: e.g. concentration, plate) instead of LISH-MoA's
 ``cp_time`` / ``cp_dose``; the compound is the layout's group column.

@@ -1,6 +1,6 @@
 """A simulated Cell Painting data set in a CellProfiler-style layout (not LISH-MoA), with its ``layout.toml``.
 
-The "any layout" reader (``data.profiles.layout`` + ``data.profiles.reader.load_profiles``) needs a table to be exercised on that is
+The "any layout" reader (``data.profiles.reader.load_profiles``) needs a table to be exercised on that is
 not LISH-MoA: per-well profiles of raw CellProfiler features (``Cells_AreaShape_...``, ``Nuclei_Intensity_...``,
 ``Cytoplasm_Texture_...``) with ``Metadata_`` columns for plate, well, compound, dose, perturbation type and batch.
 ``simulate_profiles`` writes one, deterministic from its seed, with the layout file that reads it and the

@@ -11,7 +11,6 @@ import pandas as pd
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from ..data.profiles import schema
 from ..data.profiles.dataset import Dataset
 from ..models.base import MoAModel
 from ..runtime.workers import cpu_seconds

@@ -9,8 +9,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-_EXPORTS = {"create_app": "app", "serve": "server", "WebSettings": "settings", "Panels": "panels",
-            "ProfilePanel": "panels", "PagePanel": "panels"}
+_EXPORTS = {"create_app": "app", "serve": "server", "WebSettings": "core.settings", "Panels": "pages.panels",
+            "ProfilePanel": "pages.panels", "PagePanel": "pages.panels"}
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing moa_predict.web must not import FastAPI

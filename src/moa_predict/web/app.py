@@ -2,7 +2,7 @@
 
 Pages (server-rendered Jinja2, no JS build step) and a JSON API over the same service; the model is loaded
 once and used read-only, heavy work runs in the threadpool, uploads are size-limited while they stream and
-spooled to temporary files by Starlette, and every error ends as a readable message (web/middleware.py).
+spooled to temporary files by Starlette, and every error ends as a readable message (web/core/middleware.py).
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..bundle import Bundle, load_bundle
-from . import middleware
-from .auth import LoginRoute, TokenMiddleware
-from .jobs import JobQueue
-from .models import ServedModels
-from .options import query_parameters
-from .panels import Panels, explanation_panels
-from .routers import api, pages
-from .settings import WebSettings
-from .store import ResultStore, open_store
-from .templating import STATIC_DIR
+from .core import middleware
+from .core.auth import LoginRoute, TokenMiddleware
+from .core.jobs import JobQueue
+from .services.registry import ServedModels
+from .core.options import query_parameters
+from .pages.panels import Panels, explanation_panels
+from .api import routes as api
+from .pages import routes as pages
+from .core.settings import WebSettings
+from .core.store import ResultStore, open_store
+from .pages.templating import STATIC_DIR
 
 BundleSource = Bundle | str | os.PathLike
 
@@ -37,7 +38,7 @@ def create_app(bundle: BundleSource | Sequence[BundleSource], *, max_upload_mb: 
                settings: WebSettings | None = None, store: ResultStore | None = None, panels: Panels | None = None,
                explanations: bool = True) -> FastAPI:
     """Build the app around one bundle, or several (a list; the first is the default and the others are
-    chosen per upload by name, see ``web/models.py``); each a loaded Bundle or a bundle directory (anything
+    chosen per upload by name, see ``web/services/registry.py``); each a loaded Bundle or a bundle directory (anything
     ``load_bundle`` takes), loaded once, read-only.
 
     `settings` hold every limit and option (default: :class:`WebSettings`); `max_upload_mb` overrides their
@@ -91,7 +92,7 @@ def create_app(bundle: BundleSource | Sequence[BundleSource], *, max_upload_mb: 
 
 def _document_options(app: FastAPI, settings: WebSettings) -> None:
     """List the option models' query parameters (with this app's bounds) in /openapi.json and /docs: the routes
-    read them through ``web/options.py``, where FastAPI cannot see them."""
+    read them through ``web/core/options.py``, where FastAPI cannot see them."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

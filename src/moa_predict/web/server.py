@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..data.errors import DataError
 from .app import create_app
-from .settings import MB, WebSettings
+from .core.settings import MB, WebSettings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 

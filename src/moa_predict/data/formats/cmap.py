@@ -450,7 +450,8 @@ def open_genes(src: Source, *, name: str | None = None, max_bytes: int | None = 
         return
     kind = detect_format(src, name)
     if max_bytes is not None and size > max_bytes and (whole or kind != "hdf5"):
-        hint = " or read it in blocks (moa_predict.data.profiles.gene_features.iter_gene_features)" if kind == "hdf5" else ""
+        hint = (" or read it in blocks (moa_predict.data.profiles.gene_features.iter_gene_features)"
+                if kind == "hdf5" else "")
         raise DataError(f"file is {_human_size(size)}, over the {_human_size(max_bytes)} limit. Split it into "
                         f"smaller files{hint}, or raise the limit.", source=name)
     if kind == "hdf5":

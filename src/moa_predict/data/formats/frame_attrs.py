@@ -1,9 +1,9 @@
-"""What a profiles frame carries in ``DataFrame.attrs`` (its layout spec, the gene-mapping report), shared by
-reference.
+"""What a profiles frame carries in ``DataFrame.attrs`` (the gene-mapping report of a CMap file or a layout's gene
+block; never its layout, which the ``Dataset`` carries), shared by reference.
 
-pandas deep-copies ``attrs`` into every frame derived from another (a row slice, a column selection): a layout
-spec naming 978 genes and a mapping report listing them were copied tens of thousands of times per streamed
-chunk, a fifth of the L1000 reference's prediction time. These values are written once when a file is read and
+pandas deep-copies ``attrs`` into every frame derived from another (a row slice, a column selection): a mapping
+report listing 978 genes was copied tens of thousands of times per streamed chunk (with the layout spec frames
+carried then, a fifth of the L1000 reference's prediction time). These values are written once when a file is read and
 only read afterwards, so derived frames may share them.
 """
 

@@ -7,6 +7,7 @@ import gzip
 import io
 import math
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ import pandas as pd
 from ..profiles import schema
 from ..errors import DataError
 
+DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+(?:[eE][-+]?\d+)?")
+"""'0,123' or '-1,5E-02': a number written with a decimal comma (a spreadsheet in a European locale)."""
 DEFAULT_MAX_BYTES = 2 * 1024**3
 """Files above this size are refused (the real train_features.csv is about 160 MB)."""
 
@@ -82,8 +85,6 @@ def sniff_dialect(text: IO[str]) -> tuple[str, str]:
     can only be a decimal mark, so such files are read as they are, not refused: the decimal mark is ',' when
     a value of the first rows is written '0,123'. A comma-separated file with decimal commas is ambiguous
     (the commas split the numbers) and is refused by validation with the fix."""
-    from ..profiles.validate import DECIMAL_COMMA
-
     sample = text.read(_SNIFF_CHARS)
     text.seek(0)
     header = sample.split("\n", 1)[0]

@@ -45,7 +45,7 @@ class Dataset:
     notes: dict = field(default_factory=dict)
     """What reading did to the table (unlabelled rows, normalisation, filled cells), for reports."""
     normalizer: Any = None
-    """The fitted ``data.profiles.normalize.ProfileNormalizer`` of a layout that transforms profiles (stored in bundles)."""
+    """The fitted ``normalize.ProfileNormalizer`` of a layout that transforms profiles (stored in bundles)."""
     blocks: dict[str, list[str]] = field(default_factory=dict)
     """The feature columns of each of the layout's blocks, as read (a gene-only CMap table has no cell block);
     empty: every column of the frame a block of the layout catches."""

@@ -5,7 +5,7 @@ A model trained on a table whose gene columns are Entrez ids (``10007``, ``1001`
 the same genes by symbol (CMap's level-5 tables: ``PSME1``, ``ATF1``, ...), by current HGNC symbol, or as GCT/GCTX/h5ad
 files (genes as rows). Each of the model's gene columns is identified once by its Entrez id (``genes.column_entrez``
 over the 978 L1000 landmarks shipped in ``identities/``), each upload column the same way, and the upload's columns
-are renamed to the model's. The rules are those of the LISH-MoA gene mapping (``data.profiles.genes``): the number found is
+are renamed to the model's. The rules are those of the LISH-MoA gene mapping (``genes``): the number found is
 reported, up to 5 % missing are filled with 0 (a z-score's "no change") and listed, more missing is an error naming
 them; a file with none of the genes (a Cell Painting table sent to an L1000 model) gets one error saying which genes
 the model answers.

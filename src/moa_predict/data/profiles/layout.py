@@ -25,9 +25,8 @@ from ..errors import DataError
 from .genes import GENE_NAMINGS, column_entrez
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .normalize import ProfileNormalizer
+
 
 def short_name(column: str) -> str:
     """A column's name without CellProfiler's ``Metadata_`` / ``Image_Metadata_`` prefix, lower-case: how a layout's
@@ -161,7 +160,7 @@ class Layout:
     numbers, parent/child counts: ``_Location_``, ``AreaShape_Center_``, ``_Parent_``), decided before training."""
     fixed_columns: bool = False
     """The table's columns are fixed by a known schema (LISH-MoA's: sig_id, cp_type, cp_time, cp_dose, g-0 ... g-771,
-    c-0 ... c-99), checked cell by cell with that schema's messages (``data.profiles.validate``), a directory of its files
+    c-0 ... c-99), checked cell by cell with that schema's messages (``validate``), a directory of its files
     read as one data set (``data.lish_moa``), and fed to the models' fixed inputs (one-hot dose and time, the
     public recipe's block PCA); models whose inputs are those exact columns (``needs_full_layout``) need it."""
     base_dir: str = field(default="", compare=False)

@@ -1,6 +1,6 @@
 """Reading any profile table through its :class:`~moa_predict.data.profiles.layout.Layout` into a ``Dataset``: the one
 reader of the package. LISH-MoA directories and files (and the CMap gene tables a LISH-MoA model answers) are read
-through ``Layout.lish_moa()``, whose fixed columns are checked by their own rules (``data.profiles.dataset``); every other
+through ``Layout.lish_moa()``, whose fixed columns are checked by their own rules (``dataset``); every other
 layout is read here.
 
 The internal form is the one every model, explanation and page already speaks: a frame indexed by profile id with
@@ -429,7 +429,7 @@ def iter_profiles(path: str | os.PathLike, layout: Layout, *, feature_columns: l
 def _fixed_chunks(path: Source, layout: Layout, *, feature_columns: list[str], name: str | None, chunk_rows: int,
                   part: "Partition | None") -> Iterator[Any]:
     """A fixed-column (LISH-MoA) file, or a CMap gene file, as ``Dataset`` s of at most `chunk_rows` profiles
-    (``data.formats.chunks.iter_features``: flat memory; `part`: one partition of it, ``data.formats.partitions.iter_partition``,
+    (``formats.chunks.iter_features``: flat memory; `part`: one partition of it, ``formats.partitions.iter_partition``,
     its error rows counted from the partition's first row)."""
     from .dataset import Dataset, fixed_blocks
     from ..formats.partitions import iter_partition

@@ -7,7 +7,6 @@ vectorised so a 24k x 876 table validates in well under a second.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 
 from . import schema
 from ..errors import DataError
+from ..formats.io import DECIMAL_COMMA
 
 _MAX_LISTED = 5
 
@@ -134,8 +134,6 @@ def _check_values(df: pd.DataFrame, column: str, allowed: Sequence[object], sour
     return values.astype(int) if numeric else values.astype(str)
 
 
-DECIMAL_COMMA = re.compile(r"[-+]?\d*,\d+(?:[eE][-+]?\d+)?")
-"""'0,123' or '-1,5E-02': a number written with a decimal comma (a spreadsheet in a European locale)."""
 
 
 def _all_finite(values: np.ndarray) -> bool:

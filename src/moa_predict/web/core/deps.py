@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from .options import ExplainOptions, PredictOptions, query_values
-from .models import ServedModels
-from .panels import Panels
-from .service import ModelService
+from ..services.registry import ServedModels
+from ..pages.panels import Panels
+from ..services.model_service import ModelService
 from .jobs import JobQueue
 from .settings import WebSettings
 from .store import Prediction, ResultStore

@@ -1,7 +1,7 @@
 """Server-rendered pages: home (upload + model card), results (paged), downloads, example file, API docs.
 
 Each route parses its query (leniently: the view models clamp), calls the service or the explainer, and renders
-a template; the results page adds the panels (web/panels.py) of the profiles it shows.
+a template; the results page adds the panels (web/pages/panels.py) of the profiles it shows.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from starlette.responses import FileResponse
 
 from ...data.profiles import schema
 from ...data.errors import DataError
-from .. import views
-from ..deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
-from ..jsonbody import json_bytes
-from ..options import read_set_level
-from ..results_page import results_page
+from . import views
+from ..core.deps import Explanations, Jobs, Models, PagePanels, ResultService, Settings, Stored, models_of, service_of
+from ..core.jsonbody import json_bytes
+from ..core.options import read_set_level
+from .results_page import results_page
 from ...data.builtin import example_for
-from ..service import EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv, input_notes
-from ..store import REJECTION_POLICY, Prediction
-from ..templating import STATIC_DIR, templates
-from ..uploads import gate, multipart, require_file
+from ..services.model_service import (EXAMPLE_FILENAME, EXAMPLE_ROWS, ModelService, display_name, example_csv,
+                                      input_notes)
+from ..core.store import REJECTION_POLICY, Prediction
+from .templating import STATIC_DIR, templates
+from ..core.uploads import gate, multipart, require_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,8 +61,8 @@ def _home(request: Request, status: int = 200, error: dict | None = None, n: int
     return _page(request, "home.html", status, service=service, error=error, n=paging.default_n if n is None else n,
                  n_choices=paging.n_choices,
                  example_rows=EXAMPLE_ROWS, policy=REJECTION_POLICY,
-                 layout_example=(example_for(service.layout.name) or (None, None))[1] if service.layout else None,
-                 columns=_column_help(service.bundle.feature_columns, service.card.get("layout")))
+                 layout_example=(example_for(service.layout_name) or (None, None))[1],
+                 columns=_column_help(service))
 
 
 def _layout_column_help(layout: dict) -> list[dict]:
@@ -89,9 +90,11 @@ def _layout_column_help(layout: dict) -> list[dict]:
     return rows
 
 
-def _column_help(feature_columns: list[str], layout: dict | None = None) -> list[dict]:
-    if layout is not None:
-        return _layout_column_help(layout)
+def _column_help(service: ModelService) -> list[dict]:
+    """The columns an upload needs: the layout card's (another layout), or LISH-MoA's fixed columns."""
+    if not service.layout.is_lish_moa:
+        return _layout_column_help(service.card["layout"])
+    feature_columns = service.bundle.feature_columns
     genes = [c for c in feature_columns if c.startswith("g-")]
     cells = [c for c in feature_columns if c.startswith("c-")]
     rows = [
@@ -282,14 +285,14 @@ async def download_json(pred: Stored, service: ResultService, top: int | None = 
 async def example(models: Models, model: str | None = None) -> Response:
     service = _chosen(models, model)
     filename = EXAMPLE_FILENAME
-    if service.layout is not None:
-        shipped = example_for(service.layout.name)
-        if shipped is None:
-            raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload "
-                                     "profiles of your own screen, with the columns listed on the home page.")
+    shipped = example_for(service.layout_name)
+    if shipped is not None:
         data, filename = await run_in_threadpool(shipped[0].read_bytes), shipped[0].name
-    else:
+    elif service.layout.is_lish_moa:  # simulated LISH-MoA profiles, made here
         data = await run_in_threadpool(example_csv)
+    else:
+        raise HTTPException(404, f"no example file for a model of the {service.layout.name!r} layout: upload "
+                                 "profiles of your own screen, with the columns listed on the home page.")
     return Response(data, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "public, max-age=3600"})
 

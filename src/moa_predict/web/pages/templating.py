@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from .. import __version__
+from ... import __version__
 from .views import percent_text
 
 WEB_DIR = Path(str(resources.files("moa_predict.web")))

@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..data.errors import DataError
-from ..runtime.threads import limit_threads
-from .options import MOA_LABEL_SET, ExplainOptions
-from .settings import ExplainSettings
-from .store import Prediction
+from ...data.errors import DataError
+from ...bundle.predictor import ood_table
+from ...runtime.threads import limit_threads
+from ..core.options import MOA_LABEL_SET, ExplainOptions
+from ..core.settings import ExplainSettings
+from ..core.store import Prediction
 
 # ------------------------------------------------------------------------------------------------
 # The explainer of one bundle
@@ -72,7 +73,7 @@ class Explainer:
         """:attr:`attributions_message` of the model of `label_set` (None: the MoAs'), e.g. the target model's."""
         if label_set in self._attribution_messages:
             return self._attribution_messages[label_set]
-        from ..explain.attributions import AttributionUnavailable, attribution_function
+        from ...explain.attributions import AttributionUnavailable, attribution_function
 
         try:
             attribution_function(self.model_of(label_set).model)
@@ -91,7 +92,7 @@ class Explainer:
     def explain(self, features: pd.DataFrame, options: ExplainOptions) -> dict[str, Any]:
         """``explain_upload`` on validated features (POST /api/explain), for the MoAs or the label set the
         options name (``label_set``: the target model's calls explained in genes)."""
-        from ..explain import explain_upload
+        from ...explain import explain_upload
 
         bundle = self.model_of(options.label_set)
         with limit_threads(1):
@@ -124,7 +125,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return {}
-        from ..reference.ood import is_simulated, ood_scores
+        from ...reference.ood import ood_scores
 
         with pred.lock:
             cache = pred.derived.setdefault("reference_rows", {})
@@ -133,7 +134,7 @@ class Explainer:
             X = pred.features.iloc[todo]
             with limit_threads(1):
                 found = index.neighbours(X, k=self.settings.neighbours.default)
-                oods = ood_scores(index, X, is_simulated(self.bundle))
+                oods = ood_scores(index, X, self.bundle.simulated)
             with pred.lock:
                 for r, f, o in zip(todo, found, oods):
                     cache[r] = {"ood": o, "neighbours": f["neighbours"], "enrichment": f["enrichment"][:self.settings.page_enriched]}
@@ -148,9 +149,7 @@ class Explainer:
         with pred.lock:
             table = pred.derived.get("ood_table")
         if table is None:
-            from ..reference.ood import is_simulated, ood_columns
-
-            table = ood_columns(index, pred.features, is_simulated(self.bundle)).reset_index(drop=True)
+            table = ood_table(self.bundle, pred.features)  # the Predictor's flags
             with pred.lock:
                 pred.derived["ood_table"] = table
         return table
@@ -167,14 +166,13 @@ class Explainer:
             hit = pred.derived.get("compounds")
         if hit is not None:
             return hit
-        from ..data.profiles.dataset import find_compound_column
-        from ..explain.compounds import compound_calls
+        from ...data.profiles.dataset import find_compound_column
+        from ...explain.compounds import compound_calls
 
-        layout = getattr(self.bundle, "layout", None)
+        group = self.bundle.layout.group
         column = None
-        if pred.features is not None:  # another layout: its compound (group) column
-            column = (layout.group if layout is not None and layout.group in pred.features.columns
-                      else find_compound_column(pred.features))
+        if pred.features is not None:  # the layout's compound (group) column, else a known compound column
+            column = group if group in pred.features.columns else find_compound_column(pred.features)
         calls = None
         if column is not None:
             calls = compound_calls(pred.features, pred.proba, self.targets, column=column,

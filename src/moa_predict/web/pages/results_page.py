@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from .panels import Panels
-from .service import ModelService, input_notes
-from .store import REJECTION_POLICY, Prediction
+from ..services.model_service import ModelService, input_notes
+from ..core.store import REJECTION_POLICY, Prediction
 from .views import ResultsQuery, is_missing, results_view
 
 

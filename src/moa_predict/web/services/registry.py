@@ -14,11 +14,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from ..data.errors import DataError
-from ..bundle import Bundle
-from .service import ModelService
-from .settings import WebSettings
-from .store import Prediction, ResultStore, ResultUnavailable
+from ...data.errors import DataError
+from ...bundle import Bundle
+from .model_service import ModelService
+from ..core.settings import WebSettings
+from ..core.store import Prediction, ResultStore, ResultUnavailable
 
 NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -15,10 +15,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..data.errors import DataError
+from ...data.errors import DataError
 from .deps import service_of
 from .store import ResultUnavailable
-from .templating import render_error_page
+from ..pages.templating import render_error_page
 
 log = logging.getLogger("moa_predict.web")
 

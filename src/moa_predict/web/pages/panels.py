@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from .service import ModelService
-from .store import Prediction
+from ..services.model_service import ModelService
+from ..core.store import Prediction
 from .views import percent_text
 
 
@@ -68,7 +68,7 @@ def attribution_data(sig_id: str, labels: Sequence[tuple[str, float]], top_k: in
     """What ``_attribution_charts.html`` needs to draw one profile's attribution charts for `labels` ((name,
     probability), MoAs or a label set's targets): the explain API's query string (``sig_ids``, `top_k`, no
     neighbours, plus `query`: ``top_moas`` or ``moas``, ``label_set``) and the completeness tolerances."""
-    from ..explain.attributions import TOLERANCE_ABS, TOLERANCE_REL  # torch and captum: only when drawn
+    from ...explain.attributions import TOLERANCE_ABS, TOLERANCE_REL  # torch and captum: only when drawn
 
     params = {"sig_ids": sig_id, **query, "top_k": top_k, "neighbours": 0}
     return {"labels": [{"name": name, "p": p, "pct": percent_text(p)} for name, p in labels], "top_k": top_k,

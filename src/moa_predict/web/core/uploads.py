@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 
-from ..data.errors import DataError
+from ...data.errors import DataError
 from .options import query_values
 
 UNSUPPORTED_TYPE = ("send the profiles as multipart/form-data (a 'file' field holding a CSV or Parquet file) or as "
@@ -86,5 +86,5 @@ async def with_profiles(request: Request, on_file: Callable[[Any, str | None, di
 
 
 def gate(request: Request) -> Any:
-    """The app's gate on parallel work (``web.models.Gate``): ``async with gate(request): ...``."""
+    """The app's gate on parallel work (``web.services.registry.Gate``): ``async with gate(request): ...``."""
     return request.app.state.models.gate()

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from ..data.errors import DataError
+from ...data.errors import DataError
 from .db import Database
 
 log = logging.getLogger("moa_predict.web")
@@ -41,7 +41,7 @@ class JobQueue:
     def __init__(self, db: Database, models: Any, *, threshold_bytes: int, workers: int = 1) -> None:
         self.db = db
         self.models = models
-        """The served models (``web.models.ServedModels``): a job is predicted by the one it names."""
+        """The served models (``web.services.registry.ServedModels``): a job is predicted by the one it names."""
         self.threshold_bytes = threshold_bytes
         self.uploads = db.dir / "uploads"
         self.uploads.mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """Server-side keeping of prediction results: SQLite rows plus one pair of array files per result, in the
 data directory, with an in-memory LRU of the recently used ones in front.
 
-Storage choice: the metadata is a row in ``moa-predict.sqlite3`` (web/db.py); the arrays are files named by the
+Storage choice: the metadata is a row in ``moa-predict.sqlite3`` (web/core/db.py); the arrays are files named by the
 result's random id (never by anything the user chose): ``results/<id>.npy`` (probabilities, float32, read with
 ``allow_pickle=False``) and ``results/<id>.parquet`` (the validated profiles as the model saw them, float32,
 with sig_id, the meta columns and the upload's extra columns, whatever their types). Files rather than BLOBs:
@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.profiles import schema
-from ..data.formats.io import atomic_path
+from ...data.profiles import schema
+from ...data.formats.io import atomic_path
 from .db import Database
 
 log = logging.getLogger("moa_predict.web")
@@ -73,12 +73,12 @@ class Prediction:
     features: pd.DataFrame | None = field(default=None, repr=False)
     """The validated profiles (index sig_id, as the model saw them), for explanation panels; counted in nbytes."""
     model: str | None = None
-    """The served model that answered (its name on this server, ``web.models``); None for results of older
+    """The served model that answered (its name on this server, ``web.services.registry``); None for results of older
     servers, which the default model answers."""
     id: str = field(default_factory=new_result_id)
     created: float = field(default_factory=time.time)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
-    """Computed on first use and kept with the result (web/explain.py): OOD flags, compound calls, the
+    """Computed on first use and kept with the result (web/services/explainer.py): OOD flags, compound calls, the
     similar reference profiles of the rows that were shown."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     order: np.ndarray = field(init=False, repr=False)

@@ -1,7 +1,7 @@
 """Every limit and option of the web app, in one object built once by ``create_app``.
 
 Routers, the service and the middleware read these values from the app's :class:`WebSettings` (see
-``web/deps.py``); no other module declares a default or a bound of its own.
+``web/core/deps.py``); no other module declares a default or a bound of its own.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..data.errors import DataError
+from ...data.errors import DataError
 
 MB = 1_000_000
 
@@ -111,7 +111,7 @@ class WebSettings(BaseModel):
     thread, so pages and /api/health keep answering)."""
     store_in_background: bool = True
     """Write results to disk in a background thread (an upload's answer does not wait for its files; see
-    ``web/store.py``)."""
+    ``web/core/store.py``)."""
     store_max_bytes: int = 512 * 1024**2
     store_max_items: int = 100
     """The in-memory cache of stored results (least recently used dropped first; they stay on disk)."""

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from ..data.errors import DataError
+from ...data.errors import DataError
 from .settings import ExplainSettings, WebSettings
 
 LIST_OPTIONS = frozenset({"sig_ids", "sig_id", "moas", "moa"})

@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 import numpy as np
 import pandas as pd
 
-from .settings import PagingSettings
-from .store import Prediction
+from ..core.settings import PagingSettings
+from ..core.store import Prediction
 
 SHOW_CHOICES = ("all", "treated", "controls", "ood")
 SHOW_LABELS = {"all": "all profiles", "treated": "treated only", "controls": "controls only",

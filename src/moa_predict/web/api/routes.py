@@ -1,7 +1,7 @@
 """JSON API: ``POST /api/predict``, ``POST /api/explain``, ``GET /api/results/{id}/explain``,
 ``GET /api/jobs/{id}``, ``GET /api/model``, ``GET /api/models``, ``GET /api/health``.
 
-Each route parses its request (options validated once, uploads read by ``web/uploads.py``), makes one call
+Each route parses its request (options validated once, uploads read by ``web/core/uploads.py``), makes one call
 into the service, and answers JSON. Uploads go through the same reader and validation as ``moa predict``;
 bad data is answered 422 with ``DataError.to_dict()`` (error, file, row, line, column).
 """
@@ -16,11 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ... import __version__
-from ..deps import Jobs, Models, ResultService, Stored, explain_query_options, predict_options
-from ..jsonbody import json_bytes
-from ..options import MODEL_HELP, ExplainOptions, PredictOptions
-from ..service import display_name
-from ..uploads import with_profiles
+from ..core.deps import Jobs, Models, ResultService, Stored, explain_query_options, predict_options
+from ..core.jsonbody import json_bytes
+from ..core.options import MODEL_HELP, ExplainOptions, PredictOptions
+from ..services.model_service import display_name
+from ..core.uploads import with_profiles
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -89,7 +89,7 @@ PREDICT_RESPONSES = {
 
 
 def json_response(content: Any) -> Response:
-    """Compact JSON (``web/jsonbody.py``)."""
+    """Compact JSON (``web/core/jsonbody.py``)."""
     return Response(json_bytes(content), media_type="application/json")
 
 

@@ -20,17 +20,15 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from ..bundle import Bundle
-from ..data.profiles import schema
-from ..data.formats.chunks import load_upload
-from ..data.formats.io import jsonable
-from ..data.errors import DataError
-from ..data.profiles.validate import validate_features
+from ...bundle import Bundle, Predictor, Result
+from ...data.profiles import schema
+from ...data.formats.io import jsonable
+from ...data.errors import DataError
 from .card import NOT_PREDICTABLE, model_card, predictable_mask
-from .explain import Explainer
-from .options import ExplainOptions
-from .settings import WebSettings
-from .store import Prediction, ResultStore, open_store
+from .explainer import Explainer
+from ..core.options import ExplainOptions
+from ..core.settings import WebSettings
+from ..core.store import Prediction, ResultStore, open_store
 
 EXAMPLE_ROWS = 40
 EXAMPLE_SEED = 0
@@ -52,10 +50,12 @@ class ModelService:
                  name: str | None = None, slots: threading.BoundedSemaphore | None = None) -> None:
         self.bundle = bundle
         self.name = name or bundle.model_name
-        """This model's name on the server (``web.models``): the ``model`` field of an upload, named by every
+        """This model's name on the server (``web.services.registry``): the ``model`` field of an upload, named by every
         answer and kept with every result."""
         self.layout = bundle.layout
-        """The bundle's profile layout (``data.profiles.layout``): uploads are read through it; None for LISH-MoA."""
+        """The bundle's profile layout (``data.profiles.layout``; LISH-MoA's for LISH-MoA bundles)."""
+        self.layout_name = None if self.layout.is_lish_moa else self.layout.name
+        """The layout named in answers and pages: None for LISH-MoA (its columns are described as such)."""
         self.settings = settings
         self.targets: list[str] = list(bundle.target_names)
         self.target_index = {name: i for i, name in enumerate(self.targets)}
@@ -69,11 +69,14 @@ class ModelService:
         self.started = time.time()
         self.explainer = Explainer(bundle, settings.explain, confident=settings.confident)
         self._gene_explainer: Explainer | None = None
+        self.predictor = Predictor(bundle, ood=False, strict=False)
+        """The one prediction path (``bundle.Predictor``): probabilities at upload; sets, calls and targets of a
+        stored result on first use (OOD flags come from the explainer's cache)."""
 
     def identity(self) -> dict[str, Any]:
         """What this model is, in a few words (``GET /api/models``, the upload form's chooser, every answer)."""
         training = self.card.get("training_data") or {}
-        return {"model": self.bundle.model_name, "layout": None if self.layout is None else self.layout.name,
+        return {"model": self.bundle.model_name, "layout": self.layout_name,
                 "n_targets": len(self.targets), "simulated_training_data": self.card["simulated_training_data"],
                 "trained_on": training.get("description") if isinstance(training, dict) else None,
                 "answers": self.bundle.answers}
@@ -97,31 +100,18 @@ class ModelService:
     def read_file(self, handle: IO[bytes], filename: str | None) -> tuple[pd.DataFrame, str]:
         """Read and validate an uploaded CSV/Parquet file object (a spooled temporary file): (features, name)."""
         name = display_name(filename)
-        if self.layout is not None:  # the lab's own layout, read as the training table was (plate normalisation)
-            return self.bundle.read_profiles(handle, name=name, max_bytes=self.settings.max_upload_bytes), name
-        features = load_upload(handle, name=name, max_bytes=self.settings.max_upload_bytes,
-                               feature_columns=self.bundle.feature_columns,
-                               allow_gene_only=self.bundle.gene_only is not None)
-        return features, name
+        return self.bundle.read_profiles(handle, name=name, max_bytes=self.settings.max_upload_bytes), name
 
     def read_rows(self, rows: Any, source: str = "request body") -> pd.DataFrame:
         """Validate JSON rows: a list of objects, one per profile, keyed by column name."""
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            columns = ("the layout's id, meta and feature columns" if self.layout is not None
+            columns = ("the layout's id, meta and feature columns" if self.layout_name is not None
                        else "sig_id, cp_type, cp_time, cp_dose, g-0 ...")
             raise DataError("'rows' must be a list of objects, one per profile, each mapping column names "
                             f"({columns}) to values.", source=source)
         if not rows:
             raise DataError("no rows. Send at least one profile.", source=source)
-        frame = pd.DataFrame.from_records(rows)
-        if self.layout is not None:  # through the layout, exactly as an uploaded file
-            frame.columns = [str(c).strip() for c in frame.columns]
-            return self.bundle.read_profiles(io.BytesIO(frame.to_csv(index=False).encode("utf-8")),
-                                             name=f"{source}.csv")
-        if schema.SIG_ID in frame.columns:  # as read_table does for files: ids are text
-            frame[schema.SIG_ID] = frame[schema.SIG_ID].map(_id_text)
-        frame.columns = [str(c).strip() for c in frame.columns]
-        return validate_features(frame, source, self.bundle.feature_columns)
+        return self.bundle.read_records(pd.DataFrame.from_records(rows), source)
 
     # -- predicting ----------------------------------------------------------------
     def predict_file(self, handle: IO[bytes], filename: str | None,
@@ -168,11 +158,9 @@ class ModelService:
 
     def _predict(self, features: pd.DataFrame, source: str, t0: float,
                  step: Callable[[str, float], None] = lambda stage, fraction: None) -> Prediction:
-        answer = self.answering(features)
-        frame = answer.predict_frame(features)
-        proba = frame[self.targets].to_numpy(dtype=np.float32)
-        known = set(answer.feature_columns) | set(schema.META_COLUMNS)
-        extra_cols = [c for c in features.columns if c not in known]
+        result = self.predictor.predict(features)
+        proba = result.frame[self.targets].to_numpy(dtype=np.float32)
+        extra_cols = result.answer.pass_through_columns(features)
         extra = features[extra_cols].reset_index(drop=True) if extra_cols else None
         pred = Prediction(
             source=source,
@@ -189,6 +177,11 @@ class ModelService:
         step("saving the result", 0.9)
         self.store.put(pred)
         return pred
+
+    def _result(self, pred: Prediction, ood: bool = True) -> Result:
+        """A stored result as the Predictor's ``Result`` (its OOD flags from the explainer's cache)."""
+        table = self.explainer_for(pred.features).ood_table(pred) if ood else None  # cached with the result
+        return self.predictor.result(pred.features, pred.proba, table)
 
     # -- output forms --------------------------------------------------------------
     def submission_frame(self, pred: Prediction) -> pd.DataFrame:
@@ -253,14 +246,11 @@ class ModelService:
             cached = pred.derived.get(key)
         if cached is not None:
             return cached
-        ood = self.explainer_for(pred.features).ood_mask(pred)  # cached with the result
-        S, why = trust.profile_sets(pred.proba, level, pred.is_control, ood)
-        order = np.argsort(-pred.proba, axis=1, kind="stable")
-        members = [[int(j) for j in order[i] if S[i, j]] for i in range(pred.n_rows)]
-        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
-        group = None  # another layout: its compound (group) column
-        if self.layout is not None and pred.features is not None and self.layout.group in pred.features.columns:
-            group = self.layout.group
+        result = self.predictor.add_sets(self._result(pred), level)
+        ood = result.ood_mask
+        members, why = result.set_members(), result.abstentions
+        simulated = answer.simulated
+        group = _group_column(self.layout, pred.features)
         compounds = None if pred.features is None else trust.compound_consensus(
             pred.features, pred.proba, self.targets, level, column=group, ood=ood)
         m = trust.measured_at(level)
@@ -278,7 +268,7 @@ class ModelService:
         ``available``, ``precision``, ``measured`` (precision and coverage on held-out compounds), ``rule``, per row
         ``rows`` (call, kind, estimated_precision, reason, sentence) and per compound ``compounds`` (pooled);
         computed once per level and kept with the result. Without calls: available False and the reason."""
-        from ..trust.calls import DEFAULT_PRECISION
+        from ...trust.calls import DEFAULT_PRECISION
 
         answer = self.answering(pred.features)
         trust = getattr(answer, "trust", None)
@@ -293,13 +283,11 @@ class ModelService:
             cached = pred.derived.get(key)
         if cached is not None:
             return cached
-        ood = self.explainer_for(pred.features).ood_mask(pred)
-        simulated = bool((answer.info.get("training_data") or {}).get("simulated"))
-        frame = model.call(pred.proba, self.targets, precision, "profile", pred.is_control, ood)
-        rows = [_call_json(r, simulated) for r in frame.to_dict("records")]
-        group = None
-        if self.layout is not None and pred.features is not None and self.layout.group in pred.features.columns:
-            group = self.layout.group
+        result = self.predictor.add_calls(self._result(pred), precision)
+        ood = result.ood_mask
+        simulated = answer.simulated
+        rows = [_call_json(r, simulated) for r in result.calls.to_dict("records")]
+        group = _group_column(self.layout, pred.features)
         compounds = [] if pred.features is None or trust is None else trust.compound_consensus(
             pred.features, pred.proba, self.targets, trust.default_level, column=group, ood=ood,
             call_precision=precision)
@@ -320,8 +308,7 @@ class ModelService:
         ``available``, per row the `top` targets with probabilities (``rows``), whether they agree with the top MoA
         (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
         measured precision (``calls``); computed once and kept with the result."""
-        from ..trust.calls import DEFAULT_PRECISION
-        from ..evaluation.consistency import consistency, label_set_proba, top_labels
+        from ...trust.calls import DEFAULT_PRECISION
 
         part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
                                                          if len(self.bundle.label_sets) == 1 else None)
@@ -333,19 +320,16 @@ class ModelService:
             cached = pred.derived.get(key)
         if cached is not None:
             return cached
-        proba = label_set_proba(part, pred.features)
-        tops = top_labels(proba, list(part.target_names), top)
-        links = part.info.get("links") or {}
-        agree = [None if pred.is_control[i] or not tops[i] else
-                 consistency(self.targets[int(pred.order[i, 0])], [t["target"] for t in tops[i]], links)
-                 for i in range(pred.n_rows)]
+        result = self._result(pred, ood=False)
+        result.targets = answer = Predictor(
+            self.bundle, target_calls=part.trust is not None and part.trust.call_model is not None,
+            call_precision=DEFAULT_PRECISION, strict=False).target_result(pred.features)
+        tops, agree = result.target_tops(top)
         calls, measured = None, None
-        model = None if part.trust is None else part.trust.call_model
-        if model is not None:
-            simulated = bool((part.info.get("training_data") or {}).get("simulated"))
-            frame = model.call(proba, list(part.target_names), DEFAULT_PRECISION, "profile", pred.is_control, None)
-            calls = [_call_json(r, simulated) for r in frame.to_dict("records")]
-            m = model.measured_at(DEFAULT_PRECISION)
+        if answer.calls is not None:
+            simulated = part.simulated
+            calls = [_call_json(r, simulated) for r in answer.calls.to_dict("records")]
+            m = part.trust.call_model.measured_at(DEFAULT_PRECISION)
             measured = {k: m.get(k) for k in ("precision", "coverage_profiles")}
         skill = (part.info.get("cv") or {}).get("field", {}).get("figures") or {}
         out = {"available": True, "label_set": part.info.get("label_set", "target"), "n_targets": len(part.target_names),
@@ -415,14 +399,14 @@ class ModelService:
             "result_id": pred.id,
             "model": self.bundle.model_name,
             "model_id": self.name,
-            "layout": None if self.layout is None else self.layout.name,
+            "layout": self.layout_name,
             "answered_by": self.answering(pred.features).answers if pred.features is not None else None,
             "simulated_training_data": self.card["simulated_training_data"],
             "summary": pred.summary(),
             "input": input_report(pred.features, ood),
             "top_n": top,
             "targets": self.targets if probabilities else None,
-            "note": f"control rows ({self.card['layout']['controls'] if self.layout is not None else 'ctl_vehicle'})"
+            "note": f"control rows ({self.card['layout']['controls'] if self.card['layout'] else 'ctl_vehicle'})"
                     " carry no MoA by definition: all their probabilities are 0 and their top list is empty",
             "predictable_note": f"predictable false: {NOT_PREDICTABLE} (the model answers its training "
                                 "frequency); see GET /api/model",
@@ -439,7 +423,7 @@ def input_report(features: pd.DataFrame | None, ood: pd.DataFrame | None) -> dic
     """What the API says about the input beside the predictions: how many profiles are out of distribution (and
     why), and for CMap files how many genes matched and which times / doses the model was asked in place of the
     file's own (never a silent substitution)."""
-    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
+    from ...data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, substitution_notes
 
     attrs = {} if features is None else features.attrs
     reasons = {} if ood is None else {str(k): int(v) for k, v in
@@ -454,7 +438,7 @@ def input_notes(features: pd.DataFrame | None) -> dict[str, Any]:
     """What the pages say about how the file was read, in the CLI's and the API's words: how its genes matched
     (CMap files) and each time or dose the model was asked in place of the file's own (``substituted``: the
     columns concerned, so a profile's tag can say its time is the model's, not the file's)."""
-    from ..data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
+    from ...data.profiles.gene_features import MAPPING_ATTR, SUBSTITUTED_ATTR, mapping_note, substitution_notes
 
     attrs = {} if features is None else features.attrs
     substituted = attrs.get(SUBSTITUTED_ATTR) or {}
@@ -472,7 +456,7 @@ def sets_unavailable(bundle: Bundle) -> str:
 
 def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
     """One call as the API and the page give it (NaN and empty strings as null, with its sentence)."""
-    from ..trust.calls import call_sentence
+    from ...trust.calls import call_sentence
 
     call = row.get("call") or None
     precision = row.get("estimated_precision")
@@ -484,12 +468,9 @@ def _call_json(row: dict[str, Any], simulated: bool) -> dict[str, Any]:
             "sentence": call_sentence(call, precision, simulated) if call else None}
 
 
-def _id_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return str(value)
+def _group_column(layout: Any, features: pd.DataFrame | None) -> str | None:
+    """The layout's compound (group) column when the upload has it (pooled calls and sets per compound)."""
+    return layout.group if features is not None and layout.group in features.columns else None
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -508,7 +489,7 @@ def example_csv(rows: int = EXAMPLE_ROWS, seed: int = EXAMPLE_SEED) -> bytes:
 
     The profiles are the training part of a tiny simulated set: only that part says which drug each profile
     belongs to. Drugs are renamed cmpd-01, cmpd-02 ... in order of appearance; controls have no compound."""
-    from ..simulate import simulate
+    from ...simulate import simulate
 
     data = simulate(n_train=rows, n_test=0, seed=seed)
     frame = data.train_features.copy()

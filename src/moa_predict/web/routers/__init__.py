@@ -1,1 +1,0 @@
-"""The app's routes: ``api`` (JSON under /api) and ``pages`` (server-rendered HTML, downloads)."""
