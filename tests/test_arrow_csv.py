@@ -53,6 +53,7 @@ def _variants(sim_dir, tmp_path):
     return out
 
 
+@pytest.mark.slow  # many tables read twice; the same reader's errors and uploads are compared in the fast set
 def test_pyarrow_gives_the_frames_pandas_gives(sim_dir, tmp_path, pandas_only):
     files = _variants(sim_dir, tmp_path)
     fast = {k: _read_all(p) for k, p in files.items()}

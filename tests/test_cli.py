@@ -236,6 +236,7 @@ def test_every_option_of_every_command_has_help():
     assert missing == []
 
 
+@pytest.mark.slow  # trains networks twice; networks through the CLI stay in the fast set (test_paper_nn.py)
 def test_train_seed_reaches_the_network(capsys, workdir, simulated):
     def train(*extra):
         out = workdir / f"seeded{'_'.join(map(str, extra))}"
@@ -328,6 +329,7 @@ def test_evaluate_reports_the_prior_auc_and_average_precision(capsys, workdir, s
     assert report["score"] == pytest.approx(report["prior_score"], rel=1e-5)  # the prior bundle is the prior
 
 
+@pytest.mark.slow  # two demo runs (one cross-validated); train, predict and serve stay in the fast set
 def test_demo_serves_without_cv_and_cross_validates_when_asked(capsys, workdir):
     demo = workdir / "demo"
     args = ["demo", "--workdir", demo, "--rows", 300, "--test-rows", 40, "--model", "prior", "--no-serve"]

@@ -16,6 +16,10 @@ from moa_predict.bundle import load_bundle
 TINY_MLP = ["--param", "hidden=[16]", "--param", "epochs=4", "--param", "batch_size=64", "--param", "g_pca=8",
             "--param", "c_pca=4", "--param", "aux=false"]
 
+# each test trains networks through the CLI (a minute or more on 2 busy cores): full suite only; the fast set
+# trains networks through the CLI in test_paper_nn.py and test_layout.py
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, sim_dir):

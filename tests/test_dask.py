@@ -74,6 +74,7 @@ def test_cluster_predictions_equal_local_csv_and_bundle_loaded_once_per_worker(c
     assert len(loads) == 2 and all(v == {str(bundle_dir.resolve()): 1} for v in loads.values())
 
 
+@pytest.mark.slow  # the CSV partitions' test covers the cluster path in the fast set
 def test_cluster_predictions_equal_local_parquet_row_groups(client, bundle_dir, big_csv, tmp_path):
     src = tmp_path / "features.parquet"
     pd.read_csv(big_csv).to_parquet(src, row_group_size=100)
@@ -98,6 +99,7 @@ def test_a_poisoned_partition_is_one_error_naming_it_and_leaves_no_output(client
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.slow  # the poisoned-partition error stays in the fast set
 def test_repeated_sig_id_across_partitions_is_an_error(client, bundle_dir, big_csv, tmp_path):
     frame = pd.read_csv(big_csv)
     frame.loc[900, "sig_id"] = frame.loc[10, "sig_id"]
@@ -123,6 +125,7 @@ def test_gctx_partitions_read_what_the_whole_file_gives(tmp_path):
     pd.testing.assert_frame_equal(split, whole)
 
 
+@pytest.mark.slow  # a full cross-validation on the cluster; the fast set keeps the cluster predictions
 def test_training_on_the_cluster_gives_the_local_cv_score(client, sim_dataset):
     from moa_predict.models import make_model
     from moa_predict.runtime.workers import joblib_backend
@@ -151,6 +154,7 @@ def test_without_dask_the_commands_say_how_to_install_it(monkeypatch, capsys, bu
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow  # trains a layout bundle; the fast set keeps CSV / Parquet partitions on the cluster
 def test_a_layout_bundle_scores_gctx_partitions_on_the_cluster_as_locally(client, tmp_path):
     """The built-in L1000 reference (a layout bundle reading one profile at a time) on a GCTX: sample partitions
     read through the layout on the workers, the same ids and probabilities as the local streamed path."""

@@ -140,6 +140,7 @@ def cellpainting(tmp_path_factory) -> Path:
     return simulate_profiles(tmp_path_factory.mktemp("cp") / "single", label_mode="single", seed=0, **SMALL)
 
 
+@pytest.mark.slow  # a refit shuffled control is a second cross-validation; test_evaluate_and_the_card_show_the_field_figures stays fast
 def test_cv_report_has_the_field_figures_beside_the_prior_and_a_refit_shuffled_control(cellpainting):
     from moa_predict.models.registry import make_model
     from moa_predict.training.train import train_bundle
@@ -163,6 +164,7 @@ def test_cv_report_has_the_field_figures_beside_the_prior_and_a_refit_shuffled_c
     assert all(s["shuffled_auc"] is not None for s in skill.values())
 
 
+@pytest.mark.slow  # two cross-validations of the same model
 def test_permute_control_scores_the_same_predictions_and_changes_no_cv_number(sim_dataset):
     """On the LISH-MoA layout the figures are only added: the CV score, per-target losses and the blend-free
     model's predictions are the same whichever control is asked for."""

@@ -61,6 +61,7 @@ def fuzz_operations(app, examples: int) -> dict[str, dict[int, int]]:
     return seen
 
 
+@pytest.mark.slow  # Schemathesis over every operation; the fast set keeps the random-bytes fuzzing of the readers
 def test_every_api_operation_survives_fuzzing(app):
     seen = fuzz_operations(app, EXAMPLES_PER_OPERATION)
     assert {"POST /api/predict", "POST /api/explain", "GET /api/jobs/{job_id}", "GET /api/health"} <= set(seen)
@@ -124,6 +125,7 @@ def damaged_tables(draw) -> tuple[bytes, str]:
     return (text[:cut] if draw(st.booleans()) else text), "t.csv"
 
 
+@pytest.mark.slow  # 80 damaged tables through the reader; the fast set keeps the random-bytes fuzzing
 @given(table=damaged_tables())
 @settings(QUIET, max_examples=80)
 def test_damaged_tables_give_a_data_error_or_valid_profiles(table):

@@ -30,6 +30,20 @@ def bundle_dir(sim_dir, tmp_path_factory):
     return save_bundle(bundle, tmp_path_factory.mktemp("gene_only") / "bundle"), result
 
 
+@pytest.fixture(scope="module")
+def answering_dir(sim_dir, tmp_path_factory):
+    """The same tiny model and its gene-only companion without cross-validation (no MoA sets, no calls): half
+    the cost of `bundle_dir`, so the fast set (``-m "not slow"``) still checks which model answers which
+    profiles; the tests of the cross-validated `bundle_dir` are marked slow."""
+    data = load_dataset(sim_dir)
+    bundle, _ = train_bundle(make_model("mlp", **TINY), data, cv=False, progress=False)
+    return save_bundle(bundle, tmp_path_factory.mktemp("gene_only_fast") / "bundle"), None
+
+
+slow = pytest.mark.slow  # a test of the cross-validated `bundle_dir` (a minute or more of training on 2 busy cores)
+
+
+@slow
 def test_the_gene_only_model_is_trained_on_the_same_folds_and_saved(bundle_dir, sim_dir):
     path, result = bundle_dir
     bundle = load_bundle(path)
@@ -45,8 +59,8 @@ def test_the_gene_only_model_is_trained_on_the_same_folds_and_saved(bundle_dir, 
     assert not any(c.startswith("c-") for c in pre.columns_) and "c" not in pre.pca_
 
 
-def test_profiles_choose_their_model(bundle_dir, sim_dir):
-    bundle = load_bundle(bundle_dir[0])
+def test_profiles_choose_their_model(answering_dir, sim_dir):
+    bundle = load_bundle(answering_dir[0])
     full = load_features(sim_dir / "test_features.csv")
     assert bundle.for_features(full) is bundle
     genes = full.drop(columns=list(schema.CELL_COLUMNS))
@@ -59,10 +73,10 @@ def test_profiles_choose_their_model(bundle_dir, sim_dir):
     np.testing.assert_array_equal(bundle.gene_only.predict_proba(genes), bundle.gene_only.predict_proba(full))
 
 
-def test_a_gctx_goes_through_moa_predict_with_the_gene_only_model(bundle_dir, tmp_path, capsys):
+def test_a_gctx_goes_through_moa_predict_with_the_gene_only_model(answering_dir, tmp_path, capsys):
     gctx = simulate_gctx(tmp_path / "sigs.gctx", 300, seed=0, chunk_size=128)
     out = tmp_path / "pred.csv"
-    assert main(["predict", "--bundle", str(bundle_dir[0]), "--features", str(gctx), "--out", str(out),
+    assert main(["predict", "--bundle", str(answering_dir[0]), "--features", str(gctx), "--out", str(out),
                  "--chunk-rows", "128", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "gene-only model" in err and "of the model's genes found" in err
@@ -71,6 +85,7 @@ def test_a_gctx_goes_through_moa_predict_with_the_gene_only_model(bundle_dir, tm
 
 
 @pytest.mark.skipif(not REAL_LEVEL5.is_file(), reason=f"real CMap level-5 signatures not found at {REAL_LEVEL5}")
+@slow
 def test_real_level5_signatures_go_through_moa_predict(bundle_dir, tmp_path, capsys):
     out = tmp_path / "real.csv"
     assert main(["predict", "--bundle", str(bundle_dir[0]), "--features", str(REAL_LEVEL5), "--out", str(out),
@@ -93,6 +108,7 @@ def _upload(bundle_dir, path: Path):
     return api, page
 
 
+@slow
 def test_a_cmap_file_uploaded_to_the_web_app_is_answered_by_the_gene_only_model(bundle_dir, tmp_path):
     gctx = simulate_gctx(tmp_path / "upload.gctx", 40, seed=1, chunk_size=16)
     api, page = _upload(bundle_dir, gctx)
@@ -103,6 +119,7 @@ def test_a_cmap_file_uploaded_to_the_web_app_is_answered_by_the_gene_only_model(
 
 
 @pytest.mark.skipif(not REAL_LEVEL5.is_file(), reason=f"real CMap level-5 signatures not found at {REAL_LEVEL5}")
+@slow
 def test_real_level5_signatures_go_through_the_web_upload(bundle_dir):
     api, page = _upload(bundle_dir, REAL_LEVEL5)
     assert api.status_code == 200, api.text
@@ -110,6 +127,7 @@ def test_real_level5_signatures_go_through_the_web_upload(bundle_dir):
     assert page.status_code == 200 and "gene-only model" in page.text
 
 
+@slow
 def test_moa_explain_on_a_selection_of_a_cmap_file(bundle_dir, tmp_path):
     """`moa explain --sig-id` reads the file in chunks and keeps the selection; a GCTX is explained by the
     gene-only model (similar references and OOD; no attributions, which need the full input layout)."""
@@ -139,6 +157,7 @@ def _cmap_table(sim_dir, path: Path, n: int = 40) -> Path:
     return path
 
 
+@slow
 def test_cmap_time_dose_ood_and_compounds_are_said_not_silent(bundle_dir, sim_dir, tmp_path, capsys):
     src = _cmap_table(sim_dir, tmp_path / "cmap.csv")
     out, kept, sets = tmp_path / "p.csv", tmp_path / "kept.csv", tmp_path / "sets.csv"
@@ -180,12 +199,12 @@ def test_cmap_time_dose_ood_and_compounds_are_said_not_silent(bundle_dir, sim_di
     assert any("answered as 24 h" in w for w in explained["warnings"])
 
 
-def test_a_gene_only_blend_says_why_it_has_no_attributions(bundle_dir):
+def test_a_gene_only_blend_says_why_it_has_no_attributions(answering_dir):
     """Not "it is not a differentiable network": the blend is one; its gene-only companion answered."""
     from moa_predict.explain.attributions import AttributionUnavailable, attribution_path
     from moa_predict.models.blend import BlendModel
 
-    member = load_bundle(bundle_dir[0]).gene_only.model
+    member = load_bundle(answering_dir[0]).gene_only.model
     blend = BlendModel()
     blend.members_, blend.weights_ = [member], np.array([1.0])
     with pytest.raises(AttributionUnavailable) as raised:
@@ -193,6 +212,7 @@ def test_a_gene_only_blend_says_why_it_has_no_attributions(bundle_dir):
     assert "gene-only companion" in str(raised.value) and "not a differentiable network" not in str(raised.value)
 
 
+@slow
 def test_cmap_time_and_dose_substitutions_are_said_on_the_pages(bundle_dir, sim_dir, tmp_path):
     """Issue 27 item 4: the results page and the compound page say what the CLI and the API say (a 6 h signature
     was answered as 24 h, a 10 uM dose as D1), and each profile's time tag says it is the time the model was

@@ -24,7 +24,8 @@ def _both(path):
     return load_features(path), pd.concat(list(iter_features(path, chunk_rows=30)))
 
 
-@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16",  # the other byte orders and widths: full suite
+                                      *(pytest.param(e, marks=pytest.mark.slow) for e in ("utf-16-le", "utf-16-be", "utf-32"))])
 def test_other_encodings_are_read_as_utf8(plain, sim_dir, tmp_path, encoding):
     path = tmp_path / f"{encoding}.csv"
     path.write_bytes(plain.decode("utf-8").encode(encoding))

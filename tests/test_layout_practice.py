@@ -104,7 +104,8 @@ def test_practice_rules() -> None:
     assert practice.pycytominer_blocklist(cols) == cols[:3]
 
 
-@pytest.mark.parametrize("method", NORMALIZATIONS)
+@pytest.mark.parametrize("method", [m if m in ("none", "robust_z") else pytest.param(m, marks=pytest.mark.slow)
+                                    for m in NORMALIZATIONS])  # z and robust_z_pooled train in the full suite
 def test_every_documented_normalisation_trains(tmp_path: Path, method: str) -> None:
     files = _screen(tmp_path)
     layout = tmp_path / "layout.toml"
@@ -122,7 +123,8 @@ def load_layout_from_bundle(path: Path):
     return load_bundle(path).layout
 
 
-@pytest.mark.parametrize("name", ["resnet", "mlp", "cnn1d", "logreg", "blend"])
+@pytest.mark.parametrize("name", [pytest.param("resnet", marks=pytest.mark.slow), "mlp", "cnn1d", "logreg",
+                                  pytest.param("blend", marks=pytest.mark.slow)])  # the two largest: full suite
 def test_blocks_without_pca_work_for_every_model(tmp_path: Path, name: str) -> None:
     from moa_predict.models.registry import make_model
     from moa_predict.training.train import train_bundle

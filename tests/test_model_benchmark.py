@@ -10,6 +10,10 @@ import pytest
 from moa_predict.benchmarks.models import run_model_benchmark
 from moa_predict.benchmarks.models_report import to_markdown, write_outputs
 
+# one `moa benchmark models` run (every model cross-validated) feeds both tests: minutes, so only in the full
+# suite; the fast set keeps the paper benchmark's end-to-end test (test_paper_nn.py) and the models' own tests
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def reports(sim_dataset, tmp_path_factory):

@@ -226,6 +226,7 @@ def test_a_stack_for_another_blend_is_refused(data):
     np.testing.assert_allclose(blend.fit(X, Y, Ya).predict_proba(X), alone.predict_proba(X), atol=1e-6)
 
 
+@pytest.mark.slow  # fits the whole blend twice; the blend's round trip and stacking unit tests stay fast
 def test_train_fits_the_blend_stack_on_its_own_data(data):
     """`moa train` fits weights, temperature and safeguard on this data's OOF predictions, scores them nested
     and ships them in the final model; without CV the given weights stay and the bundle says so."""

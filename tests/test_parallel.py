@@ -35,6 +35,7 @@ def test_an_error_in_a_chunk_propagates_and_restores_threads():
     assert torch.get_num_threads() == before
 
 
+@pytest.mark.slow  # fits a blend to compare thread counts; the other parallel tests stay fast
 def test_threaded_bundle_prediction_equals_one_thread(sim_dataset, sim_dir):
     from moa_predict.data.profiles.dataset import load_features
 

@@ -44,6 +44,7 @@ def _train_predict_explain(features: Path, layout: Path, tmp: Path) -> tuple[pd.
     return frame, {"bundle": bundle, "report": report}
 
 
+@pytest.mark.slow  # trains and explains on a real plate; the BBBC021 layout tests stay fast
 def test_cellpainting_plate_with_pipe_joined_moas(tmp_path: Path) -> None:
     _need(CELLPAINTING)
     layout = tmp_path / "cp.toml"
@@ -64,6 +65,7 @@ def test_cellpainting_plate_with_pipe_joined_moas(tmp_path: Path) -> None:
     assert named and all(f.startswith(("Cells_", "Nuclei_", "Cytoplasm_")) for f in named)  # the layout's features
 
 
+@pytest.mark.slow  # trains on a real L1000 plate; the BBBC021 layout tests stay fast
 def test_l1000_plate_labels_joined_from_the_repurposing_hub(tmp_path: Path) -> None:
     _need(L1000, HUB)
     layout = tmp_path / "l1000.toml"
@@ -141,6 +143,7 @@ def test_shipped_landmark_table_is_the_plates_row_metadata() -> None:
     assert plate == sorted(zip(shipped["entrez"], shipped["cmap_symbol"])) and len(plate) == 978
 
 
+@pytest.mark.slow  # trains on the consensus table; test_l1000_reference answers level-5 and GCT files in the fast set
 def test_l1000_consensus_layout_answers_level5_tables_and_gct_files(tmp_path: Path, capsys) -> None:
     """Trained on Entrez-named consensus signatures, the bundle answers the symbol-named level-5 table (no MoA
     column, Metadata_ prefixes), a GCT of z-scores, and refuses level-3 and Cell Painting files with one error."""

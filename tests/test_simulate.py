@@ -199,6 +199,7 @@ def test_statistics_resemble_the_real_features() -> None:
     assert "g_mean" in only_genes.index and "c_mean" not in only_genes.index
 
 
+@pytest.mark.slow  # simulates the full 23,814-profile LISH-MoA label set
 def test_labels_from_reproduces_the_real_files(real_labels: SimulatedData) -> None:
     scored = pd.read_csv(SHARED / "train_targets_scored.csv")
     nonscored = pd.read_csv(SHARED / "train_targets_nonscored.csv")

@@ -4,7 +4,8 @@ Everything here calls the explanations library (``moa_predict.explain``); this m
 computed when, caches it, and shapes it for the pages:
 
 - ``POST /api/explain`` and ``GET /api/results/{id}/explain`` answer ``explain_upload``'s dict
-  (:meth:`Explainer.explain`, :meth:`Explainer.explain_stored`).
+  (:meth:`Explainer.explain`, :meth:`Explainer.explain_stored`), for the MoAs or, with ``label_set``, for one of
+  the bundle's label sets (the protein targets: :meth:`Explainer.model_of`, as ``moa explain --label-set``).
 - The results page computes, for the profiles of the page being shown only, the OOD details, the similar
   reference profiles and the enriched MoAs (:meth:`Explainer.reference_rows`: one batched search); the
   attribution charts are fetched by ``app.js`` from ``GET /api/results/{id}/explain?sig_ids=...`` when a
