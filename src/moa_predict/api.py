@@ -135,16 +135,18 @@ class Model:
         """What ``moa explain`` writes, as a dict: per profile its top MoAs, the genes / features that drove
         each (integrated gradients), its nearest reference profiles and the OOD check. `moa`: explain these MoAs
         (default: each profile's top 3); `ids`: only these profiles."""
-        from .explain.report import explain_upload
+        from .bundle import Predictor
+        from .explain.report import explain_upload, select_profiles
 
-        features = self.features(data, name=name)
+        features = select_profiles(self.features(data, name=name), ids)
         bundle = self.bundle_.for_features(features)
         moas = [moa] if isinstance(moa, str) else (list(moa) if moa is not None else None)
         if moas is not None:
             unknown = [m for m in moas if m not in bundle.target_names]
             if unknown:
                 raise DataError(f"MoA {unknown[0]!r} is not one this model predicts; see Model.moas.")
-        return explain_upload(bundle, features, sig_ids=ids, moas=moas, top_k=top, neighbours=neighbours)
+        proba = Predictor(bundle, ood=False).predict(features).proba  # the answer Model.predict gives, explained
+        return explain_upload(bundle, features, moas=moas, top_k=top, neighbours=neighbours, proba=proba)
 
 
 _CALL_NAMES = {"call": "call", "kind": "call_kind", "estimated_precision": "call_precision", "reason": "call_reason"}

@@ -33,7 +33,7 @@ class DemoResult:
 def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, seed: int = 0,
              model: str | None = None, cv: bool = False, log: Callable[[str], None] = print) -> DemoResult:
     """Run the whole job in `workdir` and return where everything went (with `cv`, cross-validate first)."""
-    from ..bundle import load_bundle, save_bundle
+    from ..bundle import META_FILE, load_bundle, save_bundle
     from ..data.profiles.dataset import control_mask, load_targets
     from ..data.profiles.layout import Layout
     from ..data.profiles.reader import load_profiles
@@ -62,7 +62,7 @@ def run_demo(workdir: str | Path, *, rows: int = 23814, test_rows: int = 3982, s
     else:
         log(f"1/4 reusing simulated data in {data_dir}")
 
-    bundle = load_bundle(bundle_dir) if (bundle_dir / "bundle.json").is_file() else None
+    bundle = load_bundle(bundle_dir) if (bundle_dir / META_FILE).is_file() else None
     if bundle is not None and (bundle.info.get("cv") or not cv):
         log(f"2/4 reusing trained bundle {bundle_dir}")
     else:

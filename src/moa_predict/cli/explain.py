@@ -16,8 +16,8 @@ from .common import BUNDLE_HELP, console
 def cmd_explain(args: argparse.Namespace) -> None:
     from ..data.profiles.dataset import load_dataset
     from ..data.formats.io import write_text
-    from ..explain.report import explain_upload
-    from ..bundle import load_bundle
+    from ..explain.report import explain_upload, select_profiles
+    from ..bundle import Predictor, load_bundle
 
     bundle = load_bundle(args.bundle)
     features = bundle.read_profiles(args.features, ids=args.sig_id)  # a selection: only these profiles are kept
@@ -30,7 +30,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
             raise DataError("--global-data reads a LISH-MoA data directory; this bundle was trained on the "
                             f"{bundle.layout.name!r} layout (its training table is not read back here).")
         global_data = load_dataset(args.global_data)
-    report = explain_upload(bundle, features, sig_ids=args.sig_id, moas=args.moa, top_moas=args.top_moas,
+    features = select_profiles(features, args.sig_id)
+    proba = Predictor(bundle, ood=False).predict(features).proba  # the answer moa predict gives, explained
+    report = explain_upload(bundle, features, moas=args.moa, top_moas=args.top_moas, proba=proba,
                             top_k=args.top, neighbours=args.neighbours, n_steps=args.steps,
                             attributions=not args.no_attributions, compound_column=args.compound_column,
                             global_data=global_data, progress=not args.quiet)

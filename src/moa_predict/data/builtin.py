@@ -47,7 +47,7 @@ def resolve_bundle(path_or_name: str | os.PathLike) -> Path:
     name = str(path_or_name)
     if name in BUILTIN_BUNDLES:
         found = BUILTIN_DIR / BUILTIN_BUNDLES[name]
-        if not (found / "bundle.json").is_file():
+        if not found.is_dir():  # (its files are checked by bundle.load_bundle)
             raise DataError(f"the built-in model {name!r} is missing from this installation ({found}); reinstall "
                             "moa-predict, or rebuild it with 'python bench/l1000_reference.py --ship'.",
                             source=name)

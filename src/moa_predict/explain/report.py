@@ -52,8 +52,11 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
                    moas: Sequence[str] | None = None, top_moas: int = 3, top_k: int = 10, neighbours: int = 10,
                    n_steps: int = DEFAULT_STEPS, attributions: bool = True, max_attributed: int | None = None,
                    compound_column: str | None = None, compound_top_k: int = 5,
-                   global_data: Any = None, global_profiles: int = 32, progress: bool = False) -> dict[str, Any]:
-    """Explain validated `features` with `bundle` (see the module docstring for the parts).
+                   global_data: Any = None, global_profiles: int = 32, progress: bool = False,
+                   proba: np.ndarray | None = None) -> dict[str, Any]:
+    """Explain validated `features` with `bundle` (see the module docstring for the parts). `proba`: the
+    probabilities the shell's ``bundle.Predictor`` gave these `features` (row i of `features`), so an explanation
+    explains the very answer the user saw; computed here when not given (a library call).
 
     Returns ``{"model", "simulated_training_data" (the simulator's marker kept in the bundle, or None),
     "n_profiles", "attributions": {available, message, method}, "reference":
@@ -64,13 +67,17 @@ def explain_upload(bundle: Any, features: pd.DataFrame, *, sig_ids: Sequence[str
     get attributions (the first ones; the web layer should set it, attributions cost ~0.1 s per profile
     and MoA); `global_data` (a training ``Dataset``) adds the per-MoA global view of the explained MoAs;
     `progress` shows a progress bar over the attributed (profile, MoA) pairs on stderr (the CLI)."""
-    features = select_profiles(features, sig_ids)
+    selected = select_profiles(features, sig_ids)
+    if proba is not None:
+        proba = np.asarray(proba)[features.index.get_indexer(selected.index)]
+    features = selected
     model = bundle.model
     names = list(bundle.target_names)
     info = getattr(bundle, "info", None) or {}
     listed = (info.get("cv") or {}).get("not_predictable")
     not_predictable = None if listed is None else set(listed)
-    proba = bundle.predict_proba(features)
+    if proba is None:
+        proba = bundle.predict_proba(features)
     # times and doses the model was asked in place of the file's own (CMap signatures): said, never silent
     warnings: list[str] = substitution_notes(features.attrs.get(SUBSTITUTED_ATTR))
     layout = bundle_layout(bundle)

@@ -1,4 +1,5 @@
-"""Every model moa-predict ships, by name: the blend members and the blend itself."""
+"""Every model moa-predict ships, by name: the blend members, the blend itself, and ``label-ridge`` (a standalone
+model for thin label spaces such as protein targets; not a blend member: it has no shared preprocessing to pool)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 
 from .base import MoAModel
 from .blend import BlendModel
+from .label_ridge import LabelRidgeModel
 from .members import MEMBERS
 
-MODELS: dict[str, type[MoAModel]] = {**MEMBERS, BlendModel.name: BlendModel}
+MODELS: dict[str, type[MoAModel]] = {**MEMBERS, BlendModel.name: BlendModel,
+                                     LabelRidgeModel.name: LabelRidgeModel}
 """Model classes by name (``moa train --model NAME``)."""
 
 

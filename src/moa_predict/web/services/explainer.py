@@ -93,13 +93,16 @@ class Explainer:
     def explain(self, features: pd.DataFrame, options: ExplainOptions) -> dict[str, Any]:
         """``explain_upload`` on validated features (POST /api/explain), for the MoAs or the label set the
         options name (``label_set``: the target model's calls explained in genes)."""
-        from ...explain import explain_upload
+        from ...bundle import Predictor
+        from ...explain.report import explain_upload, select_profiles
 
         bundle = self.model_of(options.label_set)
-        with limit_threads(1):
-            report = explain_upload(bundle, features, sig_ids=options.sig_ids, moas=options.moas,
-                                    top_moas=options.top_moas, top_k=options.top_k, neighbours=options.neighbours,
-                                    max_attributed=options.max_attributed)
+        features = select_profiles(features, options.sig_ids)
+        with limit_threads(1):  # the answer explained is the one every shell gives: the Predictor's
+            proba = Predictor(bundle, ood=False).predict(features).proba
+            report = explain_upload(bundle, features, moas=options.moas, top_moas=options.top_moas,
+                                    top_k=options.top_k, neighbours=options.neighbours,
+                                    max_attributed=options.max_attributed, proba=proba)
         return {"label_set": options.label_set or MOA_LABEL_SET, **report}
 
     def explain_stored(self, pred: Prediction, options: ExplainOptions) -> dict[str, Any]:
