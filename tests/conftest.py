@@ -52,6 +52,33 @@ def sim_dir(sim_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def prior_bundle(sim_dir, tmp_path_factory) -> Path:
+    """A prior-model bundle trained on `sim_dir` through the CLI (cross-validated: trust, sets and calls), once per
+    session for the modules that test what users read from a bundle. Read-only."""
+    from moa_predict.cli import main
+
+    out = tmp_path_factory.mktemp("prior_bundle") / "bundle"
+    assert main(["train", "--data", str(sim_dir), "--model", "prior", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def noisy_upload(sim_dir) -> pd.DataFrame:
+    """30 test profiles of `sim_dir` plus one garbage row ('noise_row': out of distribution). Copy before changing."""
+    import numpy as np
+
+    from moa_predict.data.profiles import schema
+
+    test = pd.read_csv(sim_dir / "test_features.csv", dtype={"sig_id": str}).head(30).copy()
+    noise = test.iloc[[0]].copy()
+    noise[schema.SIG_ID] = "noise_row"
+    noise[schema.CP_TYPE] = schema.TREATED
+    cols = [c for c in test.columns if c.startswith(("g-", "c-"))]
+    noise[cols] = np.random.default_rng(0).uniform(-10, 10, (1, len(cols)))
+    return pd.concat([test, noise], ignore_index=True)
+
+
+@pytest.fixture(scope="session")
 def sim_dataset(sim_dir):
     """The training part of `sim_dir`, read and validated through the LISH-MoA layout."""
     from moa_predict.data.profiles.layout import Layout

@@ -141,22 +141,13 @@ def test_simulate_holds_out_drugs(sim_dir):
 # ------------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def bundle_path(sim_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("calls_out") / "bundle"
-    assert main(["train", "--data", str(sim_dir), "--model", "prior", "--out", str(out)]) == 0
-    return out
+def bundle_path(prior_bundle):
+    return prior_bundle
 
 
 @pytest.fixture(scope="module")
-def upload(sim_dir) -> pd.DataFrame:
-    test = pd.read_csv(sim_dir / "test_features.csv", dtype={"sig_id": str}).head(30).copy()
-    noise = test.iloc[[0]].copy()
-    noise[schema.SIG_ID] = "noise_row"
-    noise[schema.CP_TYPE] = schema.TREATED
-    cols = [c for c in test.columns if c.startswith(("g-", "c-"))]
-    noise[cols] = np.random.default_rng(0).uniform(-10, 10, (1, len(cols)))
-    out = pd.concat([test, noise], ignore_index=True)
-    return out.assign(compound=["A" if i % 2 else "B" for i in range(len(out))])
+def upload(noisy_upload) -> pd.DataFrame:
+    return noisy_upload.assign(compound=["A" if i % 2 else "B" for i in range(len(noisy_upload))])
 
 
 def test_predict_writes_the_calls_file(capsys, bundle_path, upload, tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,23 +19,15 @@ from moa_predict.trust.model import UNLIKE
 
 
 @pytest.fixture(scope="module")
-def bundle_path(sim_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("predictor") / "bundle"
-    assert main(["train", "--data", str(sim_dir), "--model", "prior", "--out", str(out)]) == 0
-    return out
+def bundle_path(prior_bundle):
+    return prior_bundle
 
 
 @pytest.fixture(scope="module")
-def upload(sim_dir, tmp_path_factory):
+def upload(noisy_upload, tmp_path_factory):
     """Test profiles plus one garbage row (noise: out of distribution), as a file."""
-    test = pd.read_csv(sim_dir / "test_features.csv", dtype={"sig_id": str}).head(30).copy()
-    noise = test.iloc[[0]].copy()
-    noise[schema.SIG_ID] = "noise_row"
-    noise[schema.CP_TYPE] = schema.TREATED
-    cols = [c for c in test.columns if c.startswith(("g-", "c-"))]
-    noise[cols] = np.random.default_rng(0).uniform(-10, 10, (1, len(cols)))
     path = tmp_path_factory.mktemp("predictor_in") / "in.csv"
-    pd.concat([test, noise], ignore_index=True).to_csv(path, index=False)
+    noisy_upload.to_csv(path, index=False)
     return path
 
 

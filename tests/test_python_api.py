@@ -13,10 +13,8 @@ from moa_predict.data.profiles.layout import Block, Controls, Layout
 
 
 @pytest.fixture(scope="module")
-def lish_model(sim_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("api") / "bundle"
-    assert main(["train", "--data", str(sim_dir), "--model", "prior", "--out", str(out)]) == 0
-    return mp.load(out)
+def lish_model(prior_bundle):
+    return mp.load(prior_bundle)
 
 
 def test_predict_a_dataframe_equals_moa_predict_on_the_file(lish_model, sim_dir, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,22 +14,14 @@ from moa_predict.trust.model import CONTROL, NO_CONFIDENT, NO_NARROW, UNLIKE
 
 
 @pytest.fixture(scope="module")
-def bundle_path(sim_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trust_out") / "bundle"
-    assert main(["train", "--data", str(sim_dir), "--model", "prior", "--out", str(out)]) == 0
-    return out
+def bundle_path(prior_bundle):
+    return prior_bundle
 
 
 @pytest.fixture(scope="module")
-def upload(sim_dir) -> pd.DataFrame:
+def upload(noisy_upload) -> pd.DataFrame:
     """Test profiles plus one garbage row (noise: out of distribution)."""
-    test = pd.read_csv(sim_dir / "test_features.csv", dtype={"sig_id": str}).head(30).copy()
-    noise = test.iloc[[0]].copy()
-    noise[schema.SIG_ID] = "noise_row"
-    noise[schema.CP_TYPE] = schema.TREATED
-    cols = [c for c in test.columns if c.startswith(("g-", "c-"))]
-    noise[cols] = np.random.default_rng(0).uniform(-10, 10, (1, len(cols)))
-    return pd.concat([test, noise], ignore_index=True)
+    return noisy_upload.copy()
 
 
 def test_predict_writes_the_sets_file(capsys, bundle_path, upload, tmp_path):

@@ -33,8 +33,10 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,14 +80,24 @@ class Prediction:
     id: str = field(default_factory=new_result_id)
     created: float = field(default_factory=time.time)
     derived: dict = field(default_factory=dict, repr=False, compare=False)
-    """Computed on first use and kept with the result (web/services/explainer.py): OOD flags, compound calls, the
-    similar reference profiles of the rows that were shown."""
+    """Computed on first use and kept with the result (``derive``): MoA sets, calls and targets per level, OOD flags,
+    compound calls, the similar reference profiles of the rows that were shown."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     order: np.ndarray = field(init=False, repr=False)
     """(rows, targets) target indices by decreasing probability (stable: ties keep target order)."""
 
     def __post_init__(self) -> None:
         self.order = np.argsort(-self.proba, axis=1, kind="stable").astype(np.int16)
+
+    def derive(self, key: str, compute: Callable[[], Any]) -> Any:
+        """What `compute` gives for this result, computed on first use and kept in ``derived`` (sets, calls,
+        targets, OOD flags, compound calls): computed outside the lock, so a slow one never blocks another."""
+        with self.lock:
+            if key in self.derived:
+                return self.derived[key]
+        value = compute()
+        with self.lock:
+            return self.derived.setdefault(key, value)
 
     @property
     def n_rows(self) -> int:

@@ -150,13 +150,7 @@ class Explainer:
         index = self.index
         if index is None or pred.features is None:
             return None
-        with pred.lock:
-            table = pred.derived.get("ood_table")
-        if table is None:
-            table = ood_table(self.bundle, pred.features)  # the Predictor's flags
-            with pred.lock:
-                pred.derived["ood_table"] = table
-        return table
+        return pred.derive("ood_table", lambda: ood_table(self.bundle, pred.features))  # the Predictor's flags
 
     def ood_mask(self, pred: Prediction) -> np.ndarray | None:
         """The OOD flag of every profile of a stored result (computed once), or None without an index."""
@@ -166,10 +160,9 @@ class Explainer:
     def compounds(self, pred: Prediction) -> tuple[str | None, pd.DataFrame | None]:
         """(compound column, compound_calls DataFrame) of a stored result, computed once; (None, None) when the
         upload has no drug_id / compound / compound_id column."""
-        with pred.lock:
-            hit = pred.derived.get("compounds")
-        if hit is not None:
-            return hit
+        return pred.derive("compounds", lambda: self._compounds(pred))
+
+    def _compounds(self, pred: Prediction) -> tuple[str | None, pd.DataFrame | None]:
         from ...data.profiles.dataset import find_compound_column
         from ...explain.compounds import compound_calls
 
@@ -182,6 +175,4 @@ class Explainer:
             calls = compound_calls(pred.features, pred.proba, self.targets, column=column,
                                    top_k=self.settings.compound_top_k, n_moas=self.settings.compound_moas,
                                    min_probability=self.confident)
-        with pred.lock:
-            pred.derived["compounds"] = (column, calls)
         return column, calls

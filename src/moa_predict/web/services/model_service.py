@@ -241,11 +241,9 @@ class ModelService:
         if trust is None:
             return {"available": False, "message": sets_unavailable(answer)}
         level = trust.levels[trust.level_index(trust.default_level if level is None else level)]
-        key = f"sets@{level:.2f}"
-        with pred.lock:
-            cached = pred.derived.get(key)
-        if cached is not None:
-            return cached
+        return pred.derive(f"sets@{level:.2f}", lambda: self._sets(pred, answer, trust, level))
+
+    def _sets(self, pred: Prediction, answer: Any, trust: Any, level: float) -> dict[str, Any]:
         result = self.predictor.add_sets(self._result(pred), level)
         ood = result.ood_mask
         members, why = result.set_members(), result.abstentions
@@ -259,8 +257,6 @@ class ModelService:
                "set_size_quantiles": m.get("set_size_quantiles"), "narrowing_share": m.get("narrowing_share"),
                "sentence": trust.sentence(level, simulated), "compounds": compounds or None,
                "moa_sets": members, "abstentions": why}
-        with pred.lock:
-            pred.derived[key] = out
         return out
 
     def calls(self, pred: Prediction, precision: float | None = None) -> dict[str, Any]:
@@ -278,11 +274,9 @@ class ModelService:
                                                    "cross-validation (or before calls existed); retrain it with "
                                                    "'moa train' to get them"}
         precision = model.levels[model.level_index(DEFAULT_PRECISION if precision is None else precision)]
-        key = f"calls@{precision:.2f}"
-        with pred.lock:
-            cached = pred.derived.get(key)
-        if cached is not None:
-            return cached
+        return pred.derive(f"calls@{precision:.2f}", lambda: self._calls(pred, answer, trust, model, precision))
+
+    def _calls(self, pred: Prediction, answer: Any, trust: Any, model: Any, precision: float) -> dict[str, Any]:
         result = self.predictor.add_calls(self._result(pred), precision)
         ood = result.ood_mask
         simulated = answer.simulated
@@ -299,8 +293,6 @@ class ModelService:
                "compounds": [{"compound": c["compound"], "n_profiles": c["n_profiles"],
                               "call": _call_json(c["call"], simulated)} for c in compounds if "call" in c] or None,
                "rows": rows}
-        with pred.lock:
-            pred.derived[key] = out
         return out
 
     def protein_targets(self, pred: Prediction, top: int = 5) -> dict[str, Any]:
@@ -308,18 +300,16 @@ class ModelService:
         ``available``, per row the `top` targets with probabilities (``rows``), whether they agree with the top MoA
         (``consistency``: the training annotations' MoA -> target links) and the confident target call with its
         measured precision (``calls``); computed once and kept with the result."""
-        from ...trust.calls import DEFAULT_PRECISION
-
         part = self.bundle.label_sets.get("target") or (next(iter(self.bundle.label_sets.values()))
                                                          if len(self.bundle.label_sets) == 1 else None)
         if part is None or pred.features is None or self.answering(pred.features) is not self.bundle:
             return {"available": False, "message": "this model has no target model (train it from a layout with "
                                                    "[label_sets.target]; docs/layout.md)"}
-        key = f"protein_targets@{top}"
-        with pred.lock:
-            cached = pred.derived.get(key)
-        if cached is not None:
-            return cached
+        return pred.derive(f"protein_targets@{top}", lambda: self._protein_targets(pred, part, top))
+
+    def _protein_targets(self, pred: Prediction, part: Any, top: int) -> dict[str, Any]:
+        from ...trust.calls import DEFAULT_PRECISION
+
         result = self._result(pred, ood=False)
         result.targets = answer = Predictor(
             self.bundle, target_calls=part.trust is not None and part.trust.call_model is not None,
@@ -337,8 +327,6 @@ class ModelService:
                "measured": measured,
                "cv": {k: (skill[k] or {}).get("model") for k in ("top1_accuracy", "top5_accuracy", "micro_pr_auc")
                       if k in skill} or None}
-        with pred.lock:
-            pred.derived[key] = out
         return out
 
     def result_json(self, pred: Prediction, *, top: int, probabilities: bool = True,
